@@ -1,0 +1,238 @@
+"""Clipping transforms: coordinate-wise BiClip and (two-sided) global-norm L2 clipping.
+
+Both are optax ``GradientTransformation``s, so they compose with any optax chain::
+
+    tx = optax.chain(tailopt.bi_clip(upper=1.0, lower=0.01), optax.sgd(0.1))
+
+References:
+  Lee, Zaheer & Li, "Efficient Distributed Optimization under Heavy-Tailed Noise",
+  ICML 2025 (arXiv 2502.04164), Algorithms 1 and 4.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tailopt import schedules as sched_lib
+from tailopt.schedules import ScalarOrSchedule
+
+
+class ClipState(NamedTuple):
+  """State of :func:`bi_clip` and :func:`l2_clip`.
+
+  ``count`` is ``None`` (the state holds no arrays at all) when both thresholds are
+  constants, and the int32 step count when either is a schedule.
+  """
+  count: Optional[jax.Array]
+
+
+def _check_thresholds(name: str, upper: ScalarOrSchedule, lower: ScalarOrSchedule):
+  constants = {}
+  for label, value in (("upper", upper), ("lower", lower)):
+    if sched_lib.is_schedule(value) or isinstance(value, jax.core.Tracer):
+      continue  # schedules and traced values (optax.inject_hyperparams) are not checked
+    try:
+      v = float(value)
+    except (TypeError, ValueError) as e:
+      raise TypeError(
+          f"{name}: {label} must be a float or an optax schedule, got {value!r}.") from e
+    if v != v:
+      raise ValueError(f"{name}: {label} is NaN; pass a number >= 0.")
+    if v < 0:
+      raise ValueError(
+          f"{name}: {label}={v} is negative; clipping thresholds must be >= 0.")
+    constants[label] = v
+  if "upper" in constants and "lower" in constants and constants["lower"] > constants["upper"]:
+    raise ValueError(
+        f"{name}: lower={constants['lower']} > upper={constants['upper']}; clipping needs "
+        "lower <= upper (u >= d). Swap them or lower the lower threshold.")
+
+
+def _init_state(upper, lower) -> ClipState:
+  if sched_lib.is_schedule(upper) or sched_lib.is_schedule(lower):
+    return ClipState(count=jnp.zeros([], jnp.int32))
+  return ClipState(count=None)
+
+
+def _thresholds(upper, lower, state: ClipState):
+  count = state.count if state.count is not None else 0
+  return sched_lib.evaluate(upper, count), sched_lib.evaluate(lower, count)
+
+
+def _next_state(state: ClipState) -> ClipState:
+  if state.count is None:
+    return state
+  return ClipState(count=optax.safe_increment(state.count))
+
+
+def bi_clip_array(x: jax.Array, upper, lower) -> jax.Array:
+  """Coordinate-wise BiClip of one array: ``sign(x) * min(max(|x|, lower), upper)``.
+
+  ``|x_j| < lower`` is raised to ``lower``, ``|x_j| > upper`` is cut to ``upper``;
+  exact zeros stay zero (``sign(0) = 0``); ``+inf -> upper``, ``-inf -> -upper``;
+  NaN coordinates become 0 (see :func:`bi_clip`). The dtype of ``x`` is kept.
+  """
+  u = jnp.asarray(upper, x.dtype)
+  d = jnp.asarray(lower, x.dtype)
+  clipped = jnp.sign(x) * jnp.minimum(jnp.maximum(jnp.abs(x), d), u)
+  return jnp.where(jnp.isnan(x), jnp.zeros_like(x), clipped)
+
+
+def bi_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0
+            ) -> optax.GradientTransformation:
+  r"""Coordinate-wise clipping from above and below (BiClip).
+
+  .. math::
+
+      \mathrm{BiClip}(u, d, x)_j = \operatorname{sign}(x_j)\,\min(\max(|x_j|, d), u)
+
+  Coordinates with magnitude below ``d`` are raised to ``d``, those above ``u`` are cut
+  to ``u``, the rest pass. Special cases: ``d = 0`` is coordinate-wise value clipping,
+  ``d = u`` is ``u * sign(x)`` (signSGD), ``d = 0, u = inf`` is the identity.
+
+  Non-finite input: ``+inf`` maps to ``u``, ``-inf`` to ``-u``. NaN coordinates are set
+  to 0 [our decision: one bad coordinate must not poison the model; the training round
+  counts them in its ``nonfinite_frac`` metric].
+
+  The state holds no arrays when both thresholds are constants: Bi²Clip is stateless.
+
+  Args:
+    upper: ``u`` (float or optax schedule of the step count), ``u >= 0``.
+    lower: ``d`` (float or optax schedule), ``0 <= d <= u``.
+
+  Returns:
+    An ``optax.GradientTransformation``.
+
+  References:
+    Lee, Zaheer & Li, ICML 2025 (arXiv 2502.04164), Algorithm 4 (Bi²Clip).
+  """
+  _check_thresholds("bi_clip", upper, lower)
+
+  def init_fn(params):
+    del params
+    return _init_state(upper, lower)
+
+  def update_fn(updates, state, params=None):
+    del params
+    u, d = _thresholds(upper, lower, state)
+    updates = jax.tree.map(lambda g: bi_clip_array(g, u, d), updates)
+    return updates, _next_state(state)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _finite_direction(tree):
+  """Replaces NaN by 0; if any coordinate is infinite keeps only the infinite ones (as ±1).
+
+  That is the limit direction of a vector whose infinite coordinates grow without bound.
+  """
+  leaves = jax.tree.leaves(tree)
+  any_inf = jnp.any(jnp.stack([jnp.any(jnp.isinf(g)) for g in leaves])) if leaves else False
+
+  def fix(g):
+    g = jnp.where(jnp.isnan(g), jnp.zeros_like(g), g)
+    inf_dir = jnp.where(jnp.isinf(g), jnp.sign(g), jnp.zeros_like(g))
+    return jnp.where(any_inf, inf_dir, g)
+
+  return jax.tree.map(fix, tree), any_inf
+
+
+def global_norm(tree) -> jax.Array:
+  """L2 norm over every coordinate of a pytree, accumulated in float32."""
+  leaves = jax.tree.leaves(tree)
+  if not leaves:
+    return jnp.zeros([], jnp.float32)
+  return jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in leaves))
+
+
+def l2_clip_scale(norm: jax.Array, upper, lower) -> jax.Array:
+  """The factor that rescales a vector of norm ``norm`` into ``[lower, upper]``."""
+  upper = jnp.asarray(upper, jnp.float32)
+  lower = jnp.asarray(lower, jnp.float32)
+  safe = jnp.where(norm > 0, norm, 1.0)
+  return jnp.where(norm > upper, upper / safe,
+                   jnp.where((norm < lower) & (norm > 0), lower / safe, 1.0))
+
+
+def l2_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0
+            ) -> optax.GradientTransformation:
+  r"""Global-norm clipping, from above and optionally from below.
+
+  .. math::
+
+      x \mapsto x \cdot \begin{cases} u / \|x\|_2 & \|x\|_2 > u \\
+                                       d / \|x\|_2 & 0 < \|x\|_2 < d \\
+                                       1 & \text{otherwise}\end{cases}
+
+  The norm is taken over the whole pytree. ``lower = 0`` is ordinary norm clipping
+  (``optax.clip_by_global_norm``); ``lower > 0`` is the two-sided form of the TailOPT
+  reference code. Zero stays zero. NaN coordinates are set to 0; if any coordinate is
+  infinite the result is ``u`` times the (normalised) direction of the infinite
+  coordinates, the limit of the finite case.
+
+  Args:
+    upper: ``u`` (float or optax schedule), ``u >= 0``.
+    lower: ``d`` (float or optax schedule), ``0 <= d <= u``.
+  """
+  _check_thresholds("l2_clip", upper, lower)
+
+  def init_fn(params):
+    del params
+    return _init_state(upper, lower)
+
+  def update_fn(updates, state, params=None):
+    del params
+    u, d = _thresholds(upper, lower, state)
+    updates, any_inf = _finite_direction(updates)
+    norm = global_norm(updates)
+    scale = jnp.where(any_inf, jnp.asarray(u, jnp.float32) / jnp.maximum(norm, 1.0),
+                      l2_clip_scale(norm, u, d))
+    updates = jax.tree.map(lambda g: (g * scale.astype(g.dtype)), updates)
+    return updates, _next_state(state)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+# ---------------------------------------------------------------------------
+# Clip statistics, used by the training round's metrics.
+
+
+def _subsample(g, max_samples):
+  flat = jnp.ravel(g)
+  if max_samples is None or flat.size <= max_samples:
+    return flat
+  stride = -(-flat.size // max_samples)
+  return flat[::stride]
+
+
+def bi_clip_fractions(tree, upper, lower, max_samples: Optional[int] = None):
+  """Fractions of coordinates that BiClip cuts from above (``|x| > u``) and raises from
+  below (``0 < |x| < d``). Returns two float32 scalars.
+
+  ``max_samples``: estimate each leaf's fractions from an evenly strided subsample of at
+  most this many coordinates (weighted by the leaf's size), instead of a full pass;
+  counting reductions are slow on some backends and these are monitoring statistics.
+  Exact when every leaf is at most that size.
+  """
+  leaves = jax.tree.leaves(tree)
+  n = sum(g.size for g in leaves)
+  above = jnp.zeros([], jnp.float32)
+  below = jnp.zeros([], jnp.float32)
+  for g in leaves:
+    a = jnp.abs(_subsample(g, max_samples)).astype(jnp.float32)
+    w = g.size / a.size
+    above += w * jnp.sum(jnp.where(a > upper, 1.0, 0.0))
+    below += w * jnp.sum(jnp.where((a < lower) & (a != 0), 1.0, 0.0))
+  return above / n, below / n
+
+
+def l2_clip_fractions(tree, upper, lower, max_samples: Optional[int] = None):
+  """1.0 where the global norm is above ``u`` (resp. in ``(0, d)``), else 0.0."""
+  del max_samples
+  norm = global_norm(tree)
+  return ((norm > upper).astype(jnp.float32),
+          ((norm < lower) & (norm > 0)).astype(jnp.float32))

@@ -1,0 +1,181 @@
+r"""Heavy-tailed gradient-noise injection and tail-index estimators.
+
+:func:`inject_noise` adds i.i.d. zero-mean noise :math:`\sigma_t \xi` to every gradient
+coordinate, with :math:`\xi` drawn from a heavy-tailed law (only moments of order
+:math:`< \alpha` exist) or from a Gaussian (the light-tailed control). It is an optax
+transform with its own PRNG state, meant to sit in front of an inner rule::
+
+    optax.chain(tailopt.inject_noise('stable', 0.1, alpha=1.5), tailopt.bi_clip(1.0, 0.0), ...)
+
+The estimators measure the tail index :math:`\alpha` of a sample, e.g. of
+stochastic-gradient noise, so users can see how heavy-tailed their model is.
+
+The form of the injected noise is our decision; the paper only says "synthetic tasks with
+heavy-tailed noise injection" (Lee, Zaheer & Li, ICML 2025).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tailopt import schedules as sched_lib
+from tailopt.schedules import ScalarOrSchedule
+
+DISTRIBUTIONS = ("gaussian", "student_t", "stable", "pareto", "cauchy")
+
+
+class InjectNoiseState(NamedTuple):
+  count: jax.Array
+  rng_key: jax.Array
+
+
+def sample_noise(key: jax.Array, distribution: str, shape, *, alpha: Optional[float] = None,
+                 df: Optional[float] = None, dtype=jnp.float32) -> jax.Array:
+  """Draws standard (scale 1) zero-mean noise of the named law.
+
+  * ``'gaussian'``: N(0, 1).
+  * ``'student_t'``: Student-t with ``df`` degrees of freedom (moments of order < df).
+  * ``'stable'``: symmetric alpha-stable S(alpha, 0, 1, 0) by Chambers–Mallows–Stuck,
+    ``alpha`` in (0, 2]; alpha = 2 is N(0, 2), alpha = 1 Cauchy.
+  * ``'pareto'``: a Pareto(alpha) magnitude (x_m = 1) with a random sign.
+  * ``'cauchy'``: standard Cauchy.
+  """
+  if distribution == "gaussian":
+    x = jax.random.normal(key, shape, jnp.float32)
+  elif distribution == "student_t":
+    if df is None or df <= 0:
+      raise ValueError(f"student_t noise needs df > 0, got df={df}.")
+    x = jax.random.t(key, df, shape, jnp.float32)
+  elif distribution == "cauchy":
+    x = jax.random.cauchy(key, shape, jnp.float32)
+  elif distribution == "stable":
+    if alpha is None or not 0 < alpha <= 2:
+      raise ValueError(f"stable noise needs alpha in (0, 2], got alpha={alpha}.")
+    k1, k2 = jax.random.split(key)
+    v = jax.random.uniform(k1, shape, jnp.float32, -math.pi / 2, math.pi / 2)
+    w = jax.random.exponential(k2, shape, jnp.float32)
+    if alpha == 1.0:
+      x = jnp.tan(v)
+    else:
+      x = (jnp.sin(alpha * v) / jnp.cos(v) ** (1.0 / alpha)
+           * (jnp.cos(v - alpha * v) / w) ** ((1.0 - alpha) / alpha))
+  elif distribution == "pareto":
+    if alpha is None or alpha <= 0:
+      raise ValueError(f"pareto noise needs alpha > 0, got alpha={alpha}.")
+    k1, k2 = jax.random.split(key)
+    u = jax.random.uniform(k1, shape, jnp.float32, minval=jnp.finfo(jnp.float32).tiny)
+    sign = jax.random.rademacher(k2, shape, jnp.float32)
+    x = sign * u ** (-1.0 / alpha)
+  else:
+    raise ValueError(
+        f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
+  return x.astype(dtype)
+
+
+def inject_noise(distribution: str = "student_t", scale: ScalarOrSchedule = 1.0, *,
+                 alpha: Optional[float] = None, df: Optional[float] = None, seed: int = 0
+                 ) -> optax.GradientTransformation:
+  r"""Adds ``scale * xi`` to every coordinate, ``xi`` i.i.d. from ``distribution``.
+
+  Args:
+    distribution: one of :data:`DISTRIBUTIONS`.
+    scale: noise scale :math:`\sigma` (float or optax schedule).
+    alpha: tail index for ``'stable'`` (in (0, 2]) and ``'pareto'``.
+    df: degrees of freedom for ``'student_t'`` (tail index = df).
+    seed: seed of the transform's own PRNG key (the training round folds in the
+      client index so every client draws different noise).
+  """
+  if distribution not in DISTRIBUTIONS:
+    raise ValueError(
+        f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
+  # Validate parameters eagerly, not at the first update.
+  sample_noise(jax.random.key(0), distribution, (1,), alpha=alpha, df=df)
+
+  def init_fn(params):
+    del params
+    return InjectNoiseState(count=jnp.zeros([], jnp.int32), rng_key=jax.random.key(seed))
+
+  def update_fn(updates, state, params=None):
+    del params
+    leaves, treedef = jax.tree.flatten(updates)
+    next_key, key = jax.random.split(state.rng_key)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    s = sched_lib.evaluate(scale, state.count)
+    noisy = [g + (s * sample_noise(k, distribution, g.shape, alpha=alpha, df=df)
+                  ).astype(g.dtype) for g, k in zip(leaves, keys)]
+    return (jax.tree.unflatten(treedef, noisy),
+            InjectNoiseState(count=optax.safe_increment(state.count), rng_key=next_key))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def fold_in_client(state, client_index):
+  """Folds ``client_index`` into every :class:`InjectNoiseState` key inside ``state``."""
+  def fix(node):
+    if isinstance(node, InjectNoiseState):
+      return node._replace(rng_key=jax.random.fold_in(node.rng_key, client_index))
+    return node
+  return jax.tree.map(fix, state, is_leaf=lambda n: isinstance(n, InjectNoiseState))
+
+
+# ---------------------------------------------------------------------------
+# Tail-index estimators.
+
+
+def hill_estimator(samples, k: Optional[int] = None) -> jax.Array:
+  r"""Hill's estimator of the tail index from the ``k`` largest ``|samples|``.
+
+  .. math::
+
+      \hat\alpha = \Big(\frac1k \sum_{i=1}^{k} \log X_{(i)} - \log X_{(k+1)}\Big)^{-1}
+
+  with :math:`X_{(1)} \ge X_{(2)} \ge \dots` the order statistics of ``|samples|``.
+  ``k`` defaults to ``sqrt(n)``. Consistent for Pareto-type tails (Student-t: alpha = df).
+
+  Reference: Hill, "A simple general approach to inference about the tail of a
+  distribution", Annals of Statistics, 1975.
+  """
+  x = jnp.abs(jnp.ravel(jnp.asarray(samples, jnp.float32)))
+  n = x.shape[0]
+  if k is None:
+    k = max(int(math.sqrt(n)), 2)
+  if not 1 <= k < n:
+    raise ValueError(f"hill_estimator needs 1 <= k < n, got k={k}, n={n}.")
+  top = jax.lax.top_k(x, k + 1)[0]
+  logs = jnp.log(top)
+  return 1.0 / (jnp.mean(logs[:k]) - logs[k])
+
+
+def stable_tail_index(samples, k1: Optional[int] = None) -> jax.Array:
+  r"""Tail index of a symmetric alpha-stable sample (Mohammadi et al. 2015).
+
+  Split the ``n = k1 * k2`` samples into ``k2`` blocks of ``k1`` and sum each block,
+  :math:`Y_i = \sum_j X_{(i-1)k_1 + j}`. Then
+
+  .. math::
+
+      \frac{1}{\hat\alpha} = \frac{1}{\log k_1}\Big(\frac1{k_2}\sum_i \log|Y_i|
+                                  - \frac1n \sum_i \log|X_i|\Big).
+
+  This is the estimator Simsekli, Sagun & Gürbüzbalaban (ICML 2019) use to measure the
+  tail index of SGD noise. ``k1`` defaults to ``round(sqrt(n))``. Result clipped to
+  (0, 2].
+  """
+  x = jnp.ravel(jnp.asarray(samples, jnp.float32))
+  n = x.shape[0]
+  if k1 is None:
+    k1 = max(int(round(math.sqrt(n))), 2)
+  k2 = n // k1
+  if k2 < 2:
+    raise ValueError(f"stable_tail_index needs at least 2 blocks: n={n}, k1={k1}.")
+  x = x[: k1 * k2]
+  y = jnp.sum(x.reshape(k2, k1), axis=1)
+  tiny = jnp.finfo(jnp.float32).tiny
+  inv = (jnp.mean(jnp.log(jnp.abs(y) + tiny)) - jnp.mean(jnp.log(jnp.abs(x) + tiny))
+         ) / math.log(k1)
+  return jnp.clip(1.0 / inv, 0.0, 2.0)

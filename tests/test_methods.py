@@ -1,0 +1,125 @@
+"""The method registry: names, parts, hyperparameters, optimizer memory."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import tailopt
+
+TABLE = {  # name: (inner, outer, node arrays in P, server arrays in P)
+    "fedavg": ("sgd", "avg", 0, 0),
+    "avg-sgd": ("sgd", "avg", 0, 0),
+    "avg-l2clip": ("l2clip", "avg", 0, 0),
+    "avg-biclip": ("biclip", "avg", 0, 0),
+    "adagrad-sgd": ("sgd", "adagrad", 0, 1),
+    "adagrad-l2clip": ("l2clip", "adagrad", 0, 1),
+    "adagrad-biclip": ("biclip", "adagrad", 0, 1),
+    "rmsprop-sgd": ("sgd", "rmsprop", 0, 1),
+    "rmsprop-l2clip": ("l2clip", "rmsprop", 0, 1),
+    "rmsprop-biclip": ("biclip", "rmsprop", 0, 1),
+    "adam-sgd": ("sgd", "adam", 0, 2),
+    "adam-l2clip": ("l2clip", "adam", 0, 2),
+    "adam-biclip": ("biclip", "adam", 0, 2),
+    "fedadam": ("sgd", "adam", 0, 2),
+    "fedyogi": ("sgd", "yogi", 0, 2),
+    "fedavgm": ("sgd", "avgm", 0, 1),
+    "adam2": ("adam", "adam", 2, 2),
+    "diloco": ("adamw", "nesterov", 2, 1),
+    "bi2clip": ("biclip", "biclip", 0, 0),
+}
+PARAMS = {"w": jnp.zeros((7, 3)), "b": jnp.zeros(3)}  # P = 24 numbers
+
+
+def _param_copies(state):
+  n = sum(x.size for x in jax.tree.leaves(state) if jnp.ndim(x) > 0)
+  return n / 24
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_table_names_resolve_with_expected_memory(name):
+  inner, outer, node_p, server_p = TABLE[name]
+  m = tailopt.get_method(name)
+  assert (m.inner_rule, m.outer_rule) == (inner, outer)
+  assert _param_copies(m.inner.init(PARAMS)) == node_p
+  assert _param_copies(m.outer.init(PARAMS)) == server_p
+
+
+def test_every_pair_builds_and_steps():
+  g = jax.tree.map(jnp.ones_like, PARAMS)
+  for o in tailopt.OUTER_RULES:
+    for i in tailopt.INNER_RULES:
+      m = tailopt.get_method(f"{o}-{i}")
+      for tx in (m.inner, m.outer):
+        u, _ = jax.jit(tx.update)(g, tx.init(PARAMS), PARAMS)
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(u))
+
+
+def test_bi2clip_state_has_no_arrays():
+  m = tailopt.get_method("bi2clip")
+  assert jax.tree.leaves(m.inner.init(PARAMS)) == []
+  assert jax.tree.leaves(m.inner_for(5)[0].init(PARAMS)) == []
+  assert jax.tree.leaves(m.outer.init(PARAMS)) == []
+
+
+def test_bi2clip_math():
+  m = tailopt.get_method("bi2clip", inner_lr=0.5, inner_upper=1.0, inner_lower=0.1,
+                         outer_lr=2.0, outer_upper=0.3, outer_lower=0.05)
+  g = jnp.array([3.0, 0.01, -0.5, 0.0])
+  u, _ = m.inner.update(g, m.inner.init(g), g)
+  np.testing.assert_allclose(u, np.float32([-0.5, -0.05, 0.25, 0.0]))
+  u, _ = m.outer.update(g, m.outer.init(g), g)
+  np.testing.assert_allclose(u, np.float32([-0.6, -0.1, 0.6, 0.0]))
+
+
+def test_unknown_name_lists_known():
+  with pytest.raises(ValueError, match="Unknown method 'fedprox'.*bi2clip.*diloco"):
+    tailopt.get_method("fedprox")
+  with pytest.raises(ValueError, match="Unknown method 'adam-lion'"):
+    tailopt.get_method("adam-lion")
+
+
+def test_unknown_or_bad_hyperparameter():
+  with pytest.raises(ValueError, match="Unknown hyperparameter.*'lr'"):
+    tailopt.get_method("fedavg", lr=0.1)
+  with pytest.raises(ValueError, match="lower=2.0 > upper=1.0"):
+    tailopt.get_method("bi2clip", inner_upper=1.0, inner_lower=2.0)
+  with pytest.raises(ValueError, match="inner_schedule"):
+    tailopt.get_method("bi2clip", inner_schedule="epoch")
+
+
+def test_defaults_by_rule():
+  assert tailopt.get_method("diloco").hparams["outer_lr"] == 0.7
+  assert tailopt.get_method("diloco").hparams["inner_lr"] == 1e-3
+  assert tailopt.get_method("adagrad-sgd").hparams["outer_b1"] == 0.0
+  assert tailopt.get_method("adam-sgd").hparams["outer_b1"] == 0.9
+  assert tailopt.get_method("fedavg").hparams["outer_lr"] == 1.0
+
+
+def test_inner_schedule_indexed_by_round():
+  # lr_t = 1 / t by round; z = 2 local steps: steps 0,1 -> 1, steps 2,3 -> 1/2.
+  m = tailopt.get_method("avg-sgd", inner_lr=tailopt.power_law(1.0, -1.0))
+  tx, _ = m.inner_for(2)
+  g = jnp.ones(1)
+  s = tx.init(g)
+  got = []
+  for _ in range(4):
+    u, s = tx.update(g, s)
+    got.append(-float(u[0]))
+  np.testing.assert_allclose(got, [1.0, 1.0, 0.5, 0.5], rtol=1e-6)
+  m = tailopt.get_method("avg-sgd", inner_lr=tailopt.power_law(1.0, -1.0),
+                         inner_schedule="step")
+  tx, _ = m.inner_for(2)
+  s = tx.init(g)
+  got = []
+  for _ in range(3):
+    u, s = tx.update(g, s)
+    got.append(-float(u[0]))
+  np.testing.assert_allclose(got, [1.0, 0.5, 1 / 3], rtol=1e-6)
+
+
+def test_known_methods_lists_everything():
+  names = tailopt.known_methods()
+  assert len(names) == len(tailopt.ALIASES) + len(tailopt.OUTER_RULES) * len(tailopt.INNER_RULES)
+  for n in TABLE:
+    tailopt.get_method(n)

@@ -1,0 +1,76 @@
+"""Noise injection and tail-index estimators."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import tailopt
+from tailopt import noise
+
+N = 200_000
+
+
+@pytest.mark.parametrize("dist,kw,alpha", [
+    ("student_t", dict(df=1.5), 1.5),
+    ("pareto", dict(alpha=1.2), 1.2),
+    ("cauchy", {}, 1.0),
+])
+def test_hill_recovers_tail_index(dist, kw, alpha):
+  x = noise.sample_noise(jax.random.key(1), dist, (N,), **kw)
+  est = float(tailopt.hill_estimator(x, k=2000))
+  assert est == pytest.approx(alpha, rel=0.12)
+
+
+@pytest.mark.parametrize("alpha", [1.1, 1.5, 1.9])
+def test_stable_sampler_and_estimator(alpha):
+  x = noise.sample_noise(jax.random.key(2), "stable", (N,), alpha=alpha)
+  assert float(tailopt.stable_tail_index(x)) == pytest.approx(alpha, abs=0.12)
+
+
+def test_stable_alpha2_is_gaussian_with_variance_2():
+  x = noise.sample_noise(jax.random.key(3), "stable", (N,), alpha=2.0)
+  assert float(jnp.var(x)) == pytest.approx(2.0, rel=0.03)
+  g = noise.sample_noise(jax.random.key(3), "gaussian", (N,))
+  assert float(jnp.std(g)) == pytest.approx(1.0, rel=0.02)
+  assert float(tailopt.stable_tail_index(g)) > 1.85
+
+
+def test_inject_noise_transform_state_and_reproducibility():
+  tx = tailopt.inject_noise("student_t", 0.5, df=3.0, seed=7)
+  g = {"a": jnp.zeros((4, 3)), "b": jnp.zeros(5)}
+  s0 = tx.init(g)
+  out1, s1 = tx.update(g, s0)
+  out2, _ = tx.update(g, s1)
+  again, _ = tailopt.inject_noise("student_t", 0.5, df=3.0, seed=7).update(g, s0)
+  jax.tree.map(np.testing.assert_array_equal, out1, again)   # same seed, same noise
+  assert not np.allclose(out1["a"], out2["a"])              # state advances
+  assert not np.allclose(out1["a"][0], out1["b"][:3])       # leaves get different keys
+  assert int(s1.count) == 1
+
+
+def test_inject_noise_scale_dtype_and_chain():
+  g = jnp.ones(1000, jnp.bfloat16)
+  tx = optax.chain(tailopt.inject_noise("gaussian", 0.0), optax.sgd(1.0))
+  u, _ = jax.jit(tx.update)(g, tx.init(g), g)
+  assert u.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(u, np.float32), -1.0)
+  out, _ = tailopt.inject_noise("gaussian", 3.0).update(jnp.zeros(50_000), tailopt.inject_noise("gaussian", 3.0).init(None))
+  assert float(jnp.std(out)) == pytest.approx(3.0, rel=0.03)
+
+
+def test_fold_in_client_changes_keys():
+  s = tailopt.inject_noise("cauchy").init(None)
+  a, b = noise.fold_in_client(s, 0), noise.fold_in_client(s, 1)
+  assert not np.array_equal(jax.random.key_data(a.rng_key), jax.random.key_data(b.rng_key))
+
+
+def test_errors():
+  with pytest.raises(ValueError, match="Unknown noise distribution 'levy'"):
+    tailopt.inject_noise("levy")
+  with pytest.raises(ValueError, match="alpha in \\(0, 2\\]"):
+    tailopt.inject_noise("stable", alpha=2.5)
+  with pytest.raises(ValueError, match="df > 0"):
+    tailopt.inject_noise("student_t")
+  with pytest.raises(ValueError, match="1 <= k < n"):
+    tailopt.hill_estimator(jnp.ones(10), k=10)
