@@ -1,0 +1,52 @@
+"""Fields every experiment config shares (imported by the configs in this folder)."""
+
+from ml_collections import config_dict
+
+
+def base_config() -> config_dict.ConfigDict:
+  c = config_dict.ConfigDict()
+  c.task = "synthetic"
+  c.method = "bi2clip"
+  # Method hyperparameters (see tailopt.methods.DEFAULTS); None = the method's default.
+  c.hparams = config_dict.ConfigDict({
+      "inner_lr": config_dict.placeholder(float),
+      "inner_upper": config_dict.placeholder(float),
+      "inner_lower": config_dict.placeholder(float),
+      "outer_lr": config_dict.placeholder(float),
+      "outer_upper": config_dict.placeholder(float),
+      "outer_lower": config_dict.placeholder(float),
+      "outer_b1": config_dict.placeholder(float),
+      "outer_b2": config_dict.placeholder(float),
+      "outer_tau": config_dict.placeholder(float),
+      "momentum": config_dict.placeholder(float),
+      "weight_decay": config_dict.placeholder(float),
+      "inner_schedule": config_dict.placeholder(str),
+  })
+  # Heavy-tailed noise injected into every gradient before the inner rule.
+  c.noise = config_dict.ConfigDict({
+      "distribution": "none",  # none | gaussian | student_t | stable | pareto | cauchy
+      "alpha": 1.5,            # tail index (stable, pareto)
+      "df": 1.5,               # degrees of freedom (student_t)
+      "scale": 1.0,
+  })
+  c.clients = 8                # clients per round (slots on the device mesh)
+  c.data_clients = 0           # clients in the dataset; 0 = clients (no client sampling)
+  c.participation = 0          # 0 = all slots take part; m = sample m slots per round
+  c.weighted = False           # aggregate with example-count weights
+  c.reset_inner_state = False  # re-init inner optimizer state each round
+  c.local_steps = 4            # z
+  c.batch_size = 32
+  c.rounds = 200
+  c.eval_every = 20
+  c.eval_batch_size = 1024
+  c.checkpoint_every = 50
+  c.keep_checkpoints = 2
+  c.seed = 0
+  c.devices = 0                # 0 = the most devices that divide `clients`
+  c.stop_on_nan = True         # end a diverged run early (recorded as diverged)
+  c.progress = True
+  c.report_metric = "eval/loss"
+  c.report_mode = "min"
+  # Grids for experiments.sweep: {method: ["field=v1,v2,...", ...]}; "*" applies to all.
+  c.sweep = config_dict.ConfigDict({"methods": [], "seeds": [0], "grids": {}})
+  return c

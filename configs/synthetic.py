@@ -1,0 +1,69 @@
+"""Synthetic heavy-tailed regression/classification (the README's main job).
+
+    python -m experiments.main --config configs/synthetic.py --workdir /tmp/synth
+    python -m experiments.main --config configs/synthetic.py:runlocal --workdir /tmp/s
+    python -m experiments.main --config configs/synthetic.py --workdir /tmp/s \\
+        --config.method=fedavg --config.noise.alpha=1.1
+
+Variants (after the colon): ``runlocal`` (seconds), ``logistic``, ``mlp``; combine with
+commas, e.g. ``configs/synthetic.py:mlp,runlocal``.
+"""
+
+from ml_collections import config_dict
+
+from configs.common import base_config
+
+STUDY_METHODS = ["fedavg", "avg-l2clip", "avg-biclip", "adam-sgd", "adam-biclip", "adam2",
+                 "diloco", "bi2clip"]
+
+
+def get_config(arg: str = "") -> config_dict.ConfigDict:
+  variants = set(filter(None, (arg or "").split(",")))
+  unknown = variants - {"runlocal", "logistic", "mlp", "least_squares"}
+  if unknown:
+    raise ValueError(f"unknown variant(s) {sorted(unknown)} of configs/synthetic.py; use "
+                     "runlocal, least_squares, logistic or mlp.")
+  c = base_config()
+  c.task = "synthetic"
+  c.synthetic = config_dict.ConfigDict({
+      "task": "least_squares", "dim": 50, "examples_per_client": 1024,
+      "test_examples": 4096, "partition": "shift", "heterogeneity": 1.0,
+      "dirichlet_beta": 0.3, "num_classes": 10, "hidden": 64, "label_noise": 0.1,
+  })
+  c.noise.distribution = "stable"
+  c.noise.alpha = 1.5
+  c.noise.scale = 1.0
+  c.method = "bi2clip"
+  c.hparams.inner_lr = 0.05
+  c.hparams.inner_upper = 1.0
+  c.hparams.inner_lower = 0.01
+  c.hparams.outer_lr = 1.0
+  c.hparams.outer_upper = 0.5
+  c.hparams.outer_lower = 0.0
+  c.clients = 8
+  c.local_steps = 5
+  c.batch_size = 16
+  c.rounds = 300
+  c.eval_every = 25
+  c.checkpoint_every = 100
+  c.report_metric = "eval/loss"
+  c.report_mode = "min"
+  for task in ("logistic", "mlp", "least_squares"):
+    if task in variants:
+      c.synthetic.task = task
+  if c.synthetic.task != "least_squares":
+    c.report_metric, c.report_mode = "eval/accuracy", "max"
+  if c.synthetic.task == "mlp":
+    c.synthetic.partition = "dirichlet"
+  if "runlocal" in variants:
+    c.rounds = 40
+    c.eval_every = 10
+    c.checkpoint_every = 20
+    c.synthetic.examples_per_client = 256
+    c.synthetic.test_examples = 1024
+  c.sweep.methods = STUDY_METHODS
+  c.sweep.seeds = [0, 1, 2]
+  c.sweep.grids = {
+      "*": ["hparams.inner_lr=0.01,0.03,0.1"],
+  }
+  return c

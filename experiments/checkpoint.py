@@ -1,0 +1,110 @@
+"""Orbax checkpoints of a run: the round state plus a small JSON record.
+
+The round state (global params, outer state, per-client inner states, per-client noise
+PRNG states, the round counter and the sampling key) is saved with
+``ocp.args.StandardSave``; typed PRNG keys are stored as their raw ``key_data``. The
+JSON record holds the data position (the round: batches are a pure function of seed and
+round) and a fingerprint of the config, so a resumed run refuses a checkpoint written
+by a different experiment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  pass
+
+
+def _is_key(x) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _unwrap_keys(tree):
+  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _rewrap_keys(template, tree):
+  return jax.tree.map(
+      lambda t, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
+      if _is_key(t) else x, template, tree)
+
+
+def config_fingerprint(config_dict: dict, ignore=("rounds", "eval_every", "checkpoint_every",
+                                                  "keep_checkpoints", "progress")) -> str:
+  """Hash of the config fields that change the numbers of a run."""
+  d = {k: v for k, v in config_dict.items() if k not in ignore}
+  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+  """Saves every ``every`` rounds into ``directory``, keeps the ``keep`` newest."""
+
+  def __init__(self, directory: str, every: int, keep: int = 2):
+    self.directory = os.path.abspath(directory)
+    self.every = every
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=False),
+        item_names=("state", "record"))
+
+  def latest_round(self) -> Optional[int]:
+    return self.manager.latest_step()
+
+  def save(self, round_index: int, state, record: dict, force: bool = False):
+    if not force and (self.every <= 0 or round_index % self.every):
+      return False
+    if self.manager.latest_step() == round_index:
+      return False
+    self.manager.save(round_index, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_unwrap_keys(state)),
+        record=ocp.args.JsonSave(record)), force=True)
+    self.manager.wait_until_finished()
+    return True
+
+  def restore(self, template_state, expected_fingerprint: Optional[str] = None
+              ) -> tuple[Any, dict] | None:
+    """The newest checkpoint as (state, record), or None when there is none.
+
+    Raises:
+      CheckpointError: a checkpoint exists but cannot be read, or was written by a run
+        with a different config.
+    """
+    step = self.manager.latest_step()
+    if step is None:
+      return None
+    path = os.path.join(self.directory, str(step))
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unwrap_keys(template_state))
+
+    def fail(e, what):
+      return CheckpointError(
+          f"cannot read checkpoint {path} ({what}): {type(e).__name__}: {e}. Delete that "
+          "folder to fall back to the previous checkpoint, or use a fresh --workdir.")
+
+    try:
+      record = dict(self.manager.restore(step, args=ocp.args.Composite(
+          record=ocp.args.JsonRestore()))["record"])
+    except Exception as e:  # noqa: BLE001 - re-raised with the path and the cause
+      raise fail(e, "record") from e
+    if expected_fingerprint and record.get("fingerprint") != expected_fingerprint:
+      raise CheckpointError(
+          f"checkpoint {path} was written by a run with a different config (fingerprint "
+          f"{record.get('fingerprint')} != {expected_fingerprint}); use a fresh --workdir "
+          "or the original config.")
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))
+    except Exception as e:  # noqa: BLE001
+      raise fail(e, "state") from e
+    return _rewrap_keys(template_state, out["state"]), record
+
+  def close(self):
+    self.manager.close()

