@@ -1,0 +1,338 @@
+"""The model contract shared by every tailopt model, plus small shared helpers.
+
+A :class:`Model` is a bundle of *pure functions over a plain pytree*:
+
+* ``init(key) -> params``: a nested ``dict`` of ``jnp`` arrays (no NNX objects).
+* ``loss(params, batch) -> scalar``: mean training loss, pure and traceable, so the
+  training round can ``jax.grad`` it, ``jax.vmap`` it over clients and run it inside
+  ``jax.shard_map`` / ``lax.scan``.
+* ``evaluate(params, batch) -> dict``: ``{'loss', 'accuracy', 'count', ...}`` where the
+  metrics are means over the batch and ``count`` is the weight of those means (number of
+  examples, or number of predicted tokens for language models), so callers aggregate
+  several batches as ``sum(m * count) / sum(count)``.
+
+Implementation style
+--------------------
+Transformers (char LM, BERT, Llama, seq2seq) are written *functionally* on dict params:
+their layers are stacked along a leading axis and run with ``lax.scan``, pretrained
+checkpoints map onto the dicts directly, and trainable/frozen partitions are dict
+operations. The small from-scratch vision models (CNN, ViT) are NNX modules adapted with
+:func:`nnx_apply_fns` (``nnx.split`` + ``State.to_pure_dict()`` at init,
+``nnx.replace_by_pure_dict`` + ``nnx.merge`` inside the loss).
+
+Trainable subsets
+-----------------
+Pretrained models accept ``trainable=`` (see :func:`partition_params`): the Model's params
+are then only the trainable subtree, and the frozen remainder is closed over as
+constants (also exposed as ``meta['frozen']``). Large closed-over constants are slow to
+compile with JAX's default settings (about 1 s per 100 MB); set
+``jax.config.update('jax_use_simplified_jaxpr_constants', True)`` to make this free, or use
+``meta['loss_with_frozen'](params, frozen, batch)`` to pass the frozen part explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = Any  # nested dict of jnp arrays
+Batch = Mapping[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A model as pure functions over a plain params pytree (see module docstring)."""
+
+    init: Callable[[jax.Array], Params]
+    loss: Callable[[Params, Batch], jax.Array]
+    evaluate: Callable[[Params, Batch], dict]
+    name: str
+    meta: dict = dataclasses.field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def count_params(tree: Params) -> int:
+    """Total number of scalar entries in a pytree of arrays."""
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
+
+
+def softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-position cross-entropy of integer ``labels`` under ``logits`` (float32)."""
+    logits = logits.astype(jnp.float32)
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return logz - picked
+
+
+def classification_metrics(logits: jax.Array, labels: jax.Array) -> dict:
+    """Mean loss / accuracy over a batch of examples; ``count`` = batch size."""
+    xent = softmax_xent(logits, labels)
+    acc = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return {
+        "loss": jnp.mean(xent),
+        "accuracy": jnp.mean(acc),
+        "count": jnp.asarray(labels.shape[0], jnp.float32),
+    }
+
+
+def token_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array | None) -> dict:
+    """Masked per-token mean loss / accuracy; ``count`` = number of counted tokens.
+
+    ``perplexity`` is ``exp(loss)`` of this batch.
+    """
+    xent = softmax_xent(logits, labels)
+    if mask is None:
+        mask = jnp.ones(labels.shape, jnp.float32)
+    mask = mask.astype(jnp.float32)
+    n = jnp.sum(mask)
+    denom = jnp.maximum(n, 1.0)
+    loss = jnp.sum(xent * mask) / denom
+    acc = jnp.sum((jnp.argmax(logits, -1) == labels) * mask) / denom
+    return {"loss": loss, "accuracy": acc, "perplexity": jnp.exp(loss), "count": n}
+
+
+def masked_token_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Masked mean next-token cross-entropy (the LM training loss)."""
+    xent = softmax_xent(logits, labels)
+    if mask is None:
+        return jnp.mean(xent)
+    mask = mask.astype(jnp.float32)
+    return jnp.sum(xent * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def lm_inputs(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Normalise a causal-LM batch to ``(x, y, mask)``.
+
+    Accepts ``{'x', 'y'[, 'mask']}`` (inputs and next-token targets, both ``(B, L)``) or
+    ``{'input_ids'[, 'attention_mask']}`` (shifted here: ``x = ids[:, :-1]``,
+    ``y = ids[:, 1:]``).
+    """
+    if "x" in batch:
+        if "y" not in batch:
+            raise KeyError("LM batch has 'x' but no 'y' (next-token targets, same shape as 'x').")
+        return batch["x"], batch["y"], batch.get("mask")
+    if "input_ids" in batch:
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        return ids[:, :-1], ids[:, 1:], None if mask is None else mask[:, 1:]
+    raise KeyError(
+        f"LM batch needs keys {{'x','y'[,'mask']}} or {{'input_ids'[,'attention_mask']}}; "
+        f"got {sorted(batch)}."
+    )
+
+
+# ----------------------------------------------------------------- trainable subsets
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if k in out and isinstance(out[k], dict) and isinstance(v, dict):
+            out[k] = _deep_merge(out[k], v)
+        elif k in out:
+            raise ValueError(f"trainable and frozen params both define leaf {k!r}.")
+        else:
+            out[k] = v
+    return out
+
+
+def _split_by_path(tree: dict, pred: Callable[[tuple[str, ...]], bool], prefix=()) -> tuple[dict, dict]:
+    yes, no = {}, {}
+    for k, v in tree.items():
+        path = prefix + (k,)
+        if isinstance(v, dict):
+            a, b = _split_by_path(v, pred, path)
+            if a:
+                yes[k] = a
+            if b:
+                no[k] = b
+        elif pred(path):
+            yes[k] = v
+        else:
+            no[k] = v
+    return yes, no
+
+
+TRAINABLE_HELP = (
+    "trainable must be 'all', 'head', 'last_n_layers:N' (the last N layers of the stack + "
+    "final norm + head, except for tied-embedding LMs), or a callable path -> bool "
+    "selecting leaves by their key path (tuple of str)."
+)
+
+
+def partition_params(
+    params: dict,
+    trainable: str | Callable[[tuple[str, ...]], bool],
+    *,
+    head_keys: tuple[str, ...],
+    final_keys: tuple[str, ...] = (),
+    layers_key: str = "layers",
+    head_with_layers: bool = True,
+) -> tuple[dict, dict]:
+    """Split full params into ``(trainable, frozen)`` dicts.
+
+    ``params[layers_key]`` is a stacked layer pytree (leading axis = layer). With
+    ``'last_n_layers:N'`` the stack is cut: trainable gets ``layers`` = the last N, frozen
+    gets ``frozen_layers`` = the rest; :func:`layer_stacks` reassembles them in order.
+    ``final_keys`` (e.g. the final norm) are trainable whenever any layer is; so are
+    ``head_keys`` unless ``head_with_layers=False`` (e.g. a tied LM head = the embedding).
+    """
+    if callable(trainable):
+        return _split_by_path(params, trainable)
+    if trainable == "all":
+        return dict(params), {}
+    if trainable == "head":
+        return _split_by_path(params, lambda p: p[0] in head_keys)
+    if isinstance(trainable, str) and trainable.startswith("last_n_layers:"):
+        try:
+            n = int(trainable.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"bad trainable spec {trainable!r}. {TRAINABLE_HELP}") from None
+        if layers_key not in params:
+            raise ValueError(f"trainable={trainable!r} needs a stacked {layers_key!r} entry; this model "
+                             f"has {sorted(params)}. Use 'all' or a path predicate.")
+        stack = params[layers_key]
+        depth = jax.tree.leaves(stack)[0].shape[0]
+        if not 0 <= n <= depth:
+            raise ValueError(f"trainable={trainable!r} but the model has {depth} layers.")
+        train, frozen = _split_by_path(
+            {k: v for k, v in params.items() if k != layers_key},
+            lambda p: p[0] in (head_keys if head_with_layers else ()) + final_keys,
+        )
+        if n > 0:
+            train[layers_key] = jax.tree.map(lambda x: _slice0(x, depth - n, depth), stack)
+        if n < depth:
+            frozen["frozen_" + layers_key] = jax.tree.map(lambda x: _slice0(x, 0, depth - n), stack)
+        return train, frozen
+    raise ValueError(f"unknown trainable spec {trainable!r}. {TRAINABLE_HELP}")
+
+
+def _slice0(x, a: int, b: int):
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct((b - a,) + tuple(x.shape[1:]), x.dtype)
+    return x[a:b]
+
+
+def merge_params(train: dict, frozen: dict) -> dict:
+    """Inverse of :func:`partition_params` (up to the layer-stack cut, see :func:`layer_stacks`)."""
+    return _deep_merge(train, frozen)
+
+
+def layer_stacks(params: dict, layers_key: str = "layers") -> list:
+    """The layer stacks to scan, in order: ``[frozen_layers?, layers?]``."""
+    out = []
+    if "frozen_" + layers_key in params:
+        out.append(params["frozen_" + layers_key])
+    if layers_key in params:
+        out.append(params[layers_key])
+    return out
+
+
+def scan_layers(block: Callable, h: jax.Array, params: dict, layers_key: str = "layers") -> jax.Array:
+    """Run ``h = block(h, layer_params)`` over every stacked layer with ``lax.scan``."""
+    for stack in layer_stacks(params, layers_key):
+        h, _ = jax.lax.scan(lambda c, p: (block(c, p), None), h, stack)
+    return h
+
+
+def with_trainable(
+    name: str,
+    init_fn: Callable[[jax.Array], dict],
+    full_loss: Callable[[dict, Batch], jax.Array],
+    full_eval: Callable[[dict, Batch], dict],
+    trainable="all",
+    *,
+    head_keys: tuple[str, ...] = ("head",),
+    final_keys: tuple[str, ...] = (),
+    head_with_layers: bool = True,
+    pretrained: dict | None = None,
+    meta: dict | None = None,
+) -> Model:
+    """Build a :class:`Model` whose params are the ``trainable`` subtree.
+
+    ``init_fn(key)`` returns the randomly initialised params: all of them when
+    ``pretrained`` is None, otherwise only the new ones (e.g. ``{'head': ...}``), which
+    are overlaid on the ``pretrained`` dict. The frozen part is fixed once (from
+    ``pretrained``, or from ``init_fn(PRNGKey(0))``) and closed over.
+    """
+    meta = dict(meta or {})
+    if pretrained is not None:
+        pretrained = jax.tree.map(jnp.asarray, pretrained)
+
+    init_fn = jax.jit(init_fn)  # eager init dispatches hundreds of tiny ops; jit is ~10x faster
+
+    def full_init(key):
+        new = init_fn(key)
+        return new if pretrained is None else _overlay(pretrained, new)
+
+    shapes = jax.eval_shape(full_init, jax.random.key(0))
+    kw = dict(head_keys=head_keys, final_keys=final_keys, head_with_layers=head_with_layers)
+    train_shapes, _ = partition_params(shapes, trainable, **kw)
+    meta.update(num_params=count_params(train_shapes), num_params_total=count_params(shapes),
+                trainable=trainable)
+
+    if trainable == "all" and pretrained is None:
+        meta.update(frozen={}, full_params=lambda p: p,
+                    loss_with_frozen=lambda p, f, b: full_loss(p, b))
+        return Model(init=full_init, loss=full_loss, evaluate=full_eval, name=name, meta=meta)
+
+    frozen = partition_params(full_init(jax.random.key(0)), trainable, **kw)[1]
+
+    def init(key):
+        return partition_params(full_init(key), trainable, **kw)[0]
+
+    def loss_with_frozen(params, frozen_, batch):
+        return full_loss(merge_params(params, frozen_), batch)
+
+    def loss(params, batch):
+        return full_loss(merge_params(params, jax.lax.optimization_barrier(frozen)), batch)
+
+    def evaluate(params, batch):
+        return full_eval(merge_params(params, jax.lax.optimization_barrier(frozen)), batch)
+
+    meta.update(frozen=frozen, full_params=lambda p: merge_params(p, frozen),
+                loss_with_frozen=loss_with_frozen)
+    return Model(init=init, loss=loss, evaluate=evaluate, name=name, meta=meta)
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    """``base`` with the leaves of ``top`` put in (recursively)."""
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _overlay(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# ------------------------------------------------------------------------ NNX adapter
+
+
+def nnx_apply_fns(factory: Callable[[Any], Any]):
+    """Adapt an NNX module to pure ``(init, apply)`` over plain dict params.
+
+    ``factory(rngs)`` builds the module. Returns ``init(key) -> dict`` and
+    ``apply(params, *args) -> output`` which rebuilds the module inside the traced
+    function with ``nnx.replace_by_pure_dict`` + ``nnx.merge``.
+    """
+    from flax import nnx
+
+    graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))))
+
+    def init(key: jax.Array) -> dict:
+        _, state = nnx.split(factory(nnx.Rngs(params=key)))
+        return state.to_pure_dict()
+
+    def apply(params: dict, *args, **kwargs):
+        state = jax.tree.map(lambda x: x, abstract_state)  # fresh copy; never mutate the template
+        nnx.replace_by_pure_dict(state, params)
+        return nnx.merge(graphdef, state)(*args, **kwargs)
+
+    return init, apply
