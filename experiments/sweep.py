@@ -1,0 +1,169 @@
+"""Hyperparameter grids x methods x seeds, sequential and resumable.
+
+    python -m experiments.sweep --config configs/synthetic.py:study --workdir runs/s \\
+        [--methods fedavg,bi2clip] [--seeds 0,1,2] [--set noise.alpha=1.1] \\
+        [--grid 'hparams.inner_lr=0.01,0.1'] [--protocol tune-first|full]
+
+Each method's grid is the cartesian product of the config's ``sweep.grids['*']`` and
+``sweep.grids[method]`` (``"field=v1,v2"`` strings; ``--grid`` adds to every method).
+Protocol ``tune-first`` (default) runs every grid point on the first seed, picks the best
+point per method by the config's ``report_metric`` (final value; a diverged run is worst),
+then runs that point on the remaining seeds. ``full`` runs every point on every seed and
+picks by the mean over seeds. Finished cells (``summary.json`` with ``finished``) are
+skipped, so rerunning the command resumes. At the end it writes ``report.md``, plots
+and ``results.json`` (see :mod:`experiments.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import itertools
+import json
+import math
+import os
+import sys
+import time
+
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_force_host_platform_device_count=8")
+
+
+def parse_value(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def parse_assignment(spec: str) -> tuple[str, list]:
+  """``"a.b=1,2"`` -> ("a.b", [1, 2])."""
+  if "=" not in spec:
+    raise ValueError(f"grid/set entry {spec!r} must look like field=value[,value...]")
+  field, values = spec.split("=", 1)
+  return field.strip(), [parse_value(v.strip()) for v in values.split(",")]
+
+
+def set_field(config, field: str, value):
+  node = config
+  *path, last = field.split(".")
+  for p in path:
+    node = node[p]
+  if last not in node:
+    raise ValueError(f"config has no field {field!r}")
+  node[last] = value
+
+
+def method_grid(config, method: str, extra=()) -> list[dict]:
+  specs = list(config.sweep.grids.get("*", [])) + list(config.sweep.grids.get(method, []))
+  specs += list(extra)
+  axes = [parse_assignment(s) for s in specs]
+  merged = {}
+  for field, values in axes:  # later specs override earlier ones for the same field
+    merged[field] = values
+  keys = sorted(merged)
+  return [dict(zip(keys, combo)) for combo in itertools.product(*(merged[k] for k in keys))]
+
+
+def cell_name(point: dict) -> str:
+  if not point:
+    return "default"
+  return ",".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(point.items()))
+
+
+def score(summary: dict) -> float:
+  """Lower is better: the final report metric, sign-flipped for 'max'; inf if diverged."""
+  if summary.get("diverged"):
+    return math.inf
+  v = summary["final"].get(summary["report_metric"])
+  if v is None or not math.isfinite(v):
+    return math.inf
+  return v if summary["report_mode"] == "min" else -v
+
+
+def run_cell(base_config, method, point, seed, workdir, quiet=True):
+  from experiments import train
+  summary_path = os.path.join(workdir, "summary.json")
+  if os.path.exists(summary_path):
+    s = json.load(open(summary_path))
+    if s.get("finished"):
+      return s
+  cfg = base_config.copy_and_resolve_references()
+  cfg.method = method
+  cfg.seed = seed
+  cfg.progress = False
+  for field, value in point.items():
+    set_field(cfg, field, value)
+  return train.train(cfg, workdir, quiet=quiet)
+
+
+def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
+          protocol="tune-first", log=print) -> dict:
+  methods = methods or list(config.sweep.methods) or [config.method]
+  seeds = seeds or list(config.sweep.seeds) or [config.seed]
+  os.makedirs(workdir, exist_ok=True)
+  results = {"config": config.to_dict(), "protocol": protocol, "methods": {}}
+  t0 = time.time()
+  for method in methods:
+    grid = method_grid(config, method, extra_grid)
+    tune_seeds = seeds[:1] if protocol == "tune-first" else seeds
+    cells = {}
+    for point in grid:
+      name = cell_name(point)
+      runs = []
+      for seed in tune_seeds:
+        d = os.path.join(workdir, method, name, f"seed{seed}")
+        s = run_cell(config, method, point, seed, d)
+        runs.append(s)
+        log(f"[{time.time() - t0:7.1f}s] {method:<12} {name:<40} seed={seed} "
+            f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
+            f"{' DIVERGED' if s['diverged'] else ''}")
+      cells[name] = {"point": point, "score": sum(score(r) for r in runs) / len(runs)}
+    best_name = min(cells, key=lambda n: cells[n]["score"])
+    best = cells[best_name]
+    for seed in seeds:
+      if seed in tune_seeds:
+        continue
+      d = os.path.join(workdir, method, best_name, f"seed{seed}")
+      s = run_cell(config, method, best["point"], seed, d)
+      log(f"[{time.time() - t0:7.1f}s] {method:<12} {best_name:<40} seed={seed} "
+          f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
+          f"{' DIVERGED' if s['diverged'] else ''}")
+    results["methods"][method] = {
+        "grid": {n: {"point": c["point"], "score": c["score"]} for n, c in cells.items()},
+        "best": best_name, "best_point": best["point"],
+        "runs": [os.path.join(method, best_name, f"seed{s}") for s in seeds]}
+  with open(os.path.join(workdir, "sweep.json"), "w") as f:
+    json.dump(results, f, indent=2, default=str)
+  from experiments import report
+  report.write_report(workdir)
+  return results
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--config", required=True, help="configs/<x>.py[:variant]")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--methods", default="")
+  p.add_argument("--seeds", default="")
+  p.add_argument("--set", action="append", default=[], help="field=value override")
+  p.add_argument("--grid", action="append", default=[], help="field=v1,v2 for every method")
+  p.add_argument("--protocol", choices=("tune-first", "full"), default="tune-first")
+  args = p.parse_args(argv)
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)
+  from ml_collections import config_flags
+  path, _, variant = args.config.partition(":")
+  module = config_flags.config_flags._LoadConfigModule("sweep_config", path)  # noqa: SLF001
+  config = module.get_config(variant) if variant else module.get_config()
+  for spec in args.set:
+    field, values = parse_assignment(spec)
+    set_field(config, field, values[0] if len(values) == 1 else values)
+  methods = [m for m in args.methods.split(",") if m] or None
+  seeds = [int(s) for s in args.seeds.split(",") if s] or None
+  sweep(config, args.workdir, methods, seeds, args.grid, args.protocol)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
