@@ -50,3 +50,20 @@ def base_config() -> config_dict.ConfigDict:
   # Grids for experiments.sweep: {method: ["field=v1,v2,...", ...]}; "*" applies to all.
   c.sweep = config_dict.ConfigDict({"methods": [], "seeds": [0], "grids": {}})
   return c
+
+
+def model_section(name: str, **kwargs) -> config_dict.ConfigDict:
+  """``config.model``: a registry name and the factory's keyword arguments."""
+  return config_dict.ConfigDict({"name": name, "kwargs": dict(kwargs)})
+
+
+def parse_variants(arg: str, allowed, path: str) -> set:
+  variants = set(filter(None, (arg or "").split(",")))
+  unknown = variants - set(allowed)
+  if unknown:
+    raise ValueError(f"unknown variant(s) {sorted(unknown)} of {path}; use "
+                     f"{', '.join(sorted(allowed))} (comma-separated).")
+  return variants
+
+
+REAL_METHODS = ["fedavg", "avg-l2clip", "adam-sgd", "diloco", "adam2", "bi2clip"]

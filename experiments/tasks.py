@@ -40,3 +40,171 @@ def build_task(config):
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is unknown; choose one of {sorted(TASKS)}.")
   return TASKS[config.task](config)
+
+
+# ---------------------------------------------------------------------------
+# Real-data families (offline stand-ins; see ../shared/spec/experiments.md).
+
+def _kwargs(section) -> dict:
+  return section.to_dict() if hasattr(section, "to_dict") else dict(section)
+
+
+def _rename(data, mapping: dict, drop=()):
+  def fix(ex):
+    return {mapping.get(k, k): v for k, v in ex.items() if k not in drop}
+  data.clients = [fix(c) for c in data.clients]
+  data.test = fix(data.test)
+  if data.client_test is not None:
+    data.client_test = [fix(c) for c in data.client_test]
+  return data
+
+
+def _get_model(config, **fixed):
+  from tailopt.models import registry
+  kwargs = _kwargs(config.model.kwargs)
+  kwargs.update(fixed)
+  return registry.get_model(config.model.name, **kwargs)
+
+
+@register("fashion_mnist")
+def fashion_mnist_task(config):
+  """Fashion-MNIST (60k/10k) with a CNN or a small ViT: the ViT/CIFAR-100 stand-in."""
+  from tailopt.data import fashion_mnist
+  d = config.data
+  data = fashion_mnist.load(num_clients=config.data_clients or config.clients,
+                            partition_kind=d.partition, beta=d.beta, seed=config.seed,
+                            limit=d.limit or None, test_limit=d.test_limit or None,
+                            standardize=True)
+  return data, _get_model(config, input_shape=(28, 28, 1), num_classes=10)
+
+
+@register("gutenberg8")
+def gutenberg8_task(config):
+  """Eight public-domain works, one per node, next-character LM (the "Philosopher" set)."""
+  from tailopt.data import gutenberg8
+  d = config.data
+  data = gutenberg8.load(seq_len=d.seq_len, max_chars_per_work=d.max_chars_per_work or None,
+                         stride=d.stride, test_stride=d.test_stride, targets="seq")
+  return data, _get_model(config, vocab_size=data.meta["vocab_size"], seq_len=d.seq_len)
+
+
+@register("shakespeare_roles")
+def shakespeare_roles_task(config):
+  """LEAF-style per-role Shakespeare (up to 1,426 roles), sampled ``clients`` per round."""
+  from tailopt.data import shakespeare_roles
+  d = config.data
+  data = shakespeare_roles.load(seq_len=d.seq_len, min_chars=d.min_chars,
+                                max_roles=d.max_roles or None, stride=d.stride,
+                                test_stride=d.test_stride, targets="seq")
+  return data, _get_model(config, vocab_size=data.meta["vocab_size"], seq_len=d.seq_len)
+
+
+@register("movie_reviews")
+def movie_reviews_task(config):
+  """Rotten-tomatoes sentences (SST-2's domain) + MiniLM-BERT: the RoBERTa/GLUE stand-in."""
+  from tailopt.data import movie_reviews
+  d = config.data
+  data = movie_reviews.load(num_clients=config.data_clients or config.clients,
+                            partition_kind=d.partition, domains=tuple(d.domains),
+                            beta=d.beta, seed=config.seed, max_len=d.max_len,
+                            limit=d.limit or None)
+  data = _rename(data, {"x": "input_ids", "mask": "attention_mask"}, drop=("domain",))
+  return data, _get_model(config, num_classes=2)
+
+
+def _lm_sequences(ids, seq_len: int, stride: int):
+  import numpy as np
+  ids = np.asarray(ids, np.int32)
+  starts = np.arange(0, max(len(ids) - seq_len - 1, 0) + 1, stride)
+  windows = np.stack([ids[s:s + seq_len + 1] for s in starts]) if len(starts) else (
+      np.zeros((0, seq_len + 1), np.int32))
+  return {"x": windows[:, :-1], "y": windows[:, 1:]}
+
+
+@register("smollm2_text")
+def smollm2_text_task(config):
+  """SmolLM2-135M (GGUF) fine-tuned as a causal LM on the Gutenberg-8 works, one per node:
+  the Qwen2.5/SQuAD stand-in."""
+  import numpy as np
+  from tailopt.data import gutenberg8
+  from tailopt.data.types import FederatedData
+  d = config.data
+  model = _get_model(config)
+  tok = model.meta["tokenizer"]
+  clients, tests, names = [], [], []
+  for work in gutenberg8.WORKS:
+    text = gutenberg8.read_work(work)[: d.max_chars_per_work or None]
+    ids = tok.encode(text)
+    cut = int(0.8 * len(ids))
+    clients.append(_lm_sequences(ids[:cut], d.seq_len, d.stride))
+    tests.append(_lm_sequences(ids[cut:], d.seq_len, d.test_stride))
+    names.append(work.name)
+  test = {k: np.concatenate([t[k] for t in tests]) for k in tests[0]}
+  data = FederatedData(clients=clients, test=test, client_names=names, client_test=tests,
+                       meta=dict(source="gutenberg8+smollm2-bpe", task="causal_lm"))
+  return data, model
+
+
+@register("glue")
+def glue_task(config):
+  """tfds glue/<task> with the MiniLM WordPiece tokenizer and BERT (needs the dataset)."""
+  from tailopt.data import movie_reviews, tfds_sources
+  d = config.data
+  wp = movie_reviews.minilm_tokenizer()
+  tokenizer = lambda texts, n, pairs=None: wp.batch_encode(texts, max_len=n, pairs=pairs)  # noqa: E731
+  data = tfds_sources.glue(d.glue_task, tokenizer,
+                           num_clients=config.data_clients or config.clients,
+                           partition_kind=d.partition, seed=config.seed, max_len=d.max_len,
+                           limit=d.limit or None, data_dir=d.data_dir or None)
+  data = _rename(data, {"x": "input_ids", "mask": "attention_mask"})
+  return data, _get_model(config, num_classes=data.meta.get("num_classes", 2))
+
+
+@register("cifar100")
+def cifar100_task(config):
+  """tfds cifar100 with a ViT (the paper's ViT/CIFAR-100 task; needs the dataset)."""
+  from tailopt.data import tfds_sources
+  d = config.data
+  data = tfds_sources.cifar100(num_clients=config.data_clients or config.clients,
+                               partition_kind=d.partition, beta=d.beta, seed=config.seed,
+                               limit=d.limit or None, data_dir=d.data_dir or None)
+  return data, _get_model(config, input_shape=(32, 32, 3), num_classes=100)
+
+
+@register("wmt19")
+def wmt19_task(config):
+  """tfds wmt19_translate/<pair> with a small encoder-decoder (the paper's WMT/T5 task)."""
+  from tailopt.data import movie_reviews, tfds_sources
+  d = config.data
+  tok = movie_reviews.minilm_tokenizer()  # WordPiece (uncased English vocab; our stand-in)
+  data = tfds_sources.wmt19(d.pair, lambda texts, n: tok.batch_encode(texts, max_len=n),
+                            num_clients=config.data_clients or config.clients,
+                            seed=config.seed, max_len=d.max_len, limit=d.limit or None,
+                            data_dir=d.data_dir or None)
+
+  def to_seq2seq(ex):
+    return {"src": ex["x"], "src_mask": ex["x_mask"], "tgt_in": ex["y"][:, :-1],
+            "tgt_out": ex["y"][:, 1:], "tgt_mask": ex["y_mask"][:, 1:]}
+  data.clients = [to_seq2seq(c) for c in data.clients]
+  data.test = to_seq2seq(data.test)
+  data.client_test = None
+  return data, _get_model(config, vocab_size=tok.vocab_size, max_len=d.max_len)
+
+
+@register("squad")
+def squad_task(config):
+  """tfds squad fine-tuning of the Llama decoder (the paper's Qwen2.5/SQuAD task)."""
+  from tailopt.data import tfds_sources
+  d = config.data
+  model = _get_model(config)
+  tok = model.meta["tokenizer"]
+  data = tfds_sources.squad(tok.encode, num_clients=config.data_clients or config.clients,
+                            seed=config.seed, max_len=d.max_len, limit=d.limit or None,
+                            data_dir=d.data_dir or None)
+
+  def to_lm(ex):  # next-token targets; the loss counts answer tokens only
+    return {"x": ex["x"][:, :-1], "y": ex["x"][:, 1:], "mask": ex["loss_mask"][:, 1:]}
+  data.clients = [to_lm(c) for c in data.clients]
+  data.test = to_lm(data.test)
+  data.client_test = None
+  return data, model

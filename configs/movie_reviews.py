@@ -1,0 +1,62 @@
+"""MiniLM-BERT (all-MiniLM-L6-v2, 22.7M parameters) fine-tuned on rotten-tomatoes movie-review
+sentences (SST-2's source domain) binarised by the sign of the human score.
+
+The offline stand-in for the paper's RoBERTa on GLUE. Variant ``domains`` uses the four
+VADER domains (movie, tweets, Amazon, NYT), one per client: a natural non-IID split.
+
+    python -m experiments.main --config configs/movie_reviews.py --workdir runs/mr
+
+Variants: ``domains``, ``runlocal``, ``study`` (the committed CPU study: head + last
+encoder layer trained, shorter sequences, fewer rounds).
+"""
+
+from configs.common import REAL_METHODS, base_config, model_section, parse_variants
+
+
+def get_config(arg: str = ""):
+  v = parse_variants(arg, {"domains", "runlocal", "study"}, "configs/movie_reviews.py")
+  c = base_config()
+  c.task = "movie_reviews"
+  if "domains" in v:
+    c.data = dict(partition="domain", domains=("movie", "tweets", "amazon", "nyt"), beta=0.5,
+                  max_len=64, limit=0)
+    c.clients = 4
+  else:
+    c.data = dict(partition="iid", domains=("movie",), beta=0.5, max_len=64, limit=0)
+    c.clients = 8
+  c.model = model_section("bert", trainable="all")
+  c.method = "bi2clip"
+  c.hparams.inner_lr = 1e-3
+  c.hparams.inner_upper = 1.0
+  c.hparams.inner_lower = 1e-5
+  c.hparams.outer_lr = 1.0
+  c.hparams.outer_upper = 0.01
+  c.hparams.outer_lower = 0.0
+  c.local_steps = 8
+  c.batch_size = 16
+  c.rounds = 200
+  c.eval_every = 20
+  c.eval_batch_size = 256
+  c.report_metric, c.report_mode = "eval/accuracy", "max"
+  c.sweep.methods = REAL_METHODS
+  c.sweep.seeds = [0, 1]
+  c.sweep.grids = {
+      "fedavg": ["hparams.inner_lr=0.01,0.03,0.1"],
+      "avg-l2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.inner_upper=1.0"],
+      "adam-sgd": ["hparams.inner_lr=0.01,0.03", "hparams.outer_lr=0.001,0.003"],
+      "diloco": ["hparams.inner_lr=0.0001,0.0003", "hparams.outer_lr=0.7"],
+      "adam2": ["hparams.inner_lr=0.0001,0.0003", "hparams.outer_lr=0.001,0.003"],
+      "bi2clip": ["hparams.inner_lr=0.001,0.003,0.01", "hparams.outer_upper=0.003,0.01"],
+  }
+  if "study" in v:
+    c.model.kwargs.update(trainable="last_n_layers:1")
+    c.data.max_len, c.data.limit = 40, 4000
+    c.rounds, c.eval_every, c.checkpoint_every = 30, 5, 0
+    c.local_steps = 4
+  if "runlocal" in v:
+    c.model.kwargs.update(trainable="head")
+    c.data.max_len, c.data.limit = 24, 200
+    c.rounds, c.eval_every, c.checkpoint_every = 3, 3, 0
+    c.local_steps, c.batch_size, c.eval_batch_size = 2, 4, 64
+    c.clients = min(c.clients, 4)
+  return c

@@ -1,0 +1,443 @@
+r"""The simulated clock: a runtime model of the workers and the event schedule it implies.
+
+A *job* is: pull the server model (version :math:`v`), run :math:`H` local inner steps,
+push :math:`\Delta = x_v - x_\text{local}` together with :math:`v`. Its duration on worker
+:math:`i` is
+
+.. math::
+
+    \mathrm{dur} = H \cdot s_i \cdot \xi + c
+
+with :math:`s_i` the worker's seconds per step (a fixed list, :math:`s_0 e^{\sigma Z}` with
+:math:`Z \sim N(0,1)`, or "a fraction :math:`p` of stragglers slowed by :math:`S`"),
+:math:`\xi` per-job noise (1, Exp(1) or LogNormal(0, :math:`\sigma_\xi^2`)) and :math:`c` a
+communication latency. The runtime model is our decision (spec ``async.md``, "The model of
+time"); every part of it is a :class:`ClockConfig` field.
+
+Because the order of events depends only on this model and not on the numbers trained,
+the whole schedule is computed up front by :func:`make_schedule` (numpy, event driven),
+reproducibly from ``ClockConfig.seed``: worker ``w``'s ``j``-th job duration is drawn from
+its own stream ``default_rng([seed, 1, w])``, so it is the same for every scheme and method.
+
+Staleness :math:`\tau` of an update = the server version when it is applied minus the version
+it was pulled at. Server versions count server steps (a step that a delay-aware rate
+drops still counts as a version [our decision], so the schedule never depends on the numbers).
+
+The schedule is turned into fixed-shape arrays for the jitted simulator (:mod:`.simulator`):
+
+* tick ``s`` (``s = 0..T-1``) = server step ``s``: consumes the arrivals ``arr_*[s]`` (width
+  ``A``: ``K`` for the buffered schemes, ``N`` for wait-for-all/deadline, masked by
+  ``arr_valid``), applies one outer step (version ``s -> s+1``), then computes every job
+  pulled at version ``s+1`` (``waves[r][s]``). Jobs pulled at version 0 are computed at init
+  (``wave0``). A job is computed as soon as its start model exists, which is exact because a
+  job's result depends only on the model it pulled and on its worker's own state.
+* A wave is split in sub-waves ``r = 0, 1, ...``: sub-wave ``r`` holds the ``(r+1)``-th job of
+  each worker pulled at that version (a fast worker can pull the same version twice), so that
+  within a sub-wave workers are distinct and a worker's jobs run in order (its inner optimizer
+  and noise states carry over). Sub-waves are padded to a fixed width with a mask.
+* Only jobs whose update is applied within the horizon are computed (jobs discarded by the
+  drop-stragglers baseline, or still in flight at the end, are not).
+* Each computed job's result lives in a *slot* from its computation to its arrival; slots are
+  allocated here, ``num_slots`` is the most ever in use.
+
+Simultaneous events (equal speeds without noise) [our decision, option ``ties``]: with
+``'batch'`` (default) all pushes at one instant are processed (in worker order, possibly
+filling several buffers) before the pushing workers pull, so they all pull the newest model;
+with K = N and equal speeds this is exactly the synchronous round. ``'sequential'`` handles
+each event completely (push, maybe step, pull) before the next.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import heapq
+import json
+from typing import Optional
+
+import numpy as np
+
+SPEED_MODELS = ("fixed", "lognormal", "stragglers")
+JOB_NOISE = ("none", "exponential", "lognormal")
+SCHEMES = ("buffered", "async", "sync", "drop", "deadline")
+TIES = ("batch", "sequential")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockConfig:
+  """Runtime model of the workers. Defaults are our decisions.
+
+  Attributes:
+    num_workers: N.
+    speeds: ``'fixed'`` (``step_times``, default all ``base_step_time``), ``'lognormal'``
+      (``s_i = base_step_time * exp(speed_sigma * Z_i)``) or ``'stragglers'``
+      (``round(straggler_fraction * N)`` workers chosen at random have
+      ``s_i = base_step_time * straggler_slowdown``, the rest ``base_step_time``).
+    step_times: per-worker seconds per local step for ``speeds='fixed'``.
+    base_step_time: s_0, seconds per local step.
+    speed_sigma: sigma of the log-normal speeds.
+    straggler_fraction, straggler_slowdown: p and S of the straggler model.
+    job_noise: per-job multiplicative noise xi: ``'none'`` (1), ``'exponential'`` (Exp(1),
+      mean 1) or ``'lognormal'`` (exp(noise_sigma * Z)).
+    noise_sigma: sigma of log-normal job noise.
+    comm_latency: c, seconds added to every job (pull + push).
+    seed: seed of the whole schedule (speeds and job noise).
+  """
+  num_workers: int = 8
+  speeds: str = "lognormal"
+  step_times: Optional[tuple] = None
+  base_step_time: float = 1.0
+  speed_sigma: float = 0.5
+  straggler_fraction: float = 0.25
+  straggler_slowdown: float = 4.0
+  job_noise: str = "lognormal"
+  noise_sigma: float = 0.25
+  comm_latency: float = 0.0
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.step_times is not None and not isinstance(self.step_times, tuple):
+      object.__setattr__(self, "step_times", tuple(float(x) for x in self.step_times))
+    self.validate()
+
+  def validate(self):
+    if not isinstance(self.num_workers, (int, np.integer)) or self.num_workers < 1:
+      raise ValueError(f"ClockConfig.num_workers must be an integer >= 1, got "
+                       f"{self.num_workers!r}.")
+    if self.speeds not in SPEED_MODELS:
+      raise ValueError(f"Unknown ClockConfig.speeds={self.speeds!r}; choose one of "
+                       f"{SPEED_MODELS}.")
+    if self.job_noise not in JOB_NOISE:
+      raise ValueError(f"Unknown ClockConfig.job_noise={self.job_noise!r}; choose one of "
+                       f"{JOB_NOISE}.")
+    if self.step_times is not None:
+      if self.speeds != "fixed":
+        raise ValueError("ClockConfig.step_times is only used with speeds='fixed'.")
+      if len(self.step_times) != self.num_workers:
+        raise ValueError(f"ClockConfig.step_times has {len(self.step_times)} entries for "
+                         f"num_workers={self.num_workers}; give one per worker.")
+      if min(self.step_times) <= 0:
+        raise ValueError("ClockConfig.step_times must all be > 0 seconds per step.")
+    if self.base_step_time <= 0:
+      raise ValueError(f"ClockConfig.base_step_time={self.base_step_time} must be > 0.")
+    if not 0.0 <= self.straggler_fraction <= 1.0:
+      raise ValueError(f"ClockConfig.straggler_fraction={self.straggler_fraction} must be "
+                       "in [0, 1].")
+    if self.straggler_slowdown < 1.0:
+      raise ValueError(f"ClockConfig.straggler_slowdown={self.straggler_slowdown} must be "
+                       ">= 1 (a factor by which stragglers are slower).")
+    if self.speed_sigma < 0 or self.noise_sigma < 0:
+      raise ValueError("ClockConfig.speed_sigma and noise_sigma must be >= 0.")
+    if self.comm_latency < 0:
+      raise ValueError(f"ClockConfig.comm_latency={self.comm_latency} must be >= 0.")
+
+  def step_time_per_worker(self) -> np.ndarray:
+    """s_i, seconds per local step of each worker (float64, shape (N,))."""
+    n = self.num_workers
+    rng = np.random.default_rng([self.seed, 0])
+    if self.speeds == "fixed":
+      if self.step_times is None:
+        return np.full(n, self.base_step_time, np.float64)
+      return np.asarray(self.step_times, np.float64)
+    if self.speeds == "lognormal":
+      return self.base_step_time * np.exp(self.speed_sigma * rng.standard_normal(n))
+    slow = rng.permutation(n)[:int(round(self.straggler_fraction * n))]
+    s = np.full(n, self.base_step_time, np.float64)
+    s[slow] *= self.straggler_slowdown
+    return s
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    if d["step_times"] is not None:
+      d["step_times"] = list(d["step_times"])
+    return d
+
+
+def dynamic_local_steps(step_times: np.ndarray, max_steps: int) -> np.ndarray:
+  r"""Dynamic local updates (DyLU, Liu et al. 2024, arXiv 2401.09135).
+
+  :math:`H_w = \lfloor v_w / \max_u v_u \cdot H \rfloor` with :math:`v_w = 1/s_w` the
+  worker's speed, at least 1, so every worker's job takes about the same time.
+  """
+  v = 1.0 / np.asarray(step_times, np.float64)
+  h = np.floor(v / v.max() * max_steps + 1e-9).astype(np.int64)
+  return np.maximum(h, 1)
+
+
+@dataclasses.dataclass
+class Job:
+  worker: int
+  index: int          # the worker's job counter
+  pulled: int         # server version pulled
+  start: float
+  arrival: float
+  steps: int
+  consumed_tick: int = -1   # tick whose server step applies it; -1: never (discarded)
+  step0: int = 0            # the worker's computed local steps before this job
+  slot: int = -1
+
+
+@dataclasses.dataclass
+class Schedule:
+  """A precomputed event schedule in fixed-shape numpy arrays (see module doc)."""
+  scheme: str
+  num_workers: int
+  num_steps: int                 # T ticks = server steps
+  arrivals_per_step: int         # A
+  max_local_steps: int           # H (batch length of every job)
+  step_times: np.ndarray         # (N,) seconds per step
+  local_steps: np.ndarray        # (N,) H_w
+  tick_time: np.ndarray          # (T,) simulated time of each server step
+  arr: dict                      # slot, worker, pulled, valid: (T, A) int32; time (T, A)
+  wave0: list                    # sub-waves of version 0: dicts of (W,) arrays
+  waves: list                    # sub-waves of versions 1..T: dicts of (T, W) arrays
+  num_slots: int                 # M
+  max_staleness: int
+  jobs: list                     # every job started (Job records)
+  fingerprint: str
+
+  @property
+  def ring_size(self) -> int:
+    return self.max_staleness + 1
+
+  @property
+  def taus(self) -> np.ndarray:
+    """Staleness of every applied update, in application order."""
+    t = np.arange(self.num_steps)[:, None] - self.arr["pulled"]
+    return t[self.arr["valid"].astype(bool)]
+
+  @property
+  def computed_local_steps(self) -> int:
+    """Local steps actually computed (jobs whose update is applied)."""
+    return int(sum(j.steps for j in self.jobs if j.consumed_tick >= 0))
+
+  def tau_stats(self) -> dict:
+    t = self.taus
+    hist = np.bincount(t, minlength=1) if t.size else np.zeros(1, np.int64)
+    return dict(max=int(t.max(initial=0)), mean=float(t.mean()) if t.size else 0.0,
+                histogram=hist.tolist())
+
+
+def _xi(clock: ClockConfig, rng: np.random.Generator) -> float:
+  if clock.job_noise == "none":
+    return 1.0
+  if clock.job_noise == "exponential":
+    return float(rng.exponential(1.0))
+  return float(np.exp(clock.noise_sigma * rng.standard_normal()))
+
+
+def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: int = 1,
+                  local_steps: int = 1, num_steps: int = 100,
+                  dynamic_local_steps_on: bool = False, ties: str = "batch",
+                  deadline: Optional[float] = None) -> Schedule:
+  """Simulates the clock for ``num_steps`` server steps and returns the :class:`Schedule`.
+
+  Args:
+    clock: the runtime model.
+    scheme: ``'buffered'`` (scheme A: a step after every ``buffer_size`` = K arrivals),
+      ``'async'`` (scheme B, K = 1), ``'sync'`` (wait for all N every round), ``'drop'``
+      (rounds close after the fastest K; the rest are discarded), ``'deadline'`` (rounds close
+      ``deadline`` seconds after they start, keeping at least the fastest worker).
+    buffer_size: K.
+    local_steps: z (or H, the most local steps, with ``dynamic_local_steps_on``).
+    num_steps: T, server steps to simulate.
+    dynamic_local_steps_on: worker w runs ``H_w = floor(v_w / max v * H)`` steps.
+    ties: ``'batch'`` or ``'sequential'`` handling of simultaneous events.
+    deadline: seconds per round for ``scheme='deadline'``.
+  """
+  n = clock.num_workers
+  if scheme not in SCHEMES:
+    raise ValueError(f"Unknown scheme {scheme!r}; choose one of {SCHEMES}.")
+  if ties not in TIES:
+    raise ValueError(f"Unknown ties={ties!r}; choose one of {TIES}.")
+  if not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
+    raise ValueError(f"local_steps must be an integer >= 1, got {local_steps!r}.")
+  if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+    raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}.")
+  if scheme == "async":
+    buffer_size = 1
+  if scheme == "sync":
+    buffer_size = n
+  if scheme in ("buffered", "async", "drop"):
+    if not isinstance(buffer_size, (int, np.integer)) or not 1 <= buffer_size <= n:
+      raise ValueError(
+          f"buffer_size K={buffer_size!r} must be an integer with 1 <= K <= num_workers="
+          f"{n} (the server cannot wait for more updates than there are workers).")
+  if scheme == "deadline" and (deadline is None or deadline <= 0):
+    raise ValueError("scheme='deadline' needs deadline > 0 (seconds per round).")
+
+  s = clock.step_time_per_worker()
+  h_w = (dynamic_local_steps(s, local_steps) if dynamic_local_steps_on
+         else np.full(n, local_steps, np.int64))
+  rngs = [np.random.default_rng([clock.seed, 1, w]) for w in range(n)]
+  counts = [0] * n
+  jobs: list[Job] = []
+
+  def new_job(w, t, v):
+    dur = h_w[w] * s[w] * _xi(clock, rngs[w]) + clock.comm_latency
+    j = Job(worker=w, index=counts[w], pulled=v, start=t, arrival=t + dur,
+            steps=int(h_w[w]))
+    counts[w] += 1
+    jobs.append(j)
+    return len(jobs) - 1
+
+  ticks = []  # (time, [job ids in application order])
+  if scheme in ("buffered", "async"):
+    k = buffer_size
+    heap = []
+    version = 0
+    for w in range(n):
+      jid = new_job(w, 0.0, 0)
+      heapq.heappush(heap, (jobs[jid].arrival, w, jid))
+    buf = []
+    while len(ticks) < num_steps:
+      t, w, jid = heapq.heappop(heap)
+      group = [(w, jid)]
+      if ties == "batch":
+        while heap and heap[0][0] == t:
+          _, w2, j2 = heapq.heappop(heap)
+          group.append((w2, j2))
+      pulls = []
+      for w, jid in group:
+        if len(ticks) >= num_steps:
+          break
+        buf.append(jid)
+        if len(buf) == k:
+          ticks.append((t, buf))
+          buf = []
+          version += 1
+        if ties == "sequential":
+          j2 = new_job(w, t, version)
+          heapq.heappush(heap, (jobs[j2].arrival, w, j2))
+        else:
+          pulls.append(w)
+      for w in pulls:
+        j2 = new_job(w, t, version)
+        heapq.heappush(heap, (jobs[j2].arrival, w, j2))
+  else:
+    t0 = 0.0
+    for r in range(num_steps):
+      ids = [new_job(w, t0, r) for w in range(n)]
+      order = sorted(ids, key=lambda i: (jobs[i].arrival, jobs[i].worker))
+      if scheme == "sync":
+        kept, close = order, jobs[order[-1]].arrival
+      elif scheme == "drop":
+        kept = order[:buffer_size]
+        close = jobs[kept[-1]].arrival
+      else:
+        kept = [i for i in order if jobs[i].arrival <= t0 + deadline] or order[:1]
+        close = (jobs[order[-1]].arrival if len(kept) == n
+                 else max(t0 + deadline, jobs[kept[-1]].arrival))
+      ticks.append((close, sorted(kept, key=lambda i: jobs[i].worker)))
+      t0 = close
+
+  for tick, (_, ids) in enumerate(ticks):
+    for i in ids:
+      jobs[i].consumed_tick = tick
+
+  # Local-step counters of computed jobs, in each worker's job order.
+  done = [0] * n
+  for j in jobs:  # jobs of one worker appear in index order
+    if j.consumed_tick >= 0:
+      j.step0 = done[j.worker]
+      done[j.worker] += j.steps
+
+  # Slot allocation. Positions: wave of version v computed at 2v - 1; tick a reads at 2a.
+  computed = [i for i, j in enumerate(jobs) if j.consumed_tick >= 0]
+  computed.sort(key=lambda i: (jobs[i].pulled, jobs[i].start, jobs[i].worker,
+                               jobs[i].index))
+  free: list[int] = []
+  busy: list[tuple[int, int]] = []   # (read position, slot)
+  num_slots = 0
+  for i in computed:
+    j = jobs[i]
+    pos = 2 * j.pulled - 1
+    while busy and busy[0][0] < pos:
+      heapq.heappush(free, heapq.heappop(busy)[1])
+    if free:
+      j.slot = heapq.heappop(free)
+    else:
+      j.slot = num_slots
+      num_slots += 1
+    heapq.heappush(busy, (2 * j.consumed_tick, j.slot))
+  num_slots = max(num_slots, 1)
+
+  # Arrival arrays.
+  width = {"buffered": buffer_size, "async": 1, "drop": buffer_size}.get(scheme, n)
+  arr = dict(slot=np.full((num_steps, width), num_slots, np.int32),
+             worker=np.full((num_steps, width), n, np.int32),
+             pulled=np.zeros((num_steps, width), np.int32),
+             valid=np.zeros((num_steps, width), np.int32),
+             time=np.zeros((num_steps, width), np.float64))
+  for tick, (_, ids) in enumerate(ticks):
+    for c, i in enumerate(ids):
+      j = jobs[i]
+      arr["slot"][tick, c] = j.slot
+      arr["worker"][tick, c] = j.worker
+      arr["pulled"][tick, c] = j.pulled
+      arr["valid"][tick, c] = 1
+      arr["time"][tick, c] = j.arrival
+  tick_time = np.asarray([t for t, _ in ticks], np.float64)
+  valid = arr["valid"].astype(bool)
+  taus = (np.arange(num_steps)[:, None] - arr["pulled"])[valid]
+  max_tau = int(taus.max(initial=0))
+
+  # Waves: group computed jobs by pulled version and occurrence.
+  by_version: dict[int, list[int]] = {}
+  for i in computed:
+    by_version.setdefault(jobs[i].pulled, []).append(i)
+
+  def split(ids):
+    subs: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for i in sorted(ids, key=lambda i: (jobs[i].worker, jobs[i].index)):
+      r = seen.get(jobs[i].worker, 0)
+      seen[jobs[i].worker] = r + 1
+      while len(subs) <= r:
+        subs.append([])
+      subs[r].append(i)
+    return subs
+
+  def fill(rec, idx, i):
+    j = jobs[i]
+    rec["worker"][idx] = j.worker
+    rec["job"][idx] = j.index
+    rec["slot"][idx] = j.slot
+    rec["step0"][idx] = j.step0
+    rec["steps"][idx] = j.steps
+    rec["valid"][idx] = 1
+
+  def empty(shape):
+    return dict(worker=np.full(shape, n, np.int32), job=np.zeros(shape, np.int32),
+                slot=np.full(shape, num_slots, np.int32), step0=np.zeros(shape, np.int32),
+                steps=np.zeros(shape, np.int32), valid=np.zeros(shape, np.int32))
+
+  wave0 = []
+  for sub in split(by_version.get(0, [])):
+    rec = empty((len(sub),))
+    for c, i in enumerate(sub):
+      fill(rec, c, i)
+    wave0.append(rec)
+  later = {v: split(ids) for v, ids in by_version.items() if v >= 1}
+  n_sub = max((len(x) for x in later.values()), default=0)
+  waves = []
+  for r in range(n_sub):
+    w_r = max(len(x[r]) for x in later.values() if len(x) > r)
+    rec = empty((num_steps, w_r))
+    for v, subs in later.items():
+      if len(subs) > r:
+        for c, i in enumerate(subs[r]):
+          fill(rec, (v - 1, c), i)
+    waves.append(rec)
+
+  h = hashlib.sha256()
+  h.update(json.dumps(dict(clock=clock.to_dict(), scheme=scheme, k=int(buffer_size),
+                           z=int(local_steps), t=int(num_steps),
+                           dyn=bool(dynamic_local_steps_on), ties=ties,
+                           deadline=deadline), sort_keys=True).encode())
+  h.update(tick_time.tobytes())
+  return Schedule(
+      scheme=scheme, num_workers=n, num_steps=int(num_steps), arrivals_per_step=width,
+      max_local_steps=int(h_w.max()), step_times=s, local_steps=h_w, tick_time=tick_time,
+      arr=arr, wave0=wave0, waves=waves, num_slots=num_slots, max_staleness=max_tau,
+      jobs=jobs, fingerprint=h.hexdigest()[:16])

