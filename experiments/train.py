@@ -102,11 +102,21 @@ def format_summary(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def _fast_frozen_constants():
+  """Frozen pretrained layers are closed-over constants; this JAX option keeps them out
+  of the compiled program's literal pool (2-5x faster compiles for partly frozen LMs)."""
+  try:
+    jax.config.update("jax_use_simplified_jaxpr_constants", True)
+  except (AttributeError, KeyError):  # an older/newer JAX without the option
+    pass
+
+
 def train(config: config_dict.ConfigDict, workdir: str, *,
           on_round_end: Optional[Callable[[int, dict], None]] = None,
           quiet: bool = False) -> dict:
   """Runs (or resumes) one experiment; returns the summary dict (also in summary.json)."""
   validate_lib.validate(config, tasks_lib.TASKS)
+  _fast_frozen_constants()
   os.makedirs(workdir, exist_ok=True)
   data, model = tasks_lib.build_task(config)
   method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from experiments import tasks, train
 from experiments.validate import validate
-from tests._data_helpers import need
+from _data_helpers import need
 
 OFFLINE = [  # (config module, variant, artifacts)
     ("fashion_mnist", "runlocal", ["fashion-mnist"]),
