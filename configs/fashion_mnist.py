@@ -50,6 +50,14 @@ def get_config(arg: str = ""):
   if "study" in v:
     c.data.limit, c.data.test_limit = 16000, 2000
     c.rounds, c.eval_every, c.checkpoint_every = 60, 10, 0
+    c.sweep.grids = {
+        "fedavg": ["hparams.inner_lr=0.03,0.1"],
+        "avg-l2clip": ["hparams.inner_lr=0.03,0.1"],
+        "adam-sgd": ["hparams.inner_lr=0.05", "hparams.outer_lr=0.003,0.01"],
+        "diloco": ["hparams.inner_lr=0.001,0.003"],
+        "adam2": ["hparams.inner_lr=0.001", "hparams.outer_lr=0.003,0.01"],
+        "bi2clip": ["hparams.inner_lr=0.05", "hparams.outer_upper=0.003,0.01"],
+    }
   if "runlocal" in v:
     c.data.limit, c.data.test_limit = 800, 200
     c.model.kwargs.update(dict(depth=1, dim=32, mlp_dim=64) if c.model.name == "vit" else

@@ -45,6 +45,14 @@ def get_config(arg: str = ""):
     c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 64, 100_000, 200
     c.model.kwargs.update(d_model=64, num_layers=2, num_heads=4)
     c.rounds, c.eval_every, c.checkpoint_every = 60, 10, 0
+    c.sweep.grids = {
+        "fedavg": ["hparams.inner_lr=0.3,1.0"],
+        "avg-l2clip": ["hparams.inner_lr=0.3,1.0"],
+        "adam-sgd": ["hparams.inner_lr=0.3", "hparams.outer_lr=0.003,0.01"],
+        "diloco": ["hparams.inner_lr=0.001,0.003"],
+        "adam2": ["hparams.inner_lr=0.003", "hparams.outer_lr=0.003,0.01"],
+        "bi2clip": ["hparams.inner_lr=0.1", "hparams.outer_upper=0.003,0.01"],
+    }
   if "runlocal" in v:
     c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 4000, 64
     c.data.stride = 4

@@ -50,9 +50,17 @@ def get_config(arg: str = ""):
   }
   if "study" in v:
     c.model.kwargs.update(trainable="last_n_layers:1")
-    c.data.max_len, c.data.limit = 40, 4000
-    c.rounds, c.eval_every, c.checkpoint_every = 30, 5, 0
-    c.local_steps = 4
+    c.data.max_len, c.data.limit = 32, 2000
+    c.rounds, c.eval_every, c.checkpoint_every = 20, 5, 0
+    c.local_steps, c.batch_size = 2, 8
+    c.sweep.grids = {
+        "fedavg": ["hparams.inner_lr=0.03,0.1"],
+        "avg-l2clip": ["hparams.inner_lr=0.03,0.1"],
+        "adam-sgd": ["hparams.inner_lr=0.03", "hparams.outer_lr=0.001,0.003"],
+        "diloco": ["hparams.inner_lr=0.0001,0.0003"],
+        "adam2": ["hparams.inner_lr=0.0001", "hparams.outer_lr=0.001,0.003"],
+        "bi2clip": ["hparams.inner_lr=0.003", "hparams.outer_upper=0.001,0.003"],
+    }
   if "runlocal" in v:
     c.model.kwargs.update(trainable="head")
     c.data.max_len, c.data.limit = 24, 200
