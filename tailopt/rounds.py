@@ -120,9 +120,18 @@ class Round:
                         is_leaf=lambda n: isinstance(n, NamedSharding))
 
   def shard_batch(self, batch):
-    """Places a (clients, z, ...) batch with its client axis split over the mesh."""
+    """Places a (clients, z, ...) batch with its client axis split over the mesh.
+
+    Multi-host (``jax.process_count() > 1``): every process passes the same global batch
+    (e.g. from a seeded sampler) and only its own devices' shards are placed.
+    """
     self.check_batch(batch)
-    return jax.device_put(batch, self._shardings()[1])
+    sharding = self._shardings()[1]
+    if jax.process_count() == 1:
+      return jax.device_put(batch, sharding)
+    return jax.tree.map(
+        lambda x: x if isinstance(x, jax.Array) else jax.make_array_from_callback(
+            np.shape(x), sharding, lambda idx, x=x: np.asarray(x)[idx]), batch)
 
   def check_batch(self, batch):
     for path, leaf in jax.tree_util.tree_leaves_with_path(batch):
@@ -136,6 +145,8 @@ class Round:
   def __call__(self, state: RoundState, batch, weights=None):
     """Runs one round. ``weights``: optional (clients,) aggregation weights."""
     self.check_batch(batch)
+    if jax.process_count() > 1:
+      batch = self.shard_batch(batch)
     if weights is None:
       weights = jnp.ones((self.num_clients,), jnp.float32)
     elif np.shape(weights) != (self.num_clients,):
