@@ -32,8 +32,6 @@ def main(argv):
   import jax
   if _MULTIHOST.value:
     jax.distributed.initialize()
-  if jax.devices()[0].platform != "cpu":
-    pass  # accelerators: the mesh uses every device
   from experiments import train
   from experiments.validate import ConfigError
   try:
