@@ -3,7 +3,10 @@
     python -m experiments.tail_index --out experiments/results/tail_index [--families ...]
 
 For each family it builds the model and data from the family's config (small variants of
-the real models, at their initial or pretrained weights), draws ``K`` minibatch gradients
+the real models). Models trained from scratch are first warmed up with 100 Adam steps
+(lr 1e-3) on the pooled training data -- at initialisation the noise is degenerate (a
+zero-initialised head passes no gradient to the layers below); pretrained models are
+measured at their pretrained weights. It then draws ``K`` minibatch gradients
 ``g_k``, takes the noise ``g_k - mean_k g_k`` of every coordinate, and estimates the tail
 index alpha of that noise per parameter group (each leaf of the params tree; stacked
 transformer layers form one group) with two estimators:
@@ -67,13 +70,27 @@ def _config(family):
   return c
 
 
-def noise_samples(config, num_batches: int, batch_size: int, seed: int = 0):
+def noise_samples(config, num_batches: int, batch_size: int, seed: int = 0,
+                  warmup_steps: int = 0):
   """Per-leaf gradient noise ``g_k - mean_k g_k`` as a list of (path, (K, size)) arrays."""
+  import optax
   data, model = tasks.build_task(config)
   params = model.init(jax.random.key(seed))
   pooled = {k: np.concatenate([c[k] for c in data.clients]) for k in data.clients[0]}
   n = len(next(iter(pooled.values())))
   rng = np.random.default_rng(seed)
+  if warmup_steps:
+    opt = optax.adam(1e-3)
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(p, s, b):
+      g = jax.grad(model.loss)(p, b)
+      u, s = opt.update(g, s, p)
+      return optax.apply_updates(p, u), s
+    for _ in range(warmup_steps):
+      idx = rng.integers(0, n, batch_size)
+      params, opt_state = step(params, opt_state, {k: v[idx] for k, v in pooled.items()})
   grad = jax.jit(jax.grad(model.loss))
   noise_tx = None
   if config.noise.distribution != "none":
@@ -112,8 +129,13 @@ def estimate(noise: np.ndarray, max_samples: int = 200_000, seed: int = 0) -> di
           "hill_alpha": float(tailopt.hill_estimator(x))}
 
 
+PRETRAINED = ("movie_reviews_minilm", "smollm2_text")
+
+
 def measure(family: str, num_batches: int, batch_size: int) -> dict:
-  leaves, n_params = noise_samples(_config(family), num_batches, batch_size)
+  warmup = 0 if family in PRETRAINED else 100
+  leaves, n_params = noise_samples(_config(family), num_batches, batch_size,
+                                   warmup_steps=warmup)
   groups = {}
   for path, noise in leaves:
     if noise.shape[1] < 64:
@@ -121,6 +143,7 @@ def measure(family: str, num_batches: int, batch_size: int) -> dict:
     groups[path] = estimate(noise)
   all_noise = np.concatenate([n.ravel() for _, n in leaves])
   return {"description": FAMILIES[family][3], "num_params": n_params,
+          "warmup_adam_steps": warmup,
           "num_batches": num_batches, "batch_size": batch_size,
           "overall": estimate(all_noise), "groups": groups}
 
@@ -158,11 +181,14 @@ def main(argv=None):
   p.add_argument("--families", default=",".join(FAMILIES))
   p.add_argument("--batches", type=int, default=64)
   p.add_argument("--batch-size", type=int, default=16)
+  p.add_argument("--merge", action="store_true",
+                 help="keep the other families' entries of an existing tail_index.json")
   args = p.parse_args(argv)
   from absl import logging
   logging.set_verbosity(logging.WARNING)
   os.makedirs(args.out, exist_ok=True)
-  results = {}
+  out_json = os.path.join(args.out, "tail_index.json")
+  results = json.load(open(out_json)) if args.merge and os.path.exists(out_json) else {}
   for fam in [f for f in args.families.split(",") if f]:
     if fam not in FAMILIES:
       raise SystemExit(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
@@ -170,7 +196,8 @@ def main(argv=None):
     o = results[fam]["overall"]
     print(f"{fam:<26} params={results[fam]['num_params']:>11,}  alpha(stable)="
           f"{o['stable_alpha']:.3f}  alpha(hill)={o['hill_alpha']:.3f}", flush=True)
-  with open(os.path.join(args.out, "tail_index.json"), "w") as f:
+  results = {f: results[f] for f in FAMILIES if f in results}  # fixed order
+  with open(out_json, "w") as f:
     json.dump(results, f, indent=2)
   plot(results, os.path.join(args.out, "tail_index.png"))
 
