@@ -49,7 +49,8 @@ def get_config(arg: str = ""):
   }
   if "study" in v:
     c.data.limit, c.data.test_limit = 16000, 2000
-    c.rounds, c.eval_every, c.checkpoint_every = 60, 10, 0
+    c.rounds, c.eval_every, c.checkpoint_every = 40, 5, 0
+    c.local_steps = 4
     c.sweep.grids = {
         "fedavg": ["hparams.inner_lr=0.03,0.1"],
         "avg-l2clip": ["hparams.inner_lr=0.03,0.1"],

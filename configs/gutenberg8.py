@@ -42,9 +42,10 @@ def get_config(arg: str = ""):
       "bi2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.outer_upper=0.03,0.1"],
   }
   if "study" in v:
-    c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 64, 100_000, 200
+    c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 100_000, 200
     c.model.kwargs.update(d_model=64, num_layers=2, num_heads=4)
-    c.rounds, c.eval_every, c.checkpoint_every = 60, 10, 0
+    c.rounds, c.eval_every, c.checkpoint_every = 40, 5, 0
+    c.local_steps, c.batch_size = 4, 16
     c.sweep.grids = {
         "fedavg": ["hparams.inner_lr=0.3,1.0"],
         "avg-l2clip": ["hparams.inner_lr=0.3,1.0"],

@@ -50,9 +50,9 @@ def get_config(arg: str = ""):
   }
   if "study" in v:
     c.model.kwargs.update(trainable="last_n_layers:1")
-    c.data.max_len, c.data.limit = 32, 2000
-    c.rounds, c.eval_every, c.checkpoint_every = 20, 5, 0
-    c.local_steps, c.batch_size = 2, 8
+    c.data.max_len, c.data.limit = 24, 2000
+    c.rounds, c.eval_every, c.checkpoint_every = 15, 5, 0
+    c.local_steps, c.batch_size, c.clients = 2, 8, 4
     c.sweep.grids = {
         "fedavg": ["hparams.inner_lr=0.03,0.1"],
         "avg-l2clip": ["hparams.inner_lr=0.03,0.1"],

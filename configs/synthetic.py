@@ -73,16 +73,19 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   return c
 
 
-# Tuning grids of the synthetic study (our choice: 7-12 points per method, the learning
+# Tuning grids of the synthetic study (our choice: 8-20 points per method, the learning
 # rates that matter most for each; thresholds not in a grid keep the config's values:
 # inner u=1, d=0.01; outer u~=0.5, d~=0).
 STUDY_GRIDS = {
-    "fedavg": ["hparams.inner_lr=0.0001,0.0003,0.001,0.003,0.01,0.03,0.1"],
+    "fedavg": ["hparams.inner_lr=0.00003,0.0001,0.0003,0.001,0.003,0.01,0.03,0.1"],
     "avg-l2clip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.inner_upper=1.0,3.0"],
-    "avg-biclip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.inner_upper=0.3,1.0"],
-    "adam-sgd": ["hparams.inner_lr=0.003,0.01,0.03", "hparams.outer_lr=0.01,0.03,0.1"],
-    "adam-biclip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.outer_lr=0.01,0.03"],
-    "adam2": ["hparams.inner_lr=0.0003,0.001,0.003,0.01", "hparams.outer_lr=0.003,0.01,0.03"],
+    "avg-biclip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.inner_upper=0.1,0.3,1.0"],
+    "adam-sgd": ["hparams.inner_lr=0.001,0.003,0.01,0.03", "hparams.outer_lr=0.01,0.03,0.1"],
+    "adam-biclip": ["hparams.inner_lr=0.001,0.003,0.01,0.03,0.1",
+                    "hparams.outer_lr=0.003,0.01,0.03"],
+    "adam2": ["hparams.inner_lr=0.0001,0.0003,0.001,0.003,0.01",
+              "hparams.outer_lr=0.003,0.01,0.03"],
     "diloco": ["hparams.inner_lr=0.0003,0.001,0.003,0.01", "hparams.outer_lr=0.3,0.7"],
-    "bi2clip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.outer_upper=0.03,0.1,0.5"],
+    "bi2clip": ["hparams.inner_lr=0.001,0.003,0.01,0.03,0.1",
+                "hparams.outer_upper=0.01,0.03,0.1,0.5"],
 }
