@@ -32,8 +32,11 @@ def main(argv):
   import jax
   if _MULTIHOST.value:
     jax.distributed.initialize()
-  from experiments import train
   from experiments.validate import ConfigError
+  if _CONFIG.value.get("mode") == "async":
+    from experiments import async_train as train
+  else:
+    from experiments import train
   try:
     train.train(_CONFIG.value, _WORKDIR.value)
   except ConfigError as e:
