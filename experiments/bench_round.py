@@ -7,7 +7,8 @@ optimizer transform, no averaging, no outer step) in the same shard_map/scan/vma
 Optimizer-state bytes are measured from the state pytrees (per node and on the server).
 Prints a table and, as the last line, one JSON object.
 
-Runs on 8 CPU devices by default (``--devices``); on a GPU pass ``--devices 1``.
+Runs on 8 emulated CPU devices by default (``--devices``); on a GPU pass ``--devices 0``
+(no emulation: the mesh then uses the real accelerators).
 """
 
 from __future__ import annotations
