@@ -4,7 +4,8 @@
     python -m experiments.main --config configs/synthetic.py:runlocal --workdir /tmp/s \\
         --config.method=fedavg
 
-Rerunning the same command resumes from the newest checkpoint in --workdir.
+Rerunning the same command resumes from the newest checkpoint in --workdir. Configs with
+``mode='async'`` (configs/async_*.py) run the asynchronous simulator (experiments.async_train).
 Multi-host: call with --multihost on every host (jax.distributed.initialize()).
 """
 
