@@ -558,9 +558,6 @@ def _rows(metrics: dict) -> list[dict]:
 
 def format_summary(s: dict) -> str:
   """The one-screen summary printed at the end of a run."""
-  lines = ["", "=" * 68,
-           f" tailopt async run: {s['label']} on {s['task']}"
-           f"{' (DIVERGED)' if s['diverged'] else ''}", "=" * 68]
   rows = [("workdir", s["workdir"]),
           ("server steps", f"{s['steps_done']} / {s['server_steps']}"
            + (f" (resumed from {s['resumed_from']})" if s["resumed_from"] else "")),
@@ -585,21 +582,8 @@ def format_summary(s: dict) -> str:
     ttt = s.get("time_to_target")
     rows.append((f"time to {s['report_metric']} {'<=' if s['report_mode'] == 'min' else '>='}"
                  f" {s['target']:g}", "not reached" if ttt is None else f"{ttt:.1f} s"))
-  w = max(len(r[0]) for r in rows)
-  lines += [f" {k:<{w}}  {v}" for k, v in rows]
-  lines.append("=" * 68)
-  return "\n".join(lines)
-
-
-def _progress(config, total, initial, label):
-  if not config.progress:
-    return None
-  try:
-    from tqdm.auto import tqdm
-  except ImportError:  # pragma: no cover
-    return None
-  return tqdm(total=total, initial=initial, desc=label, unit="step", dynamic_ncols=True,
-              leave=False)
+  return train_lib.summary_box(f"tailopt async run: {s['label']} on {s['task']}"
+                               f"{' (DIVERGED)' if s['diverged'] else ''}", rows, width=68)
 
 
 def run_label(config) -> str:
@@ -684,7 +668,7 @@ def train(config: config_dict.ConfigDict, workdir: str, *,
     for rec in (json.loads(l) for l in open(writer.jsonl_path) if l.strip()):
       track(rec)
 
-  bar = None if quiet else _progress(config, t_all, start, label)
+  bar = None if quiet else train_lib.progress_bar(config, t_all, start, label, unit="step")
   diverged = False
   last = {}
   t = start
@@ -748,9 +732,7 @@ def train(config: config_dict.ConfigDict, workdir: str, *,
       scheme=sim.config.scheme, workers=config.clients, buffer_size=sim.buffer_size,
       local_steps=config.local_steps, rate=a.rate.family, compensation=a.compensation.kind,
       clock=clock_desc, clock_config=sim.clock.to_dict(),
-      noise=(config.noise.distribution if config.noise.distribution == "none" else
-             f"{config.noise.distribution}(alpha={config.noise.alpha}, df={config.noise.df},"
-             f" scale={config.noise.scale})"),
+      noise=train_lib.describe_noise(config),
       server_steps=t_all, steps_done=t, resumed_from=start,
       finished=(t == t_all) or diverged, diverged=diverged,
       sim_time=float(sched_time[max(t, 1) - 1]), horizon_time=float(sched_time[-1]),

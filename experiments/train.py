@@ -65,23 +65,34 @@ def _finite_tree(tree) -> bool:
   return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
 
-def _progress(config, total, initial):
+def progress_bar(config, total, initial, label, unit="round"):
+  """A tqdm bar (None when ``config.progress`` is off or tqdm is missing)."""
   if not config.progress:
     return None
   try:
     from tqdm.auto import tqdm
   except ImportError:  # pragma: no cover
     return None
-  return tqdm(total=total, initial=initial, desc=f"{config.method}", unit="round",
-              dynamic_ncols=True, leave=False)
+  return tqdm(total=total, initial=initial, desc=label, unit=unit, dynamic_ncols=True,
+              leave=False)
+
+
+def describe_noise(config) -> str:
+  n = config.noise
+  if n.distribution == "none":
+    return "none"
+  return f"{n.distribution}(alpha={n.alpha}, df={n.df}, scale={n.scale})"
+
+
+def summary_box(title: str, rows, width: int = 64) -> str:
+  """``rows`` of (label, value) under a title, aligned, between rules."""
+  w = max(len(r[0]) for r in rows)
+  return "\n".join(["", "=" * width, f" {title}", "=" * width]
+                   + [f" {k:<{w}}  {v}" for k, v in rows] + ["=" * width])
 
 
 def format_summary(summary: dict) -> str:
   """The one-screen summary printed at the end of a run."""
-  lines = ["", "=" * 64,
-           f" tailopt run: {summary['method']} on {summary['task']}"
-           f"{' (DIVERGED)' if summary['diverged'] else ''}",
-           "=" * 64]
   rows = [("workdir", summary["workdir"]),
           ("rounds", f"{summary['rounds_done']} / {summary['rounds']}"
                      f" (resumed from {summary['resumed_from']})" if summary["resumed_from"]
@@ -96,10 +107,8 @@ def format_summary(summary: dict) -> str:
   if summary.get("best") is not None:
     rows.append((f"best {summary['report_metric']}",
                  f"{summary['best']:.6g} at round {summary['best_round']}"))
-  w = max(len(r[0]) for r in rows)
-  lines += [f" {k:<{w}}  {v}" for k, v in rows]
-  lines.append("=" * 64)
-  return "\n".join(lines)
+  return summary_box(f"tailopt run: {summary['method']} on {summary['task']}"
+                     f"{' (DIVERGED)' if summary['diverged'] else ''}", rows)
 
 
 def _fast_frozen_constants():
@@ -157,7 +166,7 @@ def train(config: config_dict.ConfigDict, workdir: str, *,
       best, best_round = v, r
     return m
 
-  bar = None if quiet else _progress(config, config.rounds, start)
+  bar = None if quiet else progress_bar(config, config.rounds, start, config.method)
   diverged = False
   t0 = time.perf_counter()
   last = {}
@@ -202,9 +211,7 @@ def train(config: config_dict.ConfigDict, workdir: str, *,
   summary = dict(
       workdir=os.path.abspath(workdir), task=config.task, method=config.method,
       hparams=validate_lib.method_hparams(config), seed=config.seed,
-      noise=(config.noise.distribution if config.noise.distribution == "none" else
-             f"{config.noise.distribution}(alpha={config.noise.alpha}, df={config.noise.df},"
-             f" scale={config.noise.scale})"),
+      noise=describe_noise(config),
       clients=config.clients, local_steps=config.local_steps, rounds=config.rounds,
       rounds_done=r, resumed_from=start, finished=(r == config.rounds) or diverged,
       diverged=diverged, wall_s=wall, rounds_per_s=(r - start) / max(wall, 1e-9),
