@@ -11,10 +11,11 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tailopt import schedules as sched_lib
@@ -198,41 +199,124 @@ def l2_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0
 
 
 # ---------------------------------------------------------------------------
-# Clip statistics, used by the training round's metrics.
+# Clip statistics: measured from what a clipping transform does, for any transform.
+
+STAT_SAMPLES = 4096
+
+
+class ClipMonitorState(NamedTuple):
+  """State of :func:`monitor_clip`: the wrapped transform's state and ``measurements``,
+  ``{'clip_above': f, 'clip_below': f}`` from the last update (read them with
+  ``optax.tree.get(state, 'clip_above')``; the TailOPT round reports them as
+  ``inner_clip_above``/``outer_clip_above``...)."""
+  measurements: dict
+  inner_state: Any
 
 
 def _subsample(g, max_samples):
+  """At most ``max_samples`` coordinates of ``g``, at fixed pseudo-random positions (a
+  regular stride would alias with periodic structure, e.g. rows of a matrix)."""
   flat = jnp.ravel(g)
   if max_samples is None or flat.size <= max_samples:
     return flat
-  stride = -(-flat.size // max_samples)
-  return flat[::stride]
+  idx = np.sort(np.random.default_rng(flat.size).choice(flat.size, max_samples,
+                                                         replace=False))
+  return flat[idx.astype(np.int32)]
 
 
-def bi_clip_fractions(tree, upper, lower, max_samples: Optional[int] = None):
-  """Fractions of coordinates that BiClip cuts from above (``|x| > u``) and raises from
-  below (``0 < |x| < d``). Returns two float32 scalars.
+def clip_fractions(before, after, max_samples: Optional[int] = STAT_SAMPLES):
+  """Fractions of coordinates a clipping stage shrank (``|after| < |before|``: cut from
+  above) and grew (``|after| > |before|``: raised from below). Two float32 scalars.
 
-  ``max_samples``: estimate each leaf's fractions from an evenly strided subsample of at
-  most this many coordinates (weighted by the leaf's size), instead of a full pass;
-  counting reductions are slow on some backends and these are monitoring statistics.
-  Exact when every leaf is at most that size.
+  For BiClip these are exactly the fractions with ``|x| > u`` and ``0 < |x| < d``; for
+  global-norm clipping, the fraction of nonzero coordinates when the norm was cut (else 0).
+  ``max_samples``: estimate each leaf's fractions from at most this many coordinates at
+  fixed pseudo-random positions (weighted by the leaf's size) rather than a full pass;
+  exact when every leaf is at most that size. NaN inputs count in neither.
   """
-  leaves = jax.tree.leaves(tree)
-  n = sum(g.size for g in leaves)
+  leaves_b = jax.tree.leaves(before)
+  leaves_a = jax.tree.leaves(after)
+  n = sum(g.size for g in leaves_b)
   above = jnp.zeros([], jnp.float32)
   below = jnp.zeros([], jnp.float32)
-  for g in leaves:
-    a = jnp.abs(_subsample(g, max_samples)).astype(jnp.float32)
-    w = g.size / a.size
-    above += w * jnp.sum(jnp.where(a > upper, 1.0, 0.0))
-    below += w * jnp.sum(jnp.where((a < lower) & (a != 0), 1.0, 0.0))
+  for b, a in zip(leaves_b, leaves_a):
+    bb = jnp.abs(_subsample(b, max_samples)).astype(jnp.float32)
+    aa = jnp.abs(_subsample(a, max_samples)).astype(jnp.float32)
+    w = b.size / bb.size
+    above += w * jnp.sum(jnp.where(aa < bb, 1.0, 0.0))
+    below += w * jnp.sum(jnp.where(aa > bb, 1.0, 0.0))
+  n = max(n, 1)
   return above / n, below / n
 
 
-def l2_clip_fractions(tree, upper, lower, max_samples: Optional[int] = None):
-  """1.0 where the global norm is above ``u`` (resp. in ``(0, d)``), else 0.0."""
-  del max_samples
-  norm = global_norm(tree)
-  return ((norm > upper).astype(jnp.float32),
-          ((norm < lower) & (norm > 0)).astype(jnp.float32))
+def monitor_clip(tx: optax.GradientTransformation,
+                 max_samples: Optional[int] = STAT_SAMPLES
+                 ) -> optax.GradientTransformationExtraArgs:
+  """Wraps a clipping transform so that its state records how much it clipped.
+
+  Works for any clipping stage (:func:`bi_clip`, :func:`l2_clip`, ``optax.clip``,
+  ``optax.clip_by_global_norm`` or your own): it compares the stage's input and output
+  with :func:`clip_fractions` and stores ``clip_above`` and ``clip_below`` in a
+  :class:`ClipMonitorState`, where ``optax.tree.get`` and the TailOPT round find them.
+  Wrap the clipping stage only, not a chain that also scales by a learning rate::
+
+      inner = optax.chain(tailopt.monitor_clip(my_clip), optax.sgd(0.1))
+
+  The state grows by two float32 scalars; the updates are those of ``tx``.
+  """
+  tx = optax.with_extra_args_support(tx)
+
+  def init_fn(params):
+    zero = jnp.zeros([], jnp.float32)
+    return ClipMonitorState({"clip_above": zero, "clip_below": zero}, tx.init(params))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    new, inner = tx.update(updates, state.inner_state, params, **extra_args)
+    above, below = clip_fractions(updates, new, max_samples)
+    return new, ClipMonitorState({"clip_above": above, "clip_below": below}, inner)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _measurement_dicts(state):
+  """Every measurement dict in an optimizer state: :class:`ClipMonitorState`'s and
+  ``optax.snapshot``/``optax.monitor``'s, in tree order."""
+  found = []
+
+  def visit(node):
+    if isinstance(node, ClipMonitorState):
+      found.append(node.measurements)
+      visit(node.inner_state)
+    elif isinstance(node, optax.transforms.SnapshotState):
+      found.append(node.measurement)
+    elif isinstance(node, optax.transforms.MonitorState):
+      found.append(node.measurements)
+    elif isinstance(node, (tuple, list)):
+      for child in node:
+        visit(child)
+    elif isinstance(node, dict):
+      for child in node.values():
+        visit(child)
+
+  visit(state)
+  return found
+
+
+def measurements(state, prefix: str = "") -> dict:
+  """The scalar measurements recorded in an optimizer state, as ``{prefix + name: value}``.
+
+  Finds :func:`monitor_clip`'s clip fractions and every scalar of ``optax.snapshot`` /
+  ``optax.monitor`` (non-scalar measurements are skipped). A name met twice gets a
+  suffix ``_1``, ``_2``... The TailOPT round reports them as metrics with the prefixes
+  ``inner_`` (mean over the local steps and clients) and ``outer_``.
+  """
+  out = {}
+  for d in _measurement_dicts(state):
+    for name, value in d.items():
+      if not hasattr(value, "ndim") or value.ndim != 0:
+        continue
+      key, i = prefix + name, 1
+      while key in out:
+        key, i = f"{prefix}{name}_{i}", i + 1
+      out[key] = jnp.asarray(value, jnp.float32)
+  return out

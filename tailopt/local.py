@@ -17,8 +17,6 @@ import jax.numpy as jnp
 import optax
 
 from tailopt import clipping
-from tailopt import schedules as sched_lib
-from tailopt.methods import ClipSpec
 
 LossFn = Callable[[Any, Any], jax.Array]
 
@@ -27,82 +25,74 @@ class LocalResult(NamedTuple):
   delta: Any            # x_start - x_end, gradient-like sign
   inner_state: Any
   noise_state: Any
-  metrics: dict         # loss: mean over the z steps; nonfinite_steps: fraction of steps
-                        # whose gradient had a NaN/inf; inner_clip_*: mean over steps
+  metrics: dict         # loss: mean over the steps; nonfinite_frac: fraction of steps
+                        # whose gradient had a NaN/inf; inner_<name>: the inner state's
+                        # measurements (e.g. inner_clip_above), mean over the steps
 
 
-def set_counts(state, value):
-  """Sets every ``count`` field of the NamedTuple states inside ``state`` to ``value``.
+def nonfinite(tree) -> jax.Array:
+  """1.0 if any coordinate of ``tree`` is NaN or infinite, else 0.0.
 
-  Used when inner state is reset each round, so that step- or round-indexed schedules
-  still see the global step.
+  One ``isfinite`` reduction per leaf (a sum could overflow on huge finite values).
   """
-  def is_counted(node):
-    return isinstance(node, tuple) and hasattr(node, "_fields") and "count" in node._fields
-
-  def fix(node):
-    if is_counted(node) and node.count is not None:
-      return node._replace(count=jnp.asarray(value, node.count.dtype))
-    return node
-
-  return jax.tree.map(fix, state, is_leaf=is_counted)
-
-
-STAT_SAMPLES = 4096
-
-
-def clip_fractions(spec: Optional[ClipSpec], tree, count, max_samples=STAT_SAMPLES):
-  """(fraction clipped from above, fraction raised from below) for a clip stage,
-  estimated from at most ``max_samples`` coordinates per leaf (exact below that)."""
-  if spec is None:
-    zero = jnp.zeros([], jnp.float32)
-    return zero, zero
-  u = sched_lib.evaluate(spec.upper, count)
-  d = sched_lib.evaluate(spec.lower, count)
-  fn = clipping.bi_clip_fractions if spec.kind == "bi" else clipping.l2_clip_fractions
-  return fn(tree, u, d, max_samples)
-
-
-def _nonfinite(tree):
-  """1.0 if any coordinate of ``tree`` is NaN or infinite, else 0.0 (one sum per leaf)."""
-  total = sum(jnp.sum(g.astype(jnp.float32)) for g in jax.tree.leaves(tree))
-  return (~jnp.isfinite(total)).astype(jnp.float32)
+  leaves = jax.tree.leaves(tree)
+  if not leaves:
+    return jnp.zeros([], jnp.float32)
+  ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]).all()
+  return (~ok).astype(jnp.float32)
 
 
 def make_local_run(loss_fn: LossFn, inner: optax.GradientTransformation, *,
-                   inner_clip: Optional[ClipSpec] = None,
                    noise: Optional[optax.GradientTransformation] = None,
                    has_aux: bool = False):
-  """Returns ``run(params, inner_state, noise_state, batches, step0) -> LocalResult``.
+  """Returns ``run(params, inner_state, noise_state, batches, round_index=0, step0=0,
+  num_steps=None) -> LocalResult``.
 
   ``batches`` is a pytree whose leaves have a leading axis of length z (one minibatch per
   step). ``noise`` (optional) perturbs each gradient before the inner rule, as injected
-  heavy-tailed noise; ``step0`` is the global index of the first step (for clip stats).
+  heavy-tailed noise. Every inner update gets the extra arguments ``round_index`` and
+  ``step_index`` (``step0`` + the local step): schedules that must see the global round or
+  step read them (:func:`tailopt.indexed_hyperparams`); the inner state's own counters are
+  never touched. ``num_steps`` (a traced int, optional) runs only the first ``num_steps``
+  of the z scanned steps (dynamic local updates); the rest leave the carry unchanged.
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
+  inner = optax.with_extra_args_support(inner)
 
   def step(carry, batch):
-    x, s, ns, k = carry
+    x, s, ns, k, i, r, n = carry
     if has_aux:
       (loss, _), g = grad_fn(x, batch)
     else:
       loss, g = grad_fn(x, batch)
-    nonfinite = _nonfinite(g)
+    bad = nonfinite(g)
+    ns2 = ns
     if noise is not None:
-      g, ns = noise.update(g, ns, x)
-    above, below = clip_fractions(inner_clip, g, k)
-    updates, s = inner.update(g, s, x)
-    x = optax.apply_updates(x, updates)
-    stats = dict(loss=loss.astype(jnp.float32), inner_clip_above=above,
-                 inner_clip_below=below, nonfinite_steps=nonfinite)
-    return (x, s, ns, k + 1), stats
+      g, ns2 = noise.update(g, ns, x)
+    updates, s2 = inner.update(g, s, x, round_index=r, step_index=k)
+    x2 = optax.apply_updates(x, updates)
+    stats = dict(loss=loss.astype(jnp.float32), nonfinite_frac=bad,
+                 **clipping.measurements(s2, "inner_"))
+    if n is None:
+      return (x2, s2, ns2, k + 1, i + 1, r, n), stats
+    active = i < n
+    pick = lambda a, b: jax.tree.map(lambda u, v: jnp.where(active, u, v), a, b)  # noqa
+    stats = {key: v * active.astype(jnp.float32) for key, v in stats.items()}
+    return (pick(x2, x), pick(s2, s), pick(ns2, ns), k + active.astype(jnp.int32), i + 1,
+            r, n), stats
 
-  def run(params, inner_state, noise_state, batches, step0=0):
-    step0 = jnp.asarray(step0, jnp.int32)
-    init = (params, inner_state, noise_state, step0)
-    (x, s, ns, _), stats = jax.lax.scan(step, init, batches)
+  def run(params, inner_state, noise_state, batches, round_index=0, step0=0,
+          num_steps=None):
+    n = None if num_steps is None else jnp.asarray(num_steps, jnp.int32)
+    init = (params, inner_state, noise_state, jnp.asarray(step0, jnp.int32),
+            jnp.zeros([], jnp.int32), jnp.asarray(round_index, jnp.int32), n)
+    (x, s, ns, *_), stats = jax.lax.scan(step, init, batches)
     delta = jax.tree.map(lambda a, b: a - b, params, x)
-    metrics = {k: jnp.mean(v) for k, v in stats.items()}
+    if n is None:
+      metrics = {key: jnp.mean(v) for key, v in stats.items()}
+    else:
+      denom = jnp.maximum(n.astype(jnp.float32), 1.0)
+      metrics = {key: jnp.sum(v) / denom for key, v in stats.items()}
     return LocalResult(delta, s, ns, metrics)
 
   return run

@@ -47,6 +47,27 @@ class ScaleByFedOptState(NamedTuple):
   nu: optax.Updates
 
 
+def _concrete(value) -> Optional[float]:
+  """``float(value)`` for a Python or concrete number, ``None`` for a traced value."""
+  if isinstance(value, jax.core.Tracer):
+    return None
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return None
+
+
+def _c(value, like):
+  """A hyperparameter (float or array) as a scalar of ``like``'s dtype."""
+  return jnp.asarray(value, like.dtype)
+
+
+def _check(rule: str, name: str, value, ok, what: str):
+  v = _concrete(value)
+  if v is not None and not (v == v and ok(v)):
+    raise ValueError(f"{rule}: {name}={value} {what}.")
+
+
 def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1e-3,
                     bias_correction: bool = False, initial_accumulator: float = 0.0
                     ) -> optax.GradientTransformation:
@@ -62,16 +83,20 @@ def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1
   """
   if rule not in _RULES:
     raise ValueError(f"Unknown FedOpt rule {rule!r}; choose one of {_RULES}.")
-  if not 0.0 <= b1 < 1.0:
-    raise ValueError(f"{rule}: b1={b1} must be in [0, 1).")
-  if rule != "adagrad" and not 0.0 <= b2 < 1.0:
-    raise ValueError(f"{rule}: b2={b2} must be in [0, 1).")
-  if not isinstance(tau, jax.core.Tracer) and tau < 0:
-    raise ValueError(f"{rule}: tau={tau} must be >= 0 (it is added outside the root).")
+  _check(rule, "b1", b1, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+  if rule != "adagrad":
+    _check(rule, "b2", b2, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+  _check(rule, "tau", tau, lambda v: v >= 0.0, "must be >= 0 (it is added outside the root)")
+  _check(rule, "initial_accumulator", initial_accumulator, lambda v: v >= 0.0,
+         "must be >= 0")
+  # A first moment is kept unless b1 is the Python number 0: an array b1 (e.g. from
+  # optax.inject_hyperparams, traced under jit) keeps it, so the state's structure never
+  # depends on a traced value.
+  first_moment = not (isinstance(b1, (int, float)) and b1 == 0)
 
   def init_fn(params):
     nu = jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator), params)
-    mu = optax.tree_utils.tree_zeros_like(params) if b1 > 0 else None
+    mu = optax.tree_utils.tree_zeros_like(params) if first_moment else None
     return ScaleByFedOptState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
 
   def update_fn(updates, state, params=None):
@@ -81,21 +106,24 @@ def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1
     if rule == "adagrad":
       nu = jax.tree.map(lambda v, s: v + s, state.nu, sq)
     elif rule == "yogi":
-      nu = jax.tree.map(lambda v, s: v - (1.0 - b2) * s * jnp.sign(v - s), state.nu, sq)
+      nu = jax.tree.map(lambda v, s: v - _c(1.0 - b2, v) * s * jnp.sign(v - s),
+                        state.nu, sq)
     else:
-      nu = jax.tree.map(lambda v, s: b2 * v + (1.0 - b2) * s, state.nu, sq)
-    if b1 > 0:
-      mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, updates)
+      nu = jax.tree.map(lambda v, s: _c(b2, v) * v + _c(1.0 - b2, v) * s, state.nu, sq)
+    if first_moment:
+      mu = jax.tree.map(lambda m, g: _c(b1, m) * m + _c(1.0 - b1, m) * g,
+                        state.mu, updates)
     else:
       mu = None
     m_hat = updates if mu is None else mu
     v_hat = nu
     if bias_correction:
       t = count.astype(jnp.float32)
+      bb1, bb2 = jnp.asarray(b1, jnp.float32), jnp.asarray(b2, jnp.float32)
       if mu is not None:
-        m_hat = jax.tree.map(lambda m: m / (1.0 - b1**t).astype(m.dtype), mu)
+        m_hat = jax.tree.map(lambda m: m / (1.0 - bb1**t).astype(m.dtype), mu)
       if rule != "adagrad":
-        v_hat = jax.tree.map(lambda v: v / (1.0 - b2**t).astype(v.dtype), nu)
+        v_hat = jax.tree.map(lambda v: v / (1.0 - bb2**t).astype(v.dtype), nu)
     new_updates = jax.tree.map(
         lambda m, v: (m / (jnp.sqrt(v) + jnp.asarray(tau, v.dtype))).astype(m.dtype),
         m_hat, v_hat)

@@ -84,6 +84,7 @@ class Round:
   participation: Optional[int]
   noise: Optional[optax.GradientTransformation]
   has_aux: bool
+  donate: bool = True
   _step: Any = None
 
   @property
@@ -97,7 +98,7 @@ class Round:
 
   def init(self, params, seed: int = 0) -> RoundState:
     """The initial state: params and outer state replicated, inner states per client."""
-    inner, _ = self.method.inner_for(self.local_steps)
+    inner = self.method.inner
     rep, cl = self._shardings()
     c = self.num_clients
     stack = lambda tree: jax.tree.map(  # noqa: E731
@@ -143,20 +144,41 @@ class Round:
             f"{self.local_steps}, ...). Stack one minibatch per local step per client.")
 
   def __call__(self, state: RoundState, batch, weights=None):
-    """Runs one round. ``weights``: optional (clients,) aggregation weights."""
+    """Runs one round. ``weights``: optional (clients,) aggregation weights (finite,
+    >= 0, not all zero)."""
     self.check_batch(batch)
+    if self.donate and any(getattr(x, "is_deleted", lambda: False)()
+                           for x in jax.tree.leaves(state)):
+      raise ValueError(
+          "this RoundState was donated to an earlier round call and its buffers are gone; "
+          "pass the state that call returned, keep a copy before the call "
+          "(jax.tree.map(jnp.copy, state)), or build the round with donate=False.")
     if jax.process_count() > 1:
       batch = self.shard_batch(batch)
     if weights is None:
       weights = jnp.ones((self.num_clients,), jnp.float32)
-    elif np.shape(weights) != (self.num_clients,):
-      raise ValueError(
-          f"weights has shape {np.shape(weights)}; expected ({self.num_clients},), one "
-          "per client (e.g. local example counts).")
+    else:
+      if np.shape(weights) != (self.num_clients,):
+        raise ValueError(
+            f"weights has shape {np.shape(weights)}; expected ({self.num_clients},), one "
+            "per client (e.g. local example counts).")
+      if not isinstance(weights, jax.core.Tracer):
+        w = np.asarray(weights, np.float64)
+        if not np.all(np.isfinite(w)):
+          raise ValueError("weights must be finite; got NaN or inf at clients "
+                           f"{np.flatnonzero(~np.isfinite(w)).tolist()}.")
+        if np.any(w < 0):
+          raise ValueError("weights must be >= 0; negative at clients "
+                           f"{np.flatnonzero(w < 0).tolist()}.")
+        if not np.any(w > 0):
+          raise ValueError("weights are all zero: no client would count in the mean; give "
+                           "at least one client a positive weight.")
     return self._step(state, batch, jnp.asarray(weights, jnp.float32))
 
 
-def build_round(loss_fn, method: Method, *, local_steps: int, num_clients: int,
+def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
+                num_clients: int, inner: Optional[optax.GradientTransformation] = None,
+                outer: Optional[optax.GradientTransformation] = None,
                 mesh: Optional[jax.sharding.Mesh] = None, axis_name: str = "clients",
                 reset_inner_state: bool = False, participation: Optional[int] = None,
                 noise: Optional[optax.GradientTransformation] = None,
@@ -166,18 +188,32 @@ def build_round(loss_fn, method: Method, *, local_steps: int, num_clients: int,
   Args:
     loss_fn: ``loss_fn(params, batch) -> scalar`` (or ``(scalar, aux)`` with
       ``has_aux``) for one client's minibatch.
-    method: a :class:`tailopt.Method` (inner and outer transforms).
+    method: a :class:`tailopt.Method` (``tailopt.get_method(name)`` or
+      ``tailopt.Method(inner=..., outer=...)``); or pass ``inner=`` and ``outer=``.
     local_steps: z >= 1 inner steps per round.
     num_clients: clients per round; a multiple of the mesh's client-axis size.
+    inner, outer: any two ``optax.GradientTransformation``\ s, instead of ``method``.
     mesh: a mesh with axis ``axis_name`` (default :func:`client_mesh` over all devices).
-    reset_inner_state: re-initialise inner optimizer state every round (default: keep it
-      per client across rounds, as DiLoCo does).
+    reset_inner_state: start every round from a fresh ``inner.init(x_t)`` (the DiLoCo and
+      FedOpt meaning; default: keep inner state per client across rounds, as DiLoCo
+      does). Schedules still see the global round through the ``round_index`` argument.
     participation: if set, ``m`` of the clients are sampled uniformly each round; the
       others neither count in the mean nor change their inner state.
     noise: optional transform (e.g. :func:`tailopt.inject_noise`) applied to every
       gradient before the inner rule, with per-client PRNG streams.
-    donate: donate the state's buffers to the round (in-place update).
+    donate: donate the state's buffers to the round (in-place update); a donated state
+      cannot be passed again.
   """
+  if method is None:
+    if inner is None or outer is None:
+      raise ValueError("build_round needs a method (tailopt.get_method(name) or "
+                       "tailopt.Method(inner=..., outer=...)) or both inner= and outer=.")
+    method = Method(inner=inner, outer=outer)
+  elif inner is not None or outer is not None:
+    raise ValueError("build_round: pass either method or inner=/outer=, not both.")
+  if not isinstance(method, Method):
+    raise TypeError(f"method must be a tailopt.Method, got {type(method).__name__}; use "
+                    "tailopt.get_method(name) or tailopt.Method(inner=..., outer=...).")
   if not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
     raise ValueError(f"local_steps (z) must be an integer >= 1, got {local_steps!r}.")
   if mesh is None:
@@ -195,27 +231,25 @@ def build_round(loss_fn, method: Method, *, local_steps: int, num_clients: int,
         f"participation={participation} must be between 1 and num_clients={num_clients}.")
 
   rnd = Round(loss_fn, method, int(local_steps), int(num_clients), mesh, axis_name,
-              reset_inner_state, participation, noise, has_aux)
+              reset_inner_state, participation, noise, has_aux, donate)
   z = rnd.local_steps
-  inner, inner_clip = method.inner_for(z)
-  outer = method.outer
-  local_run = local_lib.make_local_run(loss_fn, inner, inner_clip=inner_clip,
-                                       noise=noise, has_aux=has_aux)
+  inner_tx = method.inner
+  outer_tx = optax.with_extra_args_support(method.outer)
+  local_run = local_lib.make_local_run(loss_fn, inner_tx, noise=noise, has_aux=has_aux)
   ax = axis_name
 
   def shard_body(params, outer_state, inner_state, noise_state, batch, weights, round_idx):
     step0 = round_idx * z
     x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
     if reset_inner_state:
-      fresh = local_lib.set_counts(inner.init(params), step0)
-      fresh = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), fresh)
+      fresh = inner_tx.init(x0)   # a fresh init, exactly as at the start of a run
       k = rnd.clients_per_device
       start_state = jax.tree.map(
           lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)
     else:
       start_state = inner_state
-    res = jax.vmap(local_run, in_axes=(None, 0, 0, 0, None))(
-        x0, start_state, noise_state, batch, step0)
+    res = jax.vmap(local_run, in_axes=(None, 0, 0, 0, None, None))(
+        x0, start_state, noise_state, batch, round_idx, step0)
 
     w = weights
     active = (w > 0)
@@ -229,24 +263,26 @@ def build_round(loss_fn, method: Method, *, local_steps: int, num_clients: int,
                  else jax.tree.map(keep_active, res.noise_state, noise_state))
 
     total_w = jax.lax.psum(jnp.sum(w), ax)
+    safe_w = jnp.where(total_w > 0, total_w, 1.0)
 
-    def wmean(x):  # (k, ...) -> weighted mean over all clients, float32 accumulation
-      wx = jnp.tensordot(w, x.astype(jnp.float32), axes=1)
-      return jax.lax.psum(wx, ax) / total_w
+    def wmean(x):  # (k, ...) -> weighted mean over all clients
+      acc = jnp.promote_types(x.dtype, jnp.float32)   # float32, or wider (float64)
+      wx = jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
+      return jax.lax.psum(wx, ax) / safe_w.astype(acc)
 
     delta = jax.tree.map(lambda d, p: wmean(d).astype(p.dtype), res.delta, params)
-    updates, outer_state = outer.update(delta, outer_state, params)
+    updates, outer_state = outer_tx.update(delta, outer_state, params,
+                                           round_index=round_idx)
     new_params = optax.apply_updates(params, updates)
 
     n_active = jax.lax.psum(jnp.sum(active.astype(jnp.float32)), ax)
     amean = lambda v: jax.lax.psum(  # noqa: E731
-        jnp.sum(jnp.where(active, v, 0.0)), ax) / n_active
-    o_above, o_below = local_lib.clip_fractions(method.outer_clip, delta, round_idx)
+        jnp.sum(jnp.where(active, v, 0.0)), ax) / jnp.maximum(n_active, 1.0)
     metrics = {k: amean(v) for k, v in res.metrics.items()}
+    metrics.update(clipping.measurements(outer_state, "outer_"))
     metrics.update(
         delta_norm=clipping.global_norm(delta),
         update_norm=clipping.global_norm(updates),
-        outer_clip_above=o_above, outer_clip_below=o_below,
         participants=n_active)
     return new_params, outer_state, new_inner, new_noise, metrics
 

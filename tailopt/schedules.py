@@ -18,8 +18,9 @@ form an inner transform sees. Step indexing (a plain schedule) is the option.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Any, Callable, NamedTuple, Union
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -78,3 +79,71 @@ def evaluate(value: ScalarOrSchedule, count) -> jnp.ndarray:
 
 def is_schedule(value: ScalarOrSchedule) -> bool:
   return callable(value)
+
+
+ROUND_INDEX = "round_index"
+STEP_INDEX = "step_index"
+INDICES = {"round": ROUND_INDEX, "step": STEP_INDEX}
+
+
+class IndexedHyperparamsState(NamedTuple):
+  """State of :func:`indexed_hyperparams`.
+
+  ``count`` is this transform's own update count (never rewritten); ``hyperparams`` the
+  values used by the last update (for monitoring, as ``optax.inject_hyperparams``);
+  ``inner_state`` the wrapped transform's state.
+  """
+  count: jax.Array
+  hyperparams: dict
+  inner_state: Any
+
+
+def indexed_hyperparams(factory: Callable[..., optax.GradientTransformation],
+                        index: str = "round") -> Callable[..., optax.GradientTransformation]:
+  r"""Like ``optax.inject_hyperparams``, with schedules of an index the caller passes.
+
+  ``indexed_hyperparams(optax.sgd)(learning_rate=tailopt.power_law(0.1, -0.5))`` is an
+  optax transform whose update evaluates every schedule argument at the index given as
+  the extra argument ``round_index`` (``index='round'``) or ``step_index``
+  (``index='step'``). The TailOPT round and the asynchronous simulator pass both to every
+  inner and outer update (``round_index``: rounds done, 0-based; ``step_index``: global
+  inner step), so a schedule sees the global round even when the inner state is reset
+  each round, without rewriting any optimizer's own counter. Called without the extra
+  argument (plain optax use) a schedule sees this transform's own update count.
+
+  Args:
+    factory: a function returning an ``optax.GradientTransformation`` from keyword
+      hyperparameters (``optax.sgd``, :func:`tailopt.bi_clip`, ...).
+    index: ``'round'`` or ``'step'``: which extra argument indexes the schedules.
+
+  Returns:
+    A function of the factory's keyword arguments; callables among them are schedules,
+    the rest are passed through unchanged.
+  """
+  if index not in INDICES:
+    raise ValueError(f"index={index!r}; use 'round' or 'step'.")
+  key = INDICES[index]
+
+  def wrapped(**hyperparams) -> optax.GradientTransformationExtraArgs:
+    scheduled = {k: v for k, v in hyperparams.items() if callable(v)}
+    fixed = {k: v for k, v in hyperparams.items() if not callable(v)}
+
+    def build(idx):
+      values = {k: jnp.asarray(fn(idx), jnp.float32) for k, fn in scheduled.items()}
+      return optax.with_extra_args_support(factory(**fixed, **values)), values
+
+    def init_fn(params):
+      tx, values = build(jnp.zeros([], jnp.int32))
+      return IndexedHyperparamsState(jnp.zeros([], jnp.int32), values, tx.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+      idx = extra_args.get(key)
+      idx = state.count if idx is None else jnp.asarray(idx, jnp.int32)
+      tx, values = build(idx)
+      updates, inner = tx.update(updates, state.inner_state, params, **extra_args)
+      return updates, IndexedHyperparamsState(optax.safe_increment(state.count), values,
+                                              inner)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+  return wrapped

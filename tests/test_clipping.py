@@ -136,8 +136,45 @@ def test_l2_clip_bfloat16_keeps_dtype():
   np.testing.assert_allclose(np.asarray(out, np.float32), [0.6, 0.8], rtol=1e-2)
 
 
-def test_clip_fractions():
-  from tailopt import clipping
+def test_clip_fractions_from_what_the_stage_did():
   x = {"a": jnp.array([0.0, 0.001, 0.5, 2.0]), "b": jnp.array([-3.0, -0.002, 0.1, 0.2])}
-  above, below = clipping.bi_clip_fractions(x, 1.0, 0.01)
+  y = jax.tree.map(lambda v: tailopt.bi_clip_array(v, 1.0, 0.01), x)
+  above, below = tailopt.clip_fractions(x, y)
   assert float(above) == pytest.approx(2 / 8) and float(below) == pytest.approx(2 / 8)
+  # A strided subsample estimates large leaves: 1 in 4 coordinates is above 1.
+  big = jnp.tile(jnp.array([5.0, 0.5, 0.5, 0.5]), 10_000)
+  above, _ = tailopt.clip_fractions(big, tailopt.bi_clip_array(big, 1.0, 0.0), 4096)
+  assert float(above) == pytest.approx(0.25, abs=0.01)
+
+
+@pytest.mark.parametrize("clip,above,below", [
+    (lambda: tailopt.bi_clip(1.0, 0.01), 2 / 8, 2 / 8),
+    (lambda: optax.clip(1.0), 2 / 8, 0.0),                   # optax's own value clip
+    (lambda: optax.clip_by_global_norm(1.0), 7 / 8, 0.0),    # every nonzero coordinate
+    (lambda: tailopt.l2_clip(100.0, 50.0), 0.0, 7 / 8),      # raised to norm 50
+])
+def test_monitor_clip_reports_any_clipping_transform(clip, above, below):
+  x = {"a": jnp.array([0.0, 0.001, 0.5, 2.0]), "b": jnp.array([-3.0, -0.002, 0.1, 0.2])}
+  tx = optax.chain(tailopt.monitor_clip(clip()), optax.sgd(0.1))
+  plain = optax.chain(clip(), optax.sgd(0.1))
+  u, state = jax.jit(tx.update)(x, tx.init(x), x)
+  u_plain, _ = plain.update(x, plain.init(x), x)
+  jax.tree.map(np.testing.assert_array_equal, u, u_plain)   # updates unchanged
+  assert float(optax.tree.get(state, "clip_above")) == pytest.approx(above)
+  assert float(optax.tree.get(state, "clip_below")) == pytest.approx(below)
+  got = tailopt.measurements(state, "inner_")
+  assert set(got) == {"inner_clip_above", "inner_clip_below"}
+
+
+def test_measurements_include_optax_snapshots_and_number_repeats():
+  tx = optax.chain(optax.snapshot("gnorm", optax.tree.norm),
+                   tailopt.monitor_clip(tailopt.bi_clip(1.0)),
+                   tailopt.monitor_clip(tailopt.bi_clip(0.5)),
+                   optax.snapshot("vec", lambda u: u),  # not a scalar: skipped
+                   optax.sgd(1.0))
+  g = jnp.array([3.0, 4.0])
+  _, state = tx.update(g, tx.init(g), g)
+  got = tailopt.measurements(state, "outer_")
+  assert sorted(got) == ["outer_clip_above", "outer_clip_above_1", "outer_clip_below",
+                         "outer_clip_below_1", "outer_gnorm"]
+  assert float(got["outer_gnorm"]) == pytest.approx(5.0)

@@ -55,11 +55,17 @@ def test_every_pair_builds_and_steps():
         assert all(np.isfinite(x).all() for x in jax.tree.leaves(u))
 
 
-def test_bi2clip_state_has_no_arrays():
-  m = tailopt.get_method("bi2clip")
+def test_bi2clip_state_holds_no_parameter_sized_arrays():
+  # Without clip statistics: no arrays at all. With them (the default): the two float32
+  # scalars of each monitored clip stage, nothing parameter-sized.
+  m = tailopt.get_method("bi2clip", clip_stats=False)
   assert jax.tree.leaves(m.inner.init(PARAMS)) == []
-  assert jax.tree.leaves(m.inner_for(5)[0].init(PARAMS)) == []
   assert jax.tree.leaves(m.outer.init(PARAMS)) == []
+  m = tailopt.get_method("bi2clip")
+  for tx in (m.inner, m.outer):
+    leaves = jax.tree.leaves(tx.init(PARAMS))
+    assert [x.shape for x in leaves] == [(), ()]
+    assert sorted(tailopt.measurements(tx.init(PARAMS))) == ["clip_above", "clip_below"]
 
 
 def test_bi2clip_math():
@@ -82,7 +88,9 @@ def test_unknown_name_lists_known():
 def test_unknown_or_bad_hyperparameter():
   with pytest.raises(ValueError, match="Unknown hyperparameter.*'lr'"):
     tailopt.get_method("fedavg", lr=0.1)
-  with pytest.raises(ValueError, match="lower=2.0 > upper=1.0"):
+  with pytest.raises(ValueError, match="'fedavg' .avg-sgd. does not use outer_upper"):
+    tailopt.get_method("fedavg", outer_upper=0.1)
+  with pytest.raises(ValueError, match="inner_lower=2.0 > inner_upper=1.0"):
     tailopt.get_method("bi2clip", inner_upper=1.0, inner_lower=2.0)
   with pytest.raises(ValueError, match="inner_schedule"):
     tailopt.get_method("bi2clip", inner_schedule="epoch")
@@ -96,30 +104,59 @@ def test_defaults_by_rule():
   assert tailopt.get_method("fedavg").hparams["outer_lr"] == 1.0
 
 
-def test_inner_schedule_indexed_by_round():
-  # lr_t = 1 / t by round; z = 2 local steps: steps 0,1 -> 1, steps 2,3 -> 1/2.
-  m = tailopt.get_method("avg-sgd", inner_lr=tailopt.power_law(1.0, -1.0))
-  tx, _ = m.inner_for(2)
+def _steps(tx, n, **extra):
   g = jnp.ones(1)
   s = tx.init(g)
   got = []
-  for _ in range(4):
-    u, s = tx.update(g, s)
+  for k in range(n):
+    kw = {key: f(k) for key, f in extra.items()}
+    u, s = tx.update(g, s, g, **kw)
     got.append(-float(u[0]))
+  return got
+
+
+def test_inner_schedule_indexed_by_the_round_it_is_given():
+  # lr_t = 1 / t by round; z = 2 local steps: steps 0,1 -> 1, steps 2,3 -> 1/2.
+  m = tailopt.get_method("avg-sgd", inner_lr=tailopt.power_law(1.0, -1.0))
+  got = _steps(m.inner, 4, round_index=lambda k: k // 2, step_index=lambda k: k)
   np.testing.assert_allclose(got, [1.0, 1.0, 0.5, 0.5], rtol=1e-6)
-  m = tailopt.get_method("avg-sgd", inner_lr=tailopt.power_law(1.0, -1.0),
+  # The same through the exponent field (what a config sets).
+  m = tailopt.get_method("avg-sgd", inner_lr=1.0, inner_lr_exponent=-1.0)
+  got = _steps(m.inner, 4, round_index=lambda k: k // 2, step_index=lambda k: k)
+  np.testing.assert_allclose(got, [1.0, 1.0, 0.5, 0.5], rtol=1e-6)
+  # Indexed by step.
+  m = tailopt.get_method("avg-sgd", inner_lr=1.0, inner_lr_exponent=-1.0,
                          inner_schedule="step")
-  tx, _ = m.inner_for(2)
-  s = tx.init(g)
-  got = []
-  for _ in range(3):
-    u, s = tx.update(g, s)
-    got.append(-float(u[0]))
+  got = _steps(m.inner, 3, round_index=lambda k: 0, step_index=lambda k: k)
   np.testing.assert_allclose(got, [1.0, 0.5, 1 / 3], rtol=1e-6)
+  # In a plain optax chain (no index given) the schedule sees its own count.
+  np.testing.assert_allclose(_steps(m.inner, 3), [1.0, 0.5, 1 / 3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("level,field,exp", [
+    ("inner", "upper", "zeta"), ("inner", "lower", "gamma"), ("outer", "upper", "zeta"),
+    ("outer", "lower", "gamma"), ("outer", "lr", "nu")])
+def test_every_power_law_of_the_spec(level, field, exp):
+  # x_t = x_0 t^e for each threshold and rate, indexed by the round; BiClip at a tiny
+  # input returns d_t, at a huge one u_t, and the outer step is lr_t * Delta.
+  del exp
+  kw = dict(inner_lr=1.0, inner_upper=4.0, inner_lower=1.0, outer_lr=1.0,
+            outer_upper=4.0, outer_lower=1.0)
+  kw[f"{level}_{field}_exponent"] = -1.0
+  m = tailopt.get_method("bi2clip", **kw)
+  tx = getattr(m, level)
+  probe = {"upper": 1e6, "lower": 1e-6, "lr": 2.0}[field]
+  base = {"upper": 4.0, "lower": 1.0, "lr": 2.0}[field]
+  got = []
+  for t in range(3):
+    g = jnp.full((1,), probe)
+    u, _ = tx.update(g, tx.init(g), g, round_index=t, step_index=t)
+    got.append(-float(u[0]))
+  np.testing.assert_allclose(got, [base / (t + 1) for t in range(3)], rtol=1e-6)
 
 
 def test_known_methods_lists_everything():
   names = tailopt.known_methods()
-  assert len(names) == len(tailopt.ALIASES) + len(tailopt.OUTER_RULES) * len(tailopt.INNER_RULES)
+  assert len(names) == 8 + len(tailopt.OUTER_RULES) * len(tailopt.INNER_RULES)
   for n in TABLE:
     tailopt.get_method(n)

@@ -96,11 +96,17 @@ def test_one_device_vmap_equals_eight_device_shard_map(name, kw):
 
 
 def test_bi2clip_round_state_holds_no_arrays():
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip"), local_steps=2,
-                            num_clients=8)
+  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip", clip_stats=False),
+                            local_steps=2, num_clients=8)
   state = rnd.init(params0())
   assert jax.tree.leaves(state.inner_state) == []
   assert jax.tree.leaves(state.outer_state) == []
+  # With clip statistics: one float32 scalar per client per measurement, nothing more.
+  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip"), local_steps=2,
+                            num_clients=8)
+  state = rnd.init(params0())
+  assert [x.shape for x in jax.tree.leaves(state.inner_state)] == [(8,), (8,)]
+  assert [x.shape for x in jax.tree.leaves(state.outer_state)] == [(), ()]
 
 
 def test_weighted_aggregation():

@@ -45,8 +45,6 @@ import jax.numpy as jnp
 import optax
 
 from tailopt import clipping
-from tailopt import local as local_lib
-from tailopt import schedules as sched_lib
 from tailopt.asynchronous import clock as clock_lib
 from tailopt.asynchronous import compensation as comp_lib
 from tailopt.asynchronous import staleness as stale_lib
@@ -162,29 +160,30 @@ def init_comp_state(cfg: AsyncConfig, params):
   return None
 
 
-def _clip_each(spec, deltas, count):
-  """Clips every buffered Delta_k (leading axis) with an outer ClipSpec."""
-  u = sched_lib.evaluate(spec.upper, count)
-  d = sched_lib.evaluate(spec.lower, count)
-  if spec.kind == "bi":
-    return jax.tree.map(lambda x: clipping.bi_clip_array(x, u, d), deltas)
+def _clip_each(clip: optax.GradientTransformation, deltas, tick):
+  """Clips every buffered Delta_k (leading axis) with a stateless clipping transform
+  (e.g. the method's ``outer_clip``), its schedules at round ``tick``."""
+  clip = optax.with_extra_args_support(clip)
 
   def one(tree):
-    scale = clipping.l2_clip_scale(clipping.global_norm(tree), u, d)
-    return jax.tree.map(lambda x: x * scale.astype(x.dtype), tree)
+    return clip.update(tree, clip.init(tree), None, round_index=tick)[0]
   return jax.vmap(one)(deltas)
 
 
-def server_update(cfg: AsyncConfig, outer: optax.GradientTransformation, outer_clip,
-                  num_workers: int, params, outer_state, comp_state, deltas, diffs, taus,
-                  valid, tick, losses=None):
+def server_update(cfg: AsyncConfig, outer: optax.GradientTransformation,
+                  outer_clip: Optional[optax.GradientTransformation], num_workers: int,
+                  params, outer_state, comp_state, deltas, diffs, taus, valid, tick,
+                  local_metrics: Optional[dict] = None):
   """One server step over a buffer (pure JAX; see module doc).
 
   Args:
     deltas: pytree with a leading buffer axis A (the pushed Delta_k).
     diffs: x_now - x_pulled per update (leading axis A) or None.
     taus: (A,) int32 staleness; valid: (A,) mask; tick: server step index t.
-    losses: optional (A,) local losses of the jobs, averaged into the metrics.
+    outer_clip: the stateless clipping transform applied to each Delta_k before
+      compensation (``clip_then_compensate``), or None.
+    local_metrics: optional ``{name: (A,)}`` metrics of the jobs (loss, nonfinite_frac,
+      inner clip fractions...), averaged over the valid updates into the metrics.
 
   Returns:
     ``(params, outer_state, comp_state, metrics)``.
@@ -230,7 +229,8 @@ def server_update(cfg: AsyncConfig, outer: optax.GradientTransformation, outer_c
                     ).astype(p.dtype), deltas, params)
   if cfg.scale_order == "before_outer":
     agg = jax.tree.map(lambda a: a * scale.astype(a.dtype), agg)
-  updates, new_outer = outer.update(agg, outer_state, params)
+  updates, new_outer = optax.with_extra_args_support(outer).update(
+      agg, outer_state, params, round_index=tick)
   if cfg.scale_order == "after_outer":
     updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
   new_params = optax.apply_updates(params, updates)
@@ -241,12 +241,11 @@ def server_update(cfg: AsyncConfig, outer: optax.GradientTransformation, outer_c
   new_outer = keep(new_outer, outer_state)
   new_comp = keep(new_comp, comp_state) if new_comp is not None else None
 
-  o_above, o_below = local_lib.clip_fractions(outer_clip, agg, tick)
   metrics = dict(
       scale=scale, applied=apply.astype(jnp.float32), num_updates=n_valid,
       weight_sum=jnp.sum(w), delta_norm=clipping.global_norm(agg),
-      update_norm=clipping.global_norm(updates) * apply.astype(jnp.float32),
-      outer_clip_above=o_above, outer_clip_below=o_below)
-  if losses is not None:
-    metrics["loss"] = jnp.sum(valid_f * losses) / jnp.maximum(n_valid, 1.0)
+      update_norm=clipping.global_norm(updates) * apply.astype(jnp.float32))
+  metrics.update(clipping.measurements(new_outer, "outer_"))
+  for name, v in (local_metrics or {}).items():
+    metrics[name] = jnp.sum(valid_f * v) / jnp.maximum(n_valid, 1.0)
   return new_params, new_outer, new_comp, metrics

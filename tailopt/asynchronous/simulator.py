@@ -28,9 +28,10 @@ another. With ``devices > 1`` the wave axis is additionally split across devices
 
 Metrics per server step (numpy, from :meth:`Simulator.run`): ``time`` (simulated seconds),
 ``version`` (after the step), ``taus`` (per buffered update, -1 for padding), ``workers``
-and ``pulled`` (who sent each update and the version it pulled), ``loss``
-(mean local loss of the applied jobs), ``scale`` (delay-aware factor), ``applied``,
-``delta_norm``, ``update_norm``, outer clip fractions.
+and ``pulled`` (who sent each update and the version it pulled), ``scale`` (delay-aware
+factor), ``applied``, ``num_updates``, ``weight_sum``, ``delta_norm``, ``update_norm``, the
+outer state's measurements (``outer_clip_above``, ...), and the means over the applied jobs
+of their local metrics: ``loss``, ``nonfinite_frac`` and ``inner_*`` (as the round).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
+from tailopt import clipping
 from tailopt import local as local_lib
 from tailopt import noise as noise_lib
 from tailopt.asynchronous import clock as clock_lib
@@ -51,7 +53,7 @@ from tailopt.asynchronous import compensation as comp_lib
 from tailopt.asynchronous import server as server_lib
 from tailopt.methods import Method
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 class SimState(NamedTuple):
@@ -63,50 +65,10 @@ class SimState(NamedTuple):
   noise_state: Any      # per-worker noise-injection states (or None)
   slot_delta: Any       # Delta of every computed, not yet applied job, leading axis M
   slot_xp: Any          # per-job snapshots of x_pulled (snapshots='per_job') or None
-  slot_loss: jax.Array  # (M,) local loss of the job in each slot
+  slot_metrics: dict    # {name: (M,)} local metrics of the job in each slot (loss, ...)
   ring: Any             # last R model versions (snapshots='ring') or None
   tick: jax.Array       # int32: server steps done (= position in the event schedule)
   key: jax.Array        # data PRNG key
-
-
-def _masked_local_run(loss_fn, inner, *, inner_clip, noise, has_aux):
-  """Like :func:`tailopt.local.make_local_run` but runs only the first ``num_steps`` of the
-  H scanned steps (dynamic local updates); the rest leave the carry unchanged."""
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
-
-  def step(carry, batch):
-    x, s, ns, k, i, n = carry
-    active = i < n
-    if has_aux:
-      (loss, _), g = grad_fn(x, batch)
-    else:
-      loss, g = grad_fn(x, batch)
-    leaves = jax.tree.leaves(g)
-    nonfinite = (sum(jnp.sum(~jnp.isfinite(a)) for a in leaves).astype(jnp.float32)
-                 / sum(a.size for a in leaves))
-    ns2 = ns
-    if noise is not None:
-      g, ns2 = noise.update(g, ns, x)
-    above, below = local_lib.clip_fractions(inner_clip, g, k)
-    updates, s2 = inner.update(g, s, x)
-    x2 = optax.apply_updates(x, updates)
-    pick = lambda a, b: jax.tree.map(lambda u, v: jnp.where(active, u, v), a, b)  # noqa
-    af = active.astype(jnp.float32)
-    stats = dict(loss=loss.astype(jnp.float32) * af, inner_clip_above=above * af,
-                 inner_clip_below=below * af, nonfinite_frac=nonfinite * af)
-    return (pick(x2, x), pick(s2, s), pick(ns2, ns), k + active.astype(jnp.int32), i + 1,
-            n), stats
-
-  def run(params, inner_state, noise_state, batches, step0, num_steps):
-    init = (params, inner_state, noise_state, jnp.asarray(step0, jnp.int32),
-            jnp.zeros([], jnp.int32), jnp.asarray(num_steps, jnp.int32))
-    (x, s, ns, _, _, _), stats = jax.lax.scan(step, init, batches)
-    delta = jax.tree.map(lambda a, b: a - b, params, x)
-    denom = jnp.maximum(jnp.asarray(num_steps, jnp.float32), 1.0)
-    metrics = jax.tree.map(lambda v: jnp.sum(v) / denom, stats)
-    return local_lib.LocalResult(delta, s, ns, metrics)
-
-  return run
 
 
 def _is_key(x) -> bool:
@@ -150,8 +112,9 @@ class Simulator:
     config: the :class:`AsyncConfig`.
     num_steps: T, the horizon in server steps (the schedule is precomputed for it).
     outer: optional outer transform overriding ``method.outer`` (e.g. Delayed Nesterov).
-    outer_clip: the outer :class:`ClipSpec` for metrics and ``clip_then_compensate``
-      (default ``method.outer_clip`` when ``outer`` is not overridden).
+    outer_clip: a stateless clipping transform applied to each Delta before delay
+      compensation (``clip_then_compensate``); default ``method.outer_clip`` when
+      ``outer`` is not overridden.
     noise: optional gradient-noise transform (e.g. :func:`tailopt.inject_noise`), with a
       PRNG stream per worker (``fold_in`` of the worker index, as the synchronous round).
     devices: number of devices to split each wave over (default 1: vmap on one device).
@@ -166,8 +129,8 @@ class Simulator:
                has_aux: bool = False, devices: int = 1, data: Any = None):
     config = config or server_lib.AsyncConfig()
     if not isinstance(method, Method):
-      raise TypeError(f"method must be a tailopt.Method (tailopt.get_method(name)), got "
-                      f"{type(method).__name__}.")
+      raise TypeError(f"method must be a tailopt.Method (tailopt.get_method(name) or "
+                      f"tailopt.Method(inner=..., outer=...)), got {type(method).__name__}.")
     self.loss_fn, self.method, self.data_fn = loss_fn, method, data_fn
     self.clock, self.config, self.num_steps = clock, config, int(num_steps)
     self.noise, self.has_aux = noise, has_aux
@@ -184,16 +147,14 @@ class Simulator:
     self.outer = outer if outer is not None else method.outer
     self.outer_clip = outer_clip if outer_clip is not None else (
         method.outer_clip if outer is None else None)
-    self.inner, self.inner_clip = method.inner_for(sched.max_local_steps)
+    self.inner = method.inner
     self.dynamic = bool(config.dynamic_local_steps and
                         np.any(sched.local_steps != sched.max_local_steps))
+    run = local_lib.make_local_run(loss_fn, self.inner, noise=noise, has_aux=has_aux)
     if self.dynamic:
-      self._job = _masked_local_run(loss_fn, self.inner, inner_clip=self.inner_clip,
-                                    noise=noise, has_aux=has_aux)
+      self._job = run
     else:
-      run = local_lib.make_local_run(loss_fn, self.inner, inner_clip=self.inner_clip,
-                                     noise=noise, has_aux=has_aux)
-      self._job = lambda p, s, ns, b, s0, n_: run(p, s, ns, b, s0)
+      self._job = lambda p, s, ns, b, v, s0, n_: run(p, s, ns, b, v, s0)
     self.snapshot_mode = (comp_lib.resolve_snapshots(config.snapshots, sched.num_slots,
                                                      sched.ring_size)
                           if config.needs_snapshots else "none")
@@ -245,13 +206,14 @@ class Simulator:
       out[key] = np.stack(arrs, axis=1 if time_axis else 0)
     return out
 
-  def _waves_of(self, st, stacked, x_v, data):
-    """Runs stacked sub-waves (leading axis) in order."""
+  def _waves_of(self, st, stacked, x_v, data, version):
+    """Runs stacked sub-waves (leading axis) in order; their jobs pull model ``version``
+    (the round index their inner schedules see)."""
     if stacked is None:
       return st
     if stacked["valid"].shape[0] == 1:
-      return self._wave(st, jax.tree.map(lambda a: a[0], stacked), x_v, data)
-    return jax.lax.scan(lambda c, rec: (self._wave(c, rec, x_v, data), None), st,
+      return self._wave(st, jax.tree.map(lambda a: a[0], stacked), x_v, data, version)
+    return jax.lax.scan(lambda c, rec: (self._wave(c, rec, x_v, data, version), None), st,
                         stacked)[0]
 
   @property
@@ -264,42 +226,42 @@ class Simulator:
     return self.config.needs_snapshots
 
   # ---------------------------------------------------------------- jitted pieces
-  def _jobs(self, x_v, inner_st, noise_st, batches, step0, steps):
-    run = jax.vmap(self._job, in_axes=(None, 0, 0, 0, 0, 0))
+  def _jobs(self, x_v, inner_st, noise_st, batches, version, step0, steps):
+    run = jax.vmap(self._job, in_axes=(None, 0, 0, 0, None, 0, 0))
     if self._mesh is None:
-      return run(x_v, inner_st, noise_st, batches, step0, steps)
+      return run(x_v, inner_st, noise_st, batches, version, step0, steps)
     ax = "jobs"
 
-    def body(x, s, ns, b, s0, n_):
+    def body(x, s, ns, b, v, s0, n_):
       x = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), x)
-      return run(x, s, ns, b, s0, n_)
+      return run(x, s, ns, b, v, s0, n_)
 
     sharded = jax.shard_map(body, mesh=self._mesh,
-                            in_specs=(P(), P(ax), P(ax), P(ax), P(ax), P(ax)),
+                            in_specs=(P(), P(ax), P(ax), P(ax), P(), P(ax), P(ax)),
                             out_specs=P(ax), check_vma=True)
-    return sharded(x_v, inner_st, noise_st, batches, step0, steps)
+    return sharded(x_v, inner_st, noise_st, batches, version, step0, steps)
 
   def _batches(self, data, w, j, keys):
     if self.data is None:
       return jax.vmap(self.data_fn)(w, j, keys)
     return jax.vmap(self.data_fn, in_axes=(None, 0, 0, 0))(data, w, j, keys)
 
-  def _wave(self, st: SimState, rec, x_v, data) -> SimState:
+  def _wave(self, st: SimState, rec, x_v, data, version) -> SimState:
     n, m = self.num_workers, self.schedule.num_slots
     valid = rec["valid"].astype(bool)
 
     def compute(st):
       w = jnp.minimum(rec["worker"], n - 1)
-      if self.config.reset_inner_state:
-        inner_st = jax.vmap(lambda c: local_lib.set_counts(self.inner.init(x_v), c))(
-            rec["step0"])
+      if self.config.reset_inner_state:   # a fresh inner.init for every job
+        inner_st = _stack(self.inner.init(x_v), valid.shape[0])
       else:
         inner_st = _gather(st.inner_state, w)
       noise_st = None if st.noise_state is None else _gather(st.noise_state, w)
       keys = jax.vmap(lambda wi, j: jax.random.fold_in(jax.random.fold_in(st.key, wi), j))(
           w, rec["job"])
       batches = self._batches(data, w, rec["job"], keys)
-      res = self._jobs(x_v, inner_st, noise_st, batches, rec["step0"], rec["steps"])
+      res = self._jobs(x_v, inner_st, noise_st, batches, version, rec["step0"],
+                       rec["steps"])
       widx = jnp.where(valid, rec["worker"], n)
       sidx = jnp.where(valid, rec["slot"], m)
       new = dict(
@@ -307,7 +269,8 @@ class Simulator:
           noise_state=(None if st.noise_state is None
                        else _scatter(st.noise_state, widx, res.noise_state)),
           slot_delta=_scatter(st.slot_delta, sidx, res.delta),
-          slot_loss=st.slot_loss.at[sidx].set(res.metrics["loss"], mode="drop"))
+          slot_metrics={k: v.at[sidx].set(res.metrics[k], mode="drop")
+                        for k, v in st.slot_metrics.items()})
       if st.slot_xp is not None:
         width = valid.shape[0]
         new["slot_xp"] = _scatter(st.slot_xp, sidx, _stack(x_v, width))
@@ -333,10 +296,12 @@ class Simulator:
         comp_state=server_lib.init_comp_state(self.config, params),
         inner_state=inner_state, noise_state=noise_state,
         slot_delta=_stack(zeros, m), slot_xp=slot_xp,
-        slot_loss=jnp.zeros((m,), jnp.float32), ring=ring,
+        slot_metrics={k: jnp.zeros((m,), jnp.float32)
+                      for k in self.local_metric_names(params)}, ring=ring,
         tick=jnp.zeros([], jnp.int32), key=key)
     if self._wave0 is not None:
-      st = self._waves_of(st, jax.tree.map(jnp.asarray, self._wave0), params, data)
+      st = self._waves_of(st, jax.tree.map(jnp.asarray, self._wave0), params, data,
+                          jnp.zeros([], jnp.int32))
     return st
 
   def _tick(self, st: SimState, xs, data):
@@ -357,19 +322,25 @@ class Simulator:
     params, outer_state, comp_state, metrics = server_lib.server_update(
         self.config, self.outer, self.outer_clip, self.num_workers, st.params,
         st.outer_state, st.comp_state, deltas, diffs, taus, valid, t,
-        losses=st.slot_loss[sidx])
+        local_metrics={k: v[sidx] for k, v in st.slot_metrics.items()})
     ring = st.ring
     if ring is not None:
       slot = (t + 1) % self.schedule.ring_size
       ring = jax.tree.map(lambda r, p: r.at[slot].set(p), ring, params)
     st = st._replace(params=params, outer_state=outer_state, comp_state=comp_state,
                      ring=ring)
-    st = self._waves_of(st, waves, params, data)
+    st = self._waves_of(st, waves, params, data, t + 1)
     metrics["taus"] = jnp.where(valid, taus, -1)
     return st._replace(tick=t + 1), metrics
 
   def _run_fn(self, st, arr, waves, data):
     return jax.lax.scan(lambda c, x: self._tick(c, x, data), st, (arr, waves))
+
+  def local_metric_names(self, params) -> list:
+    """Names of the per-job metrics (averaged into each server step's metrics):
+    ``loss``, ``nonfinite_frac`` and the inner state's measurements (``inner_*``)."""
+    inner_state = jax.eval_shape(self.inner.init, params)
+    return ["loss", "nonfinite_frac"] + sorted(clipping.measurements(inner_state, "inner_"))
 
   # ---------------------------------------------------------------- public API
   def init(self, params, seed: int = 0) -> SimState:
