@@ -33,6 +33,7 @@ import dataclasses
 import math
 from typing import Any, Mapping, Optional
 
+import jax
 import optax
 
 from tailopt import clipping
@@ -179,6 +180,8 @@ def method_hyperparameters(name: str) -> tuple[str, ...]:
 def _check_value(key: str, value):
   """Range checks of one hyperparameter; schedules are not checked."""
   if callable(value) or key in ("inner_schedule", "bias_correction"):
+    return
+  if isinstance(value, jax.core.Tracer):   # optax.inject_hyperparams under jit
     return
   try:
     v = float(value)

@@ -34,6 +34,30 @@ class InjectNoiseState(NamedTuple):
   rng_key: jax.Array
 
 
+def _concrete(value) -> Optional[float]:
+  """``float(value)``, or ``None`` for a traced value (e.g. under inject_hyperparams)."""
+  if value is None or isinstance(value, jax.core.Tracer):
+    return None
+  return float(value)
+
+
+def _check_params(distribution: str, alpha, df):
+  """Range checks of the concrete parameters (traced ones are not checked)."""
+  if distribution not in DISTRIBUTIONS:
+    raise ValueError(
+        f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
+  traced = lambda v: isinstance(v, jax.core.Tracer)  # noqa: E731
+  if distribution == "student_t" and not traced(df):
+    if df is None or not _concrete(df) > 0:
+      raise ValueError(f"student_t noise needs df > 0, got df={df}.")
+  if distribution == "stable" and not traced(alpha):
+    if alpha is None or not 0 < _concrete(alpha) <= 2:
+      raise ValueError(f"stable noise needs alpha in (0, 2], got alpha={alpha}.")
+  if distribution == "pareto" and not traced(alpha):
+    if alpha is None or not _concrete(alpha) > 0:
+      raise ValueError(f"pareto noise needs alpha > 0, got alpha={alpha}.")
+
+
 def sample_noise(key: jax.Array, distribution: str, shape, *, alpha: Optional[float] = None,
                  df: Optional[float] = None, dtype=jnp.float32) -> jax.Array:
   """Draws standard (scale 1) zero-mean noise of the named law.
@@ -45,28 +69,26 @@ def sample_noise(key: jax.Array, distribution: str, shape, *, alpha: Optional[fl
   * ``'pareto'``: a Pareto(alpha) magnitude (x_m = 1) with a random sign.
   * ``'cauchy'``: standard Cauchy.
   """
+  _check_params(distribution, alpha, df)
   if distribution == "gaussian":
     x = jax.random.normal(key, shape, jnp.float32)
   elif distribution == "student_t":
-    if df is None or df <= 0:
-      raise ValueError(f"student_t noise needs df > 0, got df={df}.")
     x = jax.random.t(key, df, shape, jnp.float32)
   elif distribution == "cauchy":
     x = jax.random.cauchy(key, shape, jnp.float32)
   elif distribution == "stable":
-    if alpha is None or not 0 < alpha <= 2:
-      raise ValueError(f"stable noise needs alpha in (0, 2], got alpha={alpha}.")
     k1, k2 = jax.random.split(key)
     v = jax.random.uniform(k1, shape, jnp.float32, -math.pi / 2, math.pi / 2)
     w = jax.random.exponential(k2, shape, jnp.float32)
-    if alpha == 1.0:
+    a = _concrete(alpha)
+    if a == 1.0:
       x = jnp.tan(v)
     else:
       x = (jnp.sin(alpha * v) / jnp.cos(v) ** (1.0 / alpha)
            * (jnp.cos(v - alpha * v) / w) ** ((1.0 - alpha) / alpha))
+      if a is None:   # traced alpha (optax.inject_hyperparams): the Cauchy case too
+        x = jnp.where(alpha == 1.0, jnp.tan(v), x)
   elif distribution == "pareto":
-    if alpha is None or alpha <= 0:
-      raise ValueError(f"pareto noise needs alpha > 0, got alpha={alpha}.")
     k1, k2 = jax.random.split(key)
     u = jax.random.uniform(k1, shape, jnp.float32, minval=jnp.finfo(jnp.float32).tiny)
     sign = jax.random.rademacher(k2, shape, jnp.float32)
@@ -90,11 +112,10 @@ def inject_noise(distribution: str = "student_t", scale: ScalarOrSchedule = 1.0,
     seed: seed of the transform's own PRNG key (the training round folds in the
       client index so every client draws different noise).
   """
-  if distribution not in DISTRIBUTIONS:
-    raise ValueError(
-        f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
-  # Validate parameters eagerly, not at the first update.
-  sample_noise(jax.random.key(0), distribution, (1,), alpha=alpha, df=df)
+  _check_params(distribution, alpha, df)   # eagerly, not at the first update
+  if not sched_lib.is_schedule(scale) and not isinstance(scale, jax.core.Tracer):
+    if not float(scale) >= 0 or math.isinf(float(scale)):
+      raise ValueError(f"inject_noise: scale={scale} must be finite and >= 0.")
 
   def init_fn(params):
     del params

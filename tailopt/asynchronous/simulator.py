@@ -339,8 +339,9 @@ class Simulator:
   def local_metric_names(self, params) -> list:
     """Names of the per-job metrics (averaged into each server step's metrics):
     ``loss``, ``nonfinite_frac`` and the inner state's measurements (``inner_*``)."""
-    inner_state = jax.eval_shape(self.inner.init, params)
-    return ["loss", "nonfinite_frac"] + sorted(clipping.measurements(inner_state, "inner_"))
+    names = jax.eval_shape(lambda p: clipping.measurements(self.inner.init(p), "inner_"),
+                           params)
+    return ["loss", "nonfinite_frac"] + sorted(names)
 
   # ---------------------------------------------------------------- public API
   def init(self, params, seed: int = 0) -> SimState:
