@@ -43,8 +43,9 @@ def get_config(arg: str = ""):
   c.synthetic.examples_per_client, c.synthetic.test_examples = 1024, 4096
   c.noise.distribution, c.noise.alpha, c.noise.scale = "stable", 1.5, 1.0
   c.method = "bi2clip"
-  c.hparams.inner_lr, c.hparams.inner_upper, c.hparams.inner_lower = 0.05, 1.0, 0.01
-  c.hparams.outer_lr, c.hparams.outer_upper, c.hparams.outer_lower = 1.0, 0.5, 0.0
+  c.tuned[c.method] = dict(  # the tuned point of the config's method
+      inner_lr=0.05, inner_upper=1.0, inner_lower=0.01, outer_lr=1.0, outer_upper=0.5,
+      outer_lower=0.0)
   c.clients, c.local_steps, c.batch_size = 8, 5, 16
   c.server_steps = 200
   c.eval_every = 25

@@ -2,26 +2,21 @@
 
 from ml_collections import config_dict
 
+import tailopt
+
 
 def base_config() -> config_dict.ConfigDict:
   c = config_dict.ConfigDict()
   c.task = "synthetic"
   c.method = "bi2clip"
-  # Method hyperparameters (see tailopt.methods.DEFAULTS); None = the method's default.
-  c.hparams = config_dict.ConfigDict({
-      "inner_lr": config_dict.placeholder(float),
-      "inner_upper": config_dict.placeholder(float),
-      "inner_lower": config_dict.placeholder(float),
-      "outer_lr": config_dict.placeholder(float),
-      "outer_upper": config_dict.placeholder(float),
-      "outer_lower": config_dict.placeholder(float),
-      "outer_b1": config_dict.placeholder(float),
-      "outer_b2": config_dict.placeholder(float),
-      "outer_tau": config_dict.placeholder(float),
-      "momentum": config_dict.placeholder(float),
-      "weight_decay": config_dict.placeholder(float),
-      "inner_schedule": config_dict.placeholder(str),
-  })
+  # Method hyperparameters: one field per hyperparameter of tailopt's registry (generated
+  # from tailopt.default_hyperparameters(), so the two cannot drift), all None = not set.
+  # A value set here (or by --config.hparams.X) must be one the method uses.
+  c.hparams = hparams_section()
+  # Tuned points, per method: {method: {hyperparameter: value}}. The run uses
+  # tuned[method] (if any), then the method's defaults; config.hparams overrides both.
+  # So --config.method=fedavg runs with fedavg's own tuned point, never bi2clip's.
+  c.tuned = config_dict.ConfigDict()
   # Heavy-tailed noise injected into every gradient before the inner rule.
   c.noise = config_dict.ConfigDict({
       "distribution": "none",  # none | gaussian | student_t | stable | pareto | cauchy
@@ -50,6 +45,20 @@ def base_config() -> config_dict.ConfigDict:
   # Grids for experiments.sweep: {method: ["field=v1,v2,...", ...]}; "*" applies to all.
   c.sweep = config_dict.ConfigDict({"methods": [], "seeds": [0], "grids": {}})
   return c
+
+
+def hparams_section() -> config_dict.ConfigDict:
+  """``config.hparams``: a placeholder per hyperparameter of ``tailopt``'s registry.
+
+  Power-law schedules of the round (eta_t = eta_0 t^nu, u_t = u_0 t^zeta, d_t = d_0 t^gamma,
+  inner and outer) are the ``*_exponent`` fields, e.g. ``--config.hparams.inner_lr_exponent
+  =-0.5``.
+  """
+  fields = {}
+  for k, v in tailopt.default_hyperparameters().items():
+    kind = str if k == "inner_schedule" else bool if isinstance(v, bool) else float
+    fields[k] = config_dict.placeholder(kind)
+  return config_dict.ConfigDict(fields)
 
 
 def model_section(name: str, **kwargs) -> config_dict.ConfigDict:

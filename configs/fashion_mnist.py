@@ -24,12 +24,9 @@ def get_config(arg: str = ""):
   else:
     c.model = model_section("vit", patch=7, dim=64, depth=4, heads=4, mlp_dim=128)
   c.method = "bi2clip"
-  c.hparams.inner_lr = 0.05
-  c.hparams.inner_upper = 1.0
-  c.hparams.inner_lower = 1e-3
-  c.hparams.outer_lr = 1.0
-  c.hparams.outer_upper = 0.1
-  c.hparams.outer_lower = 0.0
+  c.tuned[c.method] = dict(  # the tuned point of the config's method
+      inner_lr=0.05, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1,
+      outer_lower=0.0)
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32

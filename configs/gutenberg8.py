@@ -18,12 +18,9 @@ def get_config(arg: str = ""):
   c.data = dict(seq_len=80, max_chars_per_work=0, stride=1, test_stride=400)
   c.model = model_section("char_transformer", d_model=128, num_layers=2, num_heads=4)
   c.method = "bi2clip"
-  c.hparams.inner_lr = 0.03
-  c.hparams.inner_upper = 1.0
-  c.hparams.inner_lower = 1e-3
-  c.hparams.outer_lr = 1.0
-  c.hparams.outer_upper = 0.1
-  c.hparams.outer_lower = 0.0
+  c.tuned[c.method] = dict(  # the tuned point of the config's method
+      inner_lr=0.03, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1,
+      outer_lower=0.0)
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32

@@ -26,12 +26,9 @@ def get_config(arg: str = ""):
     c.clients = 8
   c.model = model_section("bert", trainable="all")
   c.method = "bi2clip"
-  c.hparams.inner_lr = 1e-3
-  c.hparams.inner_upper = 1.0
-  c.hparams.inner_lower = 1e-5
-  c.hparams.outer_lr = 1.0
-  c.hparams.outer_upper = 0.01
-  c.hparams.outer_lower = 0.0
+  c.tuned[c.method] = dict(  # the tuned point of the config's method
+      inner_lr=1e-3, inner_upper=1.0, inner_lower=1e-5, outer_lr=1.0, outer_upper=0.01,
+      outer_lower=0.0)
   c.local_steps = 8
   c.batch_size = 16
   c.rounds = 200

@@ -12,6 +12,8 @@ commas, e.g. ``configs/synthetic.py:mlp,runlocal``.
 
 from ml_collections import config_dict
 
+import tailopt
+
 from configs.common import base_config
 
 STUDY_METHODS = ["fedavg", "avg-l2clip", "avg-biclip", "adam-sgd", "adam-biclip", "adam2",
@@ -35,13 +37,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   c.noise.alpha = 1.5
   c.noise.scale = 1.0
   c.method = "bi2clip"
-  # Bi²Clip's tuned point from the synthetic study (experiments/results/synthetic).
-  c.hparams.inner_lr = 0.003
-  c.hparams.inner_upper = 1.0
-  c.hparams.inner_lower = 0.01
-  c.hparams.outer_lr = 1.0
-  c.hparams.outer_upper = 0.01
-  c.hparams.outer_lower = 0.0
+  # Every study method's tuned point (experiments/results/synthetic/stable_alpha1.5), so
+  # --config.method=fedavg runs at fedavg's own best setting, not Bi²Clip's.
+  c.tuned = {m: study_point(m, **best) for m, best in TUNED.items()}
   c.clients = 8
   c.local_steps = 5
   c.batch_size = 16
@@ -71,6 +69,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     c.eval_every = 10
     c.checkpoint_every = 0
     c.devices = 1  # 8 clients vmapped on one device: same numbers, less sync on 2 cores
+    c.tuned = {m: study_point(m) for m in STUDY_METHODS}   # the grids tune from the base
   return c
 
 
@@ -90,3 +89,27 @@ STUDY_GRIDS = {
     "bi2clip": ["hparams.inner_lr=0.001,0.003,0.01,0.03,0.1",
                 "hparams.outer_upper=0.01,0.03,0.1,0.5"],
 }
+
+
+# The study's base: thresholds not in a method's grid (used where the method has them).
+STUDY_BASE = dict(inner_upper=1.0, inner_lower=0.01, outer_lr=1.0, outer_upper=0.5,
+                  outer_lower=0.0)
+# The best setting of each method at alpha = 1.5 (results.json, 'best_setting').
+TUNED = {
+    "fedavg": dict(inner_lr=0.001),
+    "avg-l2clip": dict(inner_lr=0.01, inner_upper=3.0),
+    "avg-biclip": dict(inner_lr=0.01, inner_upper=0.3),
+    "adam-sgd": dict(inner_lr=0.001, outer_lr=0.01),
+    "adam-biclip": dict(inner_lr=0.01, outer_lr=0.003),
+    "adam2": dict(inner_lr=0.001, outer_lr=0.01),
+    "diloco": dict(inner_lr=0.001, outer_lr=0.7),
+    "bi2clip": dict(inner_lr=0.003, outer_upper=0.01),
+}
+
+
+def study_point(method: str, **best) -> dict:
+  """The study's base values that ``method`` uses, updated with ``best``."""
+  used = tailopt.method_hyperparameters(method)
+  point = {k: v for k, v in STUDY_BASE.items() if k in used}
+  point.update(best)
+  return point

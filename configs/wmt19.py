@@ -19,11 +19,8 @@ def get_config(arg: str = ""):
   c.model = model_section("seq2seq", d_model=256, num_heads=4, encoder_layers=3,
                           decoder_layers=3, mlp_dim=1024)
   c.method = "bi2clip"
-  c.hparams.inner_lr = 0.03
-  c.hparams.inner_upper = 1.0
-  c.hparams.inner_lower = 1e-4
-  c.hparams.outer_lr = 1.0
-  c.hparams.outer_upper = 0.01
+  c.tuned[c.method] = dict(  # the tuned point of the config's method
+      inner_lr=0.03, inner_upper=1.0, inner_lower=1e-4, outer_lr=1.0, outer_upper=0.01)
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32

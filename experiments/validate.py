@@ -23,8 +23,24 @@ def _int(config, field, lo=None):
 
 
 def method_hparams(config) -> dict:
-  """The method hyperparameters that the config sets (None = method default)."""
-  return {k: v for k, v in config.hparams.to_dict().items() if v is not None}
+  """The hyperparameters the run passes to ``tailopt.get_method``: the config's tuned
+  point for its method (``config.tuned[method]``), overridden by ``config.hparams``
+  (None = not set). Anything not given takes the method's default."""
+  tuned = config.get("tuned") or {}
+  point = tuned.get(config.method) or {}
+  point = point.to_dict() if hasattr(point, "to_dict") else dict(point)
+  point.update({k: v for k, v in config.hparams.to_dict().items() if v is not None})
+  return point
+
+
+def ignored_hparams(config) -> list:
+  """``config.hparams`` fields set to a value that the config's method does not use."""
+  set_ = [k for k, v in config.hparams.to_dict().items() if v is not None]
+  try:
+    used = set(tailopt.method_hyperparameters(config.method))
+  except ValueError:
+    return []
+  return [k for k in set_ if k not in used]
 
 
 def resolve_devices(config) -> int:
@@ -43,20 +59,19 @@ def validate(config, tasks=None) -> None:
                 ("eval_every", 0), ("checkpoint_every", 0), ("seed", 0), ("devices", 0),
                 ("participation", 0), ("data_clients", 0), ("eval_batch_size", 1)):
     _int(config, f, lo)
+  ignored = ignored_hparams(config)
+  if ignored:
+    used = ", ".join(tailopt.method_hyperparameters(config.method))
+    raise ConfigError(
+        f"config.hparams.{ignored[0]} is set but config.method={config.method!r} does not "
+        f"use it{' (nor ' + ', '.join(ignored[1:]) + ')' if ignored[1:] else ''}; remove "
+        f"the override. {config.method} uses: {used}.")
   hp = method_hparams(config)
   for k, v in hp.items():
-    if k == "inner_schedule":
+    if k in ("inner_schedule", "bias_correction"):
       continue
     if not isinstance(v, (int, float)) or isinstance(v, bool):
       raise ConfigError(f"config.hparams.{k}={v!r} must be a number.")
-    if k != "momentum" and v < 0:
-      raise ConfigError(f"config.hparams.{k}={v} is negative; use a value >= 0.")
-  for level in ("inner", "outer"):
-    u, d = hp.get(f"{level}_upper"), hp.get(f"{level}_lower")
-    if u is not None and d is not None and d > u:
-      raise ConfigError(
-          f"config.hparams.{level}_lower={d} > config.hparams.{level}_upper={u}: clipping "
-          f"needs u >= d; lower {level}_lower or raise {level}_upper.")
   try:
     tailopt.get_method(config.method, **hp)
   except ValueError as e:

@@ -9,8 +9,8 @@ from tailopt.clipping import (ClipMonitorState, ClipState, bi_clip, bi_clip_arra
                               clip_fractions, global_norm, l2_clip, measurements,
                               monitor_clip)
 from tailopt.local import LocalResult, make_local_run
-from tailopt.methods import (INNER_RULES, OUTER_RULES, Method, get_method, known_methods,
-                             method_hyperparameters)
+from tailopt.methods import (INNER_RULES, OUTER_RULES, Method, default_hyperparameters,
+                             get_method, known_methods, method_hyperparameters)
 from tailopt.noise import (DISTRIBUTIONS, InjectNoiseState, hill_estimator, inject_noise,
                            sample_noise, stable_tail_index)
 from tailopt.outer import (ScaleByFedOptState, fedopt_adagrad, fedopt_adam, fedopt_rmsprop,
@@ -31,7 +31,8 @@ __all__ = [
     # schedules
     "power_law", "round_indexed", "indexed_hyperparams",
     # methods
-    "Method", "get_method", "known_methods", "method_hyperparameters", "INNER_RULES",
+    "Method", "get_method", "known_methods", "method_hyperparameters",
+    "default_hyperparameters", "INNER_RULES",
     "OUTER_RULES",
     # rounds
     "build_round", "Round", "RoundState", "client_mesh", "make_local_run", "LocalResult",

@@ -149,6 +149,12 @@ def _rule_default(key: str, inner: str, outer: str):
   raise KeyError(key)
 
 
+def default_hyperparameters() -> dict:
+  """Every hyperparameter of the registry with its default (a copy; ``None`` = the rule's
+  default, e.g. ``inner_lr`` is 0.1 for SGD inners and 1e-3 for Adam inners)."""
+  return dict(DEFAULTS)
+
+
 def known_methods() -> list[str]:
   """Every resolvable name: the aliases and all ``<outer>-<inner>`` pairs."""
   pairs = [f"{o}-{i}" for o in OUTER_RULES for i in INNER_RULES]
