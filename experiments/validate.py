@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 
 import tailopt
@@ -75,7 +77,11 @@ def validate(config, tasks=None) -> None:
   try:
     tailopt.get_method(config.method, **hp)
   except ValueError as e:
-    raise ConfigError(f"config.method={config.method!r}: {e}") from None
+    keys = "|".join(tailopt.default_hyperparameters())
+    msg = re.sub(rf"\b({keys})(?==)", r"config.hparams.\1", str(e))
+    if msg == str(e):
+      msg = f"config.method={config.method!r}: {msg}"
+    raise ConfigError(msg) from None
   if config.noise.distribution not in ("none",) + DISTRIBUTIONS:
     raise ConfigError(f"config.noise.distribution={config.noise.distribution!r} is unknown; "
                       f"choose one of {('none',) + DISTRIBUTIONS}.")

@@ -194,7 +194,7 @@ def _check_value(key: str, value):
   except (TypeError, ValueError):
     raise ValueError(f"{key}={value!r} must be a number (or an optax schedule).") from None
   if math.isnan(v):
-    raise ValueError(f"{key} is NaN; pass a finite number.")
+    raise ValueError(f"{key}={v} is NaN; pass a finite number.")
   if key.endswith("_exponent"):
     if math.isinf(v):
       raise ValueError(f"{key}={v} must be finite (0 = constant).")
@@ -206,9 +206,11 @@ def _check_value(key: str, value):
   if key in ("inner_upper", "outer_upper"):
     if v < 0:
       raise ValueError(f"{key}={v} is negative; clipping thresholds must be >= 0.")
-    return
-  if math.isinf(v) or v < 0:
-    raise ValueError(f"{key}={v} must be finite and >= 0.")
+    return  # an infinite upper threshold is allowed (no clipping from above)
+  if v < 0:
+    raise ValueError(f"{key}={v} is negative; use a value >= 0.")
+  if math.isinf(v):
+    raise ValueError(f"{key}={v} must be finite.")
 
 
 def _scheduled(value, exponent, key):
