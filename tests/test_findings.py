@@ -160,3 +160,22 @@ def test_reusing_a_donated_state_is_a_clear_error():
   with pytest.raises(ValueError, match="donated.*donate=False"):
     rnd(state, batch)
   rnd(new_state, batch)   # the returned state works
+
+
+def test_simulator_reset_is_a_fresh_inner_init():
+  from tailopt import asynchronous as A
+
+  def data_fn(worker, job, key):
+    del worker, job, key
+    return {"x": jnp.zeros((1, 1))}
+  method = tailopt.get_method("avg-adam", inner_lr=0.1, outer_lr=1.0)
+  sim = A.Simulator(_quadratic, method, data_fn, clock=A.ClockConfig(num_workers=1),
+                    config=A.AsyncConfig(scheme="buffered", buffer_size=1, local_steps=1,
+                                         reset_inner_state=True),
+                    num_steps=3)
+  state = sim.init({"w": jnp.full((1,), 5.0)})
+  w = [5.0]
+  for _ in range(3):
+    state, _ = sim.run(state, 1)
+    w.append(float(state.params["w"][0]))
+  np.testing.assert_allclose(-np.diff(w), [0.1, 0.1, 0.1], rtol=1e-5)
