@@ -138,7 +138,8 @@ def apply_preset(c: config_dict.ConfigDict, name: str, **kwargs) -> config_dict.
   for k in list(c.hparams.keys()):
     c.hparams[k] = None
   for k in ("inner_lr", "outer_lr", "momentum"):
-    c.hparams[k] = float(m.hparams[k])
+    if k in m.hparams:   # the hyperparameters the preset's method uses
+      c.hparams[k] = float(m.hparams[k])
   d = setup.config.to_dict()
   c.local_steps = int(d.pop("local_steps"))
   c.reset_inner_state = bool(d.pop("reset_inner_state"))

@@ -242,7 +242,8 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     step0 = round_idx * z
     x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
     if reset_inner_state:
-      fresh = inner_tx.init(x0)   # a fresh init, exactly as at the start of a run
+      fresh = inner_tx.init(params)   # a fresh init, exactly as at the start of a run
+      fresh = jax.tree.map(lambda a: jax.lax.pcast(a, ax, to="varying"), fresh)
       k = rnd.clients_per_device
       start_state = jax.tree.map(
           lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)

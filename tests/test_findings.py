@@ -179,3 +179,13 @@ def test_simulator_reset_is_a_fresh_inner_init():
     state, _ = sim.run(state, 1)
     w.append(float(state.params["w"][0]))
   np.testing.assert_allclose(-np.diff(w), [0.1, 0.1, 0.1], rtol=1e-5)
+
+
+def test_reset_with_monitored_clip_state_over_several_devices():
+  # A reset inner state whose leaves do not depend on the params (clip statistics) must
+  # still run under shard_map over 8 devices.
+  rnd = tailopt.build_round(_quadratic, tailopt.get_method("bi2clip"), local_steps=2,
+                            num_clients=8, reset_inner_state=True, participation=4)
+  state = rnd.init({"w": jnp.ones(3)})
+  state, metrics = rnd(state, {"x": jnp.zeros((8, 2, 1))})
+  assert float(metrics["participants"]) == 4.0
