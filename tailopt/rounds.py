@@ -38,6 +38,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from tailopt import clipping
+from tailopt import compression
 from tailopt import local as local_lib
 from tailopt import noise as noise_lib
 from tailopt.methods import Method
@@ -51,6 +52,40 @@ class RoundState(NamedTuple):
   noise_state: Any     # per-client noise-injection states or None (sharded)
   round: jax.Array     # int32, rounds completed
   rng: jax.Array       # PRNG key for client sampling
+  comm_state: Any = None    # per-client compressor states (error-feedback residuals)
+  local_params: Any = None  # per-client models between syncs (streaming, fragments > 1)
+
+
+def fragment_ids(params, fragments: int) -> list:
+  """Assigns each parameter leaf to one of ``fragments`` fragments, balancing their sizes
+  (largest leaf first to the lightest fragment; deterministic). Returns one id per leaf in
+  ``jax.tree.leaves`` order."""
+  leaves = jax.tree.leaves(params)
+  if fragments > max(len(leaves), 1):
+    raise ValueError(f"fragments={fragments} but the model has {len(leaves)} parameter "
+                     f"arrays; use at most {len(leaves)} fragments.")
+  order = sorted(range(len(leaves)), key=lambda i: (-int(np.size(leaves[i])), i))
+  load = [0] * fragments
+  ids = [0] * len(leaves)
+  for i in order:
+    f = min(range(fragments), key=lambda j: (load[j], j))
+    ids[i] = f
+    load[f] += int(np.size(leaves[i]))
+  return ids
+
+
+def _select(tree, ids, f):
+  """``tree`` with the leaves outside fragment ``f`` replaced by None."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return jax.tree.unflatten(treedef, [x if i == f else None for x, i in zip(leaves, ids)])
+
+
+def _merge(tree, part, ids, f):
+  """``tree`` with fragment ``f``'s leaves taken from ``part`` (None elsewhere)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  part_leaves = treedef.flatten_up_to(part)
+  return jax.tree.unflatten(treedef, [p if i == f else x for x, p, i in
+                                      zip(leaves, part_leaves, ids)])
 
 
 def _own_copy(x):
@@ -85,6 +120,9 @@ class Round:
   noise: Optional[optax.GradientTransformation]
   has_aux: bool
   donate: bool = True
+  compressor: Optional[compression.Compressor] = None
+  down_compressor: Optional[compression.Compressor] = None
+  fragments: Optional[int] = None
   _step: Any = None
 
   @property
@@ -108,11 +146,24 @@ class Round:
     if self.noise is not None:
       base = self.noise.init(params)
       noise_state = jax.vmap(lambda i: noise_lib.fold_in_client(base, i))(jnp.arange(c))
+    comm_state = local_params = None
+    if self.fragments is None:
+      outer_state = self.method.outer.init(params)
+      if self.compressor is not None:
+        comm_state = stack(self.compressor.init(params))
+    else:   # one outer state (and compressor state) per fragment
+      ids = fragment_ids(params, self.fragments)
+      parts = [_select(params, ids, f) for f in range(self.fragments)]
+      outer_state = tuple(self.method.outer.init(part) for part in parts)
+      if self.compressor is not None:
+        comm_state = tuple(stack(self.compressor.init(part)) for part in parts)
+      local_params = stack(params)
     state = RoundState(
-        params=params, outer_state=self.method.outer.init(params),
+        params=params, outer_state=outer_state,
         inner_state=inner_state, noise_state=noise_state,
-        round=jnp.zeros([], jnp.int32), rng=jax.random.key(seed))
-    shardings = RoundState(rep, rep, cl, cl, rep, rep)
+        round=jnp.zeros([], jnp.int32), rng=jax.random.key(seed),
+        comm_state=comm_state, local_params=local_params)
+    shardings = RoundState(rep, rep, cl, cl, rep, rep, cl, cl)
     # Own, strongly typed copies: the round donates its state, which must not free the
     # caller's arrays (device_put may alias them), and a weakly typed input
     # (jnp.full(.., 0.1)) would come back strong and force a second compile.
@@ -182,7 +233,10 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
                 mesh: Optional[jax.sharding.Mesh] = None, axis_name: str = "clients",
                 reset_inner_state: bool = False, participation: Optional[int] = None,
                 noise: Optional[optax.GradientTransformation] = None,
-                has_aux: bool = False, donate: bool = True) -> Round:
+                has_aux: bool = False, donate: bool = True,
+                compressor: Optional[compression.Compressor] = None,
+                down_compressor: Optional[compression.Compressor] = None,
+                fragments: Optional[int] = None) -> Round:
   """Builds the jitted round.
 
   Args:
@@ -203,6 +257,20 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       gradient before the inner rule, with per-client PRNG streams.
     donate: donate the state's buffers to the round (in-place update); a donated state
       cannot be passed again.
+    compressor: a :class:`tailopt.compression.Compressor` applied to each node's Delta;
+      the payloads (codes and scales) are all-gathered over the client axis and decoded
+      and averaged on every device. Its state (error feedback) is kept per client.
+    down_compressor: a stateless compressor applied to the server's update before it is
+      broadcast (every replica applies the decoded update).
+    fragments: Streaming synchronization: the parameter leaves are split into F
+      fragments (:func:`fragment_ids`) and fragment ``round % F`` is synchronized each
+      round, so a round sends 1/F of the model; clients keep their own model between
+      syncs and the outer rule keeps one state per fragment. ``None`` (default): every
+      round synchronizes the whole model.
+
+  Metrics ``bytes_up`` and ``bytes_down`` are the bytes one participating node sends and
+  receives this round, from the arrays that cross the client axis (the payload, or the
+  float32 Delta; the params or the compressed update).
   """
   if method is None:
     if inner is None or outer is None:
@@ -229,27 +297,80 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
   if participation is not None and not 1 <= participation <= num_clients:
     raise ValueError(
         f"participation={participation} must be between 1 and num_clients={num_clients}.")
+  if fragments is not None and (not isinstance(fragments, (int, np.integer))
+                                or fragments < 1):
+    raise ValueError(f"fragments={fragments!r} must be an integer >= 1 (or None).")
+  if down_compressor is not None and jax.tree.leaves(
+      jax.eval_shape(down_compressor.init, {"x": jax.ShapeDtypeStruct((2,), jnp.float32)})):
+    raise ValueError("down_compressor must be stateless (no error feedback): every "
+                     "replica applies the same decoded update.")
 
   rnd = Round(loss_fn, method, int(local_steps), int(num_clients), mesh, axis_name,
-              reset_inner_state, participation, noise, has_aux, donate)
+              reset_inner_state, participation, noise, has_aux, donate, compressor,
+              down_compressor, fragments)
   z = rnd.local_steps
   inner_tx = method.inner
   outer_tx = optax.with_extra_args_support(method.outer)
   local_run = local_lib.make_local_run(loss_fn, inner_tx, noise=noise, has_aux=has_aux)
   ax = axis_name
 
-  def shard_body(params, outer_state, inner_state, noise_state, batch, weights, round_idx):
+  def aggregate(deltas, comm_state, w, total_w, like, ckey):
+    """Weighted mean over all clients of the per-client ``deltas`` (leading axis k),
+    through the compressor when there is one. Returns (mean, comm_state, bytes_up)."""
+    if compressor is None:
+      def wmean(x, p):
+        acc = jnp.promote_types(x.dtype, jnp.float32)   # float32, or wider (float64)
+        wx = jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
+        return (jax.lax.psum(wx, ax) / total_w.astype(acc)).astype(p.dtype)
+      mean = jax.tree.map(wmean, deltas, like)
+      sent = jax.tree.map(lambda x, p: jnp.zeros(jnp.shape(p), jnp.promote_types(
+          x.dtype, jnp.float32)), deltas, like)
+      return mean, comm_state, compression.payload_bytes(sent)
+    k = rnd.clients_per_device
+    first = jax.lax.axis_index(ax) * k
+    keys = jax.vmap(lambda i: jax.random.fold_in(ckey, first + i))(jnp.arange(k))
+    payload, comm_state = jax.vmap(compressor.compress)(deltas, comm_state, keys)
+    per_node = compression.payload_bytes(payload) // k
+    # What crosses the axis: the codes and scales, gathered replicated (invariant).
+    gathered = jax.lax.all_gather(payload, ax, tiled=True, to="invarying")
+    w_all = jax.lax.all_gather(w, ax, tiled=True, to="invarying")
+    shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.float32), like)
+
+    def add(total, xs):
+      pay, wi = xs
+      dec = compressor.decompress(pay, shapes)
+      return jax.tree.map(lambda t, d: t + wi * d, total, dec), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), like)
+    total, _ = jax.lax.scan(add, zeros, (gathered, w_all))
+    mean = jax.tree.map(lambda t, p: (t / total_w).astype(p.dtype), total, like)
+    return mean, comm_state, per_node
+
+  def broadcast(updates, dkey):
+    """The server's update as the nodes receive it, and its bytes."""
+    if down_compressor is None:
+      return updates, compression.payload_bytes(updates)
+    payload, _ = down_compressor.compress(updates, down_compressor.init(updates), dkey)
+    shapes = jax.tree.map(lambda u: jax.ShapeDtypeStruct(jnp.shape(u), u.dtype), updates)
+    return down_compressor.decompress(payload, shapes), compression.payload_bytes(payload)
+
+  def shard_body(params, outer_state, inner_state, noise_state, batch, weights, round_idx,
+                 comm_state, local_params, ckey):
     step0 = round_idx * z
-    x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
+    k = rnd.clients_per_device
+    if local_params is None:
+      x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
+      in_x = None
+    else:                                    # streaming: each client's own model
+      x0, in_x = local_params, 0
     if reset_inner_state:
       fresh = inner_tx.init(params)   # a fresh init, exactly as at the start of a run
       fresh = jax.tree.map(lambda a: jax.lax.pcast(a, ax, to="varying"), fresh)
-      k = rnd.clients_per_device
       start_state = jax.tree.map(
           lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)
     else:
       start_state = inner_state
-    res = jax.vmap(local_run, in_axes=(None, 0, 0, 0, None, None))(
+    res = jax.vmap(local_run, in_axes=(in_x, 0, 0, 0, None, None))(
         x0, start_state, noise_state, batch, round_idx, step0)
 
     w = weights
@@ -262,36 +383,85 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     new_inner = jax.tree.map(keep_active, res.inner_state, inner_state)
     new_noise = (None if noise_state is None
                  else jax.tree.map(keep_active, res.noise_state, noise_state))
-
     total_w = jax.lax.psum(jnp.sum(w), ax)
-    safe_w = jnp.where(total_w > 0, total_w, 1.0)
+    total_w = jnp.where(total_w > 0, total_w, 1.0)
+    dkey = jax.random.fold_in(ckey, 2**31 - 1)   # not a client index
 
-    def wmean(x):  # (k, ...) -> weighted mean over all clients
-      acc = jnp.promote_types(x.dtype, jnp.float32)   # float32, or wider (float64)
-      wx = jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
-      return jax.lax.psum(wx, ax) / safe_w.astype(acc)
+    def sync(part_ids, f, outer_st, comm_st):
+      """Synchronizes the leaves with ``part_ids == f`` (all of them when not streaming):
+      returns (new params, outer state, comm state, updates, delta, bytes up, down)."""
+      if part_ids is None:
+        deltas, like = res.delta, params
+      else:
+        # Streaming: Delta of the fragment since its last sync, x_global - x_local.
+        x_end = jax.tree.map(lambda a, d: a - d, x0, res.delta)
+        deltas = _select(jax.tree.map(lambda g, x: g[None] - x, params, x_end), part_ids, f)
+        like = _select(params, part_ids, f)
+      delta, comm_new, up = aggregate(deltas, comm_st, w, total_w, like, ckey)
+      comm_new = (None if comm_st is None
+                  else jax.tree.map(keep_active, comm_new, comm_st))
+      updates, outer_new = outer_tx.update(delta, outer_st, like, round_index=round_idx)
+      updates, down = broadcast(updates, dkey)
+      new_like = optax.apply_updates(like, updates)
+      new_params = new_like if part_ids is None else _merge(params, new_like, part_ids, f)
+      return new_params, outer_new, comm_new, updates, delta, up, down
 
-    delta = jax.tree.map(lambda d, p: wmean(d).astype(p.dtype), res.delta, params)
-    updates, outer_state = outer_tx.update(delta, outer_state, params,
-                                           round_index=round_idx)
-    new_params = optax.apply_updates(params, updates)
+    if fragments is None:
+      new_params, outer_state, new_comm, updates, delta, up, down = sync(
+          None, 0, outer_state, comm_state)
+      new_local = None
+    else:
+      ids = fragment_ids(params, fragments)
+      comm_parts = comm_state
+
+      def branch(f):
+        def run(outer_states, comm_st):
+          c_in = None if comm_st is None else comm_st[f]
+          new_params, o_new, c_new, updates, delta, up, down = sync(
+              ids, f, outer_states[f], c_in)
+          outer_states = tuple(o_new if g == f else o for g, o in enumerate(outer_states))
+          if comm_st is not None:
+            comm_st = tuple(c_new if g == f else c for g, c in enumerate(comm_st))
+          norms = (clipping.global_norm(delta), clipping.global_norm(updates))
+          return (new_params, outer_states, comm_st, norms,
+                  jnp.float32(up), jnp.float32(down),
+                  clipping.measurements(outer_states[f], "outer_"))
+        return run
+
+      (new_params, outer_state, new_comm, norms, up, down, outer_meas) = jax.lax.switch(
+          round_idx % fragments, [branch(f) for f in range(fragments)], outer_state,
+          comm_parts)
+      # Clients continue from their own model; the synchronized fragment restarts from
+      # the new global model.
+      x_end = jax.tree.map(lambda a, d: a - d, x0, res.delta)
+      x_end = jax.tree.map(keep_active, x_end, local_params)
+      f_now = round_idx % fragments
+      leaves, treedef = jax.tree.flatten(x_end)
+      g_leaves = jax.tree.leaves(new_params)
+      new_local = jax.tree.unflatten(treedef, [
+          jnp.where(f_now == i, jnp.broadcast_to(g, x.shape).astype(x.dtype), x)
+          for x, g, i in zip(leaves, g_leaves, ids)])
 
     n_active = jax.lax.psum(jnp.sum(active.astype(jnp.float32)), ax)
     amean = lambda v: jax.lax.psum(  # noqa: E731
         jnp.sum(jnp.where(active, v, 0.0)), ax) / jnp.maximum(n_active, 1.0)
-    metrics = {k: amean(v) for k, v in res.metrics.items()}
-    metrics.update(clipping.measurements(outer_state, "outer_"))
-    metrics.update(
-        delta_norm=clipping.global_norm(delta),
-        update_norm=clipping.global_norm(updates),
-        participants=n_active)
-    return new_params, outer_state, new_inner, new_noise, metrics
+    metrics = {k_: amean(v) for k_, v in res.metrics.items()}
+    if fragments is None:
+      metrics.update(clipping.measurements(outer_state, "outer_"))
+      metrics.update(delta_norm=clipping.global_norm(delta),
+                     update_norm=clipping.global_norm(updates))
+    else:
+      metrics.update(outer_meas)
+      metrics.update(delta_norm=norms[0], update_norm=norms[1])
+    metrics.update(participants=n_active, bytes_up=jnp.float32(up),
+                   bytes_down=jnp.float32(down))
+    return new_params, outer_state, new_inner, new_noise, new_comm, new_local, metrics
 
   rep, cl = P(), P(ax)
   sharded = jax.shard_map(
       shard_body, mesh=mesh,
-      in_specs=(rep, rep, cl, cl, cl, cl, rep),
-      out_specs=(rep, rep, cl, cl, rep), check_vma=True)
+      in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
+      out_specs=(rep, rep, cl, cl, cl, cl, rep), check_vma=True)
 
   def step(state: RoundState, batch, weights):
     rng, key = jax.random.split(state.rng)
@@ -299,11 +469,12 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       perm = jax.random.permutation(key, num_clients)
       mask = jnp.zeros((num_clients,), jnp.float32).at[perm[:participation]].set(1.0)
       weights = weights * mask
-    params, outer_state, inner_state, noise_state, metrics = sharded(
-        state.params, state.outer_state, state.inner_state, state.noise_state, batch,
-        weights, state.round)
+    ckey = jax.random.fold_in(key, 1)   # compression's randomness (stochastic rounding)
+    params, outer_state, inner_state, noise_state, comm_state, local_params, metrics = (
+        sharded(state.params, state.outer_state, state.inner_state, state.noise_state,
+                batch, weights, state.round, state.comm_state, state.local_params, ckey))
     new_state = RoundState(params, outer_state, inner_state, noise_state,
-                           state.round + 1, rng)
+                           state.round + 1, rng, comm_state, local_params)
     return new_state, metrics
 
   rnd._step = jax.jit(step, donate_argnums=(0,) if donate else ())
