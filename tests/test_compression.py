@@ -204,3 +204,19 @@ def test_streaming_composes_with_compression_and_bad_arguments():
     _run(1, down_compressor=C.error_feedback(C.int_quantizer()))
   with pytest.raises(ValueError, match="bits=3"):
     C.int_quantizer(3)
+
+
+def test_simulator_reports_bytes_per_server_step():
+  from tailopt import asynchronous as A
+
+  def data_fn(worker, job, key):
+    return {"x": jax.random.normal(key, (2, 4, 300)), "y": jnp.zeros((2, 4))}
+  sim = A.Simulator(_loss, tailopt.get_method("fedavg"), data_fn,
+                    clock=A.ClockConfig(num_workers=4, speeds="fixed", job_noise="none"),
+                    config=A.AsyncConfig(scheme="buffered", buffer_size=4, local_steps=2),
+                    num_steps=2)
+  _, m = sim.run(sim.init(P0), 2)
+  # Equal speeds: each step applies the 4 Deltas and the 4 workers pull the new model
+  # (after the last step nobody pulls: those jobs lie beyond the horizon).
+  np.testing.assert_array_equal(m["bytes_up"], [4 * 301 * 4] * 2)
+  np.testing.assert_array_equal(m["bytes_down"], [4 * 301 * 4, 0])

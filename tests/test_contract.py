@@ -187,7 +187,8 @@ def test_rule_accepts_schedules(level, name):
 
 
 # ----------------------------------------------------------------- metric names
-BASE_ROUND = {"loss", "nonfinite_frac", "delta_norm", "update_norm", "participants"}
+BASE_ROUND = {"loss", "nonfinite_frac", "delta_norm", "update_norm", "participants",
+              "bytes_up", "bytes_down"}
 CLIPS = {"inner_clip_above", "inner_clip_below", "outer_clip_above", "outer_clip_below"}
 
 
@@ -219,7 +220,8 @@ def test_simulator_metric_names_are_pinned():
                     config=A.AsyncConfig(scheme="buffered", buffer_size=2, local_steps=2),
                     num_steps=3)
   _, metrics = sim.run(sim.init({"w": jnp.zeros(3)}), 3)
-  assert {"loss", "nonfinite_frac", "delta_norm", "update_norm"} | CLIPS <= set(metrics)
+  assert ({"loss", "nonfinite_frac", "delta_norm", "update_norm", "bytes_up", "bytes_down"}
+          | CLIPS <= set(metrics))
   assert not any("nonfinite" in k and k != "nonfinite_frac" for k in metrics)
 
 

@@ -31,7 +31,8 @@ Metrics per server step (numpy, from :meth:`Simulator.run`): ``time`` (simulated
 and ``pulled`` (who sent each update and the version it pulled), ``scale`` (delay-aware
 factor), ``applied``, ``num_updates``, ``weight_sum``, ``delta_norm``, ``update_norm``, the
 outer state's measurements (``outer_clip_above``, ...), and the means over the applied jobs
-of their local metrics: ``loss``, ``nonfinite_frac`` and ``inner_*`` (as the round).
+of their local metrics: ``loss``, ``nonfinite_frac`` and ``inner_*`` (as the round);
+``bytes_up`` (the Deltas applied) and ``bytes_down`` (the models pulled after the step).
 """
 
 from __future__ import annotations
@@ -331,6 +332,12 @@ class Simulator:
                      ring=ring)
     st = self._waves_of(st, waves, params, data, t + 1)
     metrics["taus"] = jnp.where(valid, taus, -1)
+    # Communication: every applied update is one node's Delta sent up; every job that
+    # pulls the new version receives the model. Bytes of the arrays that would cross.
+    metrics["bytes_up"] = metrics["num_updates"] * float(comp_lib.tree_bytes(st.params))
+    pulled = (jnp.zeros([], jnp.float32) if waves is None
+              else jnp.sum(waves["valid"].astype(jnp.float32)))
+    metrics["bytes_down"] = pulled * float(comp_lib.tree_bytes(st.params))
     return st._replace(tick=t + 1), metrics
 
   def _run_fn(self, st, arr, waves, data):
