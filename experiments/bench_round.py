@@ -5,7 +5,9 @@ bi2clip, fedavg, adam-biclip, adam2 and diloco on an MLP of >= 1M parameters, an
 bare work: the same number of ``value_and_grad`` calls (plain ``x -= lr * g`` steps, no
 optimizer transform, no averaging, no outer step) in the same shard_map/scan/vmap layout.
 Optimizer-state bytes are measured from the state pytrees (per node and on the server).
-Prints a table and, as the last line, one JSON object.
+Compressed variants of the first method (``--compressors``) are timed in the same
+interleaved loop, with the bytes a node sends per round. Prints tables and, as the last
+line, one JSON object.
 
 Runs on 8 emulated CPU devices by default (``--devices``); on a GPU pass ``--devices 0``
 (no emulation: the mesh then uses the real accelerators).
@@ -30,6 +32,9 @@ def _parse():
   p.add_argument("--depth", type=int, default=5)
   p.add_argument("--repeats", type=int, default=15)
   p.add_argument("--methods", default="bi2clip,fedavg,adam-biclip,adam2,diloco")
+  p.add_argument("--compressors", default="int8,int4,fp8,fixed8,ef+int4,stream4",
+                 help="compressed variants of the first method: int<b>, sr-int<b>, fp8, "
+                      "fixed<b> (BiClip range grid), ef+<x> (error feedback), stream<F>")
   return p.parse_args()
 
 
@@ -90,6 +95,24 @@ def bare_work(loss_fn, mesh, z, lr=0.01):
   return jax.jit(f)
 
 
+def compressed_round(spec: str, method, z: int) -> dict:
+  """build_round keyword arguments for a ``--compressors`` entry."""
+  from tailopt import compression as C
+  if spec.startswith("stream"):
+    return {"fragments": int(spec[len("stream"):])}
+  ef = spec.startswith("ef+")
+  spec = spec[3:] if ef else spec
+  if spec == "fp8":
+    comp = C.fp8_quantizer(256)
+  elif spec.startswith("fixed"):
+    comp = C.fixed_range_quantizer(C.biclip_delta_bound(method, z), int(spec[5:]))
+  elif spec.startswith(("int", "sr-int")):
+    comp = C.int_quantizer(int(spec.split("int")[1]), 256, spec.startswith("sr-"))
+  else:
+    raise SystemExit(f"unknown --compressors entry {spec!r}")
+  return {"compressor": C.error_feedback(comp) if ef else comp}
+
+
 def time_it(fn, repeats):
   times = []
   for _ in range(repeats):
@@ -119,12 +142,18 @@ def main(args):
   jax.block_until_ready(bare(params, bbatch))
   runners["bare"] = lambda: bare(params, bbatch)
   states = {}
-  for name in args.methods.split(","):
-    rnd = tailopt.build_round(mlp_loss, tailopt.get_method(name), local_steps=z,
-                              num_clients=C, mesh=mesh)
+  methods = args.methods.split(",")
+  variants = {name: (name, {}) for name in methods}
+  for spec in filter(None, args.compressors.split(",")):
+    variants[f"{methods[0]}+{spec}"] = (methods[0], compressed_round(
+        spec, tailopt.get_method(methods[0]), z))
+  for name, (method_name, extra) in variants.items():
+    rnd = tailopt.build_round(mlp_loss, tailopt.get_method(method_name), local_steps=z,
+                              num_clients=C, mesh=mesh, **extra)
     states[name] = [rnd.init(params), rnd, rnd.shard_batch(batch)]
-    st, _ = rnd(states[name][0], states[name][2])   # compile + warm up
+    st, m = rnd(states[name][0], states[name][2])   # compile + warm up
     states[name][0] = jax.block_until_ready(st)
+    states[name].append(jax.device_get(m))
 
     def run(name=name):
       s = states[name]
@@ -141,7 +170,7 @@ def main(args):
          "bare_round_s": med["bare"], "methods": {}}
   print(f"{'method':<14}{'round ms':>10}{'/fedavg':>9}{'/bare':>8}{'node B':>12}{'server B':>12}")
   print(f"{'bare work':<14}{med['bare'] * 1e3:>10.1f}{'':>9}{1.0:>8.2f}")
-  for name in args.methods.split(","):
+  for name in methods:
     state, rnd = states[name][0], states[name][1]
     node_b = tree_bytes(state.inner_state) // C
     server_b = tree_bytes(state.outer_state)
@@ -155,6 +184,19 @@ def main(args):
     rf = r["ratio_to_fedavg"]
     print(f"{name:<14}{med[name] * 1e3:>10.1f}{(rf or float('nan')):>9.3f}"
           f"{r['ratio_to_bare']:>8.3f}{node_b:>12,}{server_b:>12,}")
+  base = methods[0]
+  out["compressed"] = {}
+  print(f"\n{'variant':<22}{'round ms':>10}{f'/{base}':>10}{'bytes up':>12}{'/fp32':>8}")
+  up0 = float(states[base][3]["bytes_up"])
+  for name in variants:
+    if name in methods:
+      continue
+    up = float(states[name][3]["bytes_up"])
+    r = {"median_round_s": med[name], "ratio_to_uncompressed": med[name] / med[base],
+         "bytes_up": up, "bytes_ratio": up / up0}
+    out["compressed"][name] = r
+    print(f"{name:<22}{med[name] * 1e3:>10.1f}{r['ratio_to_uncompressed']:>10.3f}"
+          f"{int(up):>12,}{r['bytes_ratio']:>8.3f}")
   print(json.dumps(out))
 
 
