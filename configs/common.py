@@ -24,6 +24,14 @@ def base_config() -> config_dict.ConfigDict:
       "df": 1.5,               # degrees of freedom (student_t)
       "scale": 1.0,
   })
+  # What a node sends (tailopt.compression): kind none | int | fp8 | fixed (the BiClip
+  # range grid, z * inner_lr * inner_upper, for BiClip inners) | fp32; bits 2, 4, 8 (32 = no
+  # compression); block: coordinates per scale; stochastic rounding; error feedback; down:
+  # the server's broadcast (none | int | fp8, at the same bits and block).
+  c.compression = config_dict.ConfigDict({
+      "kind": "none", "bits": 8, "block": 256, "stochastic": False,
+      "error_feedback": False, "down": "none"})
+  c.fragments = 0              # streaming synchronization: F fragments (0 = off)
   c.clients = 8                # clients per round (slots on the device mesh)
   c.data_clients = 0           # clients in the dataset; 0 = clients (no client sampling)
   c.participation = 0          # 0 = all slots take part; m = sample m slots per round

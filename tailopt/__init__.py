@@ -5,6 +5,7 @@ TailOPT and Bi²Clip (Lee, Zaheer & Li, ICML 2025) and their asynchronous varian
 ``optax.GradientTransformation`` can be the inner or the outer rule of a round.
 """
 
+from tailopt import compression
 from tailopt.clipping import (ClipMonitorState, ClipState, bi_clip, bi_clip_array,
                               clip_fractions, global_norm, l2_clip, measurements,
                               monitor_clip)
@@ -36,6 +37,8 @@ __all__ = [
     "OUTER_RULES",
     # rounds
     "build_round", "Round", "RoundState", "client_mesh", "make_local_run", "LocalResult",
+    # communication (tailopt.compression: quantizers, error feedback)
+    "compression",
     # utilities
     "bi_clip_array", "clip_fractions", "global_norm", "measurements", "sample_noise",
     "DISTRIBUTIONS", "hill_estimator", "stable_tail_index",

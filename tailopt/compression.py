@@ -258,11 +258,12 @@ def biclip_delta_bound(method, local_steps: int) -> Optional[float]:
 
 
 def make(kind: str, *, bits: int = 8, block: int = 256, stochastic: bool = False,
-         error_feedback_on: bool = False, bound: Optional[float] = None) -> Optional[Compressor]:
-  """A compressor by name, for configs: ``'none'``, ``'int'``, ``'fp8'``, ``'fixed'``."""
-  if kind == "none":
-    if error_feedback_on:
-      raise ValueError("error feedback needs a compressor; set the compression kind.")
+         error_feedback_on: bool = False, bound: Optional[float] = None
+         ) -> Optional[Compressor]:
+  """A compressor by name, for configs: ``'none'``, ``'int'``, ``'fp8'``, ``'fixed'``,
+  ``'fp32'``. ``bits=32`` means no compression (``None``; error feedback is then a no-op),
+  so a sweep can put full precision on the same axis as the bit widths."""
+  if kind == "none" or (bits == 32 and kind in ("int", "fixed")):
     return None
   if kind == "int":
     comp = int_quantizer(bits, block, stochastic)
@@ -270,8 +271,8 @@ def make(kind: str, *, bits: int = 8, block: int = 256, stochastic: bool = False
     comp = fp8_quantizer(block)
   elif kind == "fixed":
     if bound is None:
-      raise ValueError("the fixed-range grid needs a bound (z * eta * u for an inner "
-                       "BiClip); use a BiClip inner with constant rate and threshold.")
+      raise ValueError("the fixed-range grid needs a bound (z * inner_lr * inner_upper); "
+                       "use a BiClip inner with a constant rate and threshold.")
     comp = fixed_range_quantizer(bound, bits, stochastic)
   elif kind == "fp32":
     comp = identity()
