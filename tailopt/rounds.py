@@ -270,7 +270,8 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
 
   Metrics ``bytes_up`` and ``bytes_down`` are the bytes one participating node sends and
   receives this round, from the arrays that cross the client axis (the payload, or the
-  float32 Delta; the params or the compressed update).
+  float32 Delta; the params or the compressed update); ``bytes_cumulative`` is their sum
+  over the rounds so far (a function of the round index, so it survives a resume).
   """
   if method is None:
     if inner is None or outer is None:
@@ -414,6 +415,8 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       ids = fragment_ids(params, fragments)
       comm_parts = comm_state
 
+      frag_bytes = {}   # fragment -> bytes up + down, static, filled while tracing
+
       def branch(f):
         def run(outer_states, comm_st):
           c_in = None if comm_st is None else comm_st[f]
@@ -423,6 +426,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
           if comm_st is not None:
             comm_st = tuple(c_new if g == f else c for g, c in enumerate(comm_st))
           norms = (clipping.global_norm(delta), clipping.global_norm(updates))
+          frag_bytes[f] = up + down
           return (new_params, outer_states, comm_st, norms,
                   jnp.float32(up), jnp.float32(down),
                   clipping.measurements(outer_states[f], "outer_"))
@@ -453,8 +457,18 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     else:
       metrics.update(outer_meas)
       metrics.update(delta_norm=norms[0], update_norm=norms[1])
+    # Cumulative bytes up + down of one participating node through this round (static
+    # per round, so a closed form of the round index: nothing to carry or restore).
+    if fragments is None:
+      cumulative = (round_idx + 1).astype(jnp.float32) * float(up + down)
+    else:
+      per = np.asarray([frag_bytes[f] for f in range(fragments)], np.float64)
+      prefix = jnp.asarray(np.concatenate([[0.0], np.cumsum(per)]), jnp.float32)
+      n = round_idx + 1
+      cumulative = (n // fragments).astype(jnp.float32) * float(per.sum()) + prefix[
+          n % fragments]
     metrics.update(participants=n_active, bytes_up=jnp.float32(up),
-                   bytes_down=jnp.float32(down))
+                   bytes_down=jnp.float32(down), bytes_cumulative=cumulative)
     return new_params, outer_state, new_inner, new_noise, new_comm, new_local, metrics
 
   rep, cl = P(), P(ax)

@@ -122,8 +122,9 @@ def _run(rounds=3, mesh=None, **kw):
 
 
 def test_bytes_metric_equals_the_arrays_sizes():
-  _, m, _ = _run(1)
+  _, m, _ = _run(3)
   assert m["bytes_up"] == 301 * 4 and m["bytes_down"] == 301 * 4
+  assert m["bytes_cumulative"] == 3 * 2 * 301 * 4
   comp = C.int_quantizer(8, block=128)
   _, m, _ = _run(1, compressor=comp)
   payload, _ = comp.compress(P0, None, jax.random.key(0))
@@ -191,6 +192,7 @@ def test_streaming_two_fragments_by_hand():
     got = np.concatenate([np.asarray(state.params["a"]), np.asarray(state.params["b"])])
     np.testing.assert_allclose(got, glob, rtol=1e-6)
   assert ups == [8.0, 4.0, 8.0, 4.0]
+  assert float(m["bytes_cumulative"]) == 2 * (8 + 8) + 2 * (4 + 4)   # up + down, 4 rounds
 
 
 def test_streaming_composes_with_compression_and_bad_arguments():

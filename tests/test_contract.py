@@ -188,7 +188,7 @@ def test_rule_accepts_schedules(level, name):
 
 # ----------------------------------------------------------------- metric names
 BASE_ROUND = {"loss", "nonfinite_frac", "delta_norm", "update_norm", "participants",
-              "bytes_up", "bytes_down"}
+              "bytes_up", "bytes_down", "bytes_cumulative"}
 CLIPS = {"inner_clip_above", "inner_clip_below", "outer_clip_above", "outer_clip_below"}
 
 
