@@ -43,10 +43,12 @@ def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
   mesh = tailopt.client_mesh(validate_lib.resolve_devices(config))
   # Sampled clients do not own a slot across rounds, so their inner state cannot be kept.
   reset = config.reset_inner_state or batches.samples_clients
+  up, down = validate_lib.compressors(config, method)
   return tailopt.build_round(
       model.loss, method, local_steps=config.local_steps, num_clients=config.clients,
       mesh=mesh, reset_inner_state=reset, participation=config.participation or None,
-      noise=make_noise(config))
+      noise=make_noise(config), compressor=up, down_compressor=down,
+      fragments=config.get("fragments") or None)
 
 
 def evaluate(eval_fn, params, examples: dict, batch_size: int) -> dict:

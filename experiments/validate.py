@@ -45,6 +45,47 @@ def ignored_hparams(config) -> list:
   return [k for k in set_ if k not in used]
 
 
+def compressors(config, method):
+  """(node compressor, broadcast compressor) from ``config.compression`` (None = off)."""
+  cc = config.get("compression")
+  if cc is None:
+    return None, None
+  bound = None
+  if cc.kind == "fixed":
+    bound = tailopt.compression.biclip_delta_bound(method, config.local_steps)
+  up = tailopt.compression.make(cc.kind, bits=cc.bits, block=cc.block,
+                                stochastic=cc.stochastic, error_feedback_on=cc.error_feedback,
+                                bound=bound)
+  down = None if cc.down == "none" else tailopt.compression.make(
+      cc.down, bits=cc.bits, block=cc.block)
+  return up, down
+
+
+def _check_compression(config):
+  cc = config.get("compression")
+  if cc is None:
+    return
+  if cc.kind not in ("none", "int", "fp8", "fixed", "fp32"):
+    raise ConfigError(f"config.compression.kind={cc.kind!r} is unknown; use none, int, fp8, "
+                      "fixed or fp32.")
+  if cc.down not in ("none", "int", "fp8"):
+    raise ConfigError(f"config.compression.down={cc.down!r}; use none, int or fp8.")
+  if cc.bits not in (2, 4, 8, 32):
+    raise ConfigError(f"config.compression.bits={cc.bits}; use 2, 4, 8 or 32 (none).")
+  if not isinstance(cc.block, int) or cc.block < 1 or cc.block % 4:
+    raise ConfigError(f"config.compression.block={cc.block}; use a positive multiple of 4.")
+  if cc.kind == "fixed" and cc.bits != 32:
+    method = tailopt.get_method(config.method, **method_hparams(config))
+    if tailopt.compression.biclip_delta_bound(method, config.local_steps) is None:
+      raise ConfigError(
+          "config.compression.kind='fixed' needs a BiClip inner with a constant rate and "
+          f"threshold (its range is z * inner_lr * inner_upper); config.method="
+          f"{config.method!r} has none. Use kind='int'.")
+  fragments = config.get("fragments") or 0
+  if not isinstance(fragments, int) or fragments < 0:
+    raise ConfigError(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
+
+
 def resolve_devices(config) -> int:
   n_avail = jax.device_count()
   if config.devices:
@@ -82,6 +123,7 @@ def validate(config, tasks=None) -> None:
     if msg == str(e):
       msg = f"config.method={config.method!r}: {msg}"
     raise ConfigError(msg) from None
+  _check_compression(config)
   if config.noise.distribution not in ("none",) + DISTRIBUTIONS:
     raise ConfigError(f"config.noise.distribution={config.noise.distribution!r} is unknown; "
                       f"choose one of {('none',) + DISTRIBUTIONS}.")

@@ -63,12 +63,14 @@ def payload_bytes(payload) -> int:
                  for x in jax.tree.leaves(payload)))
 
 
-def _blocks(x, block):
-  """Flattens ``x`` to float32 ``(n_blocks, block)``, zero-padded."""
+def _blocks(x, block, align=4):
+  """Flattens ``x`` to float32 ``(n_blocks, width)``, zero-padded; ``width = block``, or
+  the leaf's size rounded up to ``align`` when it is smaller than one block."""
   flat = jnp.ravel(x).astype(jnp.float32)
   n = flat.size
-  nb = max(1, -(-n // block))
-  return jnp.pad(flat, (0, nb * block - n)).reshape(nb, block)
+  width = block if n > block else max(align, -(-n // align) * align)
+  nb = max(1, -(-n // width))
+  return jnp.pad(flat, (0, nb * width - n)).reshape(nb, width)
 
 
 def _unblock(blocks, like):
@@ -168,7 +170,7 @@ def fp8_quantizer(block: int = 256) -> Compressor:
 
   def encode(x, key):
     del key
-    b = _blocks(x, block)
+    b = _blocks(x, block, align=1)
     amax = jnp.max(jnp.abs(b), axis=1)
     scale = jnp.where(amax > 0, amax / F8_MAX, 1.0)
     return {"codes": (b / scale[:, None]).astype(jnp.float8_e4m3fn), "scales": scale}
