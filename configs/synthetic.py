@@ -22,10 +22,10 @@ STUDY_METHODS = ["fedavg", "avg-l2clip", "avg-biclip", "adam-sgd", "adam-biclip"
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
   variants = set(filter(None, (arg or "").split(",")))
-  unknown = variants - {"runlocal", "logistic", "mlp", "least_squares", "study"}
+  unknown = variants - {"runlocal", "logistic", "mlp", "least_squares", "study", "comm"}
   if unknown:
     raise ValueError(f"unknown variant(s) {sorted(unknown)} of configs/synthetic.py; use "
-                     "runlocal, study, least_squares, logistic or mlp.")
+                     "runlocal, study, comm, least_squares, logistic or mlp.")
   c = base_config()
   c.task = "synthetic"
   c.synthetic = config_dict.ConfigDict({
@@ -70,6 +70,17 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     c.checkpoint_every = 0
     c.devices = 1  # 8 clients vmapped on one device: same numbers, less sync on 2 cores
     c.tuned = {m: study_point(m) for m in STUDY_METHODS}   # the grids tune from the base
+  if "comm" in variants:
+    # The communication study (experiments/results/communication): each method at its
+    # tuned point, every bit width with and without error feedback, 3 seeds.
+    c.rounds, c.eval_every, c.checkpoint_every = 100, 20, 0
+    c.devices = 1
+    c.compression.kind, c.compression.block = "int", 64
+    c.sweep.methods = ["fedavg", "diloco", "adam2", "bi2clip"]
+    c.sweep.seeds = [0, 1, 2]
+    c.sweep.grids = {"*": ["compression.bits=32,8,4,2",
+                           "compression.error_feedback=False,True"],
+                     "bi2clip": ["compression.kind=int,fixed"]}
   return c
 
 
