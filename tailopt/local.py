@@ -42,6 +42,25 @@ def nonfinite(tree) -> jax.Array:
   return (~ok).astype(jnp.float32)
 
 
+def match_vma(new, old):
+  """Casts each leaf of ``new`` to vary over the mesh axes its counterpart in ``old``
+  varies over (under ``shard_map``), so a scan carry keeps its type: e.g. a transform's
+  state leaf computed from the invariant round index, carried per client."""
+  def fix(n, o):
+    need = _varying_axes(o) - _varying_axes(n)
+    return jax.lax.pcast(n, tuple(sorted(need)), to="varying") if need else n
+  return jax.tree.map(fix, new, old)
+
+
+def _varying_axes(x) -> frozenset:
+  """The mesh axes a value varies over inside ``shard_map`` (empty outside)."""
+  aval = jax.typeof(x)
+  mat = getattr(aval, "manual_axis_type", None)   # jax 0.10
+  if mat is not None:
+    return frozenset(mat.varying)
+  return frozenset(getattr(aval, "vma", None) or ())   # other versions
+
+
 def make_local_run(loss_fn: LossFn, inner: optax.GradientTransformation, *,
                    noise: Optional[optax.GradientTransformation] = None,
                    has_aux: bool = False):
@@ -70,6 +89,7 @@ def make_local_run(loss_fn: LossFn, inner: optax.GradientTransformation, *,
     if noise is not None:
       g, ns2 = noise.update(g, ns, x)
     updates, s2 = inner.update(g, s, x, round_index=r, step_index=k)
+    s2 = match_vma(s2, s)
     x2 = optax.apply_updates(x, updates)
     stats = dict(loss=loss.astype(jnp.float32), nonfinite_frac=bad,
                  **clipping.measurements(s2, "inner_"))

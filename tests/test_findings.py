@@ -189,3 +189,15 @@ def test_reset_with_monitored_clip_state_over_several_devices():
   state = rnd.init({"w": jnp.ones(3)})
   state, metrics = rnd(state, {"x": jnp.zeros((8, 2, 1))})
   assert float(metrics["participants"]) == 4.0
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_scheduled_method_runs_in_an_eight_device_round(reset):
+  method = tailopt.get_method("bi2clip", inner_lr=0.1, inner_lr_exponent=-0.5,
+                              inner_upper_exponent=-0.5, outer_upper_exponent=-0.5)
+  rnd = tailopt.build_round(_quadratic, method, local_steps=2, num_clients=8,
+                            reset_inner_state=reset)
+  state = rnd.init({"w": jnp.ones(3)})
+  for _ in range(2):
+    state, _ = rnd(state, {"x": jnp.zeros((8, 2, 1))})
+  assert np.isfinite(np.asarray(state.params["w"])).all()
