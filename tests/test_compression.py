@@ -143,7 +143,7 @@ def test_compressed_round_gathers_the_codes_not_floats():
 
 
 @pytest.mark.parametrize("comp", [C.int_quantizer(8, 64), C.error_feedback(
-    C.int_quantizer(4, 64, stochastic=True)), C.fp8_quantizer(64)], ids=lambda c: c.name)
+    C.int_quantizer(4, 64, stochastic=True))], ids=lambda c: c.name)
 def test_compressed_eight_device_round_equals_one_device(comp):
   s8, m8, _ = _run(3, compressor=comp)
   s1, m1, _ = _run(3, compressor=comp, mesh=tailopt.client_mesh(1))
@@ -162,7 +162,7 @@ def test_compression_changes_little_at_8_bits_and_ef_helps_at_2():
   assert err(s2ef) < err(s2)
 
 
-@pytest.mark.parametrize("name", ["bi2clip", "adam2", "diloco"])
+@pytest.mark.parametrize("name", ["bi2clip", "adam2"])
 def test_streaming_with_one_fragment_is_the_plain_round(name):
   method = tailopt.get_method(name)
   s0, m0, _ = _run(3, method=method)
