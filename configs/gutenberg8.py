@@ -5,14 +5,16 @@ node holds one work (Milton x2, Shakespeare x2, Austen x2, KJV x2), 80/20 split 
 
     python -m experiments.main --config configs/gutenberg8.py --workdir runs/g8
 
-Variants: ``runlocal``, ``study`` (the committed CPU study: reduced text and rounds).
+Variants: ``runlocal``, ``study`` (the committed CPU study: reduced text and rounds),
+``comm`` (the communication study: the study's setting, each method at its tuned point
+from the study, over bit widths and error feedback).
 """
 
 from configs.common import REAL_METHODS, base_config, model_section, parse_variants
 
 
 def get_config(arg: str = ""):
-  v = parse_variants(arg, {"runlocal", "study"}, "configs/gutenberg8.py")
+  v = parse_variants(arg, {"runlocal", "study", "comm"}, "configs/gutenberg8.py")
   c = base_config()
   c.task = "gutenberg8"
   c.data = dict(seq_len=80, max_chars_per_work=0, stride=1, test_stride=400)
@@ -51,6 +53,22 @@ def get_config(arg: str = ""):
         "adam2": ["hparams.inner_lr=0.003", "hparams.outer_lr=0.003,0.01"],
         "bi2clip": ["hparams.inner_lr=0.1", "hparams.outer_upper=0.003,0.01"],
     }
+  if "comm" in v:
+    c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 100_000, 200
+    c.model.kwargs.update(d_model=64, num_layers=2, num_heads=4)
+    c.rounds, c.eval_every, c.checkpoint_every = 30, 10, 0
+    c.local_steps, c.batch_size = 4, 16
+    # The tuned points of experiments/results/real/gutenberg8 (study variant).
+    c.tuned = {"fedavg": dict(inner_lr=0.3), "diloco": dict(inner_lr=0.001),
+               "adam2": dict(inner_lr=0.003, outer_lr=0.003),
+               "bi2clip": dict(inner_lr=0.1, inner_upper=1.0, inner_lower=1e-3,
+                               outer_lr=1.0, outer_upper=0.01, outer_lower=0.0)}
+    c.compression.kind, c.compression.block = "int", 64
+    c.sweep.methods = ["fedavg", "bi2clip"]
+    c.sweep.seeds = [0]
+    c.sweep.grids = {"*": ["compression.bits=32,4,2",
+                           "compression.error_feedback=False,True"],
+                     "bi2clip": ["compression.kind=int,fixed"]}
   if "runlocal" in v:
     c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 4000, 64
     c.data.stride = 4
