@@ -8,8 +8,9 @@ the final norm train; the embedding and the untied 136M-parameter LM head stay f
 
 Variants:
   ``runlocal``  2 of the 24 blocks, the last one trained, 2 short rounds (a 2-core CPU smoke run).
-  ``squad``     the paper's task where the internet is available: tfds ``squad`` (v1.1) with
-                the same Qwen2.5 GGUF (configs/squad.py's task; fails in one line offline).
+  ``squad``     the paper's task where the internet is available: Hugging Face
+                Qwen/Qwen2.5-0.5B-Instruct weights (safetensors) and tfds ``squad`` v1.1
+                (configs/squad.py's task); offline it fails in one line naming the fix.
 """
 
 from configs.common import REAL_METHODS, base_config, model_section, parse_variants
@@ -39,6 +40,7 @@ def get_config(arg: str = ""):
   if "squad" in v:
     c.task = "squad"
     c.data = dict(max_len=384, limit=0, data_dir="")
+    c.model.kwargs.update(hf="Qwen/Qwen2.5-0.5B-Instruct")
     c.batch_size, c.eval_batch_size = 4, 8
   if "runlocal" in v:
     c.model.kwargs.update(trainable="last_n_layers:1", num_layers=2)

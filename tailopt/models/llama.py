@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tailopt.models import layers as L
-from tailopt.models.base import Model, lm_inputs, masked_token_loss, scan_layers, token_metrics, with_trainable
+from tailopt.models.base import (Model, layer_stacks, lm_inputs, masked_token_loss, scan_layers, token_metrics,
+                                 with_trainable)
 from tailopt.models.checkpoints import GGUF, artifact_file, find_gguf
 from tailopt.models.tokenization import Tokenizer
 
@@ -151,6 +152,102 @@ def load_llama_gguf(path: str | os.PathLike | GGUF | None = None, num_layers: in
     return params, cfg, g
 
 
+# Hugging Face (transformers) LlamaForCausalLM / Qwen2ForCausalLM tensor names of our layer params;
+# torch Linear weights are (out, in), our kernels (in, out). HF stores Q/K unpermuted (rotate_half).
+_HF_LAYER = {
+    "attn_norm": ("input_layernorm.weight", False), "ffn_norm": ("post_attention_layernorm.weight", False),
+    "q": ("self_attn.q_proj.weight", True), "k": ("self_attn.k_proj.weight", True),
+    "v": ("self_attn.v_proj.weight", True), "o": ("self_attn.o_proj.weight", True),
+    "q_bias": ("self_attn.q_proj.bias", False), "k_bias": ("self_attn.k_proj.bias", False),
+    "v_bias": ("self_attn.v_proj.bias", False),
+    "gate": ("mlp.gate_proj.weight", True), "up": ("mlp.up_proj.weight", True), "down": ("mlp.down_proj.weight", True),
+}
+
+
+def load_llama_hf(path: str | os.PathLike, num_layers: int | None = None) -> tuple[dict, LlamaConfig, Tokenizer]:
+    """Params, config and tokenizer of a Hugging Face Llama/Qwen2 checkpoint directory
+    (``config.json``, ``*.safetensors``, ``tokenizer.json``), read with ``safetensors`` and
+    ``tokenizers``; or of a Hub repository id (e.g. ``'Qwen/Qwen2.5-0.5B-Instruct'``),
+    downloaded with ``huggingface_hub`` where the internet is available."""
+    import json
+
+    from tailopt.models.checkpoints import load_safetensors
+
+    path = pathlib.Path(path)
+    if not (path / "config.json").is_file():
+        repo = os.fspath(path)
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = pathlib.Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors"]))
+        except Exception as e:  # not installed, offline, unknown repo
+            raise FileNotFoundError(
+                f"{repo} is neither a model directory (config.json, *.safetensors, tokenizer.json) nor a "
+                f"downloadable Hub repo ({type(e).__name__}); with internet: pip install huggingface_hub, "
+                "offline: use the GGUF (python -m tailopt.data.fetch qwen2.5-0.5b).") from None
+    hc = json.loads((path / "config.json").read_text())
+    if hc.get("model_type") not in ("llama", "qwen2"):
+        raise ValueError(f"{path}/config.json: model_type={hc.get('model_type')!r}; supported: 'llama', 'qwen2'.")
+    t = {}
+    for f in sorted(path.glob("*.safetensors")):
+        t.update(load_safetensors(f))
+    n = int(hc["num_hidden_layers"]) if num_layers is None else num_layers
+    cfg = LlamaConfig(
+        vocab_size=int(hc["vocab_size"]), dim=int(hc["hidden_size"]), num_layers=n,
+        num_heads=int(hc["num_attention_heads"]),
+        num_kv_heads=int(hc.get("num_key_value_heads", hc["num_attention_heads"])),
+        ffn_dim=int(hc["intermediate_size"]), rope_theta=float(hc.get("rope_theta", 10000.0)),
+        norm_eps=float(hc["rms_norm_eps"]), max_seq_len=int(hc.get("max_position_embeddings", 2048)),
+        qkv_bias="model.layers.0.self_attn.q_proj.bias" in t,
+        tied_embeddings=bool(hc.get("tie_word_embeddings", "lm_head.weight" not in t)), arch=hc["model_type"])
+    f32 = lambda name: np.asarray(t[name], np.float32)  # noqa: E731  (bf16 checkpoints widen here)
+    keys = [k for k in _HF_LAYER if cfg.qkv_bias or not k.endswith("_bias")]
+    params = {
+        "embed": f32("model.embed_tokens.weight"),
+        "layers": {k: np.stack([f32(f"model.layers.{i}.{_HF_LAYER[k][0]}").T if _HF_LAYER[k][1] else
+                                f32(f"model.layers.{i}.{_HF_LAYER[k][0]}") for i in range(n)]) for k in keys},
+        "final_norm": f32("model.norm.weight"),
+    }
+    if not cfg.tied_embeddings:
+        params["head"] = np.ascontiguousarray(f32("lm_head.weight").T)
+    return params, cfg, Tokenizer.from_file(path / "tokenizer.json")
+
+
+def save_llama_hf(params: dict, cfg: LlamaConfig, directory: str | os.PathLike,
+                  tokenizer: Tokenizer | None = None, dtype=None) -> pathlib.Path:
+    """Write (fine-tuned, full) params as a Hugging Face checkpoint directory: ``model.safetensors``
+    with HF names, ``config.json`` and, given the tokenizer, ``tokenizer.json``; the inverse of
+    :func:`load_llama_hf`. ``dtype``: e.g. ``jnp.bfloat16``; default: as given."""
+    import json
+
+    from tailopt.models.checkpoints import save_safetensors
+
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cast = (lambda x: jnp.asarray(x).astype(dtype)) if dtype is not None else jnp.asarray  # noqa: E731
+    out = {"model.embed_tokens.weight": cast(params["embed"]), "model.norm.weight": cast(params["final_norm"])}
+    stacks = layer_stacks(params)  # a trainable split keeps the first blocks under 'frozen_layers'
+    layers = jax.tree.map(lambda *xs: jnp.concatenate(xs), *stacks) if len(stacks) > 1 else stacks[0]
+    for k, stack in layers.items():
+        name, transpose = _HF_LAYER[k]
+        for i in range(stack.shape[0]):
+            out[f"model.layers.{i}.{name}"] = cast(stack[i].T if transpose else stack[i])
+    if not cfg.tied_embeddings:
+        out["lm_head.weight"] = cast(params["head"].T)
+    save_safetensors(out, directory / "model.safetensors", metadata={"format": "pt"})
+    hc = {"architectures": ["Qwen2ForCausalLM" if cfg.arch == "qwen2" else "LlamaForCausalLM"],
+          "model_type": cfg.arch, "vocab_size": cfg.vocab_size, "hidden_size": cfg.dim,
+          "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+          "num_key_value_heads": cfg.num_kv_heads, "intermediate_size": cfg.ffn_dim,
+          "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
+          "max_position_embeddings": cfg.max_seq_len, "tie_word_embeddings": cfg.tied_embeddings,
+          "attention_bias": cfg.qkv_bias}
+    (directory / "config.json").write_text(json.dumps(hc, indent=2))
+    if tokenizer is not None:
+        tokenizer.hf.save(str(directory / "tokenizer.json"))
+    return directory
+
+
 def rope_tables(length: int, head_dim: int, theta: float, offset: int = 0) -> tuple[jax.Array, jax.Array]:
     """HF Llama cos/sin tables, shape (length, head_dim)."""
     inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
@@ -222,6 +319,7 @@ def make_llama(
     pretrained: bool = True,
     config: LlamaConfig | None = None,
     artifact: str = "smollm2",
+    hf: str | os.PathLike | None = None,
 ) -> Model:
     """Causal LM from a Llama-family GGUF (or a random ``config`` with ``pretrained=False``).
 
@@ -230,10 +328,13 @@ def make_llama(
     ``trainable``: ``'all'`` | ``'last_n_layers:N'`` (last N blocks + final norm; embedding and
     LM head stay frozen) | ``'head'`` (the LM head: the tied embedding, or the untied
     ``head``) | a predicate on key paths. ``num_layers`` truncates the pretrained stack
-    (tests, ablations). ``meta['tokenizer']`` is the GGUF's tokenizer when pretrained.
+    (tests, ablations). ``hf``: instead of a GGUF, a Hugging Face checkpoint directory or Hub
+    repo id (:func:`load_llama_hf`). ``meta['tokenizer']`` is the model's tokenizer when pretrained.
     """
     tokenizer = None
-    if pretrained:
+    if pretrained and hf is not None:
+        weights, cfg, tokenizer = load_llama_hf(hf, num_layers)
+    elif pretrained:
         weights, cfg, g = load_llama_gguf(artifact_file(artifact, "gguf") if path is None else path, num_layers)
         tokenizer = Tokenizer.from_gguf(g)
         del g
