@@ -75,7 +75,14 @@ class LlamaConfig:
         arch = md.get("general.architecture")
         if arch not in ("llama", "qwen2"):
             raise ValueError(f"{g.path}: general.architecture={arch!r}; supported: 'llama', 'qwen2'.")
-        a = lambda k, *default: md[f"{arch}.{k}"] if f"{arch}.{k}" in md or not default else default[0]  # noqa: E731
+
+        def a(key, *default):
+            if f"{arch}.{key}" in md:
+                return md[f"{arch}.{key}"]
+            if default:
+                return default[0]
+            raise ValueError(f"{g.path}: metadata key {arch}.{key} is missing; is this a complete {arch} GGUF?")
+
         cfg = cls(
             vocab_size=int(a("vocab_size", len(md["tokenizer.ggml.tokens"]))),
             dim=int(a("embedding_length")),
