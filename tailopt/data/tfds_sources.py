@@ -7,7 +7,7 @@ contract. Text loaders take the tokenizer as an argument:
 
 * classification / translation: ``tokenizer(texts, max_len, pairs=None) ->
   (ids, mask)`` int arrays of shape ``(n, max_len)`` -- e.g.
-  :meth:`tailopt.data.wordpiece.WordPiece.batch_encode`;
+  :meth:`tailopt.models.tokenization.Tokenizer.batch_encode`;
 * SQuAD (causal LM): ``encode(text) -> list[int]`` plus ``pad_id``/``eos_id``.
 
 When a dataset is neither prepared nor downloadable (no network) the loaders

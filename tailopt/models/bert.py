@@ -27,7 +27,7 @@ import numpy as np
 
 from tailopt.models import layers as L
 from tailopt.models.base import Model, classification_metrics, scan_layers, softmax_xent, with_trainable
-from tailopt.models.checkpoints import artifact_file, load_safetensors
+from tailopt.models.checkpoints import artifact_file, load_safetensors, save_safetensors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,45 +49,71 @@ class BertConfig:
         return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name in cfg})
 
 
+def _hf_names(cfg: BertConfig) -> list[tuple[str, tuple, bool]]:
+    """``(HF tensor name, path in our params, transposed?)`` for every BERT weight; torch
+    ``Linear`` weights are ``(out, in)``, our kernels ``(in, out)``. Layer paths end with the
+    layer index (stacked on the leading axis)."""
+    out = [("embeddings.word_embeddings.weight", ("embed", "word"), False),
+           ("embeddings.position_embeddings.weight", ("embed", "pos"), False),
+           ("embeddings.token_type_embeddings.weight", ("embed", "type"), False),
+           ("embeddings.LayerNorm.weight", ("embed", "ln", "scale"), False),
+           ("embeddings.LayerNorm.bias", ("embed", "ln", "bias"), False)]
+    lin = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+           "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense"}
+    ln = {"ln1": "attention.output.LayerNorm", "ln2": "output.LayerNorm"}
+    for i in range(cfg.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        for ours, hf in lin.items():
+            out += [(p + hf + ".weight", ("layers", ours, "w", i), True), (p + hf + ".bias", ("layers", ours, "b", i), False)]
+        for ours, hf in ln.items():
+            out += [(p + hf + ".weight", ("layers", ours, "scale", i), False),
+                    (p + hf + ".bias", ("layers", ours, "bias", i), False)]
+    return out
+
+
 def load_bert_params(weights: str | os.PathLike, cfg: BertConfig) -> dict:
     """Map an HF BERT safetensors checkpoint to the params layout above (float32 numpy)."""
-    t = load_safetensors(weights)
-    t = {k.removeprefix("bert."): v for k, v in t.items()}
-
-    def get(name):
+    t = {k.removeprefix("bert."): v for k, v in load_safetensors(weights).items()}
+    flat: dict[tuple, np.ndarray] = {}
+    for name, path, transpose in _hf_names(cfg):
         if name not in t:
             raise KeyError(f"{weights}: missing tensor {name!r} (is this a BERT checkpoint?).")
-        return np.asarray(t[name], np.float32)
+        x = np.asarray(t[name], np.float32)
+        flat[path] = x.T.copy() if transpose else x
+    params: dict = {}
+    for path, x in flat.items():
+        if path[0] == "layers":
+            continue
+        node = params
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = x
+    n = cfg.num_hidden_layers
+    for path in {p[:-1] for p in flat if p[0] == "layers"}:
+        node = params
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = np.stack([flat[path + (i,)] for i in range(n)])
+    return params
 
-    def lin(prefix):  # torch Linear weight is (out, in)
-        return {"w": get(prefix + ".weight").T.copy(), "b": get(prefix + ".bias")}
 
-    def ln(prefix):
-        return {"scale": get(prefix + ".weight"), "bias": get(prefix + ".bias")}
+def save_bert_safetensors(params: dict, cfg: BertConfig, path: str | os.PathLike,
+                          dtype=None) -> pathlib.Path:
+    """Write (fine-tuned) encoder params back out as an HF-named BERT ``model.safetensors``
+    (the inverse of :func:`load_bert_params`; the classifier ``head`` is not part of BERT and
+    is skipped). ``dtype``: e.g. ``jnp.bfloat16`` to halve the file; default: as given."""
+    def get(p):
+        node = params
+        for k in p:
+            node = node[k]
+        return node
 
-    def layer(i):
-        p = f"encoder.layer.{i}."
-        return {
-            "q": lin(p + "attention.self.query"),
-            "k": lin(p + "attention.self.key"),
-            "v": lin(p + "attention.self.value"),
-            "o": lin(p + "attention.output.dense"),
-            "ln1": ln(p + "attention.output.LayerNorm"),
-            "fc1": lin(p + "intermediate.dense"),
-            "fc2": lin(p + "output.dense"),
-            "ln2": ln(p + "output.LayerNorm"),
-        }
-
-    per_layer = [layer(i) for i in range(cfg.num_hidden_layers)]
-    return {
-        "embed": {
-            "word": get("embeddings.word_embeddings.weight"),
-            "pos": get("embeddings.position_embeddings.weight"),
-            "type": get("embeddings.token_type_embeddings.weight"),
-            "ln": ln("embeddings.LayerNorm"),
-        },
-        "layers": jax.tree.map(lambda *xs: np.stack(xs), *per_layer),
-    }
+    tensors = {}
+    for name, p, transpose in _hf_names(cfg):
+        x = jnp.asarray(get(p))
+        x = x.T if transpose else x
+        tensors[name] = x.astype(dtype) if dtype is not None else x
+    return save_safetensors(tensors, path, metadata={"format": "pt"})
 
 
 def load_minilm(path: str | os.PathLike | None = None) -> tuple[dict, BertConfig]:

