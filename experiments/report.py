@@ -121,6 +121,74 @@ def plot_curves(stats: dict, path: str, title: str = ""):
   plt.close(fig)
 
 
+BYTES = "train/bytes_cumulative"
+
+
+def cost_stats(sweep_dir: str) -> list[dict]:
+  """Per method and grid point: the final report metric (mean ± std over seeds) and the
+  bytes one node sent and received over the run (``train/bytes_cumulative``)."""
+  sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+  groups = {}
+  for method, info in sweep["methods"].items():
+    for r in info["runs"]:
+      run = os.path.join(sweep_dir, r)
+      if not os.path.exists(os.path.join(run, "summary.json")):
+        continue
+      summary, rows = _load(run)
+      point = os.path.basename(os.path.dirname(os.path.normpath(run)))
+      total = [row[BYTES] for row in rows if BYTES in row]
+      final = None if summary["diverged"] else summary["final"].get(summary["report_metric"])
+      g = groups.setdefault((method, point), dict(
+          method=method, point=point, metric=summary["report_metric"], finals=[],
+          bytes=None, diverged=0))
+      g["finals"].append(final)
+      g["diverged"] += int(summary["diverged"])
+      if total:
+        g["bytes"] = float(total[-1])
+  out = []
+  for g in groups.values():
+    finals = g.pop("finals")
+    g["seeds"] = len(finals)
+    g["final"] = _mean_std(finals)
+    out.append(g)
+  return out
+
+
+def cost_table(rows: list[dict]) -> str:
+  lines = ["| method | setting | total bytes per node | final | seeds | diverged |",
+           "|---|---|---|---|---|---|"]
+  for g in sorted(rows, key=lambda g: (g["method"], -(g["bytes"] or 0))):
+    b = "—" if g["bytes"] is None else f"{g['bytes']:,.0f}"
+    lines.append(f"| {g['method']} | {g['point']} | {b} | {_fmt(g['final'])} | "
+                 f"{g['seeds']} | {g['diverged']} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_quality_vs_bytes(rows: list[dict], path: str, title: str = ""):
+  """Final metric (mean, with a std bar over seeds) against total bytes, per method."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7.5, 4.5))
+  for method in sorted({g["method"] for g in rows}):
+    pts = sorted((g for g in rows if g["method"] == method and g["bytes"]),
+                 key=lambda g: g["bytes"])
+    x = [g["bytes"] for g in pts]
+    y = [g["final"][0] for g in pts]
+    e = [g["final"][1] for g in pts]
+    ax.errorbar(x, y, yerr=e, fmt="o", ms=4, capsize=2, label=method, alpha=0.85)
+  metric = rows[0]["metric"] if rows else "metric"
+  ax.set_xscale("log")
+  ax.set_xlabel("bytes sent + received per node over the run")
+  ax.set_ylabel(f"final {metric}")
+  ax.set_title(title or f"final {metric} vs bytes")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def write_report(sweep_dir: str) -> str:
   stats = method_stats(sweep_dir)
   name = os.path.basename(os.path.normpath(sweep_dir))
@@ -130,6 +198,11 @@ def write_report(sweep_dir: str) -> str:
     plot_curves(stats, os.path.join(sweep_dir, png), title=name)
   text = (f"# Sweep {name}\n\n" + markdown_table(stats) + f"\n![curves]({png})\n\n"
           "## Every grid point\n\n" + grid_table(stats))
+  costs = cost_stats(sweep_dir) if stats else []
+  if any(g["bytes"] for g in costs):
+    plot_quality_vs_bytes(costs, os.path.join(sweep_dir, "quality_vs_bytes.png"), name)
+    text += ("\n## Quality against bytes\n\nEvery grid point, mean ± std over its seeds."
+             "\n\n" + cost_table(costs) + "\n![quality vs bytes](quality_vs_bytes.png)\n")
   with open(os.path.join(sweep_dir, "report.md"), "w") as f:
     f.write(text)
   with open(os.path.join(sweep_dir, "results.json"), "w") as f:
