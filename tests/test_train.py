@@ -46,7 +46,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, method):
     if r == 10:  # after the checkpoint at round 8; rounds 9-10 are lost
       raise Interrupt
   with pytest.raises(Interrupt):
-    train_lib.train(cfg, str(tmp_path / "cut"), on_round_end=kill, quiet=True)
+    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
   resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
   assert resumed["resumed_from"] == 8 and resumed["rounds_done"] == 12
   p_full, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
@@ -77,6 +77,7 @@ def test_outputs_and_summary(tmp_path):
 def test_unreadable_checkpoint_is_an_error_naming_the_file(tmp_path):
   cfg = small_config(rounds=4)
   train_lib.train(cfg, str(tmp_path), quiet=True)
+  os.remove(tmp_path / "summary.json")  # as if killed after the last checkpoint
   step_dir = tmp_path / "checkpoints" / "4" / "state"
   for root, _, files in os.walk(step_dir):
     for f in files:
