@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
-import os
 import sys
 import traceback
 
@@ -69,24 +67,11 @@ def set_field(config, field: str, value):
 
 def load_config(spec: str, overrides=()):
   """The config of ``path[:variant]`` with ``overrides`` (``"field=value"``) applied."""
-  path, _, variant = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ConfigError(f"config file {path!r} does not exist; give a file under configs/, "
-                      "e.g. --config configs/synthetic.py")
-  name = "tailopt_config_" + os.path.splitext(os.path.basename(path))[0]
-  mod_spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(mod_spec)
+  from configs.common import load
   try:
-    mod_spec.loader.exec_module(module)
-  except Exception as e:  # noqa: BLE001 - a broken config file is the user's to fix
-    raise ConfigError(f"config file {path} failed to load: {type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}") from e
-  if not hasattr(module, "get_config"):
-    raise ConfigError(f"config file {path} has no get_config(); see configs/synthetic.py.")
-  try:
-    config = module.get_config(variant) if variant else module.get_config()
-  except ValueError as e:  # configs raise ValueError for an unknown variant
-    raise ConfigError(str(e).splitlines()[0]) from None
+    config = load(spec)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   for spec_ in overrides:
     field, values = parse_assignment(spec_)
     set_field(config, field, values[0] if len(values) == 1 else values)
