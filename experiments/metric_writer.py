@@ -273,9 +273,6 @@ class MetricWriter:
       self._by_time.purge(lambda step: step <= ms if rows else False)
     return rows
 
-  def truncate_after(self, round_index: int):
-    self.resume(round_index)
-
   def write(self, round_index: int, metrics: Mapping[str, float]):
     clean = {k: float(v) for k, v in metrics.items()}
     with open(self.jsonl_path, "a") as f:
