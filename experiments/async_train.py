@@ -27,7 +27,6 @@ import json
 import math
 import os
 
-import jax
 import numpy as np
 
 import tailopt
@@ -195,12 +194,7 @@ class AsyncEngine:
 
   def __init__(self, config, data, model):
     self.config = config
-    try:
-      self.sim = build(config, data, model)
-    except ValueError as e:
-      if isinstance(e, ConfigError):
-        raise
-      raise ConfigError(f"config.asynchronous/clock: {e}") from None
+    self.sim = build(config, data, model)   # ValueErrors become ConfigErrors in make_engine
     self.total = self.sim.num_steps
     self.chunk = validate_lib.resolve_chunk(config)
     self.evals = eval_steps(config, self.sim)

@@ -178,10 +178,18 @@ class SyncEngine:
 
 
 def make_engine(config, data, model):
-  if validate_lib.is_async(config):
-    from experiments import async_train
-    return async_train.AsyncEngine(config, data, model)
-  return SyncEngine(config, data, model)
+  """The engine of ``config.mode``; a ValueError of the setup (e.g. a client without
+  examples, an impossible clock) is a one-line :class:`ConfigError`."""
+  try:
+    if validate_lib.is_async(config):
+      from experiments import async_train
+      return async_train.AsyncEngine(config, data, model)
+    return SyncEngine(config, data, model)
+  except ValueError as e:
+    if isinstance(e, ConfigError):
+      raise
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"config (mode {config.get('mode', 'sync')!r}): {first}") from e
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -308,10 +316,13 @@ def train(config: config_dict.ConfigDict, workdir: str, *,
         print(format_summary(stored))
         print(f"(already finished; stored result from {workdir}/summary.json)")
       return stored
-    return _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet)
+    # SIGINT/SIGTERM from here on (data loading and compilation included) stop the run at
+    # the end of the next chunk, with a checkpoint.
+    with StopRequest() as stop:
+      return _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, stop)
 
 
-def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet):
+def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, stop):
   _fast_frozen_constants()
   data, model = tasks_lib.build_task(config)
   engine = make_engine(config, data, model)
@@ -338,13 +349,13 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet):
       tracker(row)
     _check_report_metric(config, model, engine, state, data, tracker)
     return _loop(config, workdir, engine, model, data, state, start, ckpt, writer, tracker,
-                 fingerprint, horizon, on_chunk_end, quiet)
+                 fingerprint, horizon, on_chunk_end, quiet, stop)
   finally:
     ckpt.close()
 
 
 def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, tracker,
-          fingerprint, horizon, on_chunk_end, quiet):
+          fingerprint, horizon, on_chunk_end, quiet, stop):
   eval_fn = jax.jit(model.evaluate)
   total = engine.total
 
@@ -356,34 +367,33 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
   t = start
   t0 = time.perf_counter()
   try:
-    with StopRequest() as stop:
-      while t < total and not (tracker.diverged and config.stop_on_nan):
-        n = engine.chunk_len(t)
-        state, rows = engine.run(state, t, n)
-        t += n
-        if engine.eval_at(t):
-          ev = evaluate(eval_fn, engine.params(state), data.test, config.eval_batch_size)
-          rows[-1].update({f"eval/{k}": v for k, v in ev.items()})
-        for row in rows:
-          writer.write(row["round"], {k: v for k, v in row.items() if k != "round"})
-          tracker(row)
-        if t == n + start:
-          _check_report_metric(config, model, engine, state, data, tracker)
-        if bar is not None:
-          bar.update(n)
-          post = {"loss": f"{rows[-1].get('train/loss', math.nan):.4g}",
-                  **engine.postfix(rows[-1])}
-          if config.report_metric in rows[-1]:
-            post[config.report_metric.split("/")[-1]] = f"{rows[-1][config.report_metric]:.4g}"
-          bar.set_postfix(post)
-        if tracker.diverged and config.stop_on_nan:
-          break
-        save(t)
-        if stop.signame is not None:
-          save(t, force=True)
-          raise RunInterrupted(os.path.abspath(workdir), t, engine.unit, stop.signame)
-        if on_chunk_end is not None:
-          on_chunk_end(t, rows[-1])
+    while t < total and not (tracker.diverged and config.stop_on_nan):
+      n = engine.chunk_len(t)
+      state, rows = engine.run(state, t, n)
+      t += n
+      if engine.eval_at(t):
+        ev = evaluate(eval_fn, engine.params(state), data.test, config.eval_batch_size)
+        rows[-1].update({f"eval/{k}": v for k, v in ev.items()})
+      for row in rows:
+        writer.write(row["round"], {k: v for k, v in row.items() if k != "round"})
+        tracker(row)
+      if t == n + start:
+        _check_report_metric(config, model, engine, state, data, tracker)
+      if bar is not None:
+        bar.update(n)
+        post = {"loss": f"{rows[-1].get('train/loss', math.nan):.4g}",
+                **engine.postfix(rows[-1])}
+        if config.report_metric in rows[-1]:
+          post[config.report_metric.split("/")[-1]] = f"{rows[-1][config.report_metric]:.4g}"
+        bar.set_postfix(post)
+      if tracker.diverged and config.stop_on_nan:
+        break
+      save(t)
+      if stop.signame is not None and t < total:
+        save(t, force=True)
+        raise RunInterrupted(os.path.abspath(workdir), t, engine.unit, stop.signame)
+      if on_chunk_end is not None:
+        on_chunk_end(t, rows[-1])
   finally:
     if bar is not None:
       bar.close()

@@ -66,6 +66,11 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   b = read_jsonl(str(tmp_path / "cut" / "metrics.jsonl"))
   assert [r["round"] for r in b] == list(range(1, 17))
   assert a == b
+  # Steps 9-12 were logged twice; TensorBoard shows each once, on both axes.
+  from test_rundir import _event_steps
+  assert sorted(_event_steps(tmp_path / "cut")) == list(range(1, 17))
+  assert sorted(_event_steps(tmp_path / "cut" / "by_time")) == sorted(
+      _event_steps(tmp_path / "full" / "by_time"))
   assert full["final"] == resumed["final"] and full["best"] == resumed["best"]
 
 

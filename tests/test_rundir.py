@@ -146,15 +146,6 @@ def test_tensorboard_never_shows_a_step_twice_after_resume(tmp_path):
   assert sorted(_event_steps(tmp_path)) == list(range(1, 13))
 
 
-def test_async_time_axis_events_are_purged_on_resume(tmp_path):
-  cfg = small_async_config()
-  with pytest.raises(Kill):
-    train_lib.train(cfg, str(tmp_path), on_chunk_end=_kill_at(12), quiet=True)
-  train_lib.train(cfg, str(tmp_path), quiet=True)
-  assert sorted(_event_steps(tmp_path)) == list(range(1, 17))
-  assert len(_event_steps(tmp_path / "by_time")) == 16   # 20 without the purge
-
-
 # ---------------------------------------------------------------------------- divergence
 
 
