@@ -60,9 +60,13 @@ def set_field(config, field: str, value):
     node[last] = value
   except (TypeError, ValueError) as e:
     del e
-    kind = f"of type {type(old).__name__}" if old is not None else "of another type"
-    raise ConfigError(f"config.{field}={value!r} has the wrong type; it must be {kind}, "
-                      f"e.g. --config.{field}={old!r}.") from None
+    try:
+      kind = node.get_ref(last).get_type().__name__
+    except Exception:  # noqa: BLE001 - not a reference: use the current value's type
+      kind = type(old).__name__
+    example = f", e.g. --config.{field}={old!r}" if old is not None else ""
+    raise ConfigError(f"config.{field}={value!r} has the wrong type; it must be of type "
+                      f"{kind}{example}.") from None
 
 
 def load_config(spec: str, overrides=()):
