@@ -40,6 +40,7 @@ import time
 import numpy as np
 
 from experiments.cli import set_field
+from experiments.metric_writer import read_jsonl
 from experiments.sweep import run_cell, score
 
 BUDGET = 700.0           # simulated seconds
@@ -151,7 +152,7 @@ def final_jobs(workdir):
 
 
 def _curve(d):
-  rows = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if l.strip()]
+  rows = read_jsonl(os.path.join(d, "metrics.jsonl"))
   ev = [(r["time"], r["round"], r["eval/loss"]) for r in rows if "eval/loss" in r]
   return np.asarray(ev, float).reshape(-1, 3)
 

@@ -31,6 +31,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 
 from experiments.cli import parse_assignment, set_field  # noqa: E402
+from experiments.metric_writer import atomic_write  # noqa: E402
 
 
 def method_grid(config, method: str, extra=()) -> list[dict]:
@@ -113,8 +114,7 @@ def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
         "grid": {n: {"point": c["point"], "score": c["score"]} for n, c in cells.items()},
         "best": best_name, "best_point": best["point"],
         "runs": [os.path.join(method, best_name, f"seed{s}") for s in seeds]}
-  with open(os.path.join(workdir, "sweep.json"), "w") as f:
-    json.dump(results, f, indent=2, default=str)
+  atomic_write(os.path.join(workdir, "sweep.json"), json.dumps(results, indent=2, default=str))
   from experiments import report
   report.write_report(workdir)
   return results
