@@ -2,6 +2,7 @@
 for bit."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from experiments import async_train
 from experiments import tasks
 from experiments import train as train_lib
 from experiments.metric_writer import read_jsonl, read_tfrecords
+from experiments.rundir import RunInterrupted
 from experiments.validate import ConfigError, validate
 from tailopt import asynchronous as A
 
@@ -41,9 +43,17 @@ class Interrupt(Exception):
 def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   # Everything the simulator carries must survive: Bi²Clip inner states per worker, noise
   # streams, adaptive-compensation mean square, snapshots, in-flight Deltas, schedule position.
+  # The run is stopped twice: by SIGTERM (the loop checkpoints at the end of the chunk and
+  # raises RunInterrupted) and by a crash that loses steps 9-12.
   cfg = small_config("runlocal,rate,comp")
   cfg.clock.job_noise = "exponential"
   full = train_lib.train(cfg, str(tmp_path / "full"), quiet=True)
+
+  def term(t, _):
+    if t == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+  with pytest.raises(RunInterrupted, match=r"SIGTERM: stopped at step 8 .*rerun the same"):
+    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=term, quiet=True)
 
   def kill(t, _):
     if t == 12:  # after the checkpoint at step 8; steps 9-12 are lost

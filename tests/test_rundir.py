@@ -11,24 +11,13 @@ import jax
 import numpy as np
 import pytest
 
-from configs import async_synthetic
 from experiments import main as main_lib
 from experiments import metric_writer as mw
 from experiments import train as train_lib
-from experiments.rundir import RunInterrupted, RunLock, WorkdirError
+from experiments.rundir import RunLock, WorkdirError
 from test_train import small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def small_async_config(**overrides):
-  c = async_synthetic.get_config("runlocal")
-  c.server_steps, c.chunk, c.eval_every, c.checkpoint_every = 16, 4, 4, 8
-  c.synthetic.examples_per_client, c.synthetic.test_examples, c.synthetic.dim = 64, 128, 8
-  c.progress = False
-  for k, v in overrides.items():
-    c[k] = v
-  return c
 
 
 class Kill(Exception):
@@ -107,16 +96,20 @@ def test_extending_a_finished_run_resumes_it(tmp_path):
 # ---------------------------------------------------------------------------- metrics
 
 
-def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path):
+def test_torn_lines_and_records_are_dropped_and_no_step_is_logged_twice(tmp_path):
   cfg = small_config()
   with pytest.raises(Kill):
     train_lib.train(cfg, str(tmp_path), on_chunk_end=_kill_at(10), quiet=True)
+  assert sorted(_event_steps(tmp_path)) == list(range(1, 11))
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write('{"round": 11, "train/lo')   # killed mid-write
+  with open(next(tmp_path.glob("events.out.tfevents*")), "ab") as f:
+    f.write(b"\x05\x00\x00")   # a torn TensorBoard record
   s = train_lib.train(cfg, str(tmp_path), quiet=True)
   assert s["resumed_from"] == 8 and s["finished"]
   assert [r["round"] for r in mw.read_jsonl(str(tmp_path / "metrics.jsonl"))] == list(
       range(1, 13))
+  assert sorted(_event_steps(tmp_path)) == list(range(1, 13))   # 9-10 once, not twice
 
 
 def test_corrupt_middle_metrics_line_names_the_file_and_line(tmp_path):
@@ -133,17 +126,6 @@ def _event_steps(directory):
       recs = mw.read_tfrecords(os.path.join(directory, f))
       steps += [mw.event_step(r)[1] for r in recs if b"brain.Event" not in r]
   return steps
-
-
-def test_tensorboard_never_shows_a_step_twice_after_resume(tmp_path):
-  cfg = small_config()
-  with pytest.raises(Kill):
-    train_lib.train(cfg, str(tmp_path), on_chunk_end=_kill_at(10), quiet=True)
-  assert sorted(_event_steps(tmp_path)) == list(range(1, 11))
-  with open(next(tmp_path.glob("events.out.tfevents*")), "ab") as f:
-    f.write(b"\x05\x00\x00")   # a torn record
-  train_lib.train(cfg, str(tmp_path), quiet=True)
-  assert sorted(_event_steps(tmp_path)) == list(range(1, 13))
 
 
 # ---------------------------------------------------------------------------- divergence
@@ -163,27 +145,6 @@ def test_exploding_loss_is_reported_as_diverged(tmp_path):
 # ---------------------------------------------------------------------------- signals
 
 
-def test_signal_in_process_stops_at_chunk_end_and_resumes_bit_for_bit(tmp_path):
-  # The async engine: SIGTERM arrives mid-run; the loop checkpoints at the end of the next
-  # chunk, raises RunInterrupted, and the rerun ends bit for bit as an uninterrupted run.
-  cfg = small_async_config()
-  train_lib.train(cfg, str(tmp_path / "full"), quiet=True)
-
-  def term(t, _):
-    if t == 4:
-      os.kill(os.getpid(), signal.SIGTERM)
-  with pytest.raises(RunInterrupted, match=r"SIGTERM: stopped at step 8 .*rerun the same"):
-    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=term, quiet=True)
-  s = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
-  assert s["resumed_from"] == 8 and s["steps_done"] == 16
-  eng, a, _ = train_lib.final_state(cfg, str(tmp_path / "full"))
-  _, b, _ = train_lib.final_state(cfg, str(tmp_path / "cut"))
-  jax.tree.map(np.testing.assert_array_equal, eng.sim.state_dict(a)[0],
-               eng.sim.state_dict(b)[0])
-  assert mw.read_jsonl(str(tmp_path / "full" / "metrics.jsonl")) == mw.read_jsonl(
-      str(tmp_path / "cut" / "metrics.jsonl"))
-
-
 CLI_ARGS = ["--config", "configs/synthetic.py:runlocal", "--config.rounds=150",
             "--config.checkpoint_every=0", "--config.eval_every=100",
             "--config.synthetic.dim=8", "--config.synthetic.examples_per_client=64",
@@ -195,43 +156,44 @@ def _cli(workdir, *extra):
           *extra]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-  d = tmp_path_factory.mktemp("full")
-  out = subprocess.run(_cli(d), cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
-  assert out.returncode == 0, out.stderr[-2000:]
-  return d
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_cli_signal_checkpoints_exits_0_and_resumes_bit_for_bit(tmp_path, uninterrupted, sig):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  p = subprocess.Popen(_cli(tmp_path), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
-  metrics = tmp_path / "metrics.jsonl"
+def _wait_rows(p, metrics, n):
   deadline = time.time() + 300
-  while time.time() < deadline and (not metrics.exists() or
-                                    len(metrics.read_text().splitlines()) < 20):
-    time.sleep(0.05)
-  p.send_signal(sig)
-  _, err = p.communicate(timeout=300)
-  assert p.returncode == 0, err[-2000:]
-  lines = err.strip().splitlines()
-  assert len(lines) == 1 and "rerun the same command to resume" in lines[0], err
-  stopped = json.loads(metrics.read_text().splitlines()[-1])["round"]
-  assert 20 <= stopped < 150 and not (tmp_path / "summary.json").exists()
-  out = subprocess.run(_cli(tmp_path), cwd=ROOT, env=env, capture_output=True, text=True,
+  while time.time() < deadline and p.poll() is None and (
+      not metrics.exists() or len(metrics.read_text().splitlines()) < n):
+    time.sleep(0.02)
+
+
+def test_cli_sigint_and_sigterm_checkpoint_exit_0_and_resume_bit_for_bit(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  full = subprocess.run(_cli(tmp_path / "full"), cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600)
+  assert full.returncode == 0, full.stderr[-2000:]
+  cut = tmp_path / "cut"
+  metrics = cut / "metrics.jsonl"
+  stopped = 0
+  for sig in (signal.SIGINT, signal.SIGTERM):   # Ctrl-C, then a preemption
+    p = subprocess.Popen(_cli(cut), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    _wait_rows(p, metrics, stopped + 15)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(signal.Signals(sig).name), err
+    assert "rerun the same command to resume" in lines[0]
+    now = json.loads(metrics.read_text().splitlines()[-1])["round"]
+    assert stopped < now < 150 and not (cut / "summary.json").exists()
+    stopped = now
+  out = subprocess.run(_cli(cut), cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
-  s = json.load(open(tmp_path / "summary.json"))
+  s = json.load(open(cut / "summary.json"))
   assert s["resumed_from"] == stopped and s["rounds_done"] == 150
   cfg = small_config(rounds=150, checkpoint_every=0, eval_every=100)
-  a, _ = train_lib.final_params(cfg, str(uninterrupted))
-  b, _ = train_lib.final_params(cfg, str(tmp_path))
+  a, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
+  b, _ = train_lib.final_params(cfg, str(cut))
   jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert (mw.read_jsonl(str(uninterrupted / "metrics.jsonl"))
-          == mw.read_jsonl(str(metrics)))
+  assert mw.read_jsonl(str(tmp_path / "full" / "metrics.jsonl")) == mw.read_jsonl(str(metrics))
 
 
 # ---------------------------------------------------------------------------- one-line errors
