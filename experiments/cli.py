@@ -106,16 +106,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run_cli(fn, debug: bool) -> int:
-  """Runs ``fn()``: a :class:`UserError` (or a missing data artifact) prints one line and
-  returns 2; an interrupted run prints how to resume and returns 0."""
+  """Runs ``fn()``: a :class:`UserError` (or data that cannot be had) prints one line (a
+  config: one per problem) and returns 2; an interrupted run prints how to resume and
+  returns 0."""
   from experiments.rundir import RunInterrupted
   from tailopt.data.fetch import MissingArtifactError
+  from tailopt.data.tfds_sources import DatasetUnavailableError
   try:
     fn()
   except RunInterrupted as e:
     print(str(e), file=sys.stderr)
     return 0
-  except (UserError, MissingArtifactError) as e:
+  except (UserError, MissingArtifactError, DatasetUnavailableError) as e:
     if debug:
       traceback.print_exc()
     text = str(e).strip() or type(e).__name__
