@@ -8,7 +8,7 @@
 The task part is ``configs/fashion_mnist.py`` with the CNN (the offline stand-in for the
 paper's ViT on CIFAR; needs the Debian ``dataset-fashion-mnist`` artifact, fetched by
 ``tailopt.data.fetch``), reduced to 16,000 training / 2,000 test images by default; the
-async part is :func:`experiments.async_train.async_fields`. Default: async Bi²Clip, scheme A
+async part is :func:`configs.async_common.async_fields`. Default: async Bi²Clip, scheme A
 (K = 4) of N = 8 workers, 2 of them 4x slower, z = 8 local steps, 400 server steps,
 evaluation every 100 simulated seconds.
 
@@ -19,17 +19,17 @@ the CNN), ``dirichlet`` (label skew), and the protocol/baseline variants of
 """
 
 from configs import fashion_mnist
+from configs import async_common
 from configs.common import parse_variants
 
 
 def get_config(arg: str = ""):
-  from experiments import async_train
-  protocol = set(async_train.PROTOCOL_VARIANTS) | set(async_train.BASELINE_VARIANTS)
+  protocol = set(async_common.PROTOCOL_VARIANTS) | set(async_common.BASELINE_VARIANTS)
   v = parse_variants(arg, protocol | {"runlocal", "vit", "dirichlet"},
                      "configs/async_fashion_mnist.py")
   base = {"runlocal", "dirichlet"} & v | ({"vit"} if "vit" in v else {"cnn"})
   c = fashion_mnist.get_config(",".join(sorted(base)))
-  c = async_train.async_fields(c)
+  c = async_common.async_fields(c)
   c.sweep = c.sweep.to_dict() | {"methods": [], "grids": {}}  # not used by the async runner
   c.data.limit, c.data.test_limit = 16000, 2000
   c.server_steps, c.eval_every, c.eval_every_time = 400, 0, 100.0
@@ -40,5 +40,5 @@ def get_config(arg: str = ""):
     c.data.limit, c.data.test_limit = 800, 200
     c.server_steps, c.chunk, c.eval_every, c.eval_every_time = 12, 4, 4, 0.0
     c.checkpoint_every = 8
-  async_train.apply_variants(c, v, baseline_lr=0.05)
+  async_common.apply_variants(c, v, baseline_lr=0.05)
   return c

@@ -7,7 +7,7 @@
 
 The task part is ``configs/synthetic.py`` (least squares by default, ``mlp`` for the
 classifier, heavy-tailed stable(alpha=1.5) gradient noise); the async part is
-:func:`experiments.async_train.async_fields` (``config.clock``, ``config.asynchronous``).
+:func:`configs.async_common.async_fields` (``config.clock``, ``config.asynchronous``).
 Default: async Bi²Clip, scheme A (buffered, K = N/2), N = 8 workers of which a quarter are
 stragglers 4x slower, log-normal job noise, z = 5 local steps.
 
@@ -18,23 +18,23 @@ Variants (after the colon, comma-separated):
 * protocol of async Bi²Clip: ``scheme_b`` (K = 1), ``sync`` (wait-for-all on the same clock),
   ``drop`` (fastest K), ``rate`` (delay-aware polynomial rate, a = 0.5), ``comp``
   (adaptive delay compensation);
-* baselines (library presets, ``experiments.async_train.apply_preset``): ``fedasync``,
+* baselines (library presets, ``configs.async_common.apply_preset``): ``fedasync``,
   ``fedbuff``, ``dcasgd``, ``async_local_sgd``, ``fedavg`` (synchronous FedAvg on the clock).
 """
 
 from configs import synthetic
+from configs import async_common
 from configs.common import parse_variants
 
 TASKS = {"least_squares", "mlp", "logistic"}
 
 
 def get_config(arg: str = ""):
-  from experiments import async_train
-  protocol = set(async_train.PROTOCOL_VARIANTS) | set(async_train.BASELINE_VARIANTS)
+  protocol = set(async_common.PROTOCOL_VARIANTS) | set(async_common.BASELINE_VARIANTS)
   v = parse_variants(arg, TASKS | protocol | {"runlocal", "study"},
                      "configs/async_synthetic.py")
   c = synthetic.get_config(",".join(sorted(v & (TASKS | {"runlocal"}))))
-  c = async_train.async_fields(c)
+  c = async_common.async_fields(c)
   c.sweep = c.sweep.to_dict() | {"methods": [], "grids": {}}  # not used by the async runner
   # Pinned here (the values of configs/synthetic.py when the async study was run), so the
   # committed study does not move when the synchronous config's defaults do.
@@ -59,5 +59,5 @@ def get_config(arg: str = ""):
     c.local_steps = 2
   if "study" in v:
     c.devices, c.checkpoint_every, c.progress = 0, 0, False
-  async_train.apply_variants(c, v, baseline_lr=0.01)
+  async_common.apply_variants(c, v, baseline_lr=0.01)
   return c

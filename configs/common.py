@@ -84,3 +84,31 @@ def parse_variants(arg: str, allowed, path: str) -> set:
 
 
 REAL_METHODS = ["fedavg", "avg-l2clip", "adam-sgd", "diloco", "adam2", "bi2clip"]
+
+
+def load(spec: str):
+  """The config of ``"path/to/config.py[:variant,...]"`` (what ``--config`` takes).
+
+  Raises ``ValueError`` with one line naming the file and the fix: a missing file, a file
+  that fails to import or has no ``get_config``, an unknown variant.
+  """
+  import importlib.util
+  import os
+  path, _, variant = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path!r} does not exist; give a file under configs/, "
+                     "e.g. --config configs/synthetic.py")
+  name = "tailopt_config_" + os.path.splitext(os.path.basename(path))[0]
+  mod_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(mod_spec)
+  try:
+    mod_spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 - a broken config file is the user's to fix
+    first = str(e).splitlines()[0] if str(e) else ""
+    raise ValueError(f"config file {path} failed to load: {type(e).__name__}: {first}") from e
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path} has no get_config(); see configs/synthetic.py.")
+  try:
+    return module.get_config(variant) if variant else module.get_config()
+  except ValueError as e:  # configs raise ValueError for an unknown variant
+    raise ValueError(str(e).splitlines()[0]) from None

@@ -6,8 +6,9 @@
         --out experiments/results/async
 
 (``experiments/results/async/run_study.sh`` runs all of it.) Every run is an ordinary
-``experiments.async_train.train`` of ``configs/async_synthetic.py:study`` with a few fields
-set (``run_config``), on the same seeds, clock and simulated-time budget.
+run of the experiment loop (``experiments.sweep.run_cell``) of
+``configs/async_synthetic.py:study`` with a few fields set (``run_config``), on the same
+seeds, clock and simulated-time budget; a study is a sweep with its own grid and report.
 
 Reduced, CPU-sized setting (our choice): least squares (d = 50, 8 clients, covariate-shift
 split) with alpha-stable (alpha = 1.5) gradient noise; N = 8 workers, 2 of them stragglers
@@ -34,10 +35,13 @@ import itertools
 import json
 import math
 import os
-import shutil
 import time
 
 import numpy as np
+
+from experiments.cli import set_field
+from experiments.metric_writer import read_jsonl
+from experiments.sweep import run_cell, score
 
 BUDGET = 700.0           # simulated seconds
 EVAL_EVERY_TIME = 20.0   # simulated seconds
@@ -95,11 +99,7 @@ def run_config(method: str, point: dict, severity: float, seed: int):
   c.time_budget, c.eval_every, c.eval_every_time = BUDGET, 0, EVAL_EVERY_TIME
   c.checkpoint_every, c.progress = 0, False
   for k, v in point.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
+    set_field(c, k, v)
   # About 40 dispatches per run: T from the budget, then whole chunks (< 2.5% over budget).
   c.chunk = 0
   t = async_train.resolve_steps(c, async_train.clock_config(c), async_train.async_config(c))
@@ -112,23 +112,17 @@ def run_dir(workdir, method, point, severity, seed):
 
 
 def run_one(workdir, method, point, severity, seed, log=print):
-  from experiments import async_train
   d = run_dir(workdir, method, point, severity, seed)
-  if os.path.exists(os.path.join(d, "summary.json")):
-    return json.load(open(os.path.join(d, "summary.json")))
-  shutil.rmtree(d, ignore_errors=True)   # an interrupted run restarts (checkpoints are off)
   c = run_config(method, point, severity, seed)
   t0 = time.time()
-  s = async_train.train(c, d, quiet=True)
+  s = run_cell(c, d)
   log(f"{method:22s} {point_name(point):34s} S={severity:<4g} seed={seed} "
       f"T={s['server_steps']:5d} loss={s['final'].get('eval/loss', math.nan):.4g} "
       f"({time.time() - t0:.1f} s)")
   return s
 
 
-def _score(s):
-  v = s["final"].get("eval/loss", math.inf)
-  return math.inf if s["diverged"] or not math.isfinite(v) else v
+_score = score   # the sweep's rule: final report metric (eval/loss), a diverged run is worst
 
 
 def tune_jobs():
@@ -158,7 +152,7 @@ def final_jobs(workdir):
 
 
 def _curve(d):
-  rows = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if l.strip()]
+  rows = read_jsonl(os.path.join(d, "metrics.jsonl"))
   ev = [(r["time"], r["round"], r["eval/loss"]) for r in rows if "eval/loss" in r]
   return np.asarray(ev, float).reshape(-1, 3)
 

@@ -18,9 +18,18 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
+from experiments.validate import UserError
 
-class CheckpointError(RuntimeError):
-  pass
+# Config fields that do not change the numbers of a run: the horizon (a run may be extended),
+# cadences of evaluation/checkpoints/progress and reporting. Everything else is fingerprinted
+# (for both engines; the async engine also checks its event schedule's fingerprint).
+UNFINGERPRINTED = ("rounds", "server_steps", "time_budget", "eval_every", "eval_every_time",
+                   "checkpoint_every", "keep_checkpoints", "progress", "target",
+                   "report_metric", "report_mode", "sweep", "stop_on_nan")
+
+
+class CheckpointError(UserError, RuntimeError):
+  """A checkpoint cannot be used: the message names the folder and the fix."""
 
 
 def _is_key(x) -> bool:
@@ -37,9 +46,8 @@ def _rewrap_keys(template, tree):
       if _is_key(t) else x, template, tree)
 
 
-def config_fingerprint(config_dict: dict, ignore=("rounds", "eval_every", "checkpoint_every",
-                                                  "keep_checkpoints", "progress")) -> str:
-  """Hash of the config fields that change the numbers of a run."""
+def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
+  """Hash of the config fields that change the numbers of a run (the one fingerprint rule)."""
   d = {k: v for k, v in config_dict.items() if k not in ignore}
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -48,13 +56,20 @@ class Checkpointer:
   """Saves every ``every`` rounds into ``directory``, keeps the ``keep`` newest."""
 
   def __init__(self, directory: str, every: int, keep: int = 2):
+    if keep < 1:
+      raise ValueError(f"keep={keep}: at least one checkpoint must be kept.")
     self.directory = os.path.abspath(directory)
     self.every = every
-    self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=False),
-        item_names=("state", "record"))
+    try:
+      self.manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                               enable_async_checkpointing=False),
+          item_names=("state", "record"))
+    except Exception as e:  # noqa: BLE001 - re-raised as one line naming the folder
+      raise CheckpointError(
+          f"cannot open checkpoints in {self.directory} ({type(e).__name__}: "
+          f"{str(e).splitlines()[0] if str(e) else ''}); use a fresh --workdir.") from e
 
   def latest_round(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -85,9 +100,10 @@ class Checkpointer:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unwrap_keys(template_state))
 
     def fail(e, what):
+      first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
       return CheckpointError(
-          f"cannot read checkpoint {path} ({what}): {type(e).__name__}: {e}. Delete that "
-          "folder to fall back to the previous checkpoint, or use a fresh --workdir.")
+          f"cannot read checkpoint {path} ({what}: {type(e).__name__}: {first}); delete "
+          "that folder to fall back to the previous checkpoint, or use a fresh --workdir.")
 
     try:
       record = dict(self.manager.restore(step, args=ocp.args.Composite(

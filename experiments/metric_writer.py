@@ -2,17 +2,24 @@
 
 TensorBoard reads TFRecord files of ``Event`` protocol buffers. A scalar needs only a
 handful of fields, so they are encoded here by hand (protobuf wire format) with the
-TFRecord framing (length, masked CRC-32C of the length, payload, masked CRC-32C).
+TFRecord framing (length, masked CRC-32C of the length, payload, masked CRC-32C). All of it
+sits behind :class:`EventFile` (one TensorBoard axis) and :class:`MetricWriter` (the one
+writer of a run), so the encoder can be swapped without touching the loop.
+
+Resume safety: :meth:`MetricWriter.resume` drops every ``metrics.jsonl`` line and every
+TensorBoard event past the restored position (and a torn last line or record left by a
+kill mid-write), so no step is ever written twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import socket
 import struct
 import time
-from typing import Mapping
+from typing import Callable, Mapping, Optional
 
 _CRC_TABLE = []
 for _i in range(256):
@@ -76,61 +83,209 @@ def tfrecord(payload: bytes) -> bytes:
           + struct.pack("<I", _masked_crc(payload)))
 
 
-def read_tfrecords(path: str) -> list[bytes]:
-  """Reads back the payloads of a TFRecord file, checking both CRCs."""
+def read_tfrecords(path: str, strict: bool = True) -> list[bytes]:
+  """Reads back the payloads of a TFRecord file, checking both CRCs. With ``strict=False``
+  a torn or corrupt tail (a kill mid-write) ends the file instead of raising."""
   out = []
   with open(path, "rb") as f:
     data = f.read()
   pos = 0
   while pos < len(data):
-    (n,) = struct.unpack("<Q", data[pos:pos + 8])
-    (crc_len,) = struct.unpack("<I", data[pos + 8:pos + 12])
-    if crc_len != _masked_crc(data[pos:pos + 8]):
-      raise ValueError(f"{path}: corrupt record length at byte {pos}")
-    payload = data[pos + 12:pos + 12 + n]
-    (crc,) = struct.unpack("<I", data[pos + 12 + n:pos + 16 + n])
-    if crc != _masked_crc(payload):
-      raise ValueError(f"{path}: corrupt record payload at byte {pos}")
+    try:
+      (n,) = struct.unpack("<Q", data[pos:pos + 8])
+      (crc_len,) = struct.unpack("<I", data[pos + 8:pos + 12])
+      if crc_len != _masked_crc(data[pos:pos + 8]):
+        raise ValueError(f"{path}: corrupt record length at byte {pos}")
+      payload = data[pos + 12:pos + 12 + n]
+      (crc,) = struct.unpack("<I", data[pos + 12 + n:pos + 16 + n])
+      if crc != _masked_crc(payload):
+        raise ValueError(f"{path}: corrupt record payload at byte {pos}")
+    except (ValueError, struct.error):
+      if strict:
+        raise
+      break
     out.append(payload)
     pos += 16 + n
   return out
 
 
-class MetricWriter:
-  """Writes ``{"round": t, **metrics}`` lines to ``metrics.jsonl`` and TensorBoard events."""
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+  out, shift = 0, 0
+  while True:
+    b = data[pos]
+    pos += 1
+    out |= (b & 0x7F) << shift
+    shift += 7
+    if not b & 0x80:
+      return out, pos
 
-  def __init__(self, workdir: str, tensorboard: bool = True):
+
+def event_step(payload: bytes) -> tuple[float, int]:
+  """``(wall_time, step)`` of an encoded ``Event`` (fields 1 and 2; other fields skipped)."""
+  pos, wall, step = 0, 0.0, 0
+  while pos < len(payload):
+    key, pos = _read_varint(payload, pos)
+    num, wire = key >> 3, key & 7
+    if wire == 0:
+      v, pos = _read_varint(payload, pos)
+      if num == 2:
+        step = v
+    elif wire == 1:
+      if num == 1:
+        (wall,) = struct.unpack("<d", payload[pos:pos + 8])
+      pos += 8
+    elif wire == 2:
+      ln, pos = _read_varint(payload, pos)
+      pos += ln
+    elif wire == 5:
+      pos += 4
+    else:  # pragma: no cover - not written by any TensorBoard writer we know
+      break
+  return wall, step
+
+
+def atomic_write(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file and ``os.replace`` (never torn)."""
+  d = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp.", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+class EventFile:
+  """One TensorBoard axis in ``directory``: ``write(step, scalars, wall_time)``.
+
+  ``purge(keep)`` rewrites the directory's earlier event files without the events for
+  which ``keep(step)`` is false (and without a torn tail), so a resumed run never shows a
+  step twice.
+  """
+
+  PREFIX = "events.out.tfevents."
+
+  def __init__(self, directory: str, tag: str = ""):
+    os.makedirs(directory, exist_ok=True)
+    self.directory = directory
+    self._tag = tag
+    self._f = None
+
+  def _files(self) -> list[str]:
+    return sorted(os.path.join(self.directory, f) for f in os.listdir(self.directory)
+                  if f.startswith(self.PREFIX))
+
+  def purge(self, keep: Callable[[int], bool]) -> None:
+    for path in self._files():
+      records = read_tfrecords(path, strict=False)
+      kept = [r for r in records if keep(event_step(r)[1]) or b"brain.Event" in r[:64]]
+      if len(kept) == len(records) and os.path.getsize(path) == sum(16 + len(r)
+                                                                     for r in records):
+        continue
+      tmp = path + ".purge"
+      with open(tmp, "wb") as f:
+        f.writelines(tfrecord(r) for r in kept)
+      os.replace(tmp, path)
+
+  def _open(self):
+    name = (f"{self.PREFIX}{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+            f"{self._tag}")
+    self._f = open(os.path.join(self.directory, name), "ab")
+    self._f.write(tfrecord(encode_event(time.time(), 0, file_version="brain.Event:2")))
+
+  def write(self, step: int, scalars: Mapping[str, float], wall_time: Optional[float] = None):
+    if self._f is None:
+      self._open()
+    self._f.write(tfrecord(encode_event(time.time() if wall_time is None else wall_time,
+                                        int(step), scalars)))
+
+  def flush(self):
+    if self._f is not None:
+      self._f.flush()
+
+  def close(self):
+    if self._f is not None:
+      self._f.close()
+      self._f = None
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """The rows of a ``metrics.jsonl``; a torn last line (a kill mid-write) is ignored."""
+  return _parse_jsonl(path)[0]
+
+
+def _parse_jsonl(path: str) -> tuple[list[dict], bool]:
+  """``(rows, torn)``: rows up to a torn last line. A corrupt line before the last one
+  is a :class:`ValueError` naming the file and line."""
+  with open(path) as f:
+    lines = f.readlines()
+  rows, torn = [], False
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i == len(lines) - 1:
+        torn = True
+        break
+      raise ValueError(f"{path} line {i + 1} is not JSON; delete that line (or the run "
+                       "directory) and rerun.") from None
+  if lines and not lines[-1].endswith("\n") and not torn:
+    torn = True   # a complete-looking last line without its newline: rewrite it whole
+  return rows, torn
+
+
+class MetricWriter:
+  """The one writer of a run: ``metrics.jsonl`` (``{"round": t, **metrics}``) and
+  TensorBoard events against rounds/server steps in ``workdir``; with ``time_axis`` also
+  events against simulated time in ``workdir/by_time`` (step = simulated milliseconds,
+  event wall time = simulated seconds, so TensorBoard's "relative" axis reads simulated
+  time)."""
+
+  def __init__(self, workdir: str, tensorboard: bool = True, time_axis: bool = False):
     os.makedirs(workdir, exist_ok=True)
     self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
-    self._tb = None
-    if tensorboard:
-      name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-      self._tb = open(os.path.join(workdir, name), "ab")
-      self._tb.write(tfrecord(encode_event(time.time(), 0, file_version="brain.Event:2")))
+    self._tb = EventFile(workdir) if tensorboard else None
+    self._by_time = (EventFile(os.path.join(workdir, "by_time"), ".simtime")
+                     if tensorboard and time_axis else None)
 
-  def truncate_after(self, round_index: int):
-    """Drops lines past ``round_index`` (written by a run that was then interrupted)."""
-    if not os.path.exists(self.jsonl_path):
-      return
-    with open(self.jsonl_path) as f:
-      lines = [l for l in f if l.strip() and json.loads(l).get("round", 0) <= round_index]
-    with open(self.jsonl_path, "w") as f:
-      f.writelines(lines)
+  def resume(self, round_index: int) -> list[dict]:
+    """Drops everything past ``round_index`` (written by a run that was then interrupted,
+    including a torn last line) and returns the rows kept."""
+    rows = []
+    if os.path.exists(self.jsonl_path):
+      rows, torn = _parse_jsonl(self.jsonl_path)
+      kept = [r for r in rows if r.get("round", 0) <= round_index]
+      if torn or len(kept) != len(rows):
+        atomic_write(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in kept))
+      rows = kept
+    if self._tb is not None:
+      self._tb.purge(lambda step: step <= round_index)
+    if self._by_time is not None:
+      cut = max((r.get("time", 0.0) for r in rows), default=0.0)
+      ms = int(round(cut * 1000))
+      self._by_time.purge(lambda step: step <= ms if rows else False)
+    return rows
 
   def write(self, round_index: int, metrics: Mapping[str, float]):
     clean = {k: float(v) for k, v in metrics.items()}
     with open(self.jsonl_path, "a") as f:
       f.write(json.dumps({"round": int(round_index), **clean}) + "\n")
     if self._tb is not None:
-      self._tb.write(tfrecord(encode_event(time.time(), int(round_index), clean)))
+      self._tb.write(int(round_index), clean)
       self._tb.flush()
+    if self._by_time is not None and "time" in clean:
+      t = clean["time"]
+      self._by_time.write(int(round(t * 1000)),
+                          {k: v for k, v in clean.items() if k != "time"}, wall_time=t)
 
   def close(self):
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
-
-
-def read_jsonl(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
+    for w in (self._tb, self._by_time):
+      if w is not None:
+        w.close()

@@ -18,10 +18,12 @@ import os
 
 import numpy as np
 
+from experiments.metric_writer import read_jsonl
+
 
 def _load(run_dir):
   summary = json.load(open(os.path.join(run_dir, "summary.json")))
-  rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl")) if l.strip()]
+  rows = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
   return summary, rows
 
 

@@ -9,15 +9,15 @@ Each method's grid is the cartesian product of the config's ``sweep.grids['*']``
 Protocol ``tune-first`` (default) runs every grid point on the first seed, picks the best
 point per method by the config's ``report_metric`` (final value; a diverged run is worst),
 then runs that point on the remaining seeds. ``full`` runs every point on every seed and
-picks by the mean over seeds. Finished cells (``summary.json`` with ``finished``) are
-skipped, so rerunning the command resumes. At the end it writes ``report.md``, plots
-and ``results.json`` (see :mod:`experiments.report`).
+picks by the mean over seeds. Every cell is an ordinary run of the one loop
+(``experiments.train``, either mode); a finished cell returns its stored summary, so rerunning
+the command resumes. At the end it writes ``report.md``, plots and ``results.json`` (see
+:mod:`experiments.report`). ``experiments.async_study`` reuses :func:`run_cell` and
+:func:`score` with its own grid and report.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import itertools
 import json
 import math
@@ -30,29 +30,8 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
                              + " --xla_force_host_platform_device_count=8")
 
 
-def parse_value(text: str):
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def parse_assignment(spec: str) -> tuple[str, list]:
-  """``"a.b=1,2"`` -> ("a.b", [1, 2])."""
-  if "=" not in spec:
-    raise ValueError(f"grid/set entry {spec!r} must look like field=value[,value...]")
-  field, values = spec.split("=", 1)
-  return field.strip(), [parse_value(v.strip()) for v in values.split(",")]
-
-
-def set_field(config, field: str, value):
-  node = config
-  *path, last = field.split(".")
-  for p in path:
-    node = node[p]
-  if last not in node:
-    raise ValueError(f"config has no field {field!r}")
-  node[last] = value
+from experiments.cli import parse_assignment, set_field  # noqa: E402
+from experiments.metric_writer import atomic_write  # noqa: E402
 
 
 def method_grid(config, method: str, extra=()) -> list[dict]:
@@ -82,19 +61,20 @@ def score(summary: dict) -> float:
   return v if summary["report_mode"] == "min" else -v
 
 
-def run_cell(base_config, method, point, seed, workdir, quiet=True):
-  from experiments import train
-  summary_path = os.path.join(workdir, "summary.json")
-  if os.path.exists(summary_path):
-    s = json.load(open(summary_path))
-    if s.get("finished"):
-      return s
+def cell_config(base_config, method, point, seed):
+  """The config of one cell: the base config with the method, seed and grid point set."""
   cfg = base_config.copy_and_resolve_references()
   cfg.method = method
   cfg.seed = seed
   cfg.progress = False
   for field, value in point.items():
     set_field(cfg, field, value)
+  return cfg
+
+
+def run_cell(cfg, workdir, quiet=True):
+  """Runs (resumes, or reads back when finished) one cell: an ordinary run of the loop."""
+  from experiments import train
   return train.train(cfg, workdir, quiet=quiet)
 
 
@@ -114,7 +94,7 @@ def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
       runs = []
       for seed in tune_seeds:
         d = os.path.join(workdir, method, name, f"seed{seed}")
-        s = run_cell(config, method, point, seed, d)
+        s = run_cell(cell_config(config, method, point, seed), d)
         runs.append(s)
         log(f"[{time.time() - t0:7.1f}s] {method:<12} {name:<40} seed={seed} "
             f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
@@ -126,7 +106,7 @@ def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
       if seed in tune_seeds:
         continue
       d = os.path.join(workdir, method, best_name, f"seed{seed}")
-      s = run_cell(config, method, best["point"], seed, d)
+      s = run_cell(cell_config(config, method, best["point"], seed), d)
       log(f"[{time.time() - t0:7.1f}s] {method:<12} {best_name:<40} seed={seed} "
           f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
           f"{' DIVERGED' if s['diverged'] else ''}")
@@ -134,15 +114,16 @@ def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
         "grid": {n: {"point": c["point"], "score": c["score"]} for n, c in cells.items()},
         "best": best_name, "best_point": best["point"],
         "runs": [os.path.join(method, best_name, f"seed{s}") for s in seeds]}
-  with open(os.path.join(workdir, "sweep.json"), "w") as f:
-    json.dump(results, f, indent=2, default=str)
+  atomic_write(os.path.join(workdir, "sweep.json"), json.dumps(results, indent=2, default=str))
   from experiments import report
   report.write_report(workdir)
   return results
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  from experiments import cli
+  p = cli.ArgumentParser(prog="python -m experiments.sweep",
+                         description=__doc__.splitlines()[0])
   p.add_argument("--config", required=True, help="configs/<x>.py[:variant]")
   p.add_argument("--workdir", required=True)
   p.add_argument("--methods", default="")
@@ -150,19 +131,20 @@ def main(argv=None):
   p.add_argument("--set", action="append", default=[], help="field=value override")
   p.add_argument("--grid", action="append", default=[], help="field=v1,v2 for every method")
   p.add_argument("--protocol", choices=("tune-first", "full"), default="tune-first")
+  p.add_argument("--debug", action="store_true", help="print tracebacks of user errors")
   args = p.parse_args(argv)
-  from absl import logging
-  logging.set_verbosity(logging.WARNING)
-  from ml_collections import config_flags
-  path, _, variant = args.config.partition(":")
-  module = config_flags.config_flags._LoadConfigModule("sweep_config", path)  # noqa: SLF001
-  config = module.get_config(variant) if variant else module.get_config()
-  for spec in args.set:
-    field, values = parse_assignment(spec)
-    set_field(config, field, values[0] if len(values) == 1 else values)
-  methods = [m for m in args.methods.split(",") if m] or None
-  seeds = [int(s) for s in args.seeds.split(",") if s] or None
-  sweep(config, args.workdir, methods, seeds, args.grid, args.protocol)
+
+  def run():
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    config = cli.load_config(args.config, args.set)
+    for spec in args.grid:
+      parse_assignment(spec)
+    methods = [m for m in args.methods.split(",") if m] or None
+    seeds = [int(s) for s in args.seeds.split(",") if s] or None
+    sweep(config, args.workdir, methods, seeds, args.grid, args.protocol)
+
+  return cli.run_cli(run, args.debug)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
       " --xla_force_host_platform_device_count=8"
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tailopt  # noqa: E402

@@ -37,8 +37,13 @@ def synthetic_task(config):
 
 
 def build_task(config):
+  """``(FederatedData, Model)`` of a config. Every data artifact the task needs is fetched
+  first, all at once (a no-op when cached; one-line ``MissingArtifactError`` when it cannot
+  be had), and a tfds task that is not prepared fails at once when offline."""
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is unknown; choose one of {sorted(TASKS)}.")
+  from tailopt.data import fetch
+  fetch.ensure_for_config(config)
   return TASKS[config.task](config)
 
 

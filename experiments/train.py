@@ -1,13 +1,19 @@
-"""The training loop: rounds, evaluation, logging, checkpoints, resume.
-
-Every function here imports and tests on its own; :func:`train` strings them together::
+"""The one experiment loop: chunks of steps, evaluation, logging, checkpoints, resume.
 
     summary = train(config, workdir)
 
-A run writes into ``workdir``: ``metrics.jsonl`` (one line per round, eval lines at the
-eval cadence), TensorBoard event files, ``checkpoints/`` (orbax) and ``summary.json``.
-Rerunning the same command resumes from the newest checkpoint and ends with exactly the
-parameters of an uninterrupted run.
+Two engines run behind it: :class:`SyncEngine` (synchronous TailOPT rounds,
+:func:`tailopt.build_round`) and ``experiments.async_train.AsyncEngine`` (the asynchronous
+simulator, ``config.mode == 'async'``). An engine knows how to start, run a chunk of steps
+and say what to save; the loop owns everything else: the workdir lock, resume, the metric
+writer, checkpoints, evaluation, best/target tracking, divergence, SIGINT/SIGTERM, the
+progress bar and the summary.
+
+A run writes into ``workdir``: ``metrics.jsonl`` (one line per step; eval metrics merged into
+the line of the step they were taken at), TensorBoard event files, ``checkpoints/`` (orbax),
+``config.json`` and ``summary.json`` (written atomically). Rerunning the same command resumes
+from the newest checkpoint and ends with exactly the numbers of an uninterrupted run; rerunning
+a finished run prints its stored summary and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,15 +26,19 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from ml_collections import config_dict
 
 import tailopt
 from experiments import checkpoint as ckpt_lib
 from experiments import tasks as tasks_lib
 from experiments import validate as validate_lib
-from experiments.metric_writer import MetricWriter
+from experiments.metric_writer import MetricWriter, atomic_write
+from experiments.rundir import RunInterrupted, RunLock, StopRequest
+from experiments.validate import ConfigError
 from tailopt.data.batching import ClientBatches, eval_batches
+
+# A run whose training loss grows past this multiple of its first value has diverged.
+DIVERGENCE_FACTOR = 1e6
 
 
 def make_noise(config):
@@ -93,26 +103,6 @@ def summary_box(title: str, rows, width: int = 64) -> str:
                    + [f" {k:<{w}}  {v}" for k, v in rows] + ["=" * width])
 
 
-def format_summary(summary: dict) -> str:
-  """The one-screen summary printed at the end of a run."""
-  rows = [("workdir", summary["workdir"]),
-          ("rounds", f"{summary['rounds_done']} / {summary['rounds']}"
-                     f" (resumed from {summary['resumed_from']})" if summary["resumed_from"]
-           else f"{summary['rounds_done']} / {summary['rounds']}"),
-          ("clients x local steps", f"{summary['clients']} x {summary['local_steps']}"),
-          ("noise", summary["noise"]),
-          ("hyperparameters", ", ".join(f"{k}={v}" for k, v in summary["hparams"].items())
-           or "method defaults"),
-          ("wall time", f"{summary['wall_s']:.1f} s ({summary['rounds_per_s']:.1f} rounds/s)")]
-  for k, v in summary["final"].items():
-    rows.append((f"final {k}", f"{v:.6g}"))
-  if summary.get("best") is not None:
-    rows.append((f"best {summary['report_metric']}",
-                 f"{summary['best']:.6g} at round {summary['best_round']}"))
-  return summary_box(f"tailopt run: {summary['method']} on {summary['task']}"
-                     f"{' (DIVERGED)' if summary['diverged'] else ''}", rows)
-
-
 def _fast_frozen_constants():
   """Frozen pretrained layers are closed-over constants; this JAX option keeps them out
   of the compiled program's literal pool (2-5x faster compiles for partly frozen LMs)."""
@@ -122,122 +112,340 @@ def _fast_frozen_constants():
     pass
 
 
-def train(config: config_dict.ConfigDict, workdir: str, *,
-          on_round_end: Optional[Callable[[int, dict], None]] = None,
-          quiet: bool = False) -> dict:
-  """Runs (or resumes) one experiment; returns the summary dict (also in summary.json)."""
-  validate_lib.validate(config, tasks_lib.TASKS)
-  _fast_frozen_constants()
-  os.makedirs(workdir, exist_ok=True)
-  data, model = tasks_lib.build_task(config)
-  method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
-  batches = ClientBatches(data, local_steps=config.local_steps, batch_size=config.batch_size,
-                          seed=config.seed, clients_per_round=config.clients)
-  rnd = make_round(config, model, method, batches)
-  params = model.init(jax.random.key(config.seed))
-  state = rnd.init(params, seed=config.seed)
-  del params
+# ---------------------------------------------------------------------------- engines
 
+
+class SyncEngine:
+  """Synchronous TailOPT: one chunk = one round of :func:`tailopt.build_round`; batches are
+  a pure function of (seed, round), so the saved state is the round state alone."""
+
+  unit = "round"
+
+  def __init__(self, config, data, model):
+    self.config = config
+    method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
+    self.batches = ClientBatches(data, local_steps=config.local_steps,
+                                 batch_size=config.batch_size, seed=config.seed,
+                                 clients_per_round=config.clients)
+    self.rnd = make_round(config, model, method, self.batches)
+    self.total = int(config.rounds)
+    self.label = config.method
+    self.title = f"tailopt run: {config.method} on {config.task}"
+
+  def init(self, params):
+    return self.rnd.init(params, seed=self.config.seed)
+
+  def restore_template(self, params):
+    return self.init(params)
+
+  def save(self, state, t: int):
+    return state, {"data_position": t}
+
+  def load(self, tree, record, params):
+    del record, params
+    return tree
+
+  def params(self, state):
+    return state.params
+
+  def chunk_len(self, t: int) -> int:
+    return 1
+
+  def eval_at(self, t: int) -> bool:
+    e = self.config.eval_every
+    return bool(e) and (t % e == 0 or t == self.total)
+
+  def run(self, state, t: int, n: int):
+    rows = []
+    for r in range(t + 1, t + n + 1):
+      weights = self.batches.weights(r - 1) if self.config.weighted else None
+      state, metrics = self.rnd(state, self.batches(r - 1), weights)
+      rows.append({"round": r, **{f"train/{k}": float(v)
+                                  for k, v in jax.device_get(metrics).items()}})
+    return state, rows
+
+  def start(self, workdir, state):
+    del workdir, state
+
+  def postfix(self, row) -> dict:
+    return {}
+
+  def summary(self, state, t: int, out: dict) -> dict:
+    c = self.config
+    return dict(clients=c.clients, local_steps=c.local_steps, rounds=self.total,
+                rounds_done=t, best_round=out["best_at"], rounds_per_s=out["per_s"])
+
+  def summary_rows(self, s: dict) -> list:
+    return [("clients x local steps", f"{s['clients']} x {s['local_steps']}")]
+
+
+def make_engine(config, data, model):
+  """The engine of ``config.mode``; a ValueError of the setup (e.g. a client without
+  examples, an impossible clock) is a one-line :class:`ConfigError`."""
+  try:
+    if validate_lib.is_async(config):
+      from experiments import async_train
+      return async_train.AsyncEngine(config, data, model)
+    return SyncEngine(config, data, model)
+  except ValueError as e:
+    if isinstance(e, ConfigError):
+      raise
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"config (mode {config.get('mode', 'sync')!r}): {first}") from e
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+class _Tracker:
+  """Best value / time to target of the report metric, the last value of every metric, and
+  divergence (a non-finite or exploding training loss), fed row by row (history first)."""
+
+  def __init__(self, config):
+    self.metric = config.report_metric
+    self.sign = 1.0 if config.report_mode == "min" else -1.0
+    self.target = config.get("target")
+    self.best = self.best_at = self.best_time = self.time_to_target = None
+    self.first_loss = None
+    self.diverged = None      # a one-line reason once diverged
+    self.last: dict = {}
+    self.seen: set = set()
+
+  def __call__(self, row: dict):
+    self.last.update(row)
+    self.seen.update(row)
+    loss = row.get("train/loss")
+    if loss is not None and self.diverged is None:
+      if self.first_loss is None and math.isfinite(loss):
+        self.first_loss = loss
+      if not math.isfinite(loss):
+        self.diverged = f"train/loss={loss} at {row['round']}"
+      elif self.first_loss is not None and abs(loss) > DIVERGENCE_FACTOR * max(
+          abs(self.first_loss), 1e-12):
+        self.diverged = (f"train/loss={loss:.3g} at {row['round']} is more than "
+                         f"{DIVERGENCE_FACTOR:.0e} x its first value {self.first_loss:.3g}")
+    dn = row.get("train/delta_norm")
+    if dn is not None and not math.isfinite(dn) and self.diverged is None:
+      self.diverged = f"train/delta_norm={dn} at {row['round']}"
+    v = row.get(self.metric)
+    if v is None or not math.isfinite(v):
+      return
+    if self.best is None or self.sign * v < self.sign * self.best:
+      self.best, self.best_at, self.best_time = v, row["round"], row.get("time")
+    if self.target is not None and self.time_to_target is None and (
+        self.sign * v <= self.sign * self.target):
+      self.time_to_target = row.get("time", row["round"])
+
+
+def _horizon(config) -> dict:
+  return {k: config.get(k) for k in ("rounds", "server_steps", "time_budget") if k in config}
+
+
+def _stored_summary(workdir, fingerprint, horizon) -> Optional[dict]:
+  """The summary of a finished run of this very config in ``workdir``, if there is one."""
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    return None
+  try:
+    s = json.load(open(path))
+  except (OSError, json.JSONDecodeError):
+    return None
+  if s.get("finished") and s.get("fingerprint") == fingerprint and s.get("horizon") == horizon:
+    return s
+  return None
+
+
+def _check_report_metric(config, model, engine, state, data, tracker):
+  """``config.report_metric`` must be something the run logs (checked before training for
+  eval metrics, after the first chunk for train metrics)."""
+  m = config.report_metric
+  if m.startswith("eval/"):
+    batch = next(eval_batches(data.test, config.eval_batch_size))
+    keys = set(jax.eval_shape(model.evaluate, engine.params(state), batch)) - {"count"}
+    if m[len("eval/"):] not in keys:
+      raise ConfigError(f"config.report_metric={m!r} is never logged; this task's eval "
+                        f"metrics are {sorted('eval/' + k for k in keys)}.")
+  elif tracker.seen and m not in tracker.seen:
+    raise ConfigError(f"config.report_metric={m!r} is never logged; the run logs "
+                      f"{sorted(k for k in tracker.seen if k.startswith('train/'))}.")
+
+
+def format_summary(summary: dict) -> str:
+  """The one-screen summary printed at the end of a run."""
+  s = summary
+  unit = s["unit"]
+  rows = [("workdir", s["workdir"]),
+          (f"{unit}s", f"{s['done']} / {s['total']}"
+           + (f" (resumed from {s['resumed_from']})" if s["resumed_from"] else ""))]
+  rows += s.get("engine_rows", [])
+  rows += [("noise", s["noise"]),
+           ("hyperparameters", ", ".join(f"{k}={v}" for k, v in s["hparams"].items())
+            or "method defaults"),
+           ("wall time", f"{s['wall_s']:.1f} s ({s['per_s']:.1f} {unit}s/s)")]
+  for k, v in s["final"].items():
+    rows.append((f"final {k}", f"{v:.6g}"))
+  if s.get("best") is not None:
+    when = f"at {unit} {s['best_at']}"
+    if s.get("best_time") is not None:
+      when += f" (t = {s['best_time']:.1f} s)"
+    rows.append((f"best {s['report_metric']}", f"{s['best']:.6g} {when}"))
+  if s.get("target") is not None:
+    ttt = s.get("time_to_target")
+    rows.append((f"time to {s['report_metric']} {'<=' if s['report_mode'] == 'min' else '>='}"
+                 f" {s['target']:g}", "not reached" if ttt is None else f"{ttt:.1f} s"))
+  if s["diverged"]:
+    rows.append(("diverged", s["diverged_reason"]))
+  return summary_box(f"{s['title']}{' (DIVERGED)' if s['diverged'] else ''}", rows,
+                     width=68)
+
+
+def train(config: config_dict.ConfigDict, workdir: str, *,
+          on_chunk_end: Optional[Callable[[int, dict], None]] = None,
+          quiet: bool = False) -> dict:
+  """Runs (or resumes) one experiment; returns the summary dict (also in summary.json).
+
+  Raises a :class:`experiments.validate.UserError` (one line per problem) for anything the
+  user can fix, and :class:`experiments.rundir.RunInterrupted` after SIGINT/SIGTERM (with a
+  checkpoint written at the end of the current chunk).
+  """
+  validate_lib.validate(config, tasks_lib.TASKS)
   fingerprint = ckpt_lib.config_fingerprint(config.to_dict())
+  horizon = _horizon(config)
+  with RunLock(workdir):
+    stored = _stored_summary(workdir, fingerprint, horizon)
+    if stored is not None:
+      if not quiet:
+        print(format_summary(stored))
+        print(f"(already finished; stored result from {workdir}/summary.json)")
+      return stored
+    # SIGINT/SIGTERM from here on (data loading and compilation included) stop the run at
+    # the end of the next chunk, with a checkpoint.
+    with StopRequest() as stop:
+      return _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, stop)
+
+
+def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, stop):
+  _fast_frozen_constants()
+  data, model = tasks_lib.build_task(config)
+  engine = make_engine(config, data, model)
+  params = model.init(jax.random.key(config.seed))
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                config.checkpoint_every, config.keep_checkpoints)
-  restored = ckpt.restore(state, fingerprint)
-  start = 0
-  if restored is not None:
-    state, record = restored
-    start = int(record["round"])
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config.to_dict(), f, indent=2, default=str)
-  writer = MetricWriter(workdir)
-  writer.truncate_after(start)
-  eval_fn = jax.jit(model.evaluate)
-  best, best_round = None, None
-  sign = 1.0 if config.report_mode == "min" else -1.0
-  history = [json.loads(l) for l in open(writer.jsonl_path)] if start else []
-  for rec in history:
-    v = rec.get(config.report_metric)
-    if v is not None and math.isfinite(v) and (best is None or sign * v < sign * best):
-      best, best_round = v, rec["round"]
-
-  def run_eval(r):
-    nonlocal best, best_round
-    m = {f"eval/{k}": v for k, v in
-         evaluate(eval_fn, state.params, data.test, config.eval_batch_size).items()}
-    v = m.get(config.report_metric)
-    if v is not None and math.isfinite(v) and (best is None or sign * v < sign * best):
-      best, best_round = v, r
-    return m
-
-  bar = None if quiet else progress_bar(config, config.rounds, start, config.method)
-  diverged = False
-  t0 = time.perf_counter()
-  last = {}
-  r = start
   try:
-    for r in range(start + 1, config.rounds + 1):
-      batch = batches(r - 1)
-      weights = batches.weights(r - 1) if config.weighted else None
-      state, metrics = rnd(state, batch, weights)
-      metrics = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
-      if config.eval_every and (r % config.eval_every == 0 or r == config.rounds):
-        metrics.update(run_eval(r))
-      writer.write(r, metrics)
-      last.update(metrics)
+    start = 0
+    restored = (ckpt.restore(engine.restore_template(params), fingerprint)
+                if ckpt.latest_round() is not None else None)
+    if restored is not None:
+      tree, record = restored
+      state = engine.load(tree, record, params)
+      start = int(record["round"])
+    else:
+      state = engine.init(params)
+    del params
+    atomic_write(os.path.join(workdir, "config.json"),
+                 json.dumps(config.to_dict(), indent=2, default=str))
+    engine.start(workdir, state)
+    writer = MetricWriter(workdir, time_axis=validate_lib.is_async(config))
+    tracker = _Tracker(config)
+    for row in writer.resume(start):
+      tracker(row)
+    _check_report_metric(config, model, engine, state, data, tracker)
+    return _loop(config, workdir, engine, model, data, state, start, ckpt, writer, tracker,
+                 fingerprint, horizon, on_chunk_end, quiet, stop)
+  finally:
+    ckpt.close()
+
+
+def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, tracker,
+          fingerprint, horizon, on_chunk_end, quiet, stop):
+  eval_fn = jax.jit(model.evaluate)
+  total = engine.total
+
+  def save(t, force=False):
+    tree, extra = engine.save(state, t)
+    ckpt.save(t, tree, {"round": t, "fingerprint": fingerprint, **extra}, force=force)
+
+  bar = None if quiet else progress_bar(config, total, start, engine.label, unit=engine.unit)
+  t = start
+  t0 = time.perf_counter()
+  try:
+    while t < total and not (tracker.diverged and config.stop_on_nan):
+      n = engine.chunk_len(t)
+      state, rows = engine.run(state, t, n)
+      t += n
+      if engine.eval_at(t):
+        ev = evaluate(eval_fn, engine.params(state), data.test, config.eval_batch_size)
+        rows[-1].update({f"eval/{k}": v for k, v in ev.items()})
+      for row in rows:
+        writer.write(row["round"], {k: v for k, v in row.items() if k != "round"})
+        tracker(row)
+      if t == n + start:
+        _check_report_metric(config, model, engine, state, data, tracker)
       if bar is not None:
-        bar.update(1)
-        post = {"loss": f"{metrics['train/loss']:.4g}"}
-        if config.report_metric in metrics:
-          post[config.report_metric.split("/")[-1]] = f"{metrics[config.report_metric]:.4g}"
+        bar.update(n)
+        post = {"loss": f"{rows[-1].get('train/loss', math.nan):.4g}",
+                **engine.postfix(rows[-1])}
+        if config.report_metric in rows[-1]:
+          post[config.report_metric.split("/")[-1]] = f"{rows[-1][config.report_metric]:.4g}"
         bar.set_postfix(post)
-      if not math.isfinite(metrics["train/loss"]) or not math.isfinite(
-          metrics["train/delta_norm"]):
-        diverged = True
-        if config.stop_on_nan:
-          break
-      ckpt.save(r, state, {"round": r, "data_position": r, "fingerprint": fingerprint})
-      if on_round_end is not None:
-        on_round_end(r, metrics)
+      if tracker.diverged and config.stop_on_nan:
+        break
+      save(t)
+      if stop.signame is not None and t < total:
+        save(t, force=True)
+        raise RunInterrupted(os.path.abspath(workdir), t, engine.unit, stop.signame)
+      if on_chunk_end is not None:
+        on_chunk_end(t, rows[-1])
   finally:
     if bar is not None:
       bar.close()
     writer.close()
   wall = time.perf_counter() - t0
-  if not diverged:
-    diverged = not _finite_tree(state.params)
-  ckpt.save(r, state, {"round": r, "data_position": r, "fingerprint": fingerprint},
-            force=True)
-  ckpt.close()
-  final = {k: v for k, v in last.items() if k.startswith("eval/") or k == "train/loss"}
+  if tracker.diverged is None and not _finite_tree(engine.params(state)):
+    tracker.diverged = f"non-finite parameters at {engine.unit} {t}"
+  save(t, force=True)
+  diverged = tracker.diverged is not None
+  final = {k: v for k, v in tracker.last.items() if k.startswith("eval/") or k == "train/loss"}
   if diverged:
-    final[config.report_metric] = math.inf * sign
-  summary = dict(
-      workdir=os.path.abspath(workdir), task=config.task, method=config.method,
+    final[config.report_metric] = math.inf * tracker.sign
+  per_s = (t - start) / max(wall, 1e-9)
+  out = dict(
+      workdir=os.path.abspath(workdir), mode=config.get("mode", "sync"), task=config.task,
+      method=config.method, label=engine.label, title=engine.title,
       hparams=validate_lib.method_hparams(config), seed=config.seed,
-      noise=describe_noise(config),
-      clients=config.clients, local_steps=config.local_steps, rounds=config.rounds,
-      rounds_done=r, resumed_from=start, finished=(r == config.rounds) or diverged,
-      diverged=diverged, wall_s=wall, rounds_per_s=(r - start) / max(wall, 1e-9),
+      noise=describe_noise(config), unit=engine.unit, total=total, done=t,
+      resumed_from=start, finished=(t == total) or diverged, diverged=diverged,
+      diverged_reason=tracker.diverged, wall_s=wall, per_s=per_s,
       report_metric=config.report_metric, report_mode=config.report_mode,
-      best=best if not diverged else None, best_round=best_round if not diverged else None,
-      final=final)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2, default=float)
+      best=None if diverged else tracker.best, best_at=None if diverged else tracker.best_at,
+      best_time=None if diverged else tracker.best_time, target=tracker.target,
+      time_to_target=None if diverged else tracker.time_to_target, final=final,
+      fingerprint=fingerprint, horizon=horizon)
+  out.update(engine.summary(state, t, out))
+  out["engine_rows"] = engine.summary_rows(out)
+  atomic_write(os.path.join(workdir, "summary.json"), json.dumps(out, indent=2, default=float))
   if not quiet:
-    print(format_summary(summary))
-  return summary
+    print(format_summary(out))
+  return out
+
+
+def final_state(config, workdir: str):
+  """``(engine, state, record)`` of the newest checkpoint of a run (for analysis/tests)."""
+  data, model = tasks_lib.build_task(config)
+  engine = make_engine(config, data, model)
+  params = model.init(jax.random.key(config.seed))
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), 0)
+  try:
+    if ckpt.latest_round() is None:
+      raise ckpt_lib.CheckpointError(f"no checkpoint under {workdir}/checkpoints; run "
+                                     "experiments.main on it first.")
+    tree, record = ckpt.restore(engine.restore_template(params))
+  finally:
+    ckpt.close()
+  return engine, engine.load(tree, record, params), record
 
 
 def final_params(config, workdir: str):
   """The newest checkpointed global params of a run in ``workdir`` (for analysis/tests)."""
-  data, model = tasks_lib.build_task(config)
-  method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
-  batches = ClientBatches(data, local_steps=config.local_steps, batch_size=config.batch_size,
-                          seed=config.seed, clients_per_round=config.clients)
-  rnd = make_round(config, model, method, batches)
-  template = rnd.init(model.init(jax.random.key(config.seed)), seed=config.seed)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), 0)
-  out = ckpt.restore(template)
-  ckpt.close()
-  if out is None:
-    raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
-  return jax.device_get(out[0].params), out[1]
+  engine, state, record = final_state(config, workdir)
+  return jax.device_get(engine.params(state)), record

@@ -1,27 +1,30 @@
-"""Checks a run's config before anything compiles; one clear line per problem."""
+"""The one config validator: every problem of a run's config, one line each, before anything
+compiles. Synchronous (``mode`` absent or ``'sync'``) and asynchronous (``mode='async'``)
+configs share the common checks; the async ones add the clock, protocol and cadence checks.
+
+Also the one home of the user-error classes: anything a user can cause raises a
+:class:`UserError` whose message is one line (per problem) naming the field or file and the
+fix; ``experiments.main`` prints it without a traceback and exits with status 2.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 
 import jax
+import numpy as np
 
 import tailopt
 from tailopt.noise import DISTRIBUTIONS
 
 
-class ConfigError(ValueError):
-  """A config field is wrong. The message names the field and the fix."""
+class UserError(Exception):
+  """Something the user can fix: the message names the field or file and the fix."""
 
 
-def _int(config, field, lo=None):
-  v = config.get(field)
-  if not isinstance(v, int) or isinstance(v, bool):
-    raise ConfigError(f"config.{field}={v!r} must be an integer; set e.g. "
-                      f"--config.{field}={lo if lo is not None else 1}.")
-  if lo is not None and v < lo:
-    raise ConfigError(f"config.{field}={v} must be >= {lo}; set --config.{field}={lo} or more.")
-  return v
+class ConfigError(UserError, ValueError):
+  """A config field is wrong. The message names the field and the fix (one line each)."""
 
 
 def method_hparams(config) -> dict:
@@ -61,29 +64,31 @@ def compressors(config, method):
   return up, down
 
 
-def _check_compression(config):
+def _compression_problems(config, add):
   cc = config.get("compression")
   if cc is None:
     return
   if cc.kind not in ("none", "int", "fp8", "fixed", "fp32"):
-    raise ConfigError(f"config.compression.kind={cc.kind!r} is unknown; use none, int, fp8, "
-                      "fixed or fp32.")
+    add(f"config.compression.kind={cc.kind!r} is unknown; use none, int, fp8, fixed or "
+        "fp32.")
   if cc.down not in ("none", "int", "fp8"):
-    raise ConfigError(f"config.compression.down={cc.down!r}; use none, int or fp8.")
+    add(f"config.compression.down={cc.down!r}; use none, int or fp8.")
   if cc.bits not in (2, 4, 8, 32):
-    raise ConfigError(f"config.compression.bits={cc.bits}; use 2, 4, 8 or 32 (none).")
+    add(f"config.compression.bits={cc.bits}; use 2, 4, 8 or 32 (none).")
   if not isinstance(cc.block, int) or cc.block < 1 or cc.block % 4:
-    raise ConfigError(f"config.compression.block={cc.block}; use a positive multiple of 4.")
+    add(f"config.compression.block={cc.block}; use a positive multiple of 4.")
   if cc.kind == "fixed" and cc.bits != 32:
-    method = tailopt.get_method(config.method, **method_hparams(config))
+    try:
+      method = tailopt.get_method(config.method, **method_hparams(config))
+    except ValueError:
+      return   # reported with the method
     if tailopt.compression.biclip_delta_bound(method, config.local_steps) is None:
-      raise ConfigError(
-          "config.compression.kind='fixed' needs a BiClip inner with a constant rate and "
-          f"threshold (its range is z * inner_lr * inner_upper); config.method="
+      add("config.compression.kind='fixed' needs a BiClip inner with a constant rate and "
+          "threshold (its range is z * inner_lr * inner_upper); config.method="
           f"{config.method!r} has none. Use kind='int'.")
   fragments = config.get("fragments") or 0
   if not isinstance(fragments, int) or fragments < 0:
-    raise ConfigError(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
+    add(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
 
 
 def resolve_devices(config) -> int:
@@ -93,61 +98,246 @@ def resolve_devices(config) -> int:
   return max(d for d in range(1, n_avail + 1) if config.clients % d == 0)
 
 
-def validate(config, tasks=None) -> None:
-  """Raises :class:`ConfigError` for the first problem found."""
+def is_async(config) -> bool:
+  return config.get("mode") == "async"
+
+
+def resolve_chunk(config) -> int:
+  """Steps per dispatch: synchronous runs go one round at a time; async runs ``chunk``
+  server steps (0 = the gcd of the eval and checkpoint cadences, else 50)."""
+  if not is_async(config):
+    return 1
+  if config.chunk:
+    return int(config.chunk)
+  cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
+  return int(np.gcd.reduce(cad)) if cad else 50
+
+
+def _number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def problems(config, tasks=None) -> list[str]:
+  """Every problem of ``config``, one line each (empty: valid)."""
+  out: list[str] = []
+  add = out.append
+  asynchronous = is_async(config)
+
+  def intf(field, lo):
+    v = config.get(field)
+    if not isinstance(v, int) or isinstance(v, bool):
+      add(f"config.{field}={v!r} must be an integer; set e.g. --config.{field}={max(lo, 1)}.")
+      return None
+    if v < lo:
+      add(f"config.{field}={v} must be >= {lo}; set --config.{field}={lo} or more.")
+      return None
+    return v
+
+  if config.get("mode", "sync") not in ("sync", "async"):
+    add(f"config.mode={config.get('mode')!r} is unknown; use 'sync' or 'async'.")
   if tasks is not None and config.task not in tasks:
-    raise ConfigError(f"config.task={config.task!r} is unknown; choose one of "
-                      f"{sorted(tasks)}.")
-  for f, lo in (("clients", 1), ("local_steps", 1), ("batch_size", 1), ("rounds", 0),
-                ("eval_every", 0), ("checkpoint_every", 0), ("seed", 0), ("devices", 0),
-                ("participation", 0), ("data_clients", 0), ("eval_batch_size", 1)):
-    _int(config, f, lo)
+    add(f"config.task={config.task!r} is unknown; choose one of {sorted(tasks)}.")
+  ints = [("clients", 1), ("local_steps", 1), ("batch_size", 1), ("eval_every", 0),
+          ("checkpoint_every", 0), ("keep_checkpoints", 1), ("seed", 0), ("devices", 0),
+          ("data_clients", 0), ("eval_batch_size", 1)]
+  ints += [("server_steps", 1), ("chunk", 0)] if asynchronous else [
+      ("rounds", 0), ("participation", 0)]
+  iv = {f: intf(f, lo) for f, lo in ints}
+  n = iv["clients"]
+
+  # Method hyperparameters.
+  hp = method_hparams(config)
+  bad_hp = False
   ignored = ignored_hparams(config)
   if ignored:
-    used = ", ".join(tailopt.method_hyperparameters(config.method))
-    raise ConfigError(
-        f"config.hparams.{ignored[0]} is set but config.method={config.method!r} does not "
-        f"use it{' (nor ' + ', '.join(ignored[1:]) + ')' if ignored[1:] else ''}; remove "
-        f"the override. {config.method} uses: {used}.")
-  hp = method_hparams(config)
+    try:
+      used = ", ".join(tailopt.method_hyperparameters(config.method))
+    except ValueError:
+      used = "?"
+    for k in ignored:
+      add(f"config.hparams.{k} is set but config.method={config.method!r} does not use it; "
+          f"remove the override. {config.method} uses: {used}.")
+    bad_hp = True
   for k, v in hp.items():
     if k in ("inner_schedule", "bias_correction"):
       continue
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-      raise ConfigError(f"config.hparams.{k}={v!r} must be a number.")
-  try:
-    tailopt.get_method(config.method, **hp)
-  except ValueError as e:
-    keys = "|".join(tailopt.default_hyperparameters())
-    msg = re.sub(rf"\b({keys})(?==)", r"config.hparams.\1", str(e))
-    if msg == str(e):
-      msg = f"config.method={config.method!r}: {msg}"
-    raise ConfigError(msg) from None
-  _check_compression(config)
-  if config.noise.distribution not in ("none",) + DISTRIBUTIONS:
-    raise ConfigError(f"config.noise.distribution={config.noise.distribution!r} is unknown; "
-                      f"choose one of {('none',) + DISTRIBUTIONS}.")
-  if config.noise.distribution == "stable" and not 0 < config.noise.alpha <= 2:
-    raise ConfigError(f"config.noise.alpha={config.noise.alpha} must be in (0, 2] for "
-                      "stable noise.")
-  if config.noise.distribution in ("pareto",) and config.noise.alpha <= 0:
-    raise ConfigError(f"config.noise.alpha={config.noise.alpha} must be > 0.")
-  if config.noise.distribution == "student_t" and config.noise.df <= 0:
-    raise ConfigError(f"config.noise.df={config.noise.df} must be > 0.")
-  n_avail = jax.device_count()
-  if config.devices > n_avail:
-    raise ConfigError(f"config.devices={config.devices} but only {n_avail} devices exist; "
-                      "use --config.devices=0 (automatic) or fewer.")
-  n_dev = resolve_devices(config)
-  if config.clients % n_dev:
-    raise ConfigError(
-        f"config.clients={config.clients} is not divisible by config.devices={n_dev}; use a "
-        f"multiple of {n_dev} clients or --config.devices=0 to pick a divisor.")
-  if config.participation > config.clients:
-    raise ConfigError(f"config.participation={config.participation} > config.clients="
-                      f"{config.clients}; sample at most that many (0 = all).")
-  if config.data_clients and config.data_clients < config.clients:
-    raise ConfigError(f"config.data_clients={config.data_clients} < config.clients="
-                      f"{config.clients}; the dataset must have at least one client per slot.")
+    if not _number(v):
+      add(f"config.hparams.{k}={v!r} must be a number.")
+      bad_hp = True
+    elif not math.isfinite(v):
+      add(f"config.hparams.{k}={v} is not finite; use a finite number.")
+      bad_hp = True
+    elif k == "momentum" and not 0 <= v < 1:
+      add(f"config.hparams.momentum={v} must be in [0, 1); momentum >= 1 makes the outer "
+          "step diverge.")
+      bad_hp = True
+    elif k != "momentum" and not k.endswith("_exponent") and v < 0:
+      add(f"config.hparams.{k}={v} is negative; use a value >= 0.")
+      bad_hp = True
+  for level in ("inner", "outer"):
+    u, d = hp.get(f"{level}_upper"), hp.get(f"{level}_lower")
+    if _number(u) and _number(d) and d > u:
+      add(f"config.hparams.{level}_lower={d} > config.hparams.{level}_upper={u}: clipping "
+          f"needs u >= d; lower {level}_lower or raise {level}_upper.")
+      bad_hp = True
+  if not bad_hp:
+    try:
+      tailopt.get_method(config.method, **hp)
+    except ValueError as e:
+      hint = ""
+      if asynchronous:
+        from tailopt import asynchronous as A
+        if config.method in A.PRESETS:
+          hint = (f" (baselines of prior work are config variants: "
+                  f"{', '.join(sorted(A.PRESETS))}, e.g. configs/async_synthetic.py:fedbuff)")
+      keys = "|".join(tailopt.default_hyperparameters())
+      msg = re.sub(rf"\b({keys})(?==)", r"config.hparams.\1", str(e))
+      if msg == str(e):
+        msg = f"config.method={config.method!r}: {msg}"
+      add(msg + hint)
+  _compression_problems(config, add)
+
+  # Noise.
+  nz = config.noise
+  if nz.distribution not in ("none",) + DISTRIBUTIONS:
+    add(f"config.noise.distribution={nz.distribution!r} is unknown; choose one of "
+        f"{('none',) + DISTRIBUTIONS}.")
+  elif nz.distribution != "none":
+    if not _number(nz.scale) or not math.isfinite(nz.scale) or nz.scale < 0:
+      add(f"config.noise.scale={nz.scale!r} must be a finite number >= 0.")
+    if nz.distribution == "stable" and not 0 < nz.alpha <= 2:
+      add(f"config.noise.alpha={nz.alpha} must be in (0, 2] for stable noise.")
+    if nz.distribution == "pareto" and nz.alpha <= 0:
+      add(f"config.noise.alpha={nz.alpha} must be > 0.")
+    if nz.distribution == "student_t" and nz.df <= 0:
+      add(f"config.noise.df={nz.df} must be > 0.")
+
+  # Reporting.
   if config.report_mode not in ("min", "max"):
-    raise ConfigError(f"config.report_mode={config.report_mode!r}; use 'min' or 'max'.")
+    add(f"config.report_mode={config.report_mode!r}; use 'min' or 'max'.")
+  rm = config.report_metric
+  if not isinstance(rm, str) or not rm.startswith(("eval/", "train/")):
+    add(f"config.report_metric={rm!r} must name a logged metric, 'eval/<name>' or "
+        "'train/<name>' (e.g. 'eval/loss').")
+  elif rm.startswith("eval/") and iv["eval_every"] == 0 and not (
+      asynchronous and config.eval_every_time):
+    add(f"config.report_metric={rm!r} is never logged: evaluation is off; set "
+        "--config.eval_every to a positive cadence or report a 'train/' metric.")
+
+  # Devices and clients.
+  if isinstance(config.devices, int) and config.devices > jax.device_count():
+    add(f"config.devices={config.devices} but only {jax.device_count()} devices exist; use "
+        "--config.devices=0 (automatic) or fewer.")
+  elif n and not asynchronous and isinstance(config.devices, int) and config.devices >= 0:
+    n_dev = resolve_devices(config)
+    if n % n_dev:
+      add(f"config.clients={n} is not divisible by config.devices={n_dev}; use a multiple "
+          f"of {n_dev} clients or --config.devices=0 to pick a divisor.")
+  if n and not asynchronous and iv["participation"] and iv["participation"] > n:
+    add(f"config.participation={iv['participation']} > config.clients={n}; sample at most "
+        "that many (0 = all).")
+  if n and iv["data_clients"]:
+    if asynchronous and iv["data_clients"] != n:
+      add(f"config.data_clients={iv['data_clients']} != config.clients={n}: in async mode "
+          "worker w trains on dataset client w; use --config.data_clients=0.")
+    elif not asynchronous and iv["data_clients"] < n:
+      add(f"config.data_clients={iv['data_clients']} < config.clients={n}; the dataset must "
+          "have at least one client per slot.")
+  if asynchronous:
+    _async_problems(config, iv, hp, add)
+  return out
+
+
+def _async_problems(config, iv, hp, add) -> None:
+  from tailopt import asynchronous as A
+  from configs.async_common import OUTERS
+  n = iv["clients"]
+  for f in ("time_budget", "eval_every_time"):
+    v = config.get(f)
+    if not _number(v) or not math.isfinite(v) or v < 0:
+      add(f"config.{f}={v!r} must be a number >= 0 (simulated seconds; 0 = off).")
+  # Cadences: multiples of the chunk.
+  if all(iv.get(f) is not None for f in ("chunk", "eval_every", "checkpoint_every")):
+    ch = resolve_chunk(config)
+    for f in ("eval_every", "checkpoint_every"):
+      v = config.get(f)
+      if v > 0 and v % ch:
+        add(f"config.{f}={v} is not a multiple of config.chunk={ch} (evaluation and "
+            f"checkpoints happen at chunk ends); set --config.chunk to a divisor of {v}.")
+  # Clock.
+  ck = config.clock
+  if ck.speeds not in A.SPEED_MODELS:
+    add(f"config.clock.speeds={ck.speeds!r} is unknown; choose one of {A.SPEED_MODELS}.")
+  if ck.job_noise not in A.JOB_NOISE:
+    add(f"config.clock.job_noise={ck.job_noise!r} is unknown; choose one of "
+        f"{A.JOB_NOISE}.")
+  if ck.step_times is not None:
+    if ck.speeds != "fixed":
+      add("config.clock.step_times is only used with config.clock.speeds='fixed'.")
+    elif n and len(ck.step_times) != n:
+      add(f"config.clock.step_times has {len(ck.step_times)} entries for config.clients="
+          f"{n} workers; give one per worker.")
+  if not 0.0 <= ck.straggler_fraction <= 1.0:
+    add(f"config.clock.straggler_fraction={ck.straggler_fraction} must be in [0, 1].")
+  if ck.straggler_slowdown < 1.0:
+    add(f"config.clock.straggler_slowdown={ck.straggler_slowdown} must be >= 1 (how many "
+        "times slower a straggler is).")
+  if ck.base_step_time <= 0:
+    add(f"config.clock.base_step_time={ck.base_step_time} must be > 0.")
+  for f in ("speed_sigma", "noise_sigma", "comm_latency"):
+    if ck[f] < 0:
+      add(f"config.clock.{f}={ck[f]} must be >= 0.")
+  # Protocol.
+  a = config.asynchronous
+  scheme = {"a": "buffered", "b": "async"}.get(str(a.scheme).lower(), a.scheme)
+  if scheme not in A.SCHEMES:
+    add(f"config.asynchronous.scheme={a.scheme!r} is unknown; choose one of {A.SCHEMES} "
+        "('buffered' = scheme A, 'async' = scheme B; 'A'/'B' also work).")
+  k = a.buffer_size
+  if k is not None and (not isinstance(k, int) or k < 1):
+    add(f"config.asynchronous.buffer_size={k!r} must be an integer >= 1 (K).")
+  elif n and scheme in ("buffered", "drop") and k is not None and k > n:
+    add(f"config.asynchronous.buffer_size={k} > config.clients={n}: the server cannot wait "
+        f"for more updates (K) than there are workers (N); use 1 <= K <= {n}.")
+  if scheme == "deadline" and not (a.deadline and a.deadline > 0):
+    add("config.asynchronous.scheme='deadline' needs config.asynchronous.deadline > 0 "
+        "(simulated seconds per round).")
+  choices = (("rate.family", a.rate.family, A.FAMILIES),
+             ("reduction", a.reduction, A.REDUCTIONS),
+             ("scale_order", a.scale_order, ("after_outer", "before_outer")),
+             ("weight_normalization", a.weight_normalization, ("count", "sum")),
+             ("compensation.kind", a.compensation.kind, ("none", "constant", "adaptive")),
+             ("compensation.order", a.compensation.order,
+              ("compensate_then_clip", "clip_then_compensate")),
+             ("pseudo_gradient", a.pseudo_gradient, ("delta", "model_diff")),
+             ("snapshots", a.snapshots, ("auto", "ring", "per_job")),
+             ("ties", a.ties, ("batch", "sequential")),
+             ("outer", a.outer, OUTERS))
+  for name, v, allowed in choices:
+    if v not in allowed:
+      what = "delay-aware rate family" if name == "rate.family" else "value"
+      add(f"config.asynchronous.{name}={v!r} is an unknown {what}; choose one of "
+          f"{tuple(allowed)}.")
+  for f in ("a", "b", "tau_c", "tau_max"):
+    v = a.rate[f]
+    if v is not None and v < 0:
+      add(f"config.asynchronous.rate.{f}={v} must be >= 0.")
+  if not 0.0 <= a.compensation.momentum < 1.0:
+    add(f"config.asynchronous.compensation.momentum={a.compensation.momentum} must be in "
+        "[0, 1).")
+  for f in ("lam", "lam0", "eps"):
+    if a.compensation[f] < 0:
+      add(f"config.asynchronous.compensation.{f}={a.compensation[f]} must be >= 0.")
+  if not isinstance(a.outer_period, int) or a.outer_period < 0:
+    add(f"config.asynchronous.outer_period={a.outer_period!r} must be an integer >= 0 "
+        "(0 = N).")
+  if a.preset and a.preset not in A.PRESETS:
+    add(f"config.asynchronous.preset={a.preset!r} is unknown; use '' or one of "
+        f"{tuple(sorted(A.PRESETS))}.")
+
+
+def validate(config, tasks=None) -> None:
+  """Raises :class:`ConfigError` listing every problem of the config, one line each."""
+  found = problems(config, tasks)
+  if found:
+    raise ConfigError("\n".join(found))

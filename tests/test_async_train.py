@@ -1,6 +1,8 @@
-"""The async runner: config validation, an end-to-end run, resume mid-run bit for bit."""
+"""The async engine of the one loop: config validation, an end-to-end run, resume mid-run bit
+for bit."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -11,8 +13,10 @@ import pytest
 from configs import async_synthetic
 from experiments import async_train
 from experiments import tasks
+from experiments import train as train_lib
 from experiments.metric_writer import read_jsonl, read_tfrecords
-from experiments.validate import ConfigError
+from experiments.rundir import RunInterrupted
+from experiments.validate import ConfigError, validate
 from tailopt import asynchronous as A
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,23 +43,31 @@ class Interrupt(Exception):
 def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   # Everything the simulator carries must survive: Bi²Clip inner states per worker, noise
   # streams, adaptive-compensation mean square, snapshots, in-flight Deltas, schedule position.
+  # The run is stopped twice: by SIGTERM (the loop checkpoints at the end of the chunk and
+  # raises RunInterrupted) and by a crash that loses steps 9-12.
   cfg = small_config("runlocal,rate,comp")
   cfg.clock.job_noise = "exponential"
-  full = async_train.train(cfg, str(tmp_path / "full"), quiet=True)
+  full = train_lib.train(cfg, str(tmp_path / "full"), quiet=True)
+
+  def term(t, _):
+    if t == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+  with pytest.raises(RunInterrupted, match=r"SIGTERM: stopped at step 8 .*rerun the same"):
+    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=term, quiet=True)
 
   def kill(t, _):
     if t == 12:  # after the checkpoint at step 8; steps 9-12 are lost
       raise Interrupt
   with pytest.raises(Interrupt):
-    async_train.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
-  resumed = async_train.train(cfg, str(tmp_path / "cut"), quiet=True)
+    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
+  resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
   assert resumed["resumed_from"] == 8 and resumed["steps_done"] == 16
-  s_full, _ = async_train.final_state(cfg, str(tmp_path / "full"))
-  s_cut, rec = async_train.final_state(cfg, str(tmp_path / "cut"))
+  eng, s_full, _ = train_lib.final_state(cfg, str(tmp_path / "full"))
+  _, s_cut, rec = train_lib.final_state(cfg, str(tmp_path / "cut"))
   assert rec["round"] == 16 and rec["sim"]["tick"] == 16
   # params, server and compensation state, per-worker states, in-flight jobs and snapshots,
   # schedule position and rng: all bit for bit.
-  sim = async_train.build(cfg, *tasks.build_task(cfg))
+  sim = eng.sim
   (t_full, m_full), (t_cut, m_cut) = sim.state_dict(s_full), sim.state_dict(s_cut)
   assert m_full == m_cut and set(t_full) == set(A.SimState._fields)
   jax.tree.map(np.testing.assert_array_equal, t_full, t_cut)
@@ -64,12 +76,17 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   b = read_jsonl(str(tmp_path / "cut" / "metrics.jsonl"))
   assert [r["round"] for r in b] == list(range(1, 17))
   assert a == b
+  # Steps 9-12 were logged twice; TensorBoard shows each once, on both axes.
+  from test_rundir import _event_steps
+  assert sorted(_event_steps(tmp_path / "cut")) == list(range(1, 17))
+  assert sorted(_event_steps(tmp_path / "cut" / "by_time")) == sorted(
+      _event_steps(tmp_path / "full" / "by_time"))
   assert full["final"] == resumed["final"] and full["best"] == resumed["best"]
 
 
 def test_runlocal_end_to_end_outputs(tmp_path):
   cfg = small_config("runlocal,async_local_sgd", eval_every=0, eval_every_time=10.0)
-  s = async_train.train(cfg, str(tmp_path), quiet=True)
+  s = train_lib.train(cfg, str(tmp_path), quiet=True)
   assert s["finished"] and not s["diverged"] and s["preset"] == "async_local_sgd"
   assert s["scheme"] == "async" and s["buffer_size"] == 1
   rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
@@ -83,7 +100,7 @@ def test_runlocal_end_to_end_outputs(tmp_path):
   assert (tmp_path / "tau_histogram.png").stat().st_size > 1000
   tb = os.listdir(tmp_path / "by_time")
   assert len(tb) == 1 and len(read_tfrecords(str(tmp_path / "by_time" / tb[0]))) == 17
-  assert "tailopt async run: async_local_sgd" in async_train.format_summary(s)
+  assert "tailopt async run: async_local_sgd" in train_lib.format_summary(s)
 
 
 def test_presets_are_the_library_presets():
@@ -113,20 +130,20 @@ def test_presets_are_the_library_presets():
 ])
 def test_validation_names_field_and_fix(field, value, msg):
   with pytest.raises(ConfigError, match=msg):
-    async_train.validate(small_config(**{field: value}), tasks.TASKS)
+    validate(small_config(**{field: value}), tasks.TASKS)
 
 
 def test_validation_lists_every_problem_one_line_each():
   c = small_config(**{"asynchronous.scheme": "C", "asynchronous.rate.family": "cosine",
                       "clients": 4, "asynchronous.buffer_size": 6})
   with pytest.raises(ConfigError) as e:
-    async_train.validate(c, tasks.TASKS)
+    validate(c, tasks.TASKS)
   lines = str(e.value).splitlines()
   assert len(lines) == 2 and "scheme='C'" in lines[0] and "cosine" in lines[1]
   c = small_config(**{"clients": 4, "asynchronous.buffer_size": 6})
   with pytest.raises(ConfigError, match=r"^config.asynchronous.buffer_size=6 > "
                                         r"config.clients=4[^\n]*$"):
-    async_train.validate(c, tasks.TASKS)
+    validate(c, tasks.TASKS)
 
 
 def test_time_budget_sets_the_horizon():
@@ -160,5 +177,5 @@ def test_cli_dispatches_async_and_reports_bad_config(tmp_path):
 def test_fashion_mnist_configs_validate(variant):
   from configs import async_fashion_mnist
   c = async_fashion_mnist.get_config(variant)
-  async_train.validate(c, tasks.TASKS)
+  validate(c, tasks.TASKS)
   assert c.task == "fashion_mnist" and c.mode == "async"

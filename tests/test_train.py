@@ -35,7 +35,7 @@ class Interrupt(Exception):
   pass
 
 
-@pytest.mark.parametrize("method", ["adam2", "bi2clip"])
+@pytest.mark.parametrize("method", ["adam2", pytest.param("bi2clip", marks=pytest.mark.slow)])
 def test_interrupted_run_resumes_bit_for_bit(tmp_path, method):
   # Inner Adam state, per-client noise streams and client sampling must all survive.
   cfg = small_config(method=method, participation=5)
@@ -46,7 +46,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, method):
     if r == 10:  # after the checkpoint at round 8; rounds 9-10 are lost
       raise Interrupt
   with pytest.raises(Interrupt):
-    train_lib.train(cfg, str(tmp_path / "cut"), on_round_end=kill, quiet=True)
+    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
   resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
   assert resumed["resumed_from"] == 8 and resumed["rounds_done"] == 12
   p_full, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
@@ -77,6 +77,7 @@ def test_outputs_and_summary(tmp_path):
 def test_unreadable_checkpoint_is_an_error_naming_the_file(tmp_path):
   cfg = small_config(rounds=4)
   train_lib.train(cfg, str(tmp_path), quiet=True)
+  os.remove(tmp_path / "summary.json")  # as if killed after the last checkpoint
   step_dir = tmp_path / "checkpoints" / "4" / "state"
   for root, _, files in os.walk(step_dir):
     for f in files:
@@ -110,11 +111,39 @@ def test_diverging_run_is_recorded(tmp_path):
     ("noise.distribution", "levy", r"config.noise.distribution='levy' is unknown"),
     ("participation", 9, r"config.participation=9 > config.clients=8"),
     ("hparams.inner_lr", -1.0, r"config.hparams.inner_lr=-1.0 is negative"),
+    # Accepted silently before: non-finite rates, negative noise scale, momentum >= 1,
+    # keep_checkpoints = 0, a report metric that is never logged.
+    ("hparams.inner_lr", float("nan"), r"config.hparams.inner_lr=nan is not finite"),
+    ("hparams.outer_lr", float("inf"), r"config.hparams.outer_lr=inf is not finite"),
+    ("noise.scale", -1.0, r"config.noise.scale=-1.0 must be a finite number >= 0"),
+    ("hparams.momentum", 1.5, r"config.hparams.momentum=1.5 must be in \[0, 1\)"),
+    ("keep_checkpoints", 0, r"config.keep_checkpoints=0 must be >= 1"),
+    ("eval_every", 0, r"config.report_metric='eval/loss' is never logged: evaluation is off"),
+    ("report_metric", "loss", r"config.report_metric='loss' must name a logged metric"),
 ])
 def test_validation_names_field_and_fix(field, value, msg):
   from experiments import tasks
   with pytest.raises(ConfigError, match=msg):
     validate(small_config(**{field: value}), tasks.TASKS)
+
+
+def test_validation_lists_every_problem_one_line_each():
+  from experiments import tasks
+  c = small_config(clients=0, keep_checkpoints=0, **{"hparams.inner_lr": float("nan")})
+  with pytest.raises(ConfigError) as e:
+    validate(c, tasks.TASKS)
+  lines = str(e.value).splitlines()
+  assert len(lines) == 3 and all(l.startswith("config.") for l in lines), lines
+
+
+@pytest.mark.parametrize("metric,msg", [
+    ("eval/accuracy", r"this task's eval metrics are \['eval/loss'\]"),
+    ("train/nonexistent", r"the run logs \[.*'train/loss'"),
+])
+def test_report_metric_that_is_never_logged_is_refused(tmp_path, metric, msg):
+  cfg = small_config(rounds=2, report_metric=metric)
+  with pytest.raises(ConfigError, match=r"config.report_metric=.* is never logged; " + msg):
+    train_lib.train(cfg, str(tmp_path), quiet=True)
 
 
 def test_config_type_errors_come_from_configdict():

@@ -1,4 +1,9 @@
-"""Deterministic per-round client batches: the data position is the round index.
+"""The batch samplers of a run: the data position is the round / the (worker, job).
+
+Synchronous rounds sample on the host (:class:`ClientBatches`); the asynchronous simulator
+samples inside jit from the stacked client data (:func:`stack_clients`,
+:func:`make_data_fn`); held-out sets are read in order (:func:`eval_batches`).
+
 
 ``ClientBatches(data, ...)(t)`` returns the round-``t`` batch, every leaf shaped
 ``(clients, local_steps, batch_size, ...)``, drawn from a generator seeded by
@@ -11,8 +16,10 @@ sampling, as in cross-device federated learning).
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tailopt.data.types import FederatedData, num_examples
@@ -70,3 +77,32 @@ def eval_batches(examples: dict, batch_size: int) -> Iterator[dict]:
   n = num_examples(examples)
   for start in range(0, n, batch_size):
     yield {k: np.asarray(v)[start:start + batch_size] for k, v in examples.items()}
+
+
+def stack_clients(data: FederatedData) -> dict:
+  """Client examples padded to the largest client and stacked: ``{"examples": {key: (N,
+  max_n, ...)}, "sizes": (N,) int32}`` (device arrays; passed to the simulator as data)."""
+  sizes = data.client_sizes()
+  if (sizes == 0).any():
+    raise ValueError(f"clients {np.flatnonzero(sizes == 0).tolist()} have no training "
+                     "examples; change the partition.")
+  m = int(sizes.max())
+  out = {}
+  for k in data.clients[0]:
+    first = np.asarray(data.clients[0][k])
+    arr = np.zeros((len(sizes), m) + first.shape[1:], first.dtype)
+    for i, c in enumerate(data.clients):
+      arr[i, :sizes[i]] = np.asarray(c[k])
+    out[k] = jnp.asarray(arr)
+  return {"examples": out, "sizes": jnp.asarray(sizes, jnp.int32)}
+
+
+def make_data_fn(local_steps: int, batch_size: int) -> Callable:
+  """``data_fn(data, worker, job_index, key)``: z minibatches drawn with replacement from the
+  worker's own examples (the key is the simulator's per-(worker, job) key)."""
+  def data_fn(data, worker, job_index, key):
+    del job_index  # already folded into key
+    n = data["sizes"][worker]
+    idx = jax.random.randint(key, (local_steps, batch_size), 0, n)
+    return {k: v[worker, idx] for k, v in data["examples"].items()}
+  return data_fn

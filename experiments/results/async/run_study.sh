@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces experiments/results/async/ (about 19 minutes wall-clock on a shared 2-core CPU:
 # 190 runs of 5-20 s each, mostly XLA compilation, two processes at a time). Every run is
-# experiments.async_train.train of configs/async_synthetic.py:study with the fields of
+# experiments.train (the one loop) of configs/async_synthetic.py:study with the fields of
 # experiments/async_study.py:run_config.
 #   phase tune : every method's grid at straggler slowdown S = 4, seed 0 (120 runs; the
 #                grids of bi2clip-A+rate+comp, FedBuff and FedAsync are the heatmaps)
