@@ -159,7 +159,7 @@ def problems(config, tasks=None) -> list[str]:
           f"remove the override. {config.method} uses: {used}.")
     bad_hp = True
   for k, v in hp.items():
-    if k in ("inner_schedule", "bias_correction"):
+    if k in ("inner_schedule", "bias_correction") or k in ignored:
       continue
     if not _number(v):
       add(f"config.hparams.{k}={v!r} must be a number.")
