@@ -161,6 +161,9 @@ def train(config: config_dict.ConfigDict, workdir: str, *,
     nonlocal best, best_round
     m = {f"eval/{k}": v for k, v in
          evaluate(eval_fn, state.params, data.test, config.eval_batch_size).items()}
+    # Corpus-level metrics a task attaches to its model (e.g. BLEU of decoded test verses).
+    if model.meta.get("corpus_eval") is not None:
+      m.update({f"eval/{k}": float(v) for k, v in model.meta["corpus_eval"](state.params).items()})
     v = m.get(config.report_metric)
     if v is not None and math.isfinite(v) and (best is None or sign * v < sign * best):
       best, best_round = v, r

@@ -51,7 +51,7 @@ def test_missing_artifact_error_names_the_command(monkeypatch, tmp_path):
 
 
 def test_unknown_names_list_known_ones():
-  with pytest.raises(KeyError, match="bible-kjv, fashion-mnist"):
+  with pytest.raises(KeyError, match="bible-kjv, bible-translation, fashion-mnist"):
     fetch.fetch("nope")
   with pytest.raises(KeyError, match="Known artifacts"):
     fetch.artifact_path("nope")

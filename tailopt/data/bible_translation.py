@@ -53,7 +53,8 @@ from tailopt.data.types import FederatedData
 
 __all__ = [
     "GROUPS", "PAD", "BOS", "EOS", "UNK", "Pair", "bleu", "clean_english", "clean_spanish",
-    "encode_pairs", "is_test", "load", "pairs", "parse_dump", "split", "tokenizer",
+    "detokenize", "drop_versification_seams", "encode_pairs", "extract_pairs", "group_of",
+    "is_test", "load", "make_bleu_eval", "pairs", "parse_dump", "split", "tokenizer",
     "train_tokenizer", "write_pairs",
 ]
 
@@ -386,13 +387,61 @@ def bleu(hypotheses, references) -> float:
   return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
 
 
+def make_bleu_eval(generate, data: FederatedData, *, num_examples: int = 256,
+                   batch_size: int = 128, beam_size: int = 1, length_alpha: float = 0.6):
+  """``params -> {'bleu': ...}``: sacrebleu corpus BLEU of decoded test verses.
+
+  ``generate`` is a seq2seq model's ``meta['generate']``. The subset is fixed: the
+  ``num_examples`` test verses evenly spaced through the canonical order (so every group
+  of books is represented); hypotheses are the decoded Spanish (greedy when
+  ``beam_size=1``) up to EOS, references the cleaned, untruncated Reina-Valera verses.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  tok, meta = data.meta["tokenizer"], data.meta
+  test_pairs = meta["test_pairs"]
+  n = min(num_examples, len(test_pairs))
+  idx = np.unique(np.linspace(0, len(test_pairs) - 1, n).round().astype(int))
+  src, src_mask = data.test["src"][idx], data.test["src_mask"][idx]
+  refs = [test_pairs[i].es for i in idx]
+  bs = min(batch_size, len(idx))
+  gen = jax.jit(functools.partial(generate, bos_id=meta["bos_id"], eos_id=meta["eos_id"],
+                                  pad_id=meta["pad_id"], steps=meta["max_len"],
+                                  beam_size=beam_size, length_alpha=length_alpha))
+
+  def bleu_eval(params) -> dict:
+    rows = []
+    for s in range(0, len(idx), bs):
+      b_src, b_mask = src[s:s + bs], src_mask[s:s + bs]
+      k = len(b_src)
+      if k < bs:  # pad the last batch: one compiled shape
+        b_src = np.concatenate([b_src, np.repeat(b_src[:1], bs - k, 0)])
+        b_mask = np.concatenate([b_mask, np.repeat(b_mask[:1], bs - k, 0)])
+      rows.extend(np.asarray(gen(params, b_src, b_mask))[:k])
+    return {"bleu": bleu(detokenize(tok, rows, meta["eos_id"]), refs)}
+
+  bleu_eval.references = refs
+  return bleu_eval
+
+
+def detokenize(tok, rows, eos_id: int) -> list[str]:
+  """Text of each row of token ids, up to (not including) its first EOS; padding dropped."""
+  out = []
+  for r in rows:
+    r = np.asarray(r)
+    hits = np.flatnonzero(r == eos_id)
+    r = r[:hits[0]] if len(hits) else r
+    out.append(tok.decode([int(t) for t in r], skip_special_tokens=True))
+  return out
+
+
 def load(*, num_clients: int = 8, partition: str = "genre", vocab_size: int = 8000,
          max_len: int = 64, seed: int = 0, limit: int | None = None,
-         path: str | os.PathLike | None = None) -> FederatedData:
+         test_limit: int | None = None, path: str | os.PathLike | None = None) -> FederatedData:
   """The federated translation task; see the module docstring.
 
   ``limit``: keep at most this many training pairs per node (the first, in canonical
-  order; tests and smoke runs). ``meta`` has the ``tokenizer``, the ids, and the held-out
+  order; tests and smoke runs). ``test_limit``: keep this many pooled test verses, evenly
+  spaced through the canonical order (per-node ``client_test`` stays whole). ``meta`` has the ``tokenizer``, the ids, and the held-out
   ``test_pairs`` (canonical order, aligned with ``test``) for BLEU.
   """
   root = pathlib.Path(path).parent if path is not None else fetch.artifact_path(ARTIFACT)
@@ -411,6 +460,9 @@ def load(*, num_clients: int = 8, partition: str = "genre", vocab_size: int = 80
     return _arrays([en_ids[i] for i in idx], [es_ids[i] for i in idx], max_len, bos, eos)
 
   test_pairs = [p for p in all_pairs if is_test(p.ref)]  # = the nodes' held-out verses
+  if test_limit and test_limit < len(test_pairs):
+    keep = np.unique(np.linspace(0, len(test_pairs) - 1, test_limit).round().astype(int))
+    test_pairs = [test_pairs[i] for i in keep]
   data = FederatedData(
       clients=[arrays(c) for c in clients],
       test=arrays(test_pairs),
