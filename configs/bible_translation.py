@@ -38,12 +38,12 @@ def get_config(arg: str = ""):
   c.eval_batch_size = 256
   c.report_metric, c.report_mode = "eval/bleu", "max"
   c.sweep.methods = REAL_METHODS
-  if "study" in v:
-    c.data.vocab_size, c.data.max_len, c.data.bleu_examples = 4000, 48, 512
-    c.data.test_limit = 2048
-    c.model.kwargs.update(d_model=128, num_heads=4, encoder_layers=2, decoder_layers=2,
+  if "study" in v:  # CPU-sized: a small model, 100 rounds
+    c.data.vocab_size, c.data.max_len, c.data.bleu_examples = 2000, 32, 256
+    c.data.test_limit = 1024
+    c.model.kwargs.update(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1,
                           mlp_dim=256)
-    c.rounds, c.eval_every, c.checkpoint_every = 150, 25, 0
+    c.rounds, c.eval_every, c.checkpoint_every = 100, 25, 0
     c.local_steps, c.batch_size = 4, 16
   if "runlocal" in v:
     c.data.vocab_size, c.data.max_len, c.data.bleu_examples = 2000, 32, 256

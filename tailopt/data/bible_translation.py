@@ -409,6 +409,8 @@ def make_bleu_eval(generate, data: FederatedData, *, num_examples: int = 256,
                                   beam_size=beam_size, length_alpha=length_alpha))
 
   def bleu_eval(params) -> dict:
+    # On one device: the training mesh's replicated params would run it once per device.
+    params = jax.device_put(params, jax.devices()[0])
     rows = []
     for s in range(0, len(idx), bs):
       b_src, b_mask = src[s:s + bs], src_mask[s:s + bs]

@@ -90,7 +90,7 @@ def make_seq2seq(
         h, _ = jax.lax.scan(block, _embed(params, src, "src_pos"), params["encoder"])
         return L.layer_norm(params["encoder_ln"], h)
 
-    def decode_hidden(params, memory, src_mask, tgt_in):
+    def decode(params, memory, src_mask, tgt_in):
         self_mask = L.causal_mask(tgt_in.shape[1])
         cross_mask = L.padding_mask(src_mask)
 
@@ -101,10 +101,7 @@ def make_seq2seq(
             return h + L.mlp(p["mlp"], L.layer_norm(p["ln3"], h)), None
 
         h, _ = jax.lax.scan(block, _embed(params, tgt_in, "tgt_pos"), params["decoder"])
-        return L.layer_norm(params["decoder_ln"], h)
-
-    def decode(params, memory, src_mask, tgt_in):
-        return decode_hidden(params, memory, src_mask, tgt_in) @ params["embed"].T
+        return L.layer_norm(params["decoder_ln"], h) @ params["embed"].T
 
     def _src_mask(src, src_mask):
         return jnp.ones(src.shape, jnp.int32) if src_mask is None else src_mask
@@ -139,26 +136,60 @@ def make_seq2seq(
         return _search(p, encode(p, src, src_mask), src_mask, bos_id, eos_id, pad_id, steps,
                        beam_size, length_alpha)
 
+    dh = d_model // num_heads
+
+    def _heads(x):
+        return x.reshape(x.shape[0], x.shape[1], num_heads, dh)
+
+    def _decode_step(p, cache, cross_mask, tok, t):
+        """One decoder position with cached keys/values: ``tok`` (N,) at position ``t`` ->
+        next-token logits (N, V) and the cache with position ``t``'s self-attention K/V."""
+        h = p["embed"][tok][:, None] * jnp.sqrt(float(d_model)) + p["tgt_pos"][t][None, None]
+        self_mask = (jnp.arange(cache["sk"].shape[2]) <= t)[None, None, None, :]
+
+        def block(h, xs):
+            lp, ck, cv, sk, sv = xs
+            a = L.layer_norm(lp["ln1"], h)
+            sa = lp["self_attn"]
+            sk = jax.lax.dynamic_update_slice_in_dim(sk, _heads(L.dense(sa["k"], a)), t, axis=1)
+            sv = jax.lax.dynamic_update_slice_in_dim(sv, _heads(L.dense(sa["v"], a)), t, axis=1)
+            o = L.attention(_heads(L.dense(sa["q"], a)), sk, sv, self_mask)
+            h = h + L.dense(sa["o"], o.reshape(h.shape))
+            ca = lp["cross_attn"]
+            o = L.attention(_heads(L.dense(ca["q"], L.layer_norm(lp["ln2"], h))), ck, cv,
+                            cross_mask)
+            h = h + L.dense(ca["o"], o.reshape(h.shape))
+            return h + L.mlp(lp["mlp"], L.layer_norm(lp["ln3"], h)), (sk, sv)
+
+        h, (sk, sv) = jax.lax.scan(block, h, (p["decoder"], cache["ck"], cache["cv"],
+                                              cache["sk"], cache["sv"]))
+        logits = L.layer_norm(p["decoder_ln"], h)[:, 0] @ p["embed"].T
+        return logits, dict(cache, sk=sk, sv=sv)
+
     def _search(p, memory, src_mask, bos_id, eos_id, pad_id, steps, k, alpha):
         b = memory.shape[0]
         # Beams are flattened into the batch: row i*k + j is beam j of example i.
         memory = jnp.repeat(memory, k, axis=0)
-        src_mask = jnp.repeat(src_mask, k, axis=0)
-        buf = jnp.full((b * k, steps), pad_id, jnp.int32).at[:, 0].set(bos_id)
+        cross_mask = L.padding_mask(jnp.repeat(src_mask, k, axis=0))
+        ck, cv = jax.vmap(lambda lp: (_heads(L.dense(lp["cross_attn"]["k"], memory)),
+                                      _heads(L.dense(lp["cross_attn"]["v"], memory))))(
+                                          p["decoder"])
+        empty = jnp.zeros((decoder_layers, b * k, steps, num_heads, dh), memory.dtype)
+        cache = dict(ck=ck, cv=cv, sk=empty, sv=empty)
+        prev = jnp.full((b * k,), bos_id, jnp.int32)
         out = jnp.full((b * k, steps), pad_id, jnp.int32)
         score = jnp.tile(jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf), (b, 1))  # (b, k)
         done = jnp.zeros((b * k,), bool)
         length = jnp.zeros((b * k,), jnp.int32)
 
         def cond(c):
-            t, _, _, _, done, _ = c
+            t, _, _, _, _, done, _ = c
             return (t < steps) & ~jnp.all(done)
 
         def body(c):
-            t, buf, out, score, done, length = c
-            h = decode_hidden(p, memory, src_mask, buf)
-            h_t = jax.lax.dynamic_index_in_dim(h, t, axis=1, keepdims=False)
-            logp = jax.nn.log_softmax((h_t @ p["embed"].T).astype(jnp.float32), axis=-1)
+            t, cache, prev, out, score, done, length = c
+            logits, cache = _decode_step(p, cache, cross_mask, prev, t)
+            logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
             v = logp.shape[-1]
             # A finished beam extends only with pad at no cost, so it keeps its score.
             frozen = jnp.full_like(logp, -jnp.inf).at[:, pad_id].set(0.0)
@@ -168,16 +199,15 @@ def make_seq2seq(
             new_score, idx = jax.lax.top_k(cand, k)
             src_row = (jnp.arange(b)[:, None] * k + idx // v).reshape(-1)
             tok = (idx % v).astype(jnp.int32).reshape(-1)
-            buf, out, done, length = buf[src_row], out[src_row], done[src_row], length[src_row]
+            out, done, length = out[src_row], done[src_row], length[src_row]
+            cache = dict(cache, sk=cache["sk"][:, src_row], sv=cache["sv"][:, src_row])
             out = out.at[:, t].set(tok)
-            buf = buf.at[:, jnp.minimum(t + 1, steps - 1)].set(
-                jnp.where(t + 1 < steps, tok, buf[:, steps - 1]))
             length = length + (~done).astype(jnp.int32)
             done = done | (tok == eos_id)
-            return t + 1, buf, out, new_score, done, length
+            return t + 1, cache, tok, out, new_score, done, length
 
-        _, _, out, score, _, length = jax.lax.while_loop(
-            cond, body, (jnp.int32(0), buf, out, score, done, length))
+        _, _, _, out, score, _, length = jax.lax.while_loop(
+            cond, body, (jnp.int32(0), cache, prev, out, score, done, length))
         norm = ((5.0 + length.reshape(b, k)) / 6.0) ** alpha
         best = jnp.argmax(score / norm, axis=-1)
         return out.reshape(b, k, steps)[jnp.arange(b), best]
