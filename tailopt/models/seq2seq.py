@@ -131,7 +131,7 @@ def make_seq2seq(
             raise ValueError(f"steps={steps} must be in [1, max_len={max_len}].")
         if beam_size < 1:
             raise ValueError(f"beam_size={beam_size} must be >= 1.")
-        p = full(params)
+        p = jax.tree.map(jnp.asarray, full(params))  # numpy params index badly by tracers
         src_mask = _src_mask(src, src_mask)
         return _search(p, encode(p, src, src_mask), src_mask, bos_id, eos_id, pad_id, steps,
                        beam_size, length_alpha)
