@@ -243,3 +243,15 @@ def test_runlocal_end_to_end(root, tmp_path):
   assert s["finished"] and not s["diverged"]
   assert {"eval/bleu", "eval/loss", "eval/accuracy"} <= set(s["final"])
   assert s["final"]["eval/loss"] < 8.0  # below log(2000) = 7.6 + margin: it learned
+
+
+@pytest.mark.parametrize("variant", ["", "runlocal", "study", "iid,beam"])
+def test_configs_validate(variant):
+  from configs.bible_translation import get_config
+  from experiments import tasks
+  from experiments.validate import validate
+  c = get_config(variant)
+  validate(c, tasks.TASKS)
+  assert c.task == "bible_translation" and c.report_metric == "eval/bleu"
+  with pytest.raises(ValueError, match="configs/bible_translation.py"):
+    get_config("nope")
