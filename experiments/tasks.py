@@ -203,6 +203,25 @@ def wmt19_task(config):
   return data, _get_model(config, vocab_size=tok.vocab_size, max_len=d.max_len)
 
 
+@register("bible_translation")
+def bible_translation_task(config):
+  """KJV English -> Reina-Valera 1909 Spanish, books by genre across 8 nodes, seq2seq,
+  sacrebleu BLEU of greedy (or beam) decodes at each eval: the WMT stand-in."""
+  from tailopt.data import bible_translation
+  d = config.data
+  data = bible_translation.load(num_clients=config.data_clients or config.clients,
+                                partition=d.partition, vocab_size=d.vocab_size,
+                                max_len=d.max_len, seed=config.seed, limit=d.limit or None,
+                                test_limit=d.test_limit or None)
+  model = _get_model(config, vocab_size=data.meta["vocab_size"], max_len=d.max_len)
+  # Corpus-level metrics for the train loop's eval (experiments.train: meta['corpus_eval']).
+  model.meta["corpus_eval"] = bible_translation.make_bleu_eval(
+      model.meta["generate"], data, num_examples=d.bleu_examples,
+      batch_size=config.eval_batch_size, beam_size=d.beam_size)
+  model.meta["corpus_eval_keys"] = ("bleu",)
+  return data, model
+
+
 @register("squad")
 def squad_task(config):
   """tfds squad fine-tuning of the Llama decoder (the paper's Qwen2.5/SQuAD task)."""

