@@ -282,6 +282,7 @@ def qwen_small(qwen_gguf):
     return make_qwen2(trainable="last_n_layers:1", path=qwen_gguf, num_layers=2)
 
 
+@pytest.mark.slow  # about a minute on 2 cores; run with -m slow
 def test_qwen2_two_layers_match_numpy_reference(qwen_gguf, qwen_small):
     cfg = qwen_small.meta["config"]
     tokens = qwen_small.meta["tokenizer"].encode("The capital of France is Paris, and")
@@ -338,6 +339,7 @@ def test_qwen2_perplexity(qwen_full):
     assert float(ev["perplexity"]) < QWEN_PPL_BOUND
 
 
+@pytest.mark.slow  # about a minute on 2 cores; run with -m slow
 def test_qwen2_hf_checkpoint_roundtrip(qwen_small, tmp_path):
     """Fine-tuned weights written out as an HF checkpoint (safetensors with HF names, config.json,
     tokenizer.json) load back as the same model: equal weights and config, the same logits."""

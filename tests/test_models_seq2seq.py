@@ -101,6 +101,7 @@ def test_greedy_decode_matches_python_argmax_loop():
         model.meta["generate"](params, src, bos_id=1, eos_id=2, steps=11)
 
 
+@pytest.mark.slow  # the exhaustive search is long; beam=1 == greedy stays fast
 def test_beam_search_wide_enough_is_exhaustive_search():
     """With beam >= V**(T-1) nothing is pruned: the beam's best equals brute force."""
     vocab, steps, bos, eos, pad = 5, 3, 1, 2, 0
