@@ -33,13 +33,15 @@ class LocalResult(NamedTuple):
 def nonfinite(tree) -> jax.Array:
   """1.0 if any coordinate of ``tree`` is NaN or infinite, else 0.0.
 
-  One ``isfinite`` reduction per leaf (a sum could overflow on huge finite values).
+  Takes the largest ``|g|`` (NaN propagates through max): it cannot overflow on huge
+  finite values, as a plain sum can (3e38 + 3e38), and a max reduction stays as cheap as a
+  sum on XLA:CPU, unlike a boolean ``all(isfinite)`` (about 25% of a round there).
   """
   leaves = jax.tree.leaves(tree)
   if not leaves:
     return jnp.zeros([], jnp.float32)
-  ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]).all()
-  return (~ok).astype(jnp.float32)
+  top = jnp.max(jnp.stack([jnp.max(jnp.abs(g)).astype(jnp.float32) for g in leaves]))
+  return (~jnp.isfinite(top)).astype(jnp.float32)
 
 
 def match_vma(new, old):
