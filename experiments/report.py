@@ -6,7 +6,9 @@
 For a sweep (``sweep.json`` written by :mod:`experiments.sweep`) it writes
 ``report.md`` (best setting per method; mean ± std over seeds of the final and of the
 best value of the report metric; diverged seeds counted) and ``curves_<metric>.png``
-(metric vs round per method, mean with a min-max band over seeds).
+(metric vs round per method, mean with a min-max band over seeds). When the runs log
+``train/bytes_cumulative`` it adds a table of every grid point's final metric against the
+bytes a node sent and received, and ``quality_vs_bytes.png``.
 """
 
 from __future__ import annotations

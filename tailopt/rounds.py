@@ -324,8 +324,9 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
         wx = jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
         return (jax.lax.psum(wx, ax) / total_w.astype(acc)).astype(p.dtype)
       mean = jax.tree.map(wmean, deltas, like)
-      sent = jax.tree.map(lambda x, p: jnp.zeros(jnp.shape(p), jnp.promote_types(
-          x.dtype, jnp.float32)), deltas, like)
+      # What crosses: each Delta in its accumulation dtype (float32, or wider).
+      sent = jax.tree.map(lambda x, p: jax.ShapeDtypeStruct(
+          jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)), deltas, like)
       return mean, comm_state, compression.payload_bytes(sent)
     k = rnd.clients_per_device
     first = jax.lax.axis_index(ax) * k
