@@ -46,7 +46,8 @@ if ARGS is not None and ARGS.devices > 0 and "jax" not in sys.modules:
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+import optax  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 import tailopt  # noqa: E402
 
@@ -75,9 +76,12 @@ def tree_bytes(tree) -> int:
   return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)))
 
 
-def bare_work(loss_fn, mesh, z, lr=0.01):
-  """z value_and_grad + SGD steps per client, vmapped and shard_mapped, nothing else."""
+def bare_work(loss_fn, mesh, z, clients, lr=0.01):
+  """z value_and_grad + SGD steps per client in the round's layout (shard_map over the
+  clients, scan over the steps, vmap over a device's clients when it holds several),
+  nothing else: no optimizer transform, no averaging, no outer step."""
   grad = jax.value_and_grad(loss_fn)
+  k = clients // mesh.shape["clients"]
 
   def client(x, batches):
     def step(x, b):
@@ -87,12 +91,62 @@ def bare_work(loss_fn, mesh, z, lr=0.01):
 
   def body(params, batch):
     x = jax.tree.map(lambda p: jax.lax.pcast(p, "clients", to="varying"), params)
-    xs, losses = jax.vmap(client, in_axes=(None, 0))(x, batch)
-    return xs, losses
+    if k == 1:
+      out = client(x, jax.tree.map(lambda a: a[0], batch))
+      return jax.tree.map(lambda a: a[None], out)
+    return jax.vmap(client, in_axes=(None, 0))(x, batch)
 
   f = jax.shard_map(body, mesh=mesh, in_specs=(P(), P("clients")),
                     out_specs=(P("clients"), P("clients")))
   return jax.jit(f)
+
+
+def data_parallel(loss_fn, mesh, z, lr=0.01):
+  """Plain optax data parallelism over the same examples: z steps of SGD on the global
+  batch (the clients' minibatches of a step together, split over the devices), the
+  gradient averaged every step (GSPMD all-reduce), all z steps in one jitted scan."""
+  tx = optax.sgd(lr)
+  grad = jax.value_and_grad(loss_fn)
+  rep = NamedSharding(mesh, P())
+
+  def steps(params, opt_state, batch):   # batch leaves: (z, clients * B, ...)
+    def step(carry, b):
+      x, s = carry
+      loss, g = grad(x, b)
+      u, s = tx.update(g, s, x)
+      return (optax.apply_updates(x, u), s), loss
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batch)
+    return params, opt_state, losses
+
+  fn = jax.jit(steps, out_shardings=(rep, rep, rep), donate_argnums=(0, 1))
+  return fn, tx
+
+
+def naive_loop(loss_fn, method, z):
+  """The per-client Python loop a first implementation writes: each client's z inner
+  steps one jitted call at a time on one device, then the mean Delta and the outer step."""
+  inner, outer = method.inner, method.outer
+  grad = jax.grad(loss_fn)
+
+  @jax.jit
+  def client(x, batches):
+    def step(carry, b):
+      y, s = carry
+      u, s = inner.update(grad(y, b), s, y)
+      return (optax.apply_updates(y, u), s), None
+    (y, _), _ = jax.lax.scan(step, (x, inner.init(x)), batches)
+    return jax.tree.map(lambda a, b: a - b, x, y)
+
+  @jax.jit
+  def server(x, s, deltas):
+    mean = jax.tree.map(lambda *d: sum(d) / len(d), *deltas)
+    u, s = outer.update(mean, s, x)
+    return optax.apply_updates(x, u), s
+
+  def round_(x, s, per_client_batches):
+    deltas = [client(x, b) for b in per_client_batches]
+    return server(x, s, deltas)
+  return round_, outer.init
 
 
 def compressed_round(spec: str, method, z: int) -> dict:
@@ -137,10 +191,33 @@ def main(args):
 
   # Interleave the measurements (round-robin) so drift affects every method alike.
   runners = {}
-  bare = bare_work(mlp_loss, mesh, z)
-  bbatch = jax.device_put(batch, jax.sharding.NamedSharding(mesh, P("clients")))
+  bare = bare_work(mlp_loss, mesh, z, C)
+  bbatch = jax.device_put(batch, NamedSharding(mesh, P("clients")))
   jax.block_until_ready(bare(params, bbatch))
   runners["bare"] = lambda: bare(params, bbatch)
+  # Data parallel: step s takes every client's s-th minibatch, split over the devices.
+  dp, dp_tx = data_parallel(mlp_loss, mesh, z)
+  dp_batch = jax.device_put(
+      {k: np.swapaxes(v, 0, 1).reshape((z, C * B) + v.shape[3:]) for k, v in batch.items()},
+      NamedSharding(mesh, P(None, "clients")))
+  dp_state = list(jax.device_put((params, dp_tx.init(params)), NamedSharding(mesh, P())))
+  dp_state = list(jax.tree.map(jnp.copy, dp_state))
+
+  def run_dp():
+    dp_state[0], dp_state[1], losses = dp(dp_state[0], dp_state[1], dp_batch)
+    return losses
+  jax.block_until_ready(run_dp())
+  runners["data parallel"] = run_dp
+  naive, naive_init = naive_loop(mlp_loss, tailopt.get_method(args.methods.split(",")[0]), z)
+  per_client = [jax.device_put({k: v[i] for k, v in batch.items()}) for i in range(C)]
+  naive_state = [jax.device_put(params), None]
+  naive_state[1] = naive_init(naive_state[0])
+
+  def run_naive():
+    naive_state[0], naive_state[1] = naive(naive_state[0], naive_state[1], per_client)
+    return naive_state[0]
+  jax.block_until_ready(run_naive())
+  runners["naive loop"] = run_naive
   states = {}
   methods = args.methods.split(",")
   variants = {name: (name, {}) for name in methods}
@@ -168,8 +245,17 @@ def main(args):
 
   out = {"model_params": n_params, "devices": n_dev, "clients": C, "local_steps": z,
          "bare_round_s": med["bare"], "methods": {}}
-  print(f"{'method':<14}{'round ms':>10}{'/fedavg':>9}{'/bare':>8}{'node B':>12}{'server B':>12}")
-  print(f"{'bare work':<14}{med['bare'] * 1e3:>10.1f}{'':>9}{1.0:>8.2f}")
+  out["data_parallel_s"] = med["data parallel"]
+  out["naive_loop_s"] = med["naive loop"]
+  dpm = med["data parallel"]
+  print(f"{'method':<14}{'round ms':>10}{'/fedavg':>9}{'/bare':>8}{'/DP':>7}{'node B':>12}"
+        f"{'server B':>12}")
+  print(f"{'bare work':<14}{med['bare'] * 1e3:>10.1f}{'':>9}{1.0:>8.2f}"
+        f"{med['bare'] / dpm:>7.2f}")
+  print(f"{'data parallel':<14}{dpm * 1e3:>10.1f}{'':>9}{dpm / med['bare']:>8.2f}{1.0:>7.2f}")
+  print(f"{'naive loop':<14}{med['naive loop'] * 1e3:>10.1f}{'':>9}"
+        f"{med['naive loop'] / med['bare']:>8.2f}{med['naive loop'] / dpm:>7.2f}"
+        f"   ({methods[0]}, one client at a time)")
   for name in methods:
     state, rnd = states[name][0], states[name][1]
     node_b = tree_bytes(state.inner_state) // C
@@ -177,13 +263,16 @@ def main(args):
     r = {"median_round_s": med[name],
          "ratio_to_fedavg": med[name] / med["fedavg"] if "fedavg" in med else None,
          "ratio_to_bare": med[name] / med["bare"],
+         "ratio_to_data_parallel": med[name] / dpm,
+         "ratio_to_naive_loop": med[name] / med["naive loop"],
          "node_state_bytes": node_b, "server_state_bytes": server_b,
          "node_state_param_copies": round(node_b / tree_bytes(params), 3),
          "server_state_param_copies": round(server_b / tree_bytes(params), 3)}
     out["methods"][name] = r
     rf = r["ratio_to_fedavg"]
     print(f"{name:<14}{med[name] * 1e3:>10.1f}{(rf or float('nan')):>9.3f}"
-          f"{r['ratio_to_bare']:>8.3f}{node_b:>12,}{server_b:>12,}")
+          f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}"
+          f"{server_b:>12,}")
   base = methods[0]
   out["compressed"] = {}
   print(f"\n{'variant':<22}{'round ms':>10}{f'/{base}':>10}{'bytes up':>12}{'/fp32':>8}")

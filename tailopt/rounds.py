@@ -96,14 +96,44 @@ def _own_copy(x):
 
 
 def client_mesh(num_devices: Optional[int] = None, axis_name: str = "clients",
-                devices=None) -> jax.sharding.Mesh:
-  """A 1-D mesh over ``num_devices`` devices (default: all) with an Auto client axis."""
+                devices=None, model: int = 1, model_axis: str = "model"
+                ) -> jax.sharding.Mesh:
+  """A mesh over ``num_devices`` devices (default: all) with an Auto client axis.
+
+  ``model > 1`` gives a 2-D mesh ``(num_devices // model, model)`` with axes
+  ``(axis_name, model_axis)``: each client group of ``model`` devices holds one replica,
+  its parameters and optimizer states sharded FSDP-style over ``model_axis``
+  (:func:`model_spec`), for models that do not fit one device.
+  """
   devices = list(devices if devices is not None else jax.devices())
   n = len(devices) if num_devices is None else num_devices
   if not 1 <= n <= len(devices):
     raise ValueError(f"num_devices={n} but {len(devices)} devices are available.")
-  return jax.make_mesh((n,), (axis_name,), axis_types=(jax.sharding.AxisType.Auto,),
+  if not isinstance(model, (int, np.integer)) or model < 1 or n % model:
+    raise ValueError(f"model={model!r} must be a positive integer dividing the {n} devices "
+                     "(the mesh is clients x model).")
+  auto = jax.sharding.AxisType.Auto
+  if model == 1:
+    return jax.make_mesh((n,), (axis_name,), axis_types=(auto,), devices=devices[:n])
+  return jax.make_mesh((n // model, model), (axis_name, model_axis), axis_types=(auto, auto),
                        devices=devices[:n])
+
+
+def model_spec(shape, size: int, axis: Optional[str]) -> tuple:
+  """The FSDP placement of one array of ``shape`` over a model axis of ``size`` devices:
+  its largest dimension divisible by ``size`` is split (the first such, on ties); an
+  array with none (scalars, odd sizes) is replicated. Parameters and their optimizer
+  moments share shapes, hence placements."""
+  spec = [None] * len(shape)
+  if axis is None or size <= 1:
+    return tuple(spec)
+  best = None
+  for i, d in enumerate(shape):
+    if d % size == 0 and d >= size and (best is None or d > shape[best]):
+      best = i
+  if best is not None:
+    spec[best] = axis
+  return tuple(spec)
 
 
 @dataclasses.dataclass
@@ -123,21 +153,51 @@ class Round:
   compressor: Optional[compression.Compressor] = None
   down_compressor: Optional[compression.Compressor] = None
   fragments: Optional[int] = None
+  client_loop: str = "vmap"
   _step: Any = None
 
   @property
   def clients_per_device(self) -> int:
     return self.num_clients // self.mesh.shape[self.axis_name]
 
+  @property
+  def model_axis(self) -> Optional[str]:
+    """The mesh's model axis (parameters sharded over it), or None."""
+    others = [a for a in self.mesh.axis_names if a != self.axis_name]
+    return others[0] if others else None
+
   def _shardings(self):
     rep = NamedSharding(self.mesh, P())
     cl = NamedSharding(self.mesh, P(self.axis_name))
     return rep, cl
 
-  def init(self, params, seed: int = 0) -> RoundState:
-    """The initial state: params and outer state replicated, inner states per client."""
+  def placement(self, tree, per_client: bool):
+    """NamedShardings of a state subtree: per-client leaves split over the client axis
+    (leading axis), model-sized dimensions over the model axis (:func:`model_spec`)."""
+    size = self.mesh.shape[self.model_axis] if self.model_axis else 1
+
+    def one(x):
+      shape = tuple(x.shape)
+      if per_client:
+        return NamedSharding(self.mesh, P(self.axis_name,
+                                          *model_spec(shape[1:], size, self.model_axis)))
+      return NamedSharding(self.mesh, P(*model_spec(shape, size, self.model_axis)))
+    return jax.tree.map(one, tree)
+
+  def state_shardings(self, state: RoundState) -> RoundState:
+    """Where each part of a round state lives (see :meth:`placement`)."""
+    rep = NamedSharding(self.mesh, P())
+    return RoundState(
+        params=self.placement(state.params, False),
+        outer_state=self.placement(state.outer_state, False),
+        inner_state=self.placement(state.inner_state, True),
+        noise_state=self.placement(state.noise_state, True),
+        round=rep, rng=rep,
+        comm_state=self.placement(state.comm_state, True),
+        local_params=self.placement(state.local_params, True))
+
+  def _build_state(self, params, seed) -> RoundState:
     inner = self.method.inner
-    rep, cl = self._shardings()
     c = self.num_clients
     stack = lambda tree: jax.tree.map(  # noqa: E731
         lambda x: jnp.broadcast_to(x, (c,) + jnp.shape(x)), tree)
@@ -163,19 +223,43 @@ class Round:
         inner_state=inner_state, noise_state=noise_state,
         round=jnp.zeros([], jnp.int32), rng=jax.random.key(seed),
         comm_state=comm_state, local_params=local_params)
-    shardings = RoundState(rep, rep, cl, cl, rep, rep, cl, cl)
-    # Own, strongly typed copies: the round donates its state, which must not free the
-    # caller's arrays (device_put may alias them), and a weakly typed input
-    # (jnp.full(.., 0.1)) would come back strong and force a second compile.
-    state = jax.tree.map(_own_copy, state)
-    return jax.tree.map(lambda s, x: jax.device_put(x, s), shardings, state,
-                        is_leaf=lambda n: isinstance(n, NamedSharding))
+    # Strongly typed leaves: a weakly typed input (jnp.full(.., 0.1)) would come back
+    # strong from the first round and force a second compile.
+    return jax.tree.map(_own_copy, state)
+
+  def init(self, params, seed: int = 0) -> RoundState:
+    """The initial state: params and outer state replicated over the clients (split over
+    a model axis), inner states one per client.
+
+    Built by one jitted program straight into its shardings, so the peak memory is the
+    state's own (each device materializes only its clients' shards), and every array is
+    global: this works unchanged on several processes (``jax.distributed``), where every
+    process passes the same ``params`` (e.g. initialized from the same seed). The state
+    owns its buffers (the donating round never frees the caller's ``params``).
+    """
+    if jax.process_count() > 1:
+      # Host values are taken as the same global value on every process.
+      params = jax.tree.map(
+          lambda x: x if isinstance(x, jax.Array) and not x.is_fully_addressable
+          else np.asarray(jax.device_get(x)), params)
+    abstract = jax.eval_shape(lambda p: self._build_state(p, seed), params)
+    shardings = self.state_shardings(abstract)
+    build = jax.jit(lambda p: self._build_state(p, seed), out_shardings=shardings)
+    return build(params)
+
+  def local_clients(self) -> np.ndarray:
+    """The client slots whose batches this process places (all of them on one process):
+    pass their rows to :meth:`shard_local_batch`."""
+    idx = self._shardings()[1].addressable_devices_indices_map((self.num_clients,))
+    rows = sorted({i for sl in idx.values() for i in range(*sl[0].indices(self.num_clients))})
+    return np.asarray(rows, np.int64)
 
   def shard_batch(self, batch):
     """Places a (clients, z, ...) batch with its client axis split over the mesh.
 
-    Multi-host (``jax.process_count() > 1``): every process passes the same global batch
-    (e.g. from a seeded sampler) and only its own devices' shards are placed.
+    On several processes every process may pass the same global batch (only its own
+    devices' rows are placed); to build only this process's clients' data, use
+    :meth:`local_clients` and :meth:`shard_local_batch`.
     """
     self.check_batch(batch)
     sharding = self._shardings()[1]
@@ -184,6 +268,22 @@ class Round:
     return jax.tree.map(
         lambda x: x if isinstance(x, jax.Array) else jax.make_array_from_callback(
             np.shape(x), sharding, lambda idx, x=x: np.asarray(x)[idx]), batch)
+
+  def shard_local_batch(self, local_batch):
+    """The global batch from this process's rows (leaves ``(len(local_clients()), z,
+    ...)``), without any process holding the others' data."""
+    sharding = self._shardings()[1]
+    n_local = len(self.local_clients())
+
+    def one(x):
+      x = np.asarray(x)
+      if x.shape[:1] != (n_local,) or x.ndim < 2 or x.shape[1] != self.local_steps:
+        raise ValueError(
+            f"local batch leaf has shape {x.shape}; expected leading axes ({n_local} local "
+            f"clients, local_steps={self.local_steps}, ...) (see Round.local_clients()).")
+      return jax.make_array_from_process_local_data(
+          sharding, x, (self.num_clients,) + x.shape[1:])
+    return jax.tree.map(one, local_batch)
 
   def check_batch(self, batch):
     for path, leaf in jax.tree_util.tree_leaves_with_path(batch):
@@ -207,7 +307,7 @@ class Round:
     if jax.process_count() > 1:
       batch = self.shard_batch(batch)
     if weights is None:
-      weights = jnp.ones((self.num_clients,), jnp.float32)
+      weights = np.ones((self.num_clients,), np.float32)
     else:
       if np.shape(weights) != (self.num_clients,):
         raise ValueError(
@@ -224,7 +324,9 @@ class Round:
         if not np.any(w > 0):
           raise ValueError("weights are all zero: no client would count in the mean; give "
                            "at least one client a positive weight.")
-    return self._step(state, batch, jnp.asarray(weights, jnp.float32))
+    if not isinstance(weights, jax.Array):
+      weights = np.asarray(weights, np.float32)   # a host value: global on every process
+    return self._step(state, batch, weights.astype(np.float32))
 
 
 def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
@@ -236,7 +338,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
                 has_aux: bool = False, donate: bool = True,
                 compressor: Optional[compression.Compressor] = None,
                 down_compressor: Optional[compression.Compressor] = None,
-                fragments: Optional[int] = None) -> Round:
+                fragments: Optional[int] = None, client_loop: str = "vmap") -> Round:
   """Builds the jitted round.
 
   Args:
@@ -267,6 +369,10 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       round, so a round sends 1/F of the model; clients keep their own model between
       syncs and the outer rule keeps one state per fragment. ``None`` (default): every
       round synchronizes the whole model.
+    client_loop: how a device runs its clients when it holds more than one: ``"vmap"``
+      (default: batched, fastest when their activations fit) or ``"sequential"`` (one
+      after another in ``lax.map``: the activation memory of one client). A device that
+      holds one client runs it unbatched either way.
 
   Metrics ``bytes_up`` and ``bytes_down`` are the bytes one participating node sends and
   receives this round, from the arrays that cross the client axis (the payload, or the
@@ -306,9 +412,13 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     raise ValueError("down_compressor must be stateless (no error feedback): every "
                      "replica applies the same decoded update.")
 
+  if client_loop not in ("vmap", "sequential"):
+    raise ValueError(f"client_loop={client_loop!r}; use 'vmap' (batched clients) or "
+                     "'sequential' (one client at a time, less memory).")
+
   rnd = Round(loss_fn, method, int(local_steps), int(num_clients), mesh, axis_name,
               reset_inner_state, participation, noise, has_aux, donate, compressor,
-              down_compressor, fragments)
+              down_compressor, fragments, client_loop)
   z = rnd.local_steps
   inner_tx = method.inner
   outer_tx = optax.with_extra_args_support(method.outer)
@@ -356,6 +466,24 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     shapes = jax.tree.map(lambda u: jax.ShapeDtypeStruct(jnp.shape(u), u.dtype), updates)
     return down_compressor.decompress(payload, shapes), compression.payload_bytes(payload)
 
+  def run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0):
+    """The device's k clients' local runs: one client runs unbatched (no vmap), several
+    run vmapped (``client_loop='vmap'``) or one after another (``'sequential'``, the
+    memory of one client's activations)."""
+    k = rnd.clients_per_device
+    if k == 1 or client_loop == "sequential":
+      def one(args):
+        x, s, ns, b = args
+        return local_run(x0 if in_x is None else x, s, ns, b, round_idx, step0)
+      xs = None if in_x is None else x0
+      if k == 1:
+        sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+        out = one((sq(xs), sq(start_state), sq(noise_state), sq(batch)))
+        return jax.tree.map(lambda a: a[None], out)
+      return jax.lax.map(one, (xs, start_state, noise_state, batch))
+    return jax.vmap(local_run, in_axes=(in_x, 0, 0, 0, None, None))(
+        x0, start_state, noise_state, batch, round_idx, step0)
+
   def shard_body(params, outer_state, inner_state, noise_state, batch, weights, round_idx,
                  comm_state, local_params, ckey):
     step0 = round_idx * z
@@ -372,8 +500,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
           lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)
     else:
       start_state = inner_state
-    res = jax.vmap(local_run, in_axes=(in_x, 0, 0, 0, None, None))(
-        x0, start_state, noise_state, batch, round_idx, step0)
+    res = run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0)
 
     w = weights
     active = (w > 0)
@@ -473,10 +600,12 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     return new_params, outer_state, new_inner, new_noise, new_comm, new_local, metrics
 
   rep, cl = P(), P(ax)
+  # Manual over the client axis only: a model axis stays automatic (GSPMD shards the
+  # inner steps, the reduction and the outer rule along the parameters' placement).
   sharded = jax.shard_map(
       shard_body, mesh=mesh,
       in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
-      out_specs=(rep, rep, cl, cl, cl, cl, rep), check_vma=True)
+      out_specs=(rep, rep, cl, cl, cl, cl, rep), check_vma=True, axis_names={ax})
 
   def step(state: RoundState, batch, weights):
     rng, key = jax.random.split(state.rng)
@@ -490,6 +619,9 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
                 batch, weights, state.round, state.comm_state, state.local_params, ckey))
     new_state = RoundState(params, outer_state, inner_state, noise_state,
                            state.round + 1, rng, comm_state, local_params)
+    if rnd.model_axis is not None:   # keep every part on its placement (no gathers)
+      new_state = jax.lax.with_sharding_constraint(new_state,
+                                                   rnd.state_shardings(new_state))
     return new_state, metrics
 
   rnd._step = jax.jit(step, donate_argnums=(0,) if donate else ())

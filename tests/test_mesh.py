@@ -1,0 +1,125 @@
+"""Scale-out layouts of the round: the 2-D (clients x model) mesh, one client per device
+without vmap, sequential clients, jit-built state, process-local batches."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tailopt
+
+D_IN, H, N_OUT = 12, 16, 4
+
+
+def mlp_loss(p, b):
+  h = jnp.tanh(b["x"] @ p["w1"] + p["b1"])
+  logits = h @ p["w2"] + p["b2"]
+  logp = jax.nn.log_softmax(logits)
+  return -jnp.mean(jnp.take_along_axis(logp, b["y"][:, None], axis=1))
+
+
+def params0():
+  k1, k2 = jax.random.split(jax.random.key(3))
+  return {"w1": jax.random.normal(k1, (D_IN, H)) / 4, "b1": jnp.zeros(H),
+          "w2": jax.random.normal(k2, (H, N_OUT)) / 4, "b2": jnp.zeros(N_OUT)}
+
+
+def batch_for(c, z, seed):
+  r = np.random.default_rng(seed)
+  return {"x": r.standard_t(1.5, size=(c, z, 8, D_IN)).astype(np.float32),
+          "y": r.integers(0, N_OUT, size=(c, z, 8)).astype(np.int32)}
+
+
+def run(method, mesh, clients=2, z=3, rounds=3, **kw):
+  rnd = tailopt.build_round(mlp_loss, method, local_steps=z, num_clients=clients, mesh=mesh,
+                            **kw)
+  state = rnd.init(params0())
+  metrics = []
+  for t in range(rounds):
+    state, m = rnd(state, rnd.shard_batch(batch_for(clients, z, t)))
+    metrics.append(jax.device_get(m))
+  return rnd, state, metrics
+
+
+def shard_bytes(tree):
+  """Bytes of the largest per-device share of ``tree``."""
+  per = {}
+  for x in jax.tree.leaves(tree):
+    for s in x.addressable_shards:
+      per[s.device] = per.get(s.device, 0) + s.data.size * s.data.dtype.itemsize
+  return max(per.values())
+
+
+@pytest.mark.parametrize("name", ["bi2clip", "adam2", "diloco"])
+def test_2d_mesh_matches_replicated(name):
+  method = tailopt.get_method(name)
+  _, ref, ref_m = run(method, tailopt.client_mesh(2))
+  rnd, st, m = run(method, tailopt.client_mesh(8, model=4))
+  assert rnd.model_axis == "model"
+  for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(st.params)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(ref.inner_state), jax.tree.leaves(st.inner_state)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6)
+  np.testing.assert_allclose(m[-1]["loss"], ref_m[-1]["loss"], rtol=1e-5)
+  # Parameters and states stay split over the model axis (no gather after a round)...
+  assert st.params["w1"].sharding.spec == jax.sharding.PartitionSpec("model", None) or \
+      st.params["w1"].sharding.spec == jax.sharding.PartitionSpec(None, "model")
+  # ...so each device holds a quarter of them (every leaf here has a dimension % 4 == 0).
+  assert shard_bytes(st.params) * 4 == shard_bytes(ref.params)
+  if shard_bytes(ref.inner_state) > 1000:   # per-client moments (not just clip stats)
+    assert shard_bytes(st.inner_state) * 4 <= shard_bytes(ref.inner_state) + 64
+  if name == "adam2":
+    assert shard_bytes(st.outer_state) * 4 <= shard_bytes(ref.outer_state) + 64
+
+
+def test_model_spec_picks_largest_divisible_dim():
+  assert tailopt.rounds.model_spec((12, 16), 4, "m") == (None, "m")
+  assert tailopt.rounds.model_spec((16, 12), 4, "m") == ("m", None)
+  assert tailopt.rounds.model_spec((5, 3), 4, "m") == (None, None)
+  assert tailopt.rounds.model_spec((), 4, "m") == ()
+  assert tailopt.rounds.model_spec((16,), 1, "m") == (None,)
+
+
+def test_client_mesh_model_must_divide():
+  with pytest.raises(ValueError, match="model=3"):
+    tailopt.client_mesh(8, model=3)
+
+
+def test_unbatched_and_sequential_clients_match_vmap():
+  method = tailopt.get_method("adam2")
+  # 8 clients on 8 devices: one per device, run unbatched.
+  _, one, _ = run(method, tailopt.client_mesh(8), clients=8)
+  # The same 8 clients on 2 devices, vmapped and sequential.
+  _, vm, _ = run(method, tailopt.client_mesh(2), clients=8)
+  _, sq, _ = run(method, tailopt.client_mesh(2), clients=8, client_loop="sequential")
+  for a, b, c in zip(jax.tree.leaves(one), jax.tree.leaves(vm), jax.tree.leaves(sq)):
+    if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+      continue
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=2e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="client_loop"):
+    tailopt.build_round(mlp_loss, method, local_steps=1, num_clients=8, client_loop="pmap")
+
+
+def test_init_is_sharded_and_owns_its_buffers():
+  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("adam2"), local_steps=1,
+                            num_clients=16)
+  p = params0()
+  st = rnd.init(p)
+  # Each device holds only its two clients' inner states.
+  full = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(st.inner_state))
+  assert shard_bytes(st.inner_state) * 8 == full
+  st2, _ = rnd(st, rnd.shard_batch(batch_for(16, 1, 0)))
+  assert all(not x.is_deleted() for x in jax.tree.leaves(p))   # caller's params intact
+  assert st2.params["w1"].dtype == jnp.float32
+
+
+def test_local_batch_equals_global_batch():
+  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("fedavg"), local_steps=2,
+                            num_clients=8)
+  np.testing.assert_array_equal(rnd.local_clients(), np.arange(8))   # one process
+  b = batch_for(8, 2, 0)
+  g = rnd.shard_local_batch(b)
+  np.testing.assert_array_equal(np.asarray(g["x"]), b["x"])
+  assert g["x"].sharding == rnd.shard_batch(b)["x"].sharding
+  with pytest.raises(ValueError, match="local batch leaf"):
+    rnd.shard_local_batch({"x": b["x"][:3]})
