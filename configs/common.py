@@ -46,6 +46,11 @@ def base_config() -> config_dict.ConfigDict:
   c.keep_checkpoints = 2
   c.seed = 0
   c.devices = 0                # 0 = the most devices that divide `clients`
+  # Devices per client group: a model axis of that size shards each replica's parameters
+  # and optimizer states FSDP-style (1 = every device holds a whole replica).
+  c.mesh = config_dict.ConfigDict({"model": 1})
+  c.client_loop = "vmap"       # a device's clients: vmap (fast) | sequential (less memory)
+  c.chunk = 0                  # rounds per jitted dispatch (one lax.scan); 0 = auto (<= 25)
   c.stop_on_nan = True         # end a diverged run early (recorded as diverged)
   c.progress = True
   c.report_metric = "eval/loss"

@@ -46,9 +46,19 @@ def _rewrap_keys(template, tree):
       if _is_key(t) else x, template, tree)
 
 
+# Layout fields that leave a run's numbers unchanged at these values (so adding them kept
+# the fingerprints of earlier runs); other values are fingerprinted.
+NEUTRAL = {"mesh": {"model": 1}, "client_loop": "vmap"}
+
+
 def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
-  """Hash of the config fields that change the numbers of a run (the one fingerprint rule)."""
-  d = {k: v for k, v in config_dict.items() if k not in ignore}
+  """Hash of the config fields that change the numbers of a run (the one fingerprint rule).
+  A synchronous run's ``chunk`` (rounds per dispatch) is not among them: a chunk of R rounds
+  gives the numbers of R single rounds bit for bit."""
+  d = {k: v for k, v in config_dict.items()
+       if k not in ignore and not (k in NEUTRAL and v == NEUTRAL[k])}
+  if d.get("mode", "sync") == "sync":
+    d.pop("chunk", None)
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -18,6 +18,7 @@ a finished run prints its stored summary and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,13 +27,14 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from ml_collections import config_dict
 
 import tailopt
 from experiments import checkpoint as ckpt_lib
 from experiments import tasks as tasks_lib
 from experiments import validate as validate_lib
-from experiments.metric_writer import MetricWriter, atomic_write
+from experiments.metric_writer import MetricWriter, atomic_write, read_jsonl
 from experiments.rundir import RunInterrupted, RunLock, StopRequest
 from experiments.validate import ConfigError
 from tailopt.data.batching import ClientBatches, eval_batches
@@ -50,7 +52,8 @@ def make_noise(config):
 
 
 def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
-  mesh = tailopt.client_mesh(validate_lib.resolve_devices(config))
+  mesh = tailopt.client_mesh(validate_lib.resolve_devices(config),
+                             model=int(config.get("mesh", {}).get("model", 1) or 1))
   # Sampled clients do not own a slot across rounds, so their inner state cannot be kept.
   reset = config.reset_inner_state or batches.samples_clients
   up, down = validate_lib.compressors(config, method)
@@ -58,7 +61,32 @@ def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
       model.loss, method, local_steps=config.local_steps, num_clients=config.clients,
       mesh=mesh, reset_inner_state=reset, participation=config.participation or None,
       noise=make_noise(config), compressor=up, down_compressor=down,
-      fragments=config.get("fragments") or None)
+      fragments=config.get("fragments") or None,
+      client_loop=config.get("client_loop", "vmap"))
+
+
+def is_primary() -> bool:
+  """Process 0 writes the run directory's files (metrics, summaries, logs); every
+  process computes, and all of them take part in checkpoints (orbax, multi-host)."""
+  return jax.process_index() == 0
+
+
+class _FollowerWriter:
+  """The metric writer of a process other than 0: it reads the rows a resumed run keeps
+  (to track best and divergence exactly as process 0 does) and writes nothing."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+
+  def resume(self, round_index: int) -> list[dict]:
+    rows = read_jsonl(self.path) if os.path.exists(self.path) else []
+    return [r for r in rows if r.get("round", 0) <= round_index]
+
+  def write(self, round_index, metrics):
+    del round_index, metrics
+
+  def close(self):
+    pass
 
 
 def evaluate(eval_fn, params, examples: dict, batch_size: int) -> dict:
@@ -116,8 +144,12 @@ def _fast_frozen_constants():
 
 
 class SyncEngine:
-  """Synchronous TailOPT: one chunk = one round of :func:`tailopt.build_round`; batches are
-  a pure function of (seed, round), so the saved state is the round state alone."""
+  """Synchronous TailOPT rounds of :func:`tailopt.build_round`; a chunk of R rounds runs as
+  one jitted ``lax.scan`` (:meth:`tailopt.Round.multi`, the numbers of R single calls).
+  Chunks end at multiples of ``config.chunk`` (0: auto, at most 25) and at evaluation and checkpoint
+  rounds, counted from round 0, so a resumed run runs exactly the chunks of an
+  uninterrupted one. Batches are a pure function of (seed, round), so the saved state is
+  the round state alone; on several processes each builds only its own clients' rows."""
 
   unit = "round"
 
@@ -149,19 +181,43 @@ class SyncEngine:
     return state.params
 
   def chunk_len(self, t: int) -> int:
-    return 1
+    c = self.config
+    ends = [self.total]
+    for every in (validate_lib.resolve_chunk(c), c.eval_every, c.checkpoint_every):
+      if every:
+        ends.append(t - t % every + every)
+    return max(min(ends) - t, 1)
+
+  def _batch(self, r: int):
+    """Round ``r``'s batch (this process's rows, placed globally, on several processes)."""
+    if jax.process_count() == 1:
+      return self.batches(r)
+    return self.rnd.shard_local_batch(self.batches(r, slots=self.rnd.local_clients()))
 
   def eval_at(self, t: int) -> bool:
     e = self.config.eval_every
     return bool(e) and (t % e == 0 or t == self.total)
 
   def run(self, state, t: int, n: int):
-    rows = []
-    for r in range(t + 1, t + n + 1):
-      weights = self.batches.weights(r - 1) if self.config.weighted else None
-      state, metrics = self.rnd(state, self.batches(r - 1), weights)
-      rows.append({"round": r, **{f"train/{k}": float(v)
-                                  for k, v in jax.device_get(metrics).items()}})
+    weighted = self.config.weighted
+    if n == 1:
+      state, metrics = self.rnd(state, self._batch(t),
+                                self.batches.weights(t) if weighted else None)
+      per_round = [jax.device_get(metrics)]
+    else:
+      if jax.process_count() == 1:
+        parts = [self.batches(r) for r in range(t, t + n)]
+        batches = {k: np.stack([b[k] for b in parts]) for k in parts[0]}
+      else:   # this process's rows of every round, placed as one global array
+        parts = [self._batch(r) for r in range(t, t + n)]
+        batches = jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
+      weights = (np.stack([self.batches.weights(r) for r in range(t, t + n)])
+                 if weighted else None)
+      state, metrics = self.rnd.multi(state, batches, weights)
+      metrics = jax.device_get(metrics)
+      per_round = [{k: v[i] for k, v in metrics.items()} for i in range(n)]
+    rows = [{"round": t + 1 + i, **{f"train/{k}": float(v) for k, v in m.items()}}
+            for i, m in enumerate(per_round)]
     return state, rows
 
   def start(self, workdir, state):
@@ -312,10 +368,12 @@ def train(config: config_dict.ConfigDict, workdir: str, *,
   validate_lib.validate(config, tasks_lib.TASKS)
   fingerprint = ckpt_lib.config_fingerprint(config.to_dict())
   horizon = _horizon(config)
-  with RunLock(workdir):
+  # One run per workdir; on several processes, process 0 holds the lock for all of them.
+  lock = RunLock(workdir) if is_primary() else contextlib.nullcontext()
+  with lock:
     stored = _stored_summary(workdir, fingerprint, horizon)
     if stored is not None:
-      if not quiet:
+      if not quiet and is_primary():
         print(format_summary(stored))
         print(f"(already finished; stored result from {workdir}/summary.json)")
       return stored
@@ -343,10 +401,12 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, st
     else:
       state = engine.init(params)
     del params
-    atomic_write(os.path.join(workdir, "config.json"),
-                 json.dumps(config.to_dict(), indent=2, default=str))
+    if is_primary():
+      atomic_write(os.path.join(workdir, "config.json"),
+                   json.dumps(config.to_dict(), indent=2, default=str))
     engine.start(workdir, state)
-    writer = MetricWriter(workdir, time_axis=validate_lib.is_async(config))
+    writer = (MetricWriter(workdir, time_axis=validate_lib.is_async(config)) if is_primary()
+              else _FollowerWriter(workdir))
     tracker = _Tracker(config)
     for row in writer.resume(start):
       tracker(row)
@@ -366,7 +426,8 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
     tree, extra = engine.save(state, t)
     ckpt.save(t, tree, {"round": t, "fingerprint": fingerprint, **extra}, force=force)
 
-  bar = None if quiet else progress_bar(config, total, start, engine.label, unit=engine.unit)
+  bar = (None if quiet or not is_primary()
+         else progress_bar(config, total, start, engine.label, unit=engine.unit))
   t = start
   t0 = time.perf_counter()
   try:
@@ -428,8 +489,10 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
       fingerprint=fingerprint, horizon=horizon)
   out.update(engine.summary(state, t, out))
   out["engine_rows"] = engine.summary_rows(out)
-  atomic_write(os.path.join(workdir, "summary.json"), json.dumps(out, indent=2, default=float))
-  if not quiet:
+  if is_primary():
+    atomic_write(os.path.join(workdir, "summary.json"),
+                 json.dumps(out, indent=2, default=float))
+  if not quiet and is_primary():
     print(format_summary(out))
   return out
 

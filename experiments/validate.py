@@ -92,10 +92,19 @@ def _compression_problems(config, add):
 
 
 def resolve_devices(config) -> int:
+  """Devices of the run's mesh: ``config.devices``, or the most that hold whole client
+  groups (``config.mesh.model`` devices each, a group count dividing ``clients``)."""
   n_avail = jax.device_count()
   if config.devices:
     return config.devices
-  return max(d for d in range(1, n_avail + 1) if config.clients % d == 0)
+  m = model_axis_size(config)
+  groups = [g for g in range(1, n_avail // m + 1) if config.clients % g == 0]
+  return m * max(groups) if groups else m
+
+
+def model_axis_size(config) -> int:
+  mesh = config.get("mesh")
+  return int(mesh.get("model", 1) or 1) if mesh is not None else 1
 
 
 def is_async(config) -> bool:
@@ -103,10 +112,18 @@ def is_async(config) -> bool:
 
 
 def resolve_chunk(config) -> int:
-  """Steps per dispatch: synchronous runs go one round at a time; async runs ``chunk``
-  server steps (0 = the gcd of the eval and checkpoint cadences, else 50)."""
+  """Steps per dispatch: synchronous runs ``chunk`` rounds (0 = the largest divisor of the
+  eval/checkpoint cadences' gcd up to 25; chunks also end at evaluation and checkpoint
+  rounds); async runs ``chunk`` server steps (0 = the gcd of the
+  eval and checkpoint cadences, else 50)."""
   if not is_async(config):
-    return 1
+    if config.get("chunk"):
+      return int(config.chunk)
+    # Auto: the largest divisor of the cadences' gcd up to 25 (one compiled scan length,
+    # progress at least every 25 rounds).
+    cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
+    g = int(np.gcd.reduce(cad)) if cad else 25
+    return max(d for d in range(1, min(g, 25) + 1) if g % d == 0)
   if config.chunk:
     return int(config.chunk)
   cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
@@ -141,7 +158,7 @@ def problems(config, tasks=None) -> list[str]:
           ("checkpoint_every", 0), ("keep_checkpoints", 1), ("seed", 0), ("devices", 0),
           ("data_clients", 0), ("eval_batch_size", 1)]
   ints += [("server_steps", 1), ("chunk", 0)] if asynchronous else [
-      ("rounds", 0), ("participation", 0)]
+      ("rounds", 0), ("participation", 0)] + [("chunk", 0)] * ("chunk" in config)
   iv = {f: intf(f, lo) for f, lo in ints}
   n = iv["clients"]
 
@@ -229,10 +246,27 @@ def problems(config, tasks=None) -> list[str]:
     add(f"config.devices={config.devices} but only {jax.device_count()} devices exist; use "
         "--config.devices=0 (automatic) or fewer.")
   elif n and not asynchronous and isinstance(config.devices, int) and config.devices >= 0:
-    n_dev = resolve_devices(config)
-    if n % n_dev:
-      add(f"config.clients={n} is not divisible by config.devices={n_dev}; use a multiple "
-          f"of {n_dev} clients or --config.devices=0 to pick a divisor.")
+    m = config.get("mesh", {}).get("model", 1) if config.get("mesh") is not None else 1
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+      add(f"config.mesh.model={m!r} must be an integer >= 1 (devices per client group).")
+    elif m > jax.device_count():
+      add(f"config.mesh.model={m} but only {jax.device_count()} devices exist; use at most "
+          f"{jax.device_count()}.")
+    else:
+      n_dev = resolve_devices(config)
+      if n_dev % m:
+        add(f"config.devices={n_dev} is not a multiple of config.mesh.model={m}; use a "
+            f"multiple of {m} devices or --config.devices=0.")
+      elif n % (n_dev // m) and m == 1:
+        add(f"config.clients={n} is not divisible by config.devices={n_dev}; use a multiple "
+            f"of {n_dev} clients or --config.devices=0 to pick a divisor.")
+      elif n % (n_dev // m):
+        add(f"config.clients={n} is not divisible by the {n_dev // m} client groups of "
+            f"config.devices={n_dev} / config.mesh.model={m}; use a multiple of "
+            f"{n_dev // m} clients or --config.devices=0 to pick a divisor.")
+  if config.get("client_loop", "vmap") not in ("vmap", "sequential"):
+    add(f"config.client_loop={config.get('client_loop')!r} is unknown; use 'vmap' or "
+        "'sequential'.")
   if n and not asynchronous and iv["participation"] and iv["participation"] > n:
     add(f"config.participation={iv['participation']} > config.clients={n}; sample at most "
         "that many (0 = all).")

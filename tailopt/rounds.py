@@ -155,6 +155,7 @@ class Round:
   fragments: Optional[int] = None
   client_loop: str = "vmap"
   _step: Any = None
+  _steps: Any = None
 
   @property
   def clients_per_device(self) -> int:
@@ -285,45 +286,81 @@ class Round:
           sharding, x, (self.num_clients,) + x.shape[1:])
     return jax.tree.map(one, local_batch)
 
-  def check_batch(self, batch):
+  def check_batch(self, batch, lead: int = 0):
     for path, leaf in jax.tree_util.tree_leaves_with_path(batch):
-      shape = np.shape(leaf)
+      shape = np.shape(leaf)[lead:]
       if len(shape) < 2 or shape[0] != self.num_clients or shape[1] != self.local_steps:
         raise ValueError(
             f"batch leaf {jax.tree_util.keystr(path)} has shape {shape}; every leaf must "
             f"have leading axes (clients={self.num_clients}, local_steps="
             f"{self.local_steps}, ...). Stack one minibatch per local step per client.")
 
-  def __call__(self, state: RoundState, batch, weights=None):
-    """Runs one round. ``weights``: optional (clients,) aggregation weights (finite,
-    >= 0, not all zero)."""
-    self.check_batch(batch)
+  def multi(self, state: RoundState, batches, weights=None):
+    """Runs R rounds in one jitted ``lax.scan`` (one dispatch instead of R): every leaf
+    of ``batches`` has a leading round axis, ``(R, clients, z, ...)``, and ``weights``
+    (optional) is ``(R, clients)``. Returns the state after the R rounds and the
+    metrics stacked over them (leading axis R). The numbers are those of R calls; a new
+    R compiles once more."""
+    leaves = jax.tree.leaves(batches)
+    r = np.shape(leaves[0])[0] if leaves and np.ndim(leaves[0]) else 0
+    if r < 1 or any(np.shape(x)[:1] != (r,) for x in leaves):
+      raise ValueError("Round.multi: every batch leaf needs a leading round axis of the "
+                       f"same length R >= 1 (got shapes {[np.shape(x) for x in leaves]}).")
+    self.check_batch(batches, lead=1)
+    self._check_live(state)
+    if weights is None:
+      weights = np.ones((r, self.num_clients), np.float32)
+    elif np.shape(weights) != (r, self.num_clients):
+      raise ValueError(f"weights has shape {np.shape(weights)}; expected (R={r}, "
+                       f"{self.num_clients}): one row of client weights per round.")
+    else:
+      for row in np.asarray(weights):
+        self._check_weights(row)
+    if not isinstance(weights, jax.Array):
+      weights = np.asarray(weights, np.float32)
+    if jax.process_count() > 1:
+      batches = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else
+                             jax.make_array_from_callback(
+                                 np.shape(x), NamedSharding(self.mesh, P(None, self.axis_name)),
+                                 lambda idx, x=x: np.asarray(x)[idx]), batches)
+    return self._steps(state, batches, weights)
+
+  def _check_live(self, state):
     if self.donate and any(getattr(x, "is_deleted", lambda: False)()
                            for x in jax.tree.leaves(state)):
       raise ValueError(
           "this RoundState was donated to an earlier round call and its buffers are gone; "
           "pass the state that call returned, keep a copy before the call "
           "(jax.tree.map(jnp.copy, state)), or build the round with donate=False.")
+
+  def _check_weights(self, weights):
+    if np.shape(weights) != (self.num_clients,):
+      raise ValueError(
+          f"weights has shape {np.shape(weights)}; expected ({self.num_clients},), one "
+          "per client (e.g. local example counts).")
+    if not isinstance(weights, jax.core.Tracer):
+      w = np.asarray(weights, np.float64)
+      if not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite; got NaN or inf at clients "
+                         f"{np.flatnonzero(~np.isfinite(w)).tolist()}.")
+      if np.any(w < 0):
+        raise ValueError("weights must be >= 0; negative at clients "
+                         f"{np.flatnonzero(w < 0).tolist()}.")
+      if not np.any(w > 0):
+        raise ValueError("weights are all zero: no client would count in the mean; give "
+                         "at least one client a positive weight.")
+
+  def __call__(self, state: RoundState, batch, weights=None):
+    """Runs one round. ``weights``: optional (clients,) aggregation weights (finite,
+    >= 0, not all zero)."""
+    self.check_batch(batch)
+    self._check_live(state)
     if jax.process_count() > 1:
       batch = self.shard_batch(batch)
     if weights is None:
       weights = np.ones((self.num_clients,), np.float32)
     else:
-      if np.shape(weights) != (self.num_clients,):
-        raise ValueError(
-            f"weights has shape {np.shape(weights)}; expected ({self.num_clients},), one "
-            "per client (e.g. local example counts).")
-      if not isinstance(weights, jax.core.Tracer):
-        w = np.asarray(weights, np.float64)
-        if not np.all(np.isfinite(w)):
-          raise ValueError("weights must be finite; got NaN or inf at clients "
-                           f"{np.flatnonzero(~np.isfinite(w)).tolist()}.")
-        if np.any(w < 0):
-          raise ValueError("weights must be >= 0; negative at clients "
-                           f"{np.flatnonzero(w < 0).tolist()}.")
-        if not np.any(w > 0):
-          raise ValueError("weights are all zero: no client would count in the mean; give "
-                           "at least one client a positive weight.")
+      self._check_weights(weights)
     if not isinstance(weights, jax.Array):
       weights = np.asarray(weights, np.float32)   # a host value: global on every process
     return self._step(state, batch, weights.astype(np.float32))
@@ -624,5 +661,13 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
                                                    rnd.state_shardings(new_state))
     return new_state, metrics
 
+  def steps(state: RoundState, batches, weights):
+    """R rounds in one ``lax.scan``: batches and weights carry a leading round axis."""
+    def body(st, xs):
+      b, w = xs
+      return step(st, b, w)
+    return jax.lax.scan(body, state, (batches, weights))
+
   rnd._step = jax.jit(step, donate_argnums=(0,) if donate else ())
+  rnd._steps = jax.jit(steps, donate_argnums=(0,) if donate else ())
   return rnd

@@ -123,3 +123,30 @@ def test_local_batch_equals_global_batch():
   assert g["x"].sharding == rnd.shard_batch(b)["x"].sharding
   with pytest.raises(ValueError, match="local batch leaf"):
     rnd.shard_local_batch({"x": b["x"][:3]})
+
+
+@pytest.mark.parametrize("name", ["bi2clip", "adam2"])
+def test_fused_rounds_equal_separate_calls(name):
+  method = tailopt.get_method(name)
+  z, C, R = 2, 8, 4
+  rnd = tailopt.build_round(mlp_loss, method, local_steps=z, num_clients=C,
+                            participation=5)
+  batches = [batch_for(C, z, t) for t in range(R)]
+  a = rnd.init(params0(), seed=1)
+  ma = []
+  for b in batches:
+    a, m = rnd(a, b)
+    ma.append(jax.device_get(m))
+  b0 = rnd.init(params0(), seed=1)
+  stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+  b1, mb = rnd.multi(b0, stacked)
+  mb = jax.device_get(mb)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b1)):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x, y = jax.random.key_data(x), jax.random.key_data(y)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))   # bit for bit
+  for t in range(R):
+    for k in ma[t]:
+      np.testing.assert_array_equal(mb[k][t], ma[t][k])
+  with pytest.raises(ValueError, match="leading round axis"):
+    rnd.multi(b1, batches[0] | {"y": batches[0]["y"][:1]})

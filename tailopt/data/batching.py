@@ -57,14 +57,19 @@ class ClientBatches:
     rng = np.random.default_rng([self.seed, round_index, 1])
     return np.sort(rng.choice(self.data.num_clients, self.clients_per_round, replace=False))
 
-  def __call__(self, round_index: int) -> dict:
+  def __call__(self, round_index: int, slots=None) -> dict:
+    """The round's batch; ``slots`` (optional): only these rows (slot indices), e.g. a
+    process's own clients (``Round.local_clients()``), the same rows as in the full batch
+    without gathering the others' examples."""
     rng = np.random.default_rng([self.seed, round_index])
     ids = self.client_ids(round_index)
+    keep = set(range(len(ids)) if slots is None else (int(i) for i in slots))
     shape = (self.local_steps, self.batch_size)
     per_client = []
-    for cid in ids:
-      idx = rng.integers(0, self.sizes[cid], size=shape)
-      per_client.append({k: np.asarray(v)[idx] for k, v in self.data.clients[cid].items()})
+    for slot, cid in enumerate(ids):
+      idx = rng.integers(0, self.sizes[cid], size=shape)   # drawn for every slot, in order
+      if slot in keep:
+        per_client.append({k: np.asarray(v)[idx] for k, v in self.data.clients[cid].items()})
     return {k: np.stack([c[k] for c in per_client]) for k in per_client[0]}
 
   def weights(self, round_index: int) -> np.ndarray:
