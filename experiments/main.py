@@ -8,7 +8,9 @@ Rerunning the same command resumes from the newest checkpoint in --workdir (a fi
 prints its stored summary). Configs with ``mode='async'`` (configs/async_*.py) run the
 asynchronous simulator through the same loop. Ctrl-C or SIGTERM stops at the end of the
 current chunk with a checkpoint (exit 0). Every user error is one line on stderr with exit
-status 2 (``--debug`` adds the traceback). Multi-host: ``--multihost`` on every host.
+status 2 (``--debug`` adds the traceback). Multi-host: the same command on every host with
+``--multihost`` (cluster detected by JAX) or ``--coordinator host0:port --num_processes N
+--process_id i``.
 """
 
 import os
@@ -20,6 +22,28 @@ if "JAX_NUM_CPU_DEVICES" not in os.environ and "xla_force_host_platform_device_c
                              + " --xla_force_host_platform_device_count=8")
 
 
+def init_distributed(coordinator=None, num_processes=None, process_id=None) -> None:
+  """``jax.distributed.initialize`` for a multi-process run; CPU processes exchange
+  collectives through gloo. Without ``coordinator`` JAX detects the cluster itself."""
+  import jax
+  from experiments.validate import UserError
+  if coordinator and (num_processes is None or process_id is None):
+    raise UserError("--coordinator needs --num_processes and --process_id (e.g. "
+                    "--coordinator=host0:1234 --num_processes=2 --process_id=0).")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  kw = {}
+  if coordinator:
+    kw = dict(coordinator_address=coordinator, num_processes=num_processes,
+              process_id=process_id)
+  try:
+    jax.distributed.initialize(**kw)
+  except (ValueError, RuntimeError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f"jax.distributed.initialize failed ({first}); pass --coordinator, "
+                    "--num_processes and --process_id, or run where JAX detects the "
+                    "cluster (TPU pod, SLURM, Open MPI).") from None
+
+
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   from experiments import cli
@@ -28,7 +52,12 @@ def main(argv=None) -> int:
                               description=__doc__.splitlines()[0])
   p.add_argument("--config", required=True, help="configs/<x>.py[:variant,...]")
   p.add_argument("--workdir", required=True, help="directory for metrics and checkpoints")
-  p.add_argument("--multihost", action="store_true", help="call jax.distributed.initialize()")
+  p.add_argument("--multihost", action="store_true",
+                 help="several processes (hosts): call jax.distributed.initialize(), which "
+                      "finds the coordinator itself on TPU pods, SLURM, Open MPI and k8s")
+  p.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --multihost)")
+  p.add_argument("--num_processes", type=int, help="processes in the job (with --coordinator)")
+  p.add_argument("--process_id", type=int, help="this process's index (with --coordinator)")
   p.add_argument("--debug", action="store_true", help="print tracebacks of user errors")
   args = p.parse_args(rest)
 
@@ -37,8 +66,8 @@ def main(argv=None) -> int:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     config = cli.load_config(args.config, overrides)
     import jax
-    if args.multihost:
-      jax.distributed.initialize()
+    if args.multihost or args.coordinator:
+      init_distributed(args.coordinator, args.num_processes, args.process_id)
     from experiments import train
     train.train(config, args.workdir)
 
