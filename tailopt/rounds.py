@@ -391,7 +391,9 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       FedOpt meaning; default: keep inner state per client across rounds, as DiLoCo
       does). Schedules still see the global round through the ``round_index`` argument.
     participation: if set, ``m`` of the clients are sampled uniformly each round; the
-      others neither count in the mean nor change their inner state.
+      others neither count in the mean nor change their inner state. Only the sampled
+      clients' local steps run (their states and batches are gathered, rounded up to a
+      multiple of the client-axis devices, and scattered back).
     noise: optional transform (e.g. :func:`tailopt.inject_noise`) applied to every
       gradient before the inner rule, with per-client PRNG streams.
     donate: donate the state's buffers to the round (in-place update); a donated state
@@ -475,7 +477,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       sent = jax.tree.map(lambda x, p: jax.ShapeDtypeStruct(
           jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)), deltas, like)
       return mean, comm_state, compression.payload_bytes(sent)
-    k = rnd.clients_per_device
+    k = jax.tree.leaves(deltas)[0].shape[0]
     first = jax.lax.axis_index(ax) * k
     keys = jax.vmap(lambda i: jax.random.fold_in(ckey, first + i))(jnp.arange(k))
     payload, comm_state = jax.vmap(compressor.compress)(deltas, comm_state, keys)
@@ -507,7 +509,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     """The device's k clients' local runs: one client runs unbatched (no vmap), several
     run vmapped (``client_loop='vmap'``) or one after another (``'sequential'``, the
     memory of one client's activations)."""
-    k = rnd.clients_per_device
+    k = jax.tree.leaves(batch)[0].shape[0]
     if k == 1 or client_loop == "sequential":
       def one(args):
         x, s, ns, b = args
@@ -524,7 +526,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
   def shard_body(params, outer_state, inner_state, noise_state, batch, weights, round_idx,
                  comm_state, local_params, ckey):
     step0 = round_idx * z
-    k = rnd.clients_per_device
+    k = jax.tree.leaves(batch)[0].shape[0]   # this device's clients (all, or the sampled)
     if local_params is None:
       x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
       in_x = None
@@ -644,6 +646,11 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
       out_specs=(rep, rep, cl, cl, cl, cl, rep), check_vma=True, axis_names={ax})
 
+  # With participation m, the m sampled clients (rounded up to a multiple of the client
+  # devices) compute; the others are neither gathered nor run.
+  m_pad = (num_clients if participation is None
+           else min(num_clients, -(-participation // n_dev) * n_dev))
+
   def step(state: RoundState, batch, weights):
     rng, key = jax.random.split(state.rng)
     if participation is not None:
@@ -651,9 +658,26 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       mask = jnp.zeros((num_clients,), jnp.float32).at[perm[:participation]].set(1.0)
       weights = weights * mask
     ckey = jax.random.fold_in(key, 1)   # compression's randomness (stochastic rounding)
-    params, outer_state, inner_state, noise_state, comm_state, local_params, metrics = (
-        sharded(state.params, state.outer_state, state.inner_state, state.noise_state,
-                batch, weights, state.round, state.comm_state, state.local_params, ckey))
+    if m_pad < num_clients:
+      # Only the sampled clients compute: gather their states and batches (padded to a
+      # multiple of the devices with unsampled clients of weight 0, which stay unchanged),
+      # run them, scatter the new states back.
+      idx = jnp.sort(perm[:m_pad])
+      take = lambda t: jax.tree.map(lambda x: x[idx], t)  # noqa: E731
+      params, outer_state, inner_s, noise_s, comm_s, local_s, metrics = sharded(
+          state.params, state.outer_state, take(state.inner_state), take(state.noise_state),
+          take(batch), weights[idx], state.round, take(state.comm_state),
+          take(state.local_params), ckey)
+      put = lambda full, part: jax.tree.map(  # noqa: E731
+          lambda f, q: f.at[idx].set(q), full, part)
+      inner_state, noise_state = put(state.inner_state, inner_s), put(state.noise_state,
+                                                                       noise_s)
+      comm_state, local_params = put(state.comm_state, comm_s), put(state.local_params,
+                                                                     local_s)
+    else:
+      params, outer_state, inner_state, noise_state, comm_state, local_params, metrics = (
+          sharded(state.params, state.outer_state, state.inner_state, state.noise_state,
+                  batch, weights, state.round, state.comm_state, state.local_params, ckey))
     new_state = RoundState(params, outer_state, inner_state, noise_state,
                            state.round + 1, rng, comm_state, local_params)
     if rnd.model_axis is not None:   # keep every part on its placement (no gathers)

@@ -150,3 +150,34 @@ def test_fused_rounds_equal_separate_calls(name):
       np.testing.assert_array_equal(mb[k][t], ma[t][k])
   with pytest.raises(ValueError, match="leading round axis"):
     rnd.multi(b1, batches[0] | {"y": batches[0]["y"][:1]})
+
+
+def test_participation_computes_only_the_sampled_clients():
+  """m = 2 of 16 clients on 2 devices: the round runs 2 clients' local steps, not 16 (the
+  compiled program's flops), with the numbers of the masked full computation."""
+  method = tailopt.get_method("adam2")
+  mesh = tailopt.client_mesh(2)
+
+  def flops(rnd, state, b):
+    cost = rnd._step.lower(state, b, np.ones(16, np.float32)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"]
+
+  b = batch_for(16, 3, 0)
+  full = tailopt.build_round(mlp_loss, method, local_steps=3, num_clients=16, mesh=mesh,
+                             donate=False)
+  part = tailopt.build_round(mlp_loss, method, local_steps=3, num_clients=16, mesh=mesh,
+                             participation=2, donate=False)
+  s_full, s_part = full.init(params0()), part.init(params0())
+  assert flops(part, s_part, b) < 0.3 * flops(full, s_full, b)
+  # Same numbers as weighting the full computation by the same sample.
+  st, m = part(s_part, b)
+  perm = jax.random.permutation(jax.random.split(s_part.rng)[1], 16)
+  w = np.zeros(16, np.float32)
+  w[np.asarray(perm[:2])] = 1.0
+  ref, mref = full(s_full, b, w)
+  for x, y in zip(jax.tree.leaves((st.params, st.inner_state, st.outer_state)),
+                  jax.tree.leaves((ref.params, ref.inner_state, ref.outer_state))):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=1e-7)
+  assert float(m["participants"]) == 2.0
+  np.testing.assert_allclose(m["loss"], mref["loss"], rtol=1e-5)
