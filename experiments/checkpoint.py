@@ -98,6 +98,7 @@ class Checkpointer:
   def restore(self, template_state, expected_fingerprint: Optional[str] = None
               ) -> tuple[Any, dict] | None:
     """The newest checkpoint as (state, record), or None when there is none.
+    ``template_state``: the state's structure, or a function of the record that gives it.
 
     Raises:
       CheckpointError: a checkpoint exists but cannot be read, or was written by a run
@@ -107,7 +108,6 @@ class Checkpointer:
     if step is None:
       return None
     path = os.path.join(self.directory, str(step))
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unwrap_keys(template_state))
 
     def fail(e, what):
       first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
@@ -125,6 +125,9 @@ class Checkpointer:
           f"checkpoint {path} was written by a run with a different config (fingerprint "
           f"{record.get('fingerprint')} != {expected_fingerprint}); use a fresh --workdir "
           "or the original config.")
+    if callable(template_state):   # the state's shapes depend on the record
+      template_state = template_state(record)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unwrap_keys(template_state))
     try:
       out = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract)))

@@ -54,8 +54,9 @@ def make_noise(config):
 def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
   mesh = tailopt.client_mesh(validate_lib.resolve_devices(config),
                              model=int(config.get("mesh", {}).get("model", 1) or 1))
-  # Sampled clients do not own a slot across rounds, so their inner state cannot be kept.
-  reset = config.reset_inner_state or batches.samples_clients
+  # Sampled clients do not own a slot across rounds: their inner states live in the
+  # engine's host-side store (SyncEngine), swapped into the slots every round.
+  reset = config.reset_inner_state
   up, down = validate_lib.compressors(config, method)
   return tailopt.build_round(
       model.loss, method, local_steps=config.local_steps, num_clients=config.clients,
@@ -160,27 +161,51 @@ class SyncEngine:
                                  batch_size=config.batch_size, seed=config.seed,
                                  clients_per_round=config.clients)
     self.rnd = make_round(config, model, method, self.batches)
+    self.store = None   # inner states of a sampled population, by dataset client
+    if self.batches.samples_clients and not config.reset_inner_state:
+      if jax.process_count() > 1:
+        raise ConfigError(
+            "config.data_clients: keeping sampled clients' inner states (a host-side "
+            "store) runs on one process; set --config.reset_inner_state=True to run on "
+            "several.")
+      self.store = True   # built by init() from a fresh inner.init
     self.total = int(config.rounds)
     self.label = config.method
     self.title = f"tailopt run: {config.method} on {config.task}"
 
   def init(self, params):
+    if self.store is not None:
+      fresh = jax.device_get(jax.jit(self.rnd.method.inner.init)(params))
+      self.store = tailopt.ClientStateStore(fresh)
     return self.rnd.init(params, seed=self.config.seed)
 
   def restore_template(self, params):
-    return self.init(params)
+    state = self.init(params)
+    if self.store is None:
+      return state
+    store = self.store
+    return lambda record: (state, store.template(int(record["stored_clients"])))
 
   def save(self, state, t: int):
-    return state, {"data_position": t}
+    if self.store is None:
+      return state, {"data_position": t}
+    return (state, self.store.to_tree()), {"data_position": t,
+                                           "stored_clients": len(self.store)}
 
   def load(self, tree, record, params):
     del record, params
-    return tree
+    if self.store is None:
+      return tree
+    state, stored = tree
+    self.store.load_tree(stored)
+    return state
 
   def params(self, state):
     return state.params
 
   def chunk_len(self, t: int) -> int:
+    if self.store is not None:
+      return 1   # the store swaps the inner states between rounds
     c = self.config
     ends = [self.total]
     for every in (validate_lib.resolve_chunk(c), c.eval_every, c.checkpoint_every):
@@ -201,8 +226,13 @@ class SyncEngine:
   def run(self, state, t: int, n: int):
     weighted = self.config.weighted
     if n == 1:
+      if self.store is not None:   # this round's clients' own inner states
+        ids = self.batches.client_ids(t)
+        state = state._replace(inner_state=self.rnd.place_clients(self.store.gather(ids)))
       state, metrics = self.rnd(state, self._batch(t),
                                 self.batches.weights(t) if weighted else None)
+      if self.store is not None:
+        self.store.scatter(ids, jax.device_get(state.inner_state))
       per_round = [jax.device_get(metrics)]
     else:
       if jax.process_count() == 1:

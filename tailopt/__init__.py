@@ -6,6 +6,7 @@ TailOPT and Bi²Clip (Lee, Zaheer & Li, ICML 2025) and their asynchronous varian
 """
 
 from tailopt import compression
+from tailopt.client_store import ClientStateStore
 from tailopt.clipping import (ClipMonitorState, ClipState, bi_clip, bi_clip_array,
                               clip_fractions, global_norm, l2_clip, measurements,
                               monitor_clip)
@@ -16,7 +17,7 @@ from tailopt.noise import (DISTRIBUTIONS, InjectNoiseState, hill_estimator, inje
                            sample_noise, stable_tail_index)
 from tailopt.outer import (ScaleByFedOptState, fedopt_adagrad, fedopt_adam, fedopt_rmsprop,
                            fedopt_yogi, scale_by_fedopt)
-from tailopt.rounds import Round, RoundState, build_round, client_mesh
+from tailopt.rounds import Round, RoundState, build_round, client_mesh, model_spec
 from tailopt.schedules import (IndexedHyperparamsState, indexed_hyperparams, power_law,
                                round_indexed)
 
@@ -36,7 +37,8 @@ __all__ = [
     "default_hyperparameters", "INNER_RULES",
     "OUTER_RULES",
     # rounds
-    "build_round", "Round", "RoundState", "client_mesh", "make_local_run", "LocalResult",
+    "build_round", "Round", "RoundState", "client_mesh", "model_spec", "make_local_run",
+    "LocalResult", "ClientStateStore",
     # communication (tailopt.compression: quantizers, error feedback)
     "compression",
     # utilities

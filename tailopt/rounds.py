@@ -185,6 +185,15 @@ class Round:
       return NamedSharding(self.mesh, P(*model_spec(shape, size, self.model_axis)))
     return jax.tree.map(one, tree)
 
+  def place_clients(self, tree):
+    """Places a host tree of per-client values (leading axis ``num_clients``, e.g. inner
+    states from a :class:`tailopt.ClientStateStore`) where the round keeps them."""
+    shardings = self.placement(tree, True)
+    if jax.process_count() == 1:
+      return jax.device_put(tree, shardings)
+    return jax.tree.map(lambda x, sh: jax.make_array_from_callback(
+        np.shape(x), sh, lambda idx, x=x: np.asarray(x)[idx]), tree, shardings)
+
   def state_shardings(self, state: RoundState) -> RoundState:
     """Where each part of a round state lives (see :meth:`placement`)."""
     rep = NamedSharding(self.mesh, P())
