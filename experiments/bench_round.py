@@ -35,6 +35,14 @@ def _parse():
   p.add_argument("--compressors", default="int8,int4,fp8,fixed8,ef+int4,stream4",
                  help="compressed variants of the first method: int<b>, sr-int<b>, fp8, "
                       "fixed<b> (BiClip range grid), ef+<x> (error feedback), stream<F>")
+  p.add_argument("--mesh-model", type=int, default=4,
+                 help="model-axis size of the 2-D mesh row (0: skip the row)")
+  p.add_argument("--init-clients", type=int, default=128,
+                 help="clients of the init-memory measurement (0: skip it)")
+  p.add_argument("--fused", type=int, default=25,
+                 help="rounds per fused dispatch in the main-job measurement (0: skip it)")
+  p.add_argument("--section", default="all", choices=["all", "init-memory"],
+                 help=argparse.SUPPRESS)
   return p.parse_args()
 
 
@@ -167,6 +175,68 @@ def compressed_round(spec: str, method, z: int) -> dict:
   return {"compressor": C.error_feedback(comp) if ef else comp}
 
 
+def init_memory(args) -> dict:
+  """Peak resident memory that ``Round.init`` adds, over the state's bytes (adam2, many
+  clients: the per-client Adam moments dominate). Run in a fresh process."""
+  import gc
+  params = jax.block_until_ready(mlp_init(jax.random.key(0), 256, args.width, args.depth, 10))
+  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("adam2"), local_steps=1,
+                            num_clients=args.init_clients)
+  gc.collect()
+
+  def status(field):   # kB in /proc/self/status (Linux)
+    for line in open("/proc/self/status"):
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) * 1024
+    raise SystemExit(f"--init-clients needs Linux /proc ({field} not found)")
+  with open("/proc/self/clear_refs", "w") as f:   # restart the peak (VmHWM) from now
+    f.write("5")
+  before = status("VmRSS")
+  state = jax.block_until_ready(rnd.init(params))   # compile + build (the first init)
+  peak = status("VmHWM")
+  state_b = tree_bytes(state)
+  return {"clients": args.init_clients, "state_bytes": state_b,
+          "peak_rss_growth_bytes": peak - before, "ratio": (peak - before) / state_b}
+
+
+def fused_rounds(R: int, repeats: int) -> dict:
+  """The main job's round (configs/synthetic.py: least squares, Bi2Clip, 8 clients):
+  R rounds as R jitted calls against one ``Round.multi`` dispatch of R rounds."""
+  from experiments import cli, tasks
+  from experiments import validate as validate_lib
+  from experiments.train import make_round
+  from tailopt.data.batching import ClientBatches
+  config = cli.load_config("configs/synthetic.py", [])
+  data, model = tasks.build_task(config)
+  method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
+  batches = ClientBatches(data, local_steps=config.local_steps,
+                          batch_size=config.batch_size, seed=0,
+                          clients_per_round=config.clients)
+  rnd = make_round(config, model, method, batches)
+  parts = [batches(t) for t in range(R)]
+  placed = [rnd.shard_batch(b) for b in parts]
+  stacked = jax.device_put({k: np.stack([b[k] for b in parts]) for k in parts[0]})
+  st = {"sep": rnd.init(model.init(jax.random.key(0))),
+        "fused": rnd.init(model.init(jax.random.key(0)))}
+
+  def separate():
+    for b in placed:
+      st["sep"], m = rnd(st["sep"], b)
+      jax.block_until_ready(m)   # the loop reads every round's metrics
+    return m
+
+  def fused():
+    st["fused"], m = rnd.multi(st["fused"], stacked)
+    return m
+  separate(), fused()
+  ts = {"sep": [], "fused": []}
+  for _ in range(repeats):
+    ts["sep"].append(time_it(separate, 1))
+    ts["fused"].append(time_it(fused, 1))
+  sep, fus = float(np.median(ts["sep"])), float(np.median(ts["fused"]))
+  return {"rounds": R, "separate_s": sep, "fused_s": fus, "speedup": sep / fus}
+
+
 def time_it(fn, repeats):
   times = []
   for _ in range(repeats):
@@ -177,6 +247,9 @@ def time_it(fn, repeats):
 
 
 def main(args):
+  if args.section == "init-memory":
+    print(json.dumps(init_memory(args)))
+    return
   mesh = tailopt.client_mesh()
   n_dev = mesh.shape["clients"]
   d_in, n_out = 256, 10
@@ -224,9 +297,14 @@ def main(args):
   for spec in filter(None, args.compressors.split(",")):
     variants[f"{methods[0]}+{spec}"] = (methods[0], compressed_round(
         spec, tailopt.get_method(methods[0]), z))
+  mesh_row = None
+  if args.mesh_model > 1 and n_dev % args.mesh_model == 0 and C % (n_dev // args.mesh_model) == 0:
+    mesh_row = f"{methods[0]} 2-D"
+    variants[mesh_row] = (methods[0], {"mesh": tailopt.client_mesh(model=args.mesh_model)})
   for name, (method_name, extra) in variants.items():
+    extra = dict(extra)
     rnd = tailopt.build_round(mlp_loss, tailopt.get_method(method_name), local_steps=z,
-                              num_clients=C, mesh=mesh, **extra)
+                              num_clients=C, mesh=extra.pop("mesh", mesh), **extra)
     states[name] = [rnd.init(params), rnd, rnd.shard_batch(batch)]
     st, m = rnd(states[name][0], states[name][2])   # compile + warm up
     states[name][0] = jax.block_until_ready(st)
@@ -273,12 +351,26 @@ def main(args):
     print(f"{name:<14}{med[name] * 1e3:>10.1f}{(rf or float('nan')):>9.3f}"
           f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}"
           f"{server_b:>12,}")
+  if mesh_row is not None:
+    st2 = states[mesh_row][0]
+    per_dev = lambda tree: max(  # noqa: E731
+        sum(sh.data.nbytes for x in jax.tree.leaves(tree) for sh in x.addressable_shards
+            if sh.device == d) for d in jax.devices())
+    r = {"mesh": f"{n_dev // args.mesh_model} clients x {args.mesh_model} model",
+         "median_round_s": med[mesh_row], "ratio_to_1d": med[mesh_row] / med[methods[0]],
+         "params_bytes_per_device": per_dev(st2.params),
+         "params_bytes_per_device_1d": per_dev(states[methods[0]][0].params)}
+    out["mesh_2d"] = r
+    print(f"{mesh_row:<14}{med[mesh_row] * 1e3:>10.1f}   ({r['mesh']}: "
+          f"{r['ratio_to_1d']:.2f}x the 1-D round; params per device "
+          f"{r['params_bytes_per_device']:,} B vs {r['params_bytes_per_device_1d']:,} B; "
+          f"{C // (n_dev // args.mesh_model)} clients per group)")
   base = methods[0]
   out["compressed"] = {}
   print(f"\n{'variant':<22}{'round ms':>10}{f'/{base}':>10}{'bytes up':>12}{'/fp32':>8}")
   up0 = float(states[base][3]["bytes_up"])
   for name in variants:
-    if name in methods:
+    if name in methods or name == mesh_row:
       continue
     up = float(states[name][3]["bytes_up"])
     r = {"median_round_s": med[name], "ratio_to_uncompressed": med[name] / med[base],
@@ -286,6 +378,24 @@ def main(args):
     out["compressed"][name] = r
     print(f"{name:<22}{med[name] * 1e3:>10.1f}{r['ratio_to_uncompressed']:>10.3f}"
           f"{int(up):>12,}{r['bytes_ratio']:>8.3f}")
+  if args.fused:
+    f = fused_rounds(args.fused, max(3, args.repeats // 3))
+    out["fused"] = f
+    print(f"\nmain job (configs/synthetic.py), {f['rounds']} rounds: separate calls "
+          f"{f['separate_s'] * 1e3:.1f} ms, one fused dispatch {f['fused_s'] * 1e3:.1f} ms: "
+          f"{f['speedup']:.2f}x faster")
+  if args.init_clients:
+    import subprocess
+    cmd = [sys.executable, "-m", "experiments.bench_round", "--section", "init-memory",
+           "--init-clients", str(args.init_clients), "--width", str(args.width),
+           "--depth", str(args.depth), "--devices", str(args.devices)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "XLA_FLAGS": ""} if args.devices > 0 else None)
+    im = json.loads(res.stdout.strip().splitlines()[-1])
+    out["init_memory"] = im
+    print(f"init (adam2, {im['clients']} clients): peak memory growth "
+          f"{im['peak_rss_growth_bytes'] / 2**20:.0f} MiB for a {im['state_bytes'] / 2**20:.0f} "
+          f"MiB state: {im['ratio']:.2f}x")
   print(json.dumps(out))
 
 
