@@ -247,8 +247,8 @@ def _make_inner(inner: str, hp: dict, clip_stats: bool):
   if inner in ("l2clip", "biclip"):
     factory = clipping.l2_clip if inner == "l2clip" else clipping.bi_clip
     clip = _tx(factory, index, upper=upper, lower=lower)
-    if clip_stats:
-      clip = clipping.monitor_clip(clip)
+    if clip_stats:   # BiClip is coordinate-wise: its stats need only the sampled inputs
+      clip = clipping.monitor_clip(clip, elementwise=inner == "biclip")
     return optax.chain(clip, _tx(optax.sgd, index, learning_rate=lr))
   adam_kw = dict(b1=hp["inner_b1"], b2=hp["inner_b2"], eps=hp["inner_eps"])
   if inner == "adam":
@@ -269,7 +269,7 @@ def _make_outer(outer: str, hp: dict, clip_stats: bool):
                nesterov=outer == "nesterov"), None
   if outer == "biclip":
     clip = _tx(clipping.bi_clip, "round", upper=upper, lower=lower)
-    stage = clipping.monitor_clip(clip) if clip_stats else clip
+    stage = clipping.monitor_clip(clip, elementwise=True) if clip_stats else clip
     return optax.chain(stage, _tx(optax.sgd, "round", learning_rate=lr)), clip
   factory = {"adagrad": outer_lib.fedopt_adagrad, "rmsprop": outer_lib.fedopt_rmsprop,
              "adam": outer_lib.fedopt_adam, "yogi": outer_lib.fedopt_yogi}[outer]

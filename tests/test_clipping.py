@@ -178,3 +178,17 @@ def test_measurements_include_optax_snapshots_and_number_repeats():
   assert sorted(got) == ["outer_clip_above", "outer_clip_above_1", "outer_clip_below",
                          "outer_clip_below_1", "outer_gnorm"]
   assert float(got["outer_gnorm"]) == pytest.approx(5.0)
+
+
+def test_monitor_clip_elementwise_matches_generic():
+  """The elementwise path (clip applied to the sampled inputs only) gives the generic
+  path's fractions, sampled (a leaf > 4096 coordinates) and exact."""
+  g = {"a": jax.random.cauchy(jax.random.key(0), (100, 70)),
+       "b": jax.random.normal(jax.random.key(1), (33,)) * 0.01}
+  clip = tailopt.bi_clip(upper=1.0, lower=0.005)
+  fast, slow = tailopt.monitor_clip(clip, elementwise=True), tailopt.monitor_clip(clip)
+  uf, sf = fast.update(g, fast.init(g))
+  us, ss = slow.update(g, slow.init(g))
+  jax.tree.map(np.testing.assert_array_equal, uf, us)
+  for k in ("clip_above", "clip_below"):
+    assert float(sf.measurements[k]) == float(ss.measurements[k]) > 0
