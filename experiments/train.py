@@ -258,11 +258,16 @@ class SyncEngine:
 
   def summary(self, state, t: int, out: dict) -> dict:
     c = self.config
-    return dict(clients=c.clients, local_steps=c.local_steps, rounds=self.total,
+    mesh = " x ".join(f"{n} {a}" for a, n in self.rnd.mesh.shape.items())
+    return dict(clients=c.clients, local_steps=c.local_steps, rounds=self.total, mesh=mesh,
+                processes=jax.process_count(),
                 rounds_done=t, best_round=out["best_at"], rounds_per_s=out["per_s"])
 
   def summary_rows(self, s: dict) -> list:
-    return [("clients x local steps", f"{s['clients']} x {s['local_steps']}")]
+    rows = [("clients x local steps", f"{s['clients']} x {s['local_steps']}"),
+            ("mesh", s["mesh"] + (f" on {s['processes']} processes"
+                                  if s.get("processes", 1) > 1 else ""))]
+    return rows
 
 
 def make_engine(config, data, model):

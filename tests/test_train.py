@@ -123,6 +123,10 @@ def test_diverging_run_is_recorded(tmp_path):
     ("keep_checkpoints", 0, r"config.keep_checkpoints=0 must be >= 1"),
     ("eval_every", 0, r"config.report_metric='eval/loss' is never logged: evaluation is off"),
     ("report_metric", "loss", r"config.report_metric='loss' must name a logged metric"),
+    ("mesh.model", 16, r"config.mesh.model=16 but only 8 devices exist"),
+    ("mesh.model", 0, r"config.mesh.model=0 must be an integer >= 1"),
+    ("client_loop", "pmap", r"config.client_loop='pmap' is unknown"),
+    ("chunk", -1, r"config.chunk=-1 must be >= 0"),
 ])
 def test_validation_names_field_and_fix(field, value, msg):
   from experiments import tasks
