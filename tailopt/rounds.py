@@ -88,6 +88,24 @@ def _merge(tree, part, ids, f):
                                       zip(leaves, part_leaves, ids)])
 
 
+def _split_norm(tree, axis_name: str, n: int) -> jax.Array:
+  """The global L2 norm of a ``tree`` that every device on ``axis_name`` holds whole:
+  each device sums the squares of its own 1/n of every leaf (a slice at its axis index),
+  and one scalar ``psum`` adds them, instead of n devices each reading the whole tree."""
+  i = jax.lax.axis_index(axis_name)
+  total = jnp.zeros([], jnp.float32)
+  for g in jax.tree.leaves(tree):
+    flat = jnp.ravel(g).astype(jnp.float32)
+    if flat.size < 4096 * n:   # small: not worth slicing
+      total += jnp.where(i == 0, jnp.sum(jnp.square(flat)), 0.0)
+      continue
+    chunk = -(-flat.size // n)
+    flat = jnp.pad(flat, (0, chunk * n - flat.size))
+    part = jax.lax.dynamic_slice(flat, (i * chunk,), (chunk,))
+    total += jnp.sum(jnp.square(part))
+  return jnp.sqrt(jax.lax.psum(total, axis_name))
+
+
 def _own_copy(x):
   """A strongly typed copy of ``x`` that the donating round may free."""
   if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
@@ -628,8 +646,9 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     metrics = {k_: amean(v) for k_, v in res.metrics.items()}
     if fragments is None:
       metrics.update(clipping.measurements(outer_state, "outer_"))
-      metrics.update(delta_norm=clipping.global_norm(delta),
-                     update_norm=clipping.global_norm(updates))
+      n_ax = mesh.shape[ax]
+      metrics.update(delta_norm=_split_norm(delta, ax, n_ax),
+                     update_norm=_split_norm(updates, ax, n_ax))
     else:
       metrics.update(outer_meas)
       metrics.update(delta_norm=norms[0], update_norm=norms[1])

@@ -181,3 +181,22 @@ def test_participation_computes_only_the_sampled_clients():
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=1e-7)
   assert float(m["participants"]) == 2.0
   np.testing.assert_allclose(m["loss"], mref["loss"], rtol=1e-5)
+
+
+def test_norm_metrics_of_large_leaves_split_over_devices():
+  """delta_norm / update_norm of leaves large enough to be split over the 8 devices (each
+  sums its slice) equal the norm of the parameter change."""
+  d = 203   # 203 x 203 = 41,209 coordinates: sliced, with a padded last slice
+  loss = lambda p, b: jnp.mean((b["x"] @ p["w"] - b["y"]) ** 2) + jnp.sum(p["c"] ** 2)  # noqa
+  rnd = tailopt.build_round(loss, tailopt.get_method("fedavg", inner_lr=0.1), local_steps=2,
+                            num_clients=8, donate=False)
+  p = {"w": jnp.zeros((d, d)), "c": jnp.ones(3)}
+  r = np.random.default_rng(0)
+  b = {"x": r.normal(size=(8, 2, 4, d)).astype(np.float32),
+       "y": r.normal(size=(8, 2, 4, d)).astype(np.float32)}
+  st = rnd.init(p)
+  st2, m = rnd(st, b)
+  change = np.sqrt(sum(np.sum((np.asarray(a, np.float64) - np.asarray(c, np.float64)) ** 2)
+                       for a, c in zip(jax.tree.leaves(st2.params), jax.tree.leaves(st.params))))
+  np.testing.assert_allclose(float(m["delta_norm"]), change, rtol=1e-5)
+  np.testing.assert_allclose(float(m["update_norm"]), change, rtol=1e-5)
