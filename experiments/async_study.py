@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from experiments.cli import set_field
-from experiments.metric_writer import read_jsonl
+from experiments.metrics_log import read_jsonl
 from experiments.sweep import run_cell, score
 
 BUDGET = 700.0           # simulated seconds
