@@ -296,7 +296,7 @@ def test_qwen2_two_layers_match_numpy_reference(qwen_gguf, qwen_small):
 
 @pytest.fixture
 def frozen_as_inputs():
-    """Closed-over frozen weights (1.1 GB here) become jit inputs, not copied constants (see base.py)."""
+    """Closed-over frozen weights (1.1 GB here) become jit inputs, not copied constants (see trainable.py)."""
     old = jax.config.jax_use_simplified_jaxpr_constants
     jax.config.update("jax_use_simplified_jaxpr_constants", True)
     yield

@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tailopt.models import layers as L
-from tailopt.models.base import Model, classification_metrics, scan_layers, softmax_xent, with_trainable
+from tailopt.models.contract import Model
+from tailopt.models.losses import classification_metrics, softmax_xent
+from tailopt.models.trainable import scan_layers, with_trainable
 from tailopt.models.checkpoints import artifact_file, load_safetensors, save_safetensors
 
 

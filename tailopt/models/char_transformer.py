@@ -14,7 +14,9 @@ from __future__ import annotations
 import jax
 
 from tailopt.models import layers as L
-from tailopt.models.base import Model, lm_inputs, masked_token_loss, scan_layers, token_metrics, with_trainable
+from tailopt.models.contract import Model
+from tailopt.models.losses import lm_inputs, masked_token_loss, token_metrics
+from tailopt.models.trainable import scan_layers, with_trainable
 
 
 def _block_init(key, d, mlp_ratio):

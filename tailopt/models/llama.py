@@ -29,7 +29,7 @@ Params layout (float32; kernels ``(in, out)``; ``layers`` stacked on a leading a
     final_norm (D,)
 
 Causal-LM batch: ``{'x', 'y'[, 'mask']}`` or ``{'input_ids'[, 'attention_mask']}`` (see
-:func:`tailopt.models.base.lm_inputs`); padding must be on the right.
+:func:`tailopt.models.losses.lm_inputs`); padding must be on the right.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tailopt.models import layers as L
-from tailopt.models.base import (Model, layer_stacks, lm_inputs, masked_token_loss, scan_layers, token_metrics,
-                                 with_trainable)
+from tailopt.models.contract import Model
+from tailopt.models.losses import lm_inputs, masked_token_loss, token_metrics
+from tailopt.models.trainable import layer_stacks, scan_layers, with_trainable
 from tailopt.models.checkpoints import GGUF, artifact_file, find_gguf
 from tailopt.models.tokenization import Tokenizer
 

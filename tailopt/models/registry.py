@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from tailopt.models.base import Model
+from tailopt.models.contract import Model
 
 # name -> (module, factory); imported lazily (pretrained models read large files only when built)
 _REGISTRY: dict[str, tuple[str, str]] = {

@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from tailopt.models import layers as L
-from tailopt.models.base import Model, masked_token_loss, token_metrics, with_trainable
+from tailopt.models.contract import Model
+from tailopt.models.losses import masked_token_loss, token_metrics
+from tailopt.models.trainable import with_trainable
 
 
 def make_seq2seq(
