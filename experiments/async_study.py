@@ -1,4 +1,4 @@
-"""The asynchronous study (issue 5, item 9; claim 3 of ``shared/spec/experiments.md``).
+"""The asynchronous study: asynchronous TailOPT against synchronous and asynchronous baselines.
 
     python -m experiments.async_study --workdir runs/async_study --phase tune --shard 0/2
     python -m experiments.async_study --workdir runs/async_study --phase final

@@ -48,7 +48,7 @@ def build_task(config):
 
 
 # ---------------------------------------------------------------------------
-# Real-data families (offline stand-ins; see ../shared/spec/experiments.md).
+# Real-data families (offline stand-ins for the papers' datasets).
 
 def _kwargs(section) -> dict:
   return section.to_dict() if hasattr(section, "to_dict") else dict(section)

@@ -10,7 +10,6 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from ml_collections import config_dict  # noqa: E402
 
