@@ -263,7 +263,7 @@ def test_bad_and_foreign_checkpoints_are_one_line(tmp_path, capsys):
 
 
 def test_missing_artifact_is_one_line(tmp_path, capsys, monkeypatch):
-  from tailopt.data import fetch
+  from experiments.data import fetch
 
   def offline(name, *a, **k):
     raise fetch.FetchError(f"no network for {name}\nsecond line")
@@ -273,7 +273,7 @@ def test_missing_artifact_is_one_line(tmp_path, capsys, monkeypatch):
                   str(tmp_path / "w"))
   errors = [l for l in err if l.startswith("error:")]   # after the "fetching" progress line
   assert rc == 2 and errors == err[-1:], err
-  assert "fashion-mnist" in err[-1] and "python -m tailopt.data.fetch" in err[-1]
+  assert "fashion-mnist" in err[-1] and "python -m experiments.data.fetch" in err[-1]
 
 
 def test_cli_error_process_has_no_traceback(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tailopt.models.contract import Model, count_params
-from tailopt.models.losses import classification_metrics
+from experiments.models.contract import Model, count_params
+from experiments.models.losses import classification_metrics
 
 
 def make_linear_regression(dim: int) -> Model:

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tailopt.models.contract import Model
-from tailopt.models.losses import classification_metrics, softmax_xent
-from tailopt.models.nnx_adapter import nnx_apply_fns
-from tailopt.models.trainable import with_trainable
+from experiments.models.contract import Model
+from experiments.models.losses import classification_metrics, softmax_xent
+from experiments.models.nnx_adapter import nnx_apply_fns
+from experiments.models.trainable import with_trainable
 
 
 class CNN(nnx.Module):

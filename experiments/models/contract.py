@@ -13,7 +13,7 @@ over a plain pytree*:
 Every Model's ``meta`` also has: ``num_params`` (trainable), ``num_params_total``,
 ``trainable``, ``frozen``, ``full_params`` (trainable -> full params), ``loss_with_frozen``,
 ``apply`` (forward pass on the trainable params), ``task`` and ``config`` (see
-:mod:`tailopt.models.trainable` for the trainable/frozen split).
+:mod:`experiments.models.trainable` for the trainable/frozen split).
 
 Implementation style
 --------------------
@@ -21,7 +21,7 @@ Transformers (char LM, BERT, Llama, seq2seq) are written *functionally* on dict 
 their layers are stacked along a leading axis and run with ``lax.scan``, pretrained
 checkpoints map onto the dicts directly, and trainable/frozen partitions are dict
 operations. The small from-scratch vision models (CNN, ViT) are NNX modules adapted with
-:func:`tailopt.models.nnx_adapter.nnx_apply_fns`.
+:func:`experiments.models.nnx_adapter.nnx_apply_fns`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Losses and evaluation metrics shared by the models, and the causal-LM batch format.
 
-Metrics follow the :class:`~tailopt.models.contract.Model` contract: means over the batch
+Metrics follow the :class:`~experiments.models.contract.Model` contract: means over the batch
 plus ``count``, the weight of those means.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tailopt.models.contract import Batch
+from experiments.models.contract import Batch
 
 
 def softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Trainable subsets: a :class:`~tailopt.models.contract.Model` whose params are part of the
+"""Trainable subsets: a :class:`~experiments.models.contract.Model` whose params are part of the
 full params, the rest frozen.
 
 Models accept ``trainable=`` (``'all'``, ``'head'``, ``'last_n_layers:N'`` or a key-path
@@ -22,7 +22,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from tailopt.models.contract import Batch, Model, count_params
+from experiments.models.contract import Batch, Model, count_params
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

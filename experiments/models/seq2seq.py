@@ -28,10 +28,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tailopt.models import layers as L
-from tailopt.models.contract import Model
-from tailopt.models.losses import masked_token_loss, token_metrics
-from tailopt.models.trainable import with_trainable
+from experiments.models import layers as L
+from experiments.models.contract import Model
+from experiments.models.losses import masked_token_loss, token_metrics
+from experiments.models.trainable import with_trainable
 
 
 def make_seq2seq(
