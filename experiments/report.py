@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from experiments.metric_writer import read_jsonl
+from experiments.metrics_log import read_jsonl
 
 
 def _load(run_dir):

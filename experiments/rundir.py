@@ -5,6 +5,7 @@
   lock from a dead process is simply taken over.
 * :class:`StopRequest`: SIGINT/SIGTERM ask the loop to stop at the end of the current chunk
   (after a checkpoint); a second SIGINT stops at once.
+* :func:`atomic_write`: a file of the run directory replaced whole, never torn.
 """
 
 from __future__ import annotations
@@ -12,9 +13,26 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import tempfile
 import threading
 
 from experiments.validate import UserError
+
+
+def atomic_write(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file and ``os.replace`` (never torn)."""
+  d = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp.", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 class WorkdirError(UserError):

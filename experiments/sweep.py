@@ -31,7 +31,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 
 from experiments.cli import parse_assignment, set_field  # noqa: E402
-from experiments.metric_writer import atomic_write  # noqa: E402
+from experiments.rundir import atomic_write  # noqa: E402
 
 
 def method_grid(config, method: str, extra=()) -> list[dict]:

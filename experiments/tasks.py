@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from tailopt.data import synthetic
-from tailopt.models import simple
+from experiments.models import simple
 
 TaskBuilder = Callable[..., tuple]
 TASKS: dict[str, TaskBuilder] = {}
@@ -42,13 +42,13 @@ def build_task(config):
   be had), and a tfds task that is not prepared fails at once when offline."""
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is unknown; choose one of {sorted(TASKS)}.")
-  from tailopt.data import fetch
+  from experiments.data import fetch
   fetch.ensure_for_config(config)
   return TASKS[config.task](config)
 
 
 # ---------------------------------------------------------------------------
-# Real-data families (offline stand-ins; see ../shared/spec/experiments.md).
+# Real-data families (offline stand-ins for the papers' datasets).
 
 def _kwargs(section) -> dict:
   return section.to_dict() if hasattr(section, "to_dict") else dict(section)
@@ -65,7 +65,7 @@ def _rename(data, mapping: dict, drop=()):
 
 
 def _get_model(config, **fixed):
-  from tailopt.models import registry
+  from experiments.models import registry
   kwargs = _kwargs(config.model.kwargs)
   kwargs.update(fixed)
   return registry.get_model(config.model.name, **kwargs)
@@ -74,7 +74,7 @@ def _get_model(config, **fixed):
 @register("fashion_mnist")
 def fashion_mnist_task(config):
   """Fashion-MNIST (60k/10k) with a CNN or a small ViT: the ViT/CIFAR-100 stand-in."""
-  from tailopt.data import fashion_mnist
+  from experiments.data import fashion_mnist
   d = config.data
   data = fashion_mnist.load(num_clients=config.data_clients or config.clients,
                             partition_kind=d.partition, beta=d.beta, seed=config.seed,
@@ -86,7 +86,7 @@ def fashion_mnist_task(config):
 @register("gutenberg8")
 def gutenberg8_task(config):
   """Eight public-domain works, one per node, next-character LM (the "Philosopher" set)."""
-  from tailopt.data import gutenberg8
+  from experiments.data import gutenberg8
   d = config.data
   data = gutenberg8.load(seq_len=d.seq_len, max_chars_per_work=d.max_chars_per_work or None,
                          stride=d.stride, test_stride=d.test_stride, targets="seq")
@@ -96,7 +96,7 @@ def gutenberg8_task(config):
 @register("shakespeare_roles")
 def shakespeare_roles_task(config):
   """LEAF-style per-role Shakespeare (up to 1,426 roles), sampled ``clients`` per round."""
-  from tailopt.data import shakespeare_roles
+  from experiments.data import shakespeare_roles
   d = config.data
   data = shakespeare_roles.load(seq_len=d.seq_len, min_chars=d.min_chars,
                                 max_roles=d.max_roles or None, stride=d.stride,
@@ -107,7 +107,7 @@ def shakespeare_roles_task(config):
 @register("movie_reviews")
 def movie_reviews_task(config):
   """Rotten-tomatoes sentences (SST-2's domain) + MiniLM-BERT: the RoBERTa/GLUE stand-in."""
-  from tailopt.data import movie_reviews
+  from experiments.data import movie_reviews
   d = config.data
   data = movie_reviews.load(num_clients=config.data_clients or config.clients,
                             partition_kind=d.partition, domains=tuple(d.domains),
@@ -131,7 +131,7 @@ def smollm2_text_task(config):
   """SmolLM2-135M (GGUF) fine-tuned as a causal LM on the Gutenberg-8 works, one per node:
   the Qwen2.5/SQuAD stand-in."""
   import numpy as np
-  from tailopt.data import gutenberg8
+  from experiments.data import gutenberg8
   from tailopt.data.types import FederatedData
   d = config.data
   model = _get_model(config)
@@ -160,7 +160,7 @@ def qwen25_text_task(config):
 @register("glue")
 def glue_task(config):
   """tfds glue/<task> with the MiniLM WordPiece tokenizer and BERT (needs the dataset)."""
-  from tailopt.data import movie_reviews, tfds_sources
+  from experiments.data import movie_reviews, tfds_sources
   d = config.data
   wp = movie_reviews.minilm_tokenizer()
   tokenizer = lambda texts, n, pairs=None: wp.batch_encode(texts, max_len=n, pairs=pairs)  # noqa: E731
@@ -175,7 +175,7 @@ def glue_task(config):
 @register("cifar100")
 def cifar100_task(config):
   """tfds cifar100 with a ViT (the paper's ViT/CIFAR-100 task; needs the dataset)."""
-  from tailopt.data import tfds_sources
+  from experiments.data import tfds_sources
   d = config.data
   data = tfds_sources.cifar100(num_clients=config.data_clients or config.clients,
                                partition_kind=d.partition, beta=d.beta, seed=config.seed,
@@ -186,7 +186,7 @@ def cifar100_task(config):
 @register("wmt19")
 def wmt19_task(config):
   """tfds wmt19_translate/<pair> with a small encoder-decoder (the paper's WMT/T5 task)."""
-  from tailopt.data import movie_reviews, tfds_sources
+  from experiments.data import movie_reviews, tfds_sources
   d = config.data
   tok = movie_reviews.minilm_tokenizer()  # WordPiece (uncased English vocab; our stand-in)
   data = tfds_sources.wmt19(d.pair, lambda texts, n: tok.batch_encode(texts, max_len=n),
@@ -207,7 +207,7 @@ def wmt19_task(config):
 def bible_translation_task(config):
   """KJV English -> Reina-Valera 1909 Spanish, books by genre across 8 nodes, seq2seq,
   sacrebleu BLEU of greedy (or beam) decodes at each eval: the WMT stand-in."""
-  from tailopt.data import bible_translation
+  from experiments.data import bible_translation
   d = config.data
   data = bible_translation.load(num_clients=config.data_clients or config.clients,
                                 partition=d.partition, vocab_size=d.vocab_size,
@@ -225,7 +225,7 @@ def bible_translation_task(config):
 @register("squad")
 def squad_task(config):
   """tfds squad fine-tuning of the Llama decoder (the paper's Qwen2.5/SQuAD task)."""
-  from tailopt.data import tfds_sources
+  from experiments.data import tfds_sources
   d = config.data
   model = _get_model(config)
   tok = model.meta["tokenizer"]

@@ -34,8 +34,8 @@ import tailopt
 from experiments import checkpoint as ckpt_lib
 from experiments import tasks as tasks_lib
 from experiments import validate as validate_lib
-from experiments.metric_writer import MetricWriter, atomic_write, read_jsonl
-from experiments.rundir import RunInterrupted, RunLock, StopRequest
+from experiments.metrics_log import MetricWriter, read_jsonl
+from experiments.rundir import RunInterrupted, RunLock, StopRequest, atomic_write
 from experiments.validate import ConfigError
 from tailopt.data.batching import ClientBatches, eval_batches
 

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from tailopt.data import fetch
+from experiments.data import fetch
 
 _FAILED: dict[str, str] = {}  # artifact -> skip message, so a failing fetch is tried once
 

@@ -4,12 +4,12 @@ import functools
 
 import pytest
 
-from tailopt.data import fetch
+from experiments.data import fetch
 
 
 @functools.cache
 def _open(name: str):
-  from tailopt.models.checkpoints import GGUF
+  from experiments.models.checkpoints import GGUF
   return GGUF(fetch.artifact_file(name, "gguf"))
 
 

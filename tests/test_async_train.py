@@ -10,11 +10,12 @@ import jax
 import numpy as np
 import pytest
 
+from _tensorboard_helpers import event_steps, tensorboard_scalars
 from configs import async_synthetic
 from experiments import async_train
 from experiments import tasks
 from experiments import train as train_lib
-from experiments.metric_writer import read_jsonl, read_tfrecords
+from experiments.metrics_log import read_jsonl
 from experiments.rundir import RunInterrupted
 from experiments.validate import ConfigError, validate
 from tailopt import asynchronous as A
@@ -77,10 +78,9 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   assert [r["round"] for r in b] == list(range(1, 17))
   assert a == b
   # Steps 9-12 were logged twice; TensorBoard shows each once, on both axes.
-  from test_rundir import _event_steps
-  assert sorted(_event_steps(tmp_path / "cut")) == list(range(1, 17))
-  assert sorted(_event_steps(tmp_path / "cut" / "by_time")) == sorted(
-      _event_steps(tmp_path / "full" / "by_time"))
+  assert sorted(event_steps(tmp_path / "cut")) == list(range(1, 17))
+  assert sorted(event_steps(tmp_path / "cut" / "by_time")) == sorted(
+      event_steps(tmp_path / "full" / "by_time"))
   assert full["final"] == resumed["final"] and full["best"] == resumed["best"]
 
 
@@ -99,7 +99,10 @@ def test_runlocal_end_to_end_outputs(tmp_path):
   assert sum(tau["histogram"]) == tau["updates"] == 16 and len(tau["per_worker"]) == 8
   assert (tmp_path / "tau_histogram.png").stat().st_size > 1000
   tb = os.listdir(tmp_path / "by_time")
-  assert len(tb) == 1 and len(read_tfrecords(str(tmp_path / "by_time" / tb[0]))) == 17
+  by_time = tensorboard_scalars(tmp_path / "by_time")["train/loss"]
+  assert len(tb) == 1 and [(s, v, w) for s, v, w in by_time] == [
+      (round(r["time"] * 1000), pytest.approx(r["train/loss"], rel=1e-6), r["time"])
+      for r in rows]
   assert "tailopt async run: async_local_sgd" in train_lib.format_summary(s)
 
 

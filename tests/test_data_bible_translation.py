@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from _data_helpers import need
-from tailopt.data import bible_kjv, fetch
-from tailopt.data import bible_translation as bt
+from experiments.data import bible_kjv, fetch
+from experiments.data import bible_translation as bt
 
 N_PAIRS = 30_516
 
@@ -81,7 +81,7 @@ def test_missing_diatheke_is_one_line_naming_the_install(monkeypatch):
     bt._ensure_diatheke()
   msg = str(e.value)
   assert "\n" not in msg and "apt-get install -y diatheke" in msg
-  assert "python -m tailopt.data.fetch bible-translation" in msg
+  assert "python -m experiments.data.fetch bible-translation" in msg
 
 
 # ---------------------------------------------------------------- BLEU (offline)

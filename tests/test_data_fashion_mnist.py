@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from _data_helpers import need
-from tailopt.data import fashion_mnist, partition
+from experiments.data import fashion_mnist
+from tailopt.data import partition
 
 
 def test_read_idx_synthetic(tmp_path):

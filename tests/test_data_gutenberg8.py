@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from _data_helpers import need
-from tailopt.data import bible_kjv, fetch, gutenberg8, rdata_lite, text
+from experiments.data import bible_kjv, fetch, gutenberg8, rdata_lite, text
 
 pytestmark = pytest.mark.data
 

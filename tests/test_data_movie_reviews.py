@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from _data_helpers import need
-from tailopt.data import movie_reviews, partition
+from experiments.data import movie_reviews
+from tailopt.data import partition
 
 pytestmark = pytest.mark.data
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from _data_helpers import need
-from tailopt.data import partition, shakespeare_roles, text
+from experiments.data import shakespeare_roles, text
+from tailopt.data import partition
 
 MD = """# A Play
 

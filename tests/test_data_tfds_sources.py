@@ -5,7 +5,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from tailopt.data import tfds_sources  # noqa: E402
+from experiments.data import tfds_sources  # noqa: E402
 
 
 def hash_tokenizer(texts, max_len, pairs=None):
@@ -86,4 +86,4 @@ def test_unavailable_dataset_names_the_fix(tmp_path):
     tfds_sources.read_source("cifar100", "train", data_dir=tmp_path, download=False)
   msg = str(e.value)
   assert "tfds build cifar100 --file_format=array_record" in msg
-  assert "tailopt.data.fashion_mnist" in msg
+  assert "experiments.data.fashion_mnist" in msg

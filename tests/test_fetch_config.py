@@ -1,4 +1,4 @@
-"""Data in one step: ``python -m tailopt.data.fetch --config`` and fetch-on-first-use."""
+"""Data in one step: ``python -m experiments.data.fetch --config`` and fetch-on-first-use."""
 import os
 import subprocess
 import sys
@@ -7,13 +7,13 @@ import time
 import pytest
 
 from configs.common import load
-from tailopt.data import fetch
+from experiments.data import fetch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _fetch_cli(*args, env=None):
-  return subprocess.run([sys.executable, "-m", "tailopt.data.fetch", *args], cwd=ROOT,
+  return subprocess.run([sys.executable, "-m", "experiments.data.fetch", *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=300,
                         env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})))
 
@@ -35,7 +35,7 @@ def test_fetch_config_fetches_all_at_once_or_fails_in_one_line(tmp_path, monkeyp
   monkeypatch.setattr(fetch, "fetch", offline)
   with pytest.raises(fetch.MissingArtifactError,
                      match=r"'shakespeare' \(needed by config.task='gutenberg8'\).*"
-                           r"python -m tailopt.data.fetch shakespeare"):
+                           r"python -m experiments.data.fetch shakespeare"):
     fetch.ensure_for_config(load("configs/gutenberg8.py:runlocal"), verbose=False)
   assert calls == ["shakespeare"]
 

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tailopt.models.bert import BertConfig, load_bert_params, load_minilm, make_bert, save_bert_safetensors
-from tailopt.models.checkpoints import load_safetensors, save_safetensors
-from tailopt.models.tokenization import Tokenizer
-from tailopt.models.testing import check_contract
+from experiments.models.bert import BertConfig, load_bert_params, load_minilm, make_bert, save_bert_safetensors
+from experiments.models.checkpoints import load_safetensors, save_safetensors
+from experiments.models.tokenization import Tokenizer
+from experiments.models.testing import check_contract
 
 # [CLS] ... [SEP] WordPiece ids (bert-base-uncased vocab of all-MiniLM-L6-v2).
 SENTENCES = {
@@ -25,8 +25,8 @@ SENTENCES = {
 
 @pytest.fixture(scope="module")
 def model_dir():
-    from tailopt.data.fetch import MissingArtifactError
-    from tailopt.models.checkpoints import artifact_file
+    from experiments.data.fetch import MissingArtifactError
+    from experiments.models.checkpoints import artifact_file
     try:
         return pathlib.Path(artifact_file("minilm", "model_dir"))
     except MissingArtifactError as e:

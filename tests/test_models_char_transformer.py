@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from tailopt.models.char_transformer import make_char_transformer
-from tailopt.models.testing import check_contract
+from experiments.models.char_transformer import make_char_transformer
+from experiments.models.testing import check_contract
 
 CFG = dict(vocab_size=90, d_model=32, num_layers=2, num_heads=4, seq_len=24)
 

@@ -13,9 +13,9 @@ from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 
 from _model_helpers import gguf
-from tailopt.models.llama import (LlamaConfig, apply_rope, load_llama_hf, make_llama, make_qwen2, rope_tables,
+from experiments.models.llama import (LlamaConfig, apply_rope, load_llama_hf, make_llama, make_qwen2, rope_tables,
                                   save_llama_hf, unpermute_qk)
-from tailopt.models.testing import check_contract
+from experiments.models.testing import check_contract
 
 PROMPT = "The capital of France is"
 PROMPT_IDS = [504, 3575, 282, 4649, 314]
@@ -296,7 +296,7 @@ def test_qwen2_two_layers_match_numpy_reference(qwen_gguf, qwen_small):
 
 @pytest.fixture
 def frozen_as_inputs():
-    """Closed-over frozen weights (1.1 GB here) become jit inputs, not copied constants (see base.py)."""
+    """Closed-over frozen weights (1.1 GB here) become jit inputs, not copied constants (see trainable.py)."""
     old = jax.config.jax_use_simplified_jaxpr_constants
     jax.config.update("jax_use_simplified_jaxpr_constants", True)
     yield
@@ -360,7 +360,7 @@ def test_qwen2_hf_checkpoint_roundtrip(qwen_small, tmp_path):
 
 
 def test_hf_offline_error_is_one_line(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tailopt.data.fetch qwen2.5-0.5b") as e:
+    with pytest.raises(FileNotFoundError, match="experiments.data.fetch qwen2.5-0.5b") as e:
         load_llama_hf(tmp_path / "no-such-model")
     assert "\n" not in str(e.value)
 

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tailopt.models import get_model, list_models
-from tailopt.models.testing import check_contract
+from experiments.models import get_model, list_models
+from experiments.models.testing import check_contract
 
 
 def _batch(b=4, s=9, t=8, vocab=40, seed=0):

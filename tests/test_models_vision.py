@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tailopt.models.cnn import make_cnn
-from tailopt.models.testing import check_contract
-from tailopt.models.vit import make_vit
+from experiments.models.cnn import make_cnn
+from experiments.models.testing import check_contract
+from experiments.models.vit import make_vit
 
 
 def _batch(b=16, shape=(16, 16, 1), classes=4, seed=0):

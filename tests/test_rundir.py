@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from experiments import main as main_lib
-from experiments import metric_writer as mw
 from experiments import train as train_lib
+from experiments.metrics_log import MetricWriter, read_jsonl
 from experiments.rundir import RunLock, WorkdirError
+from _tensorboard_helpers import event_steps
 from test_train import small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,32 +101,23 @@ def test_torn_lines_and_records_are_dropped_and_no_step_is_logged_twice(tmp_path
   cfg = small_config()
   with pytest.raises(Kill):
     train_lib.train(cfg, str(tmp_path), on_chunk_end=_kill_at(10), quiet=True)
-  assert sorted(_event_steps(tmp_path)) == list(range(1, 11))
+  assert sorted(event_steps(tmp_path)) == list(range(1, 11))
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write('{"round": 11, "train/lo')   # killed mid-write
   with open(next(tmp_path.glob("events.out.tfevents*")), "ab") as f:
     f.write(b"\x05\x00\x00")   # a torn TensorBoard record
   s = train_lib.train(cfg, str(tmp_path), quiet=True)
   assert s["resumed_from"] == 8 and s["finished"]
-  assert [r["round"] for r in mw.read_jsonl(str(tmp_path / "metrics.jsonl"))] == list(
+  assert [r["round"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == list(
       range(1, 13))
-  assert sorted(_event_steps(tmp_path)) == list(range(1, 13))   # 9-10 once, not twice
+  assert sorted(event_steps(tmp_path)) == list(range(1, 13))   # 9-10 once, not twice
 
 
 def test_corrupt_middle_metrics_line_names_the_file_and_line(tmp_path):
   p = tmp_path / "metrics.jsonl"
   p.write_text('{"round": 1}\n{"rou\n{"round": 2}\n')
   with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not JSON"):
-    mw.MetricWriter(str(tmp_path), tensorboard=False).resume(2)
-
-
-def _event_steps(directory):
-  steps = []
-  for f in sorted(os.listdir(directory)):
-    if f.startswith("events.out.tfevents"):
-      recs = mw.read_tfrecords(os.path.join(directory, f))
-      steps += [mw.event_step(r)[1] for r in recs if b"brain.Event" not in r]
-  return steps
+    MetricWriter(str(tmp_path), tensorboard=False).resume(2)
 
 
 # ---------------------------------------------------------------------------- divergence
@@ -193,7 +185,7 @@ def test_cli_sigint_and_sigterm_checkpoint_exit_0_and_resume_bit_for_bit(tmp_pat
   a, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
   b, _ = train_lib.final_params(cfg, str(cut))
   jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert mw.read_jsonl(str(tmp_path / "full" / "metrics.jsonl")) == mw.read_jsonl(str(metrics))
+  assert read_jsonl(str(tmp_path / "full" / "metrics.jsonl")) == read_jsonl(str(metrics))
 
 
 # ---------------------------------------------------------------------------- one-line errors
@@ -271,7 +263,7 @@ def test_bad_and_foreign_checkpoints_are_one_line(tmp_path, capsys):
 
 
 def test_missing_artifact_is_one_line(tmp_path, capsys, monkeypatch):
-  from tailopt.data import fetch
+  from experiments.data import fetch
 
   def offline(name, *a, **k):
     raise fetch.FetchError(f"no network for {name}\nsecond line")
@@ -281,7 +273,7 @@ def test_missing_artifact_is_one_line(tmp_path, capsys, monkeypatch):
                   str(tmp_path / "w"))
   errors = [l for l in err if l.startswith("error:")]   # after the "fetching" progress line
   assert rc == 2 and errors == err[-1:], err
-  assert "fashion-mnist" in err[-1] and "python -m tailopt.data.fetch" in err[-1]
+  assert "fashion-mnist" in err[-1] and "python -m experiments.data.fetch" in err[-1]
 
 
 def test_cli_error_process_has_no_traceback(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from configs import synthetic as synthetic_config
 from experiments import checkpoint as ckpt_lib
 from experiments import train as train_lib
-from experiments.metric_writer import read_jsonl
+from experiments.metrics_log import read_jsonl
 from experiments.validate import ConfigError, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

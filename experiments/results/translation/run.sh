@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The translation comparison in README.md here: FedAvg vs Bi2Clip on the KJV -> Reina-Valera
 # task (configs/bible_translation.py:study), one seed, two points per method.
-# Needs: python -m tailopt.data.fetch bible-translation.  Run from the repository root.
+# Needs: python -m experiments.data.fetch bible-translation.  Run from the repository root.
 set -euo pipefail
 OUT=${OUT:-/tmp/translation_runs}
 run() {  # name, extra flags...

@@ -10,12 +10,11 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from ml_collections import config_dict  # noqa: E402
 
 from experiments import tasks, train  # noqa: E402
-from tailopt.data import bible_translation as bt  # noqa: E402
+from experiments.data import bible_translation as bt  # noqa: E402
 
 root = pathlib.Path(sys.argv[1])
 picks = [0, 300, 600, 900]  # fixed positions in the 1,024-verse test subset

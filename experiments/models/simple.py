@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tailopt.models.base import Model, classification_metrics, count_params
+from experiments.models.contract import Model, count_params
+from experiments.models.losses import classification_metrics
 
 
 def make_linear_regression(dim: int) -> Model:

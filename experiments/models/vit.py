@@ -13,7 +13,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tailopt.models.base import Model, classification_metrics, nnx_apply_fns, softmax_xent, with_trainable
+from experiments.models.contract import Model
+from experiments.models.losses import classification_metrics, softmax_xent
+from experiments.models.nnx_adapter import nnx_apply_fns
+from experiments.models.trainable import with_trainable
 
 
 class Block(nnx.Module):

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import jax
 
-from tailopt.models import layers as L
-from tailopt.models.base import Model, lm_inputs, masked_token_loss, scan_layers, token_metrics, with_trainable
+from experiments.models import layers as L
+from experiments.models.contract import Model
+from experiments.models.losses import lm_inputs, masked_token_loss, token_metrics
+from experiments.models.trainable import scan_layers, with_trainable
 
 
 def _block_init(key, d, mlp_ratio):

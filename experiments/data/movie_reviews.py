@@ -25,9 +25,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tailopt.data import fetch, partition
+from experiments.data import fetch
+from tailopt.data import partition
 from tailopt.data.types import FederatedData, take
-from tailopt.models.tokenization import Tokenizer
+from experiments.models.tokenization import Tokenizer
 
 __all__ = ["DOMAINS", "DOMAIN_STATS", "Snippets", "binarize", "load", "read_snippets",
            "minilm_tokenizer"]

@@ -5,23 +5,23 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from tailopt.models.base import Model
+from experiments.models.contract import Model
 
 # name -> (module, factory); imported lazily (pretrained models read large files only when built)
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "char_transformer": ("tailopt.models.char_transformer", "make_char_transformer"),
-    "cnn": ("tailopt.models.cnn", "make_cnn"),
-    "vit": ("tailopt.models.vit", "make_vit"),
-    "bert": ("tailopt.models.bert", "make_bert"),
-    "minilm": ("tailopt.models.bert", "make_bert"),
-    "llama": ("tailopt.models.llama", "make_llama"),
-    "smollm2": ("tailopt.models.llama", "make_llama"),
-    "qwen2.5": ("tailopt.models.llama", "make_qwen2"),
-    "seq2seq": ("tailopt.models.seq2seq", "make_seq2seq"),
-    # synthetic-task models (tailopt.models.simple)
-    "linear_regression": ("tailopt.models.simple", "make_linear_regression"),
-    "logistic_regression": ("tailopt.models.simple", "make_logistic_regression"),
-    "mlp": ("tailopt.models.simple", "make_mlp_classifier"),
+    "char_transformer": ("experiments.models.char_transformer", "make_char_transformer"),
+    "cnn": ("experiments.models.cnn", "make_cnn"),
+    "vit": ("experiments.models.vit", "make_vit"),
+    "bert": ("experiments.models.bert", "make_bert"),
+    "minilm": ("experiments.models.bert", "make_bert"),
+    "llama": ("experiments.models.llama", "make_llama"),
+    "smollm2": ("experiments.models.llama", "make_llama"),
+    "qwen2.5": ("experiments.models.llama", "make_qwen2"),
+    "seq2seq": ("experiments.models.seq2seq", "make_seq2seq"),
+    # synthetic-task models (experiments.models.simple)
+    "linear_regression": ("experiments.models.simple", "make_linear_regression"),
+    "logistic_regression": ("experiments.models.simple", "make_logistic_regression"),
+    "mlp": ("experiments.models.simple", "make_mlp_classifier"),
 }
 
 

@@ -9,9 +9,9 @@ with RoPE -> residual, RMSNorm -> SwiGLU MLP -> residual) stacked and run with
 
 RoPE base, RMSNorm epsilon, widths and head counts come from the file's metadata
 (``<arch>.rope.freq_base``, ``<arch>.attention.layer_norm_rms_epsilon``, ...). The file is
-read and dequantised by the ``gguf`` package (:class:`tailopt.models.checkpoints.GGUF`);
+read and dequantised by the ``gguf`` package (:class:`experiments.models.checkpoints.GGUF`);
 the tokenizer is built from its vocabulary with Hugging Face ``tokenizers``
-(:class:`tailopt.models.tokenization.Tokenizer`).
+(:class:`experiments.models.tokenization.Tokenizer`).
 
 **Q/K permutation.** For ``llama`` GGUFs, llama.cpp's converter stores ``attn_q``/``attn_k``
 rows permuted so that RoPE rotates *adjacent* pairs ``(2i, 2i+1)`` within each head; HF
@@ -29,7 +29,7 @@ Params layout (float32; kernels ``(in, out)``; ``layers`` stacked on a leading a
     final_norm (D,)
 
 Causal-LM batch: ``{'x', 'y'[, 'mask']}`` or ``{'input_ids'[, 'attention_mask']}`` (see
-:func:`tailopt.models.base.lm_inputs`); padding must be on the right.
+:func:`experiments.models.losses.lm_inputs`); padding must be on the right.
 """
 
 from __future__ import annotations
@@ -43,11 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tailopt.models import layers as L
-from tailopt.models.base import (Model, layer_stacks, lm_inputs, masked_token_loss, scan_layers, token_metrics,
-                                 with_trainable)
-from tailopt.models.checkpoints import GGUF, artifact_file, find_gguf
-from tailopt.models.tokenization import Tokenizer
+from experiments.models import layers as L
+from experiments.models.contract import Model
+from experiments.models.losses import lm_inputs, masked_token_loss, token_metrics
+from experiments.models.trainable import layer_stacks, scan_layers, with_trainable
+from experiments.models.checkpoints import GGUF, artifact_file, find_gguf
+from experiments.models.tokenization import Tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +179,7 @@ def load_llama_hf(path: str | os.PathLike, num_layers: int | None = None) -> tup
     downloaded with ``huggingface_hub`` where the internet is available."""
     import json
 
-    from tailopt.models.checkpoints import load_safetensors
+    from experiments.models.checkpoints import load_safetensors
 
     path = pathlib.Path(path)
     if not (path / "config.json").is_file():
@@ -191,7 +192,7 @@ def load_llama_hf(path: str | os.PathLike, num_layers: int | None = None) -> tup
             raise FileNotFoundError(
                 f"{repo} is neither a model directory (config.json, *.safetensors, tokenizer.json) nor a "
                 f"downloadable Hub repo ({type(e).__name__}); with internet: pip install huggingface_hub, "
-                "offline: use the GGUF (python -m tailopt.data.fetch qwen2.5-0.5b).") from None
+                "offline: use the GGUF (python -m experiments.data.fetch qwen2.5-0.5b).") from None
     hc = json.loads((path / "config.json").read_text())
     if hc.get("model_type") not in ("llama", "qwen2"):
         raise ValueError(f"{path}/config.json: model_type={hc.get('model_type')!r}; supported: 'llama', 'qwen2'.")
@@ -227,7 +228,7 @@ def save_llama_hf(params: dict, cfg: LlamaConfig, directory: str | os.PathLike,
     :func:`load_llama_hf`. ``dtype``: e.g. ``jnp.bfloat16``; default: as given."""
     import json
 
-    from tailopt.models.checkpoints import save_safetensors
+    from experiments.models.checkpoints import save_safetensors
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

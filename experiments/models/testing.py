@@ -1,4 +1,4 @@
-"""Reusable checks of the :class:`~tailopt.models.base.Model` contract (used by the tests)."""
+"""Reusable checks of the :class:`~experiments.models.contract.Model` contract (used by the tests)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tailopt.models.base import Model
+from experiments.models.contract import Model
 
 
 def check_contract(model: Model, batch: dict, *, clients: int = 2, steps: int = 20, lr: float = 0.1,

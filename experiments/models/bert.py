@@ -25,9 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tailopt.models import layers as L
-from tailopt.models.base import Model, classification_metrics, scan_layers, softmax_xent, with_trainable
-from tailopt.models.checkpoints import artifact_file, load_safetensors, save_safetensors
+from experiments.models import layers as L
+from experiments.models.contract import Model
+from experiments.models.losses import classification_metrics, softmax_xent
+from experiments.models.trainable import scan_layers, with_trainable
+from experiments.models.checkpoints import artifact_file, load_safetensors, save_safetensors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +131,7 @@ def load_minilm(path: str | os.PathLike | None = None) -> tuple[dict, BertConfig
         found = sorted(path.glob("**/model.safetensors")) if path.is_dir() else []
         if not found:
             raise FileNotFoundError(f"no model.safetensors in {path}; pass the MiniLM model directory "
-                                    "or run `python -m tailopt.data.fetch minilm`.")
+                                    "or run `python -m experiments.data.fetch minilm`.")
         path = found[0].parent
     cfg = BertConfig.from_json(path / "config.json")
     return load_bert_params(path / "model.safetensors", cfg), cfg

@@ -15,7 +15,8 @@ import struct
 
 import numpy as np
 
-from tailopt.data import fetch, partition
+from experiments.data import fetch
+from tailopt.data import partition
 from tailopt.data.types import FederatedData, take
 
 __all__ = ["CLASS_NAMES", "MEAN", "STD", "load", "load_arrays", "read_idx"]

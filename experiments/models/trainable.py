@@ -1,27 +1,6 @@
-"""The model contract shared by every tailopt model, plus small shared helpers.
+"""Trainable subsets: a :class:`~experiments.models.contract.Model` whose params are part of the
+full params, the rest frozen.
 
-A :class:`Model` is a bundle of *pure functions over a plain pytree*:
-
-* ``init(key) -> params``: a nested ``dict`` of ``jnp`` arrays (no NNX objects).
-* ``loss(params, batch) -> scalar``: mean training loss, pure and traceable, so the
-  training round can ``jax.grad`` it, ``jax.vmap`` it over clients and run it inside
-  ``jax.shard_map`` / ``lax.scan``.
-* ``evaluate(params, batch) -> dict``: ``{'loss', 'accuracy', 'count', ...}`` where the
-  metrics are means over the batch and ``count`` is the weight of those means (number of
-  examples, or number of predicted tokens for language models), so callers aggregate
-  several batches as ``sum(m * count) / sum(count)``.
-
-Implementation style
---------------------
-Transformers (char LM, BERT, Llama, seq2seq) are written *functionally* on dict params:
-their layers are stacked along a leading axis and run with ``lax.scan``, pretrained
-checkpoints map onto the dicts directly, and trainable/frozen partitions are dict
-operations. The small from-scratch vision models (CNN, ViT) are NNX modules adapted with
-:func:`nnx_apply_fns` (``nnx.split`` + ``State.to_pure_dict()`` at init,
-``nnx.replace_by_pure_dict`` + ``nnx.merge`` inside the loss).
-
-Trainable subsets
------------------
 Models accept ``trainable=`` (``'all'``, ``'head'``, ``'last_n_layers:N'`` or a key-path
 predicate; see :func:`partition_params`): the Model's params are then only the trainable
 subtree, and the frozen remainder is closed over as constants (wrapped in
@@ -32,109 +11,18 @@ every compiled program, which costs seconds per few hundred MB of frozen weights
 become ordinary inputs: measured 5.4 s -> 0.7 s for a 2-layer SmolLM2 loss compile), or
 call ``meta['loss_with_frozen'](params, frozen, batch)`` with the frozen part as an argument.
 
-Every Model's ``meta`` also has: ``num_params`` (trainable), ``num_params_total``,
-``trainable``, ``frozen``, ``full_params`` (trainable -> full params), ``loss_with_frozen``,
-``apply`` (forward pass on the trainable params), ``task`` and ``config``.
+Stacked layers (leading axis = layer) run with :func:`scan_layers`, which also scans the
+frozen part of a stack cut by ``'last_n_layers:N'``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-Params = Any  # nested dict of jnp arrays
-Batch = Mapping[str, jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class Model:
-    """A model as pure functions over a plain params pytree (see module docstring)."""
-
-    init: Callable[[jax.Array], Params]
-    loss: Callable[[Params, Batch], jax.Array]
-    evaluate: Callable[[Params, Batch], dict]
-    name: str
-    meta: dict = dataclasses.field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def count_params(tree: Params) -> int:
-    """Total number of scalar entries in a pytree of arrays."""
-    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
-
-
-def softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-position cross-entropy of integer ``labels`` under ``logits`` (float32)."""
-    logits = logits.astype(jnp.float32)
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.take_along_axis(logits, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    return logz - picked
-
-
-def classification_metrics(logits: jax.Array, labels: jax.Array) -> dict:
-    """Mean loss / accuracy over a batch of examples; ``count`` = batch size."""
-    xent = softmax_xent(logits, labels)
-    acc = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return {
-        "loss": jnp.mean(xent),
-        "accuracy": jnp.mean(acc),
-        "count": jnp.asarray(labels.shape[0], jnp.float32),
-    }
-
-
-def token_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array | None) -> dict:
-    """Masked per-token mean loss / accuracy; ``count`` = number of counted tokens.
-
-    ``perplexity`` is ``exp(loss)`` of this batch.
-    """
-    xent = softmax_xent(logits, labels)
-    if mask is None:
-        mask = jnp.ones(labels.shape, jnp.float32)
-    mask = mask.astype(jnp.float32)
-    n = jnp.sum(mask)
-    denom = jnp.maximum(n, 1.0)
-    loss = jnp.sum(xent * mask) / denom
-    acc = jnp.sum((jnp.argmax(logits, -1) == labels) * mask) / denom
-    return {"loss": loss, "accuracy": acc, "perplexity": jnp.exp(loss), "count": n}
-
-
-def masked_token_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Masked mean next-token cross-entropy (the LM training loss)."""
-    xent = softmax_xent(logits, labels)
-    if mask is None:
-        return jnp.mean(xent)
-    mask = mask.astype(jnp.float32)
-    return jnp.sum(xent * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def lm_inputs(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """Normalise a causal-LM batch to ``(x, y, mask)``.
-
-    Accepts ``{'x', 'y'[, 'mask']}`` (inputs and next-token targets, both ``(B, L)``) or
-    ``{'input_ids'[, 'attention_mask']}`` (shifted here: ``x = ids[:, :-1]``,
-    ``y = ids[:, 1:]``).
-    """
-    if "x" in batch:
-        if "y" not in batch:
-            raise KeyError("LM batch has 'x' but no 'y' (next-token targets, same shape as 'x').")
-        return batch["x"], batch["y"], batch.get("mask")
-    if "input_ids" in batch:
-        ids = batch["input_ids"]
-        mask = batch.get("attention_mask")
-        return ids[:, :-1], ids[:, 1:], None if mask is None else mask[:, 1:]
-    raise KeyError(
-        f"LM batch needs keys {{'x','y'[,'mask']}} or {{'input_ids'[,'attention_mask']}}; "
-        f"got {sorted(batch)}."
-    )
-
-
-# ----------------------------------------------------------------- trainable subsets
+from experiments.models.contract import Batch, Model, count_params
 
 
 def _deep_merge(a: dict, b: dict) -> dict:
@@ -320,29 +208,3 @@ def _overlay(base: dict, top: dict) -> dict:
         else:
             out[k] = v
     return out
-
-
-# ------------------------------------------------------------------------ NNX adapter
-
-
-def nnx_apply_fns(factory: Callable[[Any], Any]):
-    """Adapt an NNX module to pure ``(init, apply)`` over plain dict params.
-
-    ``factory(rngs)`` builds the module. Returns ``init(key) -> dict`` and
-    ``apply(params, *args) -> output`` which rebuilds the module inside the traced
-    function with ``nnx.replace_by_pure_dict`` + ``nnx.merge``.
-    """
-    from flax import nnx
-
-    graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))))
-
-    def init(key: jax.Array) -> dict:
-        _, state = nnx.split(factory(nnx.Rngs(params=key)))
-        return state.to_pure_dict()
-
-    def apply(params: dict, *args, **kwargs):
-        state = jax.tree.map(lambda x: x, abstract_state)  # fresh copy; never mutate the template
-        nnx.replace_by_pure_dict(state, params)
-        return nnx.merge(graphdef, state)(*args, **kwargs)
-
-    return init, apply

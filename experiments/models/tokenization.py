@@ -46,7 +46,7 @@ def _pre_tokenizer(pre: str):
         return None, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     raise NotImplementedError(
         f"tokenizer.ggml.pre={pre!r} is not wired up; supported: qwen2, smollm, gpt2. Add its "
-        "pre-tokenizer (from the model's tokenizer.json) to tailopt.models.tokenization._pre_tokenizer.")
+        "pre-tokenizer (from the model's tokenizer.json) to experiments.models.tokenization._pre_tokenizer.")
 
 
 class Tokenizer:
@@ -72,7 +72,7 @@ class Tokenizer:
 
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no tokenizer.json at {path}; pass the model directory's tokenizer.json "
-                                    "(MiniLM: python -m tailopt.data.fetch minilm).")
+                                    "(MiniLM: python -m experiments.data.fetch minilm).")
         hf = HF.from_file(os.fspath(path))
         spec = json.loads(hf.to_str())
         pad = (spec.get("padding") or {}).get("pad_id")
@@ -82,8 +82,8 @@ class Tokenizer:
 
     @classmethod
     def from_gguf(cls, gguf: Any) -> "Tokenizer":
-        """From a GGUF file's byte-level BPE vocabulary (a path or a :class:`~tailopt.models.checkpoints.GGUF`)."""
-        from tailopt.models.checkpoints import GGUF
+        """From a GGUF file's byte-level BPE vocabulary (a path or a :class:`~experiments.models.checkpoints.GGUF`)."""
+        from experiments.models.checkpoints import GGUF
 
         g = gguf if isinstance(gguf, GGUF) else GGUF(gguf)
         return cls.from_gguf_metadata(g.metadata, where=g.path)

@@ -28,8 +28,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tailopt.models import layers as L
-from tailopt.models.base import Model, masked_token_loss, token_metrics, with_trainable
+from experiments.models import layers as L
+from experiments.models.contract import Model
+from experiments.models.losses import masked_token_loss, token_metrics
+from experiments.models.trainable import with_trainable
 
 
 def make_seq2seq(

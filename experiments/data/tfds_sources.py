@@ -7,7 +7,7 @@ contract. Text loaders take the tokenizer as an argument:
 
 * classification / translation: ``tokenizer(texts, max_len, pairs=None) ->
   (ids, mask)`` int arrays of shape ``(n, max_len)`` -- e.g.
-  :meth:`tailopt.models.tokenization.Tokenizer.batch_encode`;
+  :meth:`experiments.models.tokenization.Tokenizer.batch_encode`;
 * SQuAD (causal LM): ``encode(text) -> list[int]`` plus ``pad_id``/``eos_id``.
 
 When a dataset is neither prepared nor downloadable (no network) the loaders
@@ -50,10 +50,10 @@ _BUILDER_MODULES = {
 }
 
 _STAND_INS = {
-    "glue": "tailopt.data.movie_reviews (VADER movie-review sentences, SST-2's source)",
-    "cifar100": "tailopt.data.fashion_mnist",
+    "glue": "experiments.data.movie_reviews (VADER movie-review sentences, SST-2's source)",
+    "cifar100": "experiments.data.fashion_mnist",
     "wmt19_translate": "none offline; tests use tfds.testing.mock_data",
-    "squad": "tailopt.data.gutenberg8 / shakespeare_roles text for causal-LM fine-tuning",
+    "squad": "experiments.data.gutenberg8 / shakespeare_roles text for causal-LM fine-tuning",
 }
 
 

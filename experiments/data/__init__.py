@@ -1,0 +1,1 @@
+"""Datasets of the experiments: fetch, one module per dataset, TFDS sources."""
