@@ -25,32 +25,55 @@ def async_fields(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     if k in c:
       del c[k]
   c.mode = "async"
-  c.server_steps = 200        # T, server steps (versions); see time_budget
-  c.time_budget = 0.0         # > 0: T = the server steps that complete by this sim time
-  c.chunk = 0                 # server steps per jitted dispatch; 0 = gcd of the cadences
-  c.eval_every = 25           # server steps (0 = off); a multiple of chunk
-  c.eval_every_time = 0.0     # simulated seconds (0 = off)
-  c.target = fl()             # report_metric target for time-to-target in the summary
+  c.server_steps = 200  # T, server steps (versions); see time_budget
+  c.time_budget = 0.0  # > 0: T = the server steps that complete by this sim time
+  c.chunk = 0  # server steps per jitted dispatch; 0 = gcd of the cadences
+  c.eval_every = 25  # server steps (0 = off); a multiple of chunk
+  c.eval_every_time = 0.0  # simulated seconds (0 = off)
+  c.target = fl()  # report_metric target for time-to-target in the summary
   # The runtime model; N = config.clients (tailopt.asynchronous.ClockConfig).
-  c.clock = config_dict.ConfigDict({
-      "speeds": "stragglers", "step_times": config_dict.placeholder(tuple),
-      "base_step_time": 1.0, "speed_sigma": 0.5, "straggler_fraction": 0.25,
-      "straggler_slowdown": 4.0, "job_noise": "lognormal", "noise_sigma": 0.25,
-      "comm_latency": 0.0, "seed": 0})
+  c.clock = config_dict.ConfigDict(
+    {
+      "speeds": "stragglers",
+      "step_times": config_dict.placeholder(tuple),
+      "base_step_time": 1.0,
+      "speed_sigma": 0.5,
+      "straggler_fraction": 0.25,
+      "straggler_slowdown": 4.0,
+      "job_noise": "lognormal",
+      "noise_sigma": 0.25,
+      "comm_latency": 0.0,
+      "seed": 0,
+    }
+  )
   # The protocol (tailopt.asynchronous.AsyncConfig); local_steps = config.local_steps,
   # reset_inner_state = config.reset_inner_state.
-  c.asynchronous = config_dict.ConfigDict({
-      "scheme": "buffered", "buffer_size": it(), "dynamic_local_steps": False,
-      "ties": "batch", "deadline": fl(),
+  c.asynchronous = config_dict.ConfigDict(
+    {
+      "scheme": "buffered",
+      "buffer_size": it(),
+      "dynamic_local_steps": False,
+      "ties": "batch",
+      "deadline": fl(),
       "rate": {"family": "constant", "a": fl(), "b": fl(), "tau_c": fl(), "tau_max": fl()},
-      "reduction": "max", "scale_order": "after_outer", "weight_normalization": "count",
-      "compensation": {"kind": "none", "lam": 0.04, "lam0": 2.0, "momentum": 0.95,
-                       "eps": 1e-7, "order": "compensate_then_clip"},
-      "pseudo_gradient": "delta", "snapshots": "auto",
-      "outer": "method",      # 'method' (the method's outer rule) or 'delayed_nesterov'
-      "outer_period": 0,      # Delayed Nesterov period; 0 = N
-      "preset": "",           # label of the baseline the fields came from (apply_preset)
-  })
+      "reduction": "max",
+      "scale_order": "after_outer",
+      "weight_normalization": "count",
+      "compensation": {
+        "kind": "none",
+        "lam": 0.04,
+        "lam0": 2.0,
+        "momentum": 0.95,
+        "eps": 1e-7,
+        "order": "compensate_then_clip",
+      },
+      "pseudo_gradient": "delta",
+      "snapshots": "auto",
+      "outer": "method",  # 'method' (the method's outer rule) or 'delayed_nesterov'
+      "outer_period": 0,  # Delayed Nesterov period; 0 = N
+      "preset": "",  # label of the baseline the fields came from (apply_preset)
+    }
+  )
   return c
 
 
@@ -78,7 +101,7 @@ def apply_preset(c: config_dict.ConfigDict, name: str, **kwargs) -> config_dict.
   for k in list(c.hparams.keys()):
     c.hparams[k] = None
   for k in ("inner_lr", "outer_lr", "momentum"):
-    if k in m.hparams:   # the hyperparameters the preset's method uses
+    if k in m.hparams:  # the hyperparameters the preset's method uses
       c.hparams[k] = float(m.hparams[k])
   d = setup.config.to_dict()
   c.local_steps = int(d.pop("local_steps"))
@@ -102,8 +125,9 @@ PROTOCOL_VARIANTS = ("scheme_b", "sync", "drop", "rate", "comp")
 BASELINE_VARIANTS = ("fedasync", "fedbuff", "dcasgd", "async_local_sgd", "fedavg")
 
 
-def apply_variants(c: config_dict.ConfigDict, variants, *, baseline_lr: float
-                   ) -> config_dict.ConfigDict:
+def apply_variants(
+  c: config_dict.ConfigDict, variants, *, baseline_lr: float
+) -> config_dict.ConfigDict:
   """The protocol and baseline variants shared by the async configs.
 
   ``scheme_b`` (K = 1), ``sync`` (wait-for-all on the same clock), ``drop`` (fastest K),

@@ -25,8 +25,9 @@ from configs.common import parse_variants
 
 def get_config(arg: str = ""):
   protocol = set(async_common.PROTOCOL_VARIANTS) | set(async_common.BASELINE_VARIANTS)
-  v = parse_variants(arg, protocol | {"runlocal", "vit", "dirichlet"},
-                     "configs/async_fashion_mnist.py")
+  v = parse_variants(
+    arg, protocol | {"runlocal", "vit", "dirichlet"}, "configs/async_fashion_mnist.py"
+  )
   base = {"runlocal", "dirichlet"} & v | ({"vit"} if "vit" in v else {"cnn"})
   c = fashion_mnist.get_config(",".join(sorted(base)))
   c = async_common.async_fields(c)

@@ -31,21 +31,23 @@ TASKS = {"least_squares", "mlp", "logistic"}
 
 def get_config(arg: str = ""):
   protocol = set(async_common.PROTOCOL_VARIANTS) | set(async_common.BASELINE_VARIANTS)
-  v = parse_variants(arg, TASKS | protocol | {"runlocal", "study"},
-                     "configs/async_synthetic.py")
+  v = parse_variants(arg, TASKS | protocol | {"runlocal", "study"}, "configs/async_synthetic.py")
   c = synthetic.get_config(",".join(sorted(v & (TASKS | {"runlocal"}))))
   c = async_common.async_fields(c)
   c.sweep = c.sweep.to_dict() | {"methods": [], "grids": {}}  # not used by the async runner
   # Pinned here (the values of configs/synthetic.py when the async study was run), so the
   # committed study does not move when the synchronous config's defaults do.
-  c.synthetic.dim, c.synthetic.partition, c.synthetic.heterogeneity = 50, (
-      "dirichlet" if c.synthetic.task == "mlp" else "shift"), 1.0
+  c.synthetic.dim, c.synthetic.partition, c.synthetic.heterogeneity = (
+    50,
+    ("dirichlet" if c.synthetic.task == "mlp" else "shift"),
+    1.0,
+  )
   c.synthetic.examples_per_client, c.synthetic.test_examples = 1024, 4096
   c.noise.distribution, c.noise.alpha, c.noise.scale = "stable", 1.5, 1.0
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=0.05, inner_upper=1.0, inner_lower=0.01, outer_lr=1.0, outer_upper=0.5,
-      outer_lower=0.0)
+    inner_lr=0.05, inner_upper=1.0, inner_lower=0.01, outer_lr=1.0, outer_upper=0.5, outer_lower=0.0
+  )
   c.clients, c.local_steps, c.batch_size = 8, 5, 16
   c.server_steps = 200
   c.eval_every = 25

@@ -20,13 +20,22 @@ def get_config(arg: str = ""):
   v = parse_variants(arg, {"runlocal", "study", "iid", "beam"}, "configs/bible_translation.py")
   c = base_config()
   c.task = "bible_translation"
-  c.data = dict(partition="genre", vocab_size=8000, max_len=64, limit=0, test_limit=0,
-                bleu_examples=1000, beam_size=1)
-  c.model = model_section("seq2seq", d_model=256, num_heads=4, encoder_layers=3,
-                          decoder_layers=3, mlp_dim=1024)
+  c.data = dict(
+    partition="genre",
+    vocab_size=8000,
+    max_len=64,
+    limit=0,
+    test_limit=0,
+    bleu_examples=1000,
+    beam_size=1,
+  )
+  c.model = model_section(
+    "seq2seq", d_model=256, num_heads=4, encoder_layers=3, decoder_layers=3, mlp_dim=1024
+  )
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=0.1, inner_upper=1.0, inner_lower=1e-4, outer_lr=1.0, outer_upper=0.01)
+    inner_lr=0.1, inner_upper=1.0, inner_lower=1e-4, outer_lr=1.0, outer_upper=0.01
+  )
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32
@@ -38,15 +47,13 @@ def get_config(arg: str = ""):
   if "study" in v:  # CPU-sized: a small model, 100 rounds
     c.data.vocab_size, c.data.max_len, c.data.bleu_examples = 2000, 32, 256
     c.data.test_limit = 1024
-    c.model.kwargs.update(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1,
-                          mlp_dim=256)
+    c.model.kwargs.update(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1, mlp_dim=256)
     c.rounds, c.eval_every, c.checkpoint_every = 100, 25, 0
     c.local_steps, c.batch_size = 4, 16
   if "runlocal" in v:
     c.data.vocab_size, c.data.max_len, c.data.bleu_examples = 2000, 32, 256
     c.data.test_limit = 1024
-    c.model.kwargs.update(d_model=64, num_heads=2, encoder_layers=1, decoder_layers=1,
-                          mlp_dim=128)
+    c.model.kwargs.update(d_model=64, num_heads=2, encoder_layers=1, decoder_layers=1, mlp_dim=128)
     c.rounds, c.eval_every, c.checkpoint_every = 20, 20, 0
     c.local_steps, c.batch_size = 2, 8
   if "iid" in v:

@@ -16,12 +16,14 @@ def get_config(arg: str = ""):
   v = parse_variants(arg, {"dirichlet", "runlocal"}, "configs/cifar100.py")
   c = base_config()
   c.task = "cifar100"
-  c.data = dict(partition="dirichlet" if "dirichlet" in v else "iid", beta=0.3, limit=0,
-                data_dir="")
+  c.data = dict(
+    partition="dirichlet" if "dirichlet" in v else "iid", beta=0.3, limit=0, data_dir=""
+  )
   c.model = model_section("vit", patch=4, dim=192, depth=6, heads=3, mlp_dim=384)
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=0.03, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.03)
+    inner_lr=0.03, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.03
+  )
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 64

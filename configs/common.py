@@ -18,26 +18,35 @@ def base_config() -> config_dict.ConfigDict:
   # So --config.method=fedavg runs with fedavg's own tuned point, never bi2clip's.
   c.tuned = config_dict.ConfigDict()
   # Heavy-tailed noise injected into every gradient before the inner rule.
-  c.noise = config_dict.ConfigDict({
+  c.noise = config_dict.ConfigDict(
+    {
       "distribution": "none",  # none | gaussian | student_t | stable | pareto | cauchy
-      "alpha": 1.5,            # tail index (stable, pareto)
-      "df": 1.5,               # degrees of freedom (student_t)
+      "alpha": 1.5,  # tail index (stable, pareto)
+      "df": 1.5,  # degrees of freedom (student_t)
       "scale": 1.0,
-  })
+    }
+  )
   # What a node sends (tailopt.compression): kind none | int | fp8 | fixed (the BiClip
   # range grid, z * inner_lr * inner_upper, for BiClip inners) | fp32; bits 2, 4, 8 (32 = no
   # compression); block: coordinates per scale; stochastic rounding; error feedback; down:
   # the server's broadcast (none | int | fp8, at the same bits and block).
-  c.compression = config_dict.ConfigDict({
-      "kind": "none", "bits": 8, "block": 256, "stochastic": False,
-      "error_feedback": False, "down": "none"})
-  c.fragments = 0              # streaming synchronization: F fragments (0 = off)
-  c.clients = 8                # clients per round (slots on the device mesh)
-  c.data_clients = 0           # clients in the dataset; 0 = clients (no client sampling)
-  c.participation = 0          # 0 = all slots take part; m = sample m slots per round
-  c.weighted = False           # aggregate with example-count weights
+  c.compression = config_dict.ConfigDict(
+    {
+      "kind": "none",
+      "bits": 8,
+      "block": 256,
+      "stochastic": False,
+      "error_feedback": False,
+      "down": "none",
+    }
+  )
+  c.fragments = 0  # streaming synchronization: F fragments (0 = off)
+  c.clients = 8  # clients per round (slots on the device mesh)
+  c.data_clients = 0  # clients in the dataset; 0 = clients (no client sampling)
+  c.participation = 0  # 0 = all slots take part; m = sample m slots per round
+  c.weighted = False  # aggregate with example-count weights
   c.reset_inner_state = False  # re-init inner optimizer state each round
-  c.local_steps = 4            # z
+  c.local_steps = 4  # z
   c.batch_size = 32
   c.rounds = 200
   c.eval_every = 20
@@ -45,13 +54,13 @@ def base_config() -> config_dict.ConfigDict:
   c.checkpoint_every = 50
   c.keep_checkpoints = 2
   c.seed = 0
-  c.devices = 0                # 0 = the most devices that divide `clients`
+  c.devices = 0  # 0 = the most devices that divide `clients`
   # Devices per client group: a model axis of that size shards each replica's parameters
   # and optimizer states FSDP-style (1 = every device holds a whole replica).
   c.mesh = config_dict.ConfigDict({"model": 1})
-  c.client_loop = "vmap"       # a device's clients: vmap (fast) | sequential (less memory)
-  c.chunk = 0                  # rounds per jitted dispatch (one lax.scan); 0 = auto (<= 25)
-  c.stop_on_nan = True         # end a diverged run early (recorded as diverged)
+  c.client_loop = "vmap"  # a device's clients: vmap (fast) | sequential (less memory)
+  c.chunk = 0  # rounds per jitted dispatch (one lax.scan); 0 = auto (<= 25)
+  c.stop_on_nan = True  # end a diverged run early (recorded as diverged)
   c.progress = True
   c.report_metric = "eval/loss"
   c.report_mode = "min"
@@ -83,8 +92,10 @@ def parse_variants(arg: str, allowed, path: str) -> set:
   variants = set(filter(None, (arg or "").split(",")))
   unknown = variants - set(allowed)
   if unknown:
-    raise ValueError(f"unknown variant(s) {sorted(unknown)} of {path}; use "
-                     f"{', '.join(sorted(allowed))} (comma-separated).")
+    raise ValueError(
+      f"unknown variant(s) {sorted(unknown)} of {path}; use "
+      f"{', '.join(sorted(allowed))} (comma-separated)."
+    )
   return variants
 
 
@@ -99,10 +110,13 @@ def load(spec: str):
   """
   import importlib.util
   import os
+
   path, _, variant = spec.partition(":")
   if not os.path.isfile(path):
-    raise ValueError(f"config file {path!r} does not exist; give a file under configs/, "
-                     "e.g. --config configs/synthetic.py")
+    raise ValueError(
+      f"config file {path!r} does not exist; give a file under configs/, "
+      "e.g. --config configs/synthetic.py"
+    )
   name = "tailopt_config_" + os.path.splitext(os.path.basename(path))[0]
   mod_spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(mod_spec)

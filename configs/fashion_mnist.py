@@ -13,20 +13,22 @@ from configs.common import REAL_METHODS, base_config, model_section, parse_varia
 
 
 def get_config(arg: str = ""):
-  v = parse_variants(arg, {"vit", "cnn", "dirichlet", "runlocal", "study"},
-                     "configs/fashion_mnist.py")
+  v = parse_variants(
+    arg, {"vit", "cnn", "dirichlet", "runlocal", "study"}, "configs/fashion_mnist.py"
+  )
   c = base_config()
   c.task = "fashion_mnist"
-  c.data = dict(partition="dirichlet" if "dirichlet" in v else "iid", beta=0.3, limit=0,
-                test_limit=0)
+  c.data = dict(
+    partition="dirichlet" if "dirichlet" in v else "iid", beta=0.3, limit=0, test_limit=0
+  )
   if "cnn" in v:
     c.model = model_section("cnn", channels=(32, 64), hidden=128)
   else:
     c.model = model_section("vit", patch=7, dim=64, depth=4, heads=4, mlp_dim=128)
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=0.05, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1,
-      outer_lower=0.0)
+    inner_lr=0.05, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1, outer_lower=0.0
+  )
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32
@@ -37,29 +39,32 @@ def get_config(arg: str = ""):
   c.sweep.methods = REAL_METHODS
   c.sweep.seeds = [0, 1]
   c.sweep.grids = {
-      "fedavg": ["hparams.inner_lr=0.03,0.1,0.3"],
-      "avg-l2clip": ["hparams.inner_lr=0.03,0.1,0.3", "hparams.inner_upper=1.0"],
-      "adam-sgd": ["hparams.inner_lr=0.03,0.1", "hparams.outer_lr=0.003,0.01"],
-      "diloco": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.7"],
-      "adam2": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.003,0.01"],
-      "bi2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.outer_upper=0.03,0.1"],
+    "fedavg": ["hparams.inner_lr=0.03,0.1,0.3"],
+    "avg-l2clip": ["hparams.inner_lr=0.03,0.1,0.3", "hparams.inner_upper=1.0"],
+    "adam-sgd": ["hparams.inner_lr=0.03,0.1", "hparams.outer_lr=0.003,0.01"],
+    "diloco": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.7"],
+    "adam2": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.003,0.01"],
+    "bi2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.outer_upper=0.03,0.1"],
   }
   if "study" in v:
     c.data.limit, c.data.test_limit = 16000, 2000
     c.rounds, c.eval_every, c.checkpoint_every = 40, 5, 0
     c.local_steps = 4
     c.sweep.grids = {
-        "fedavg": ["hparams.inner_lr=0.03,0.1"],
-        "avg-l2clip": ["hparams.inner_lr=0.03,0.1"],
-        "adam-sgd": ["hparams.inner_lr=0.05", "hparams.outer_lr=0.003,0.01"],
-        "diloco": ["hparams.inner_lr=0.001,0.003"],
-        "adam2": ["hparams.inner_lr=0.001", "hparams.outer_lr=0.003,0.01"],
-        "bi2clip": ["hparams.inner_lr=0.05", "hparams.outer_upper=0.003,0.01"],
+      "fedavg": ["hparams.inner_lr=0.03,0.1"],
+      "avg-l2clip": ["hparams.inner_lr=0.03,0.1"],
+      "adam-sgd": ["hparams.inner_lr=0.05", "hparams.outer_lr=0.003,0.01"],
+      "diloco": ["hparams.inner_lr=0.001,0.003"],
+      "adam2": ["hparams.inner_lr=0.001", "hparams.outer_lr=0.003,0.01"],
+      "bi2clip": ["hparams.inner_lr=0.05", "hparams.outer_upper=0.003,0.01"],
     }
   if "runlocal" in v:
     c.data.limit, c.data.test_limit = 800, 200
-    c.model.kwargs.update(dict(depth=1, dim=32, mlp_dim=64) if c.model.name == "vit" else
-                          dict(channels=(8, 16), hidden=32))
+    c.model.kwargs.update(
+      dict(depth=1, dim=32, mlp_dim=64)
+      if c.model.name == "vit"
+      else dict(channels=(8, 16), hidden=32)
+    )
     c.rounds, c.eval_every, c.checkpoint_every = 4, 2, 2
     c.local_steps, c.batch_size = 2, 16
   return c

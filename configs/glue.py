@@ -23,7 +23,8 @@ def get_config(arg: str = ""):
   c.model = model_section("bert", trainable="all")
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=1e-3, inner_upper=1.0, inner_lower=1e-5, outer_lr=1.0, outer_upper=0.01)
+    inner_lr=1e-3, inner_upper=1.0, inner_lower=1e-5, outer_lr=1.0, outer_upper=0.01
+  )
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32

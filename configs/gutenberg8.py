@@ -21,8 +21,8 @@ def get_config(arg: str = ""):
   c.model = model_section("char_transformer", d_model=128, num_layers=2, num_heads=4)
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=0.03, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1,
-      outer_lower=0.0)
+    inner_lr=0.03, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1, outer_lower=0.0
+  )
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32
@@ -33,12 +33,12 @@ def get_config(arg: str = ""):
   c.sweep.methods = REAL_METHODS
   c.sweep.seeds = [0, 1]
   c.sweep.grids = {
-      "fedavg": ["hparams.inner_lr=0.1,0.3,1.0"],
-      "avg-l2clip": ["hparams.inner_lr=0.1,0.3,1.0", "hparams.inner_upper=1.0"],
-      "adam-sgd": ["hparams.inner_lr=0.1,0.3", "hparams.outer_lr=0.003,0.01"],
-      "diloco": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.7"],
-      "adam2": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.003,0.01"],
-      "bi2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.outer_upper=0.03,0.1"],
+    "fedavg": ["hparams.inner_lr=0.1,0.3,1.0"],
+    "avg-l2clip": ["hparams.inner_lr=0.1,0.3,1.0", "hparams.inner_upper=1.0"],
+    "adam-sgd": ["hparams.inner_lr=0.1,0.3", "hparams.outer_lr=0.003,0.01"],
+    "diloco": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.7"],
+    "adam2": ["hparams.inner_lr=0.001,0.003", "hparams.outer_lr=0.003,0.01"],
+    "bi2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.outer_upper=0.03,0.1"],
   }
   if "study" in v:
     c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 100_000, 200
@@ -46,12 +46,12 @@ def get_config(arg: str = ""):
     c.rounds, c.eval_every, c.checkpoint_every = 40, 5, 0
     c.local_steps, c.batch_size = 4, 16
     c.sweep.grids = {
-        "fedavg": ["hparams.inner_lr=0.3,1.0"],
-        "avg-l2clip": ["hparams.inner_lr=0.3,1.0"],
-        "adam-sgd": ["hparams.inner_lr=0.3", "hparams.outer_lr=0.003,0.01"],
-        "diloco": ["hparams.inner_lr=0.001,0.003"],
-        "adam2": ["hparams.inner_lr=0.003", "hparams.outer_lr=0.003,0.01"],
-        "bi2clip": ["hparams.inner_lr=0.1", "hparams.outer_upper=0.003,0.01"],
+      "fedavg": ["hparams.inner_lr=0.3,1.0"],
+      "avg-l2clip": ["hparams.inner_lr=0.3,1.0"],
+      "adam-sgd": ["hparams.inner_lr=0.3", "hparams.outer_lr=0.003,0.01"],
+      "diloco": ["hparams.inner_lr=0.001,0.003"],
+      "adam2": ["hparams.inner_lr=0.003", "hparams.outer_lr=0.003,0.01"],
+      "bi2clip": ["hparams.inner_lr=0.1", "hparams.outer_upper=0.003,0.01"],
     }
   if "comm" in v:
     c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 100_000, 200
@@ -59,16 +59,26 @@ def get_config(arg: str = ""):
     c.rounds, c.eval_every, c.checkpoint_every = 30, 10, 0
     c.local_steps, c.batch_size = 4, 16
     # The tuned points of experiments/results/real/gutenberg8 (study variant).
-    c.tuned = {"fedavg": dict(inner_lr=0.3), "diloco": dict(inner_lr=0.001),
-               "adam2": dict(inner_lr=0.003, outer_lr=0.003),
-               "bi2clip": dict(inner_lr=0.1, inner_upper=1.0, inner_lower=1e-3,
-                               outer_lr=1.0, outer_upper=0.01, outer_lower=0.0)}
+    c.tuned = {
+      "fedavg": dict(inner_lr=0.3),
+      "diloco": dict(inner_lr=0.001),
+      "adam2": dict(inner_lr=0.003, outer_lr=0.003),
+      "bi2clip": dict(
+        inner_lr=0.1,
+        inner_upper=1.0,
+        inner_lower=1e-3,
+        outer_lr=1.0,
+        outer_upper=0.01,
+        outer_lower=0.0,
+      ),
+    }
     c.compression.kind, c.compression.block = "int", 64
     c.sweep.methods = ["fedavg", "bi2clip"]
     c.sweep.seeds = [0]
-    c.sweep.grids = {"*": ["compression.bits=32,4,2",
-                           "compression.error_feedback=False,True"],
-                     "bi2clip": ["compression.kind=int,fixed"]}
+    c.sweep.grids = {
+      "*": ["compression.bits=32,4,2", "compression.error_feedback=False,True"],
+      "bi2clip": ["compression.kind=int,fixed"],
+    }
   if "runlocal" in v:
     c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 4000, 64
     c.data.stride = 4

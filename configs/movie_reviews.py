@@ -18,8 +18,13 @@ def get_config(arg: str = ""):
   c = base_config()
   c.task = "movie_reviews"
   if "domains" in v:
-    c.data = dict(partition="domain", domains=("movie", "tweets", "amazon", "nyt"), beta=0.5,
-                  max_len=64, limit=0)
+    c.data = dict(
+      partition="domain",
+      domains=("movie", "tweets", "amazon", "nyt"),
+      beta=0.5,
+      max_len=64,
+      limit=0,
+    )
     c.clients = 4
   else:
     c.data = dict(partition="iid", domains=("movie",), beta=0.5, max_len=64, limit=0)
@@ -27,8 +32,13 @@ def get_config(arg: str = ""):
   c.model = model_section("bert", trainable="all")
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=1e-3, inner_upper=1.0, inner_lower=1e-5, outer_lr=1.0, outer_upper=0.01,
-      outer_lower=0.0)
+    inner_lr=1e-3,
+    inner_upper=1.0,
+    inner_lower=1e-5,
+    outer_lr=1.0,
+    outer_upper=0.01,
+    outer_lower=0.0,
+  )
   c.local_steps = 8
   c.batch_size = 16
   c.rounds = 200
@@ -38,12 +48,12 @@ def get_config(arg: str = ""):
   c.sweep.methods = REAL_METHODS
   c.sweep.seeds = [0, 1]
   c.sweep.grids = {
-      "fedavg": ["hparams.inner_lr=0.01,0.03,0.1"],
-      "avg-l2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.inner_upper=1.0"],
-      "adam-sgd": ["hparams.inner_lr=0.01,0.03", "hparams.outer_lr=0.001,0.003"],
-      "diloco": ["hparams.inner_lr=0.0001,0.0003", "hparams.outer_lr=0.7"],
-      "adam2": ["hparams.inner_lr=0.0001,0.0003", "hparams.outer_lr=0.001,0.003"],
-      "bi2clip": ["hparams.inner_lr=0.001,0.003,0.01", "hparams.outer_upper=0.003,0.01"],
+    "fedavg": ["hparams.inner_lr=0.01,0.03,0.1"],
+    "avg-l2clip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.inner_upper=1.0"],
+    "adam-sgd": ["hparams.inner_lr=0.01,0.03", "hparams.outer_lr=0.001,0.003"],
+    "diloco": ["hparams.inner_lr=0.0001,0.0003", "hparams.outer_lr=0.7"],
+    "adam2": ["hparams.inner_lr=0.0001,0.0003", "hparams.outer_lr=0.001,0.003"],
+    "bi2clip": ["hparams.inner_lr=0.001,0.003,0.01", "hparams.outer_upper=0.003,0.01"],
   }
   if "study" in v:
     c.model.kwargs.update(trainable="last_n_layers:1")
@@ -51,13 +61,12 @@ def get_config(arg: str = ""):
     c.rounds, c.eval_every, c.checkpoint_every = 15, 5, 0
     c.local_steps, c.batch_size, c.clients = 2, 8, 4
     c.sweep.grids = {  # widened once where the first pass picked a grid edge
-        "fedavg": ["hparams.inner_lr=0.03,0.1,0.3"],
-        "avg-l2clip": ["hparams.inner_lr=0.03,0.1,0.3"],
-        "adam-sgd": ["hparams.inner_lr=0.03", "hparams.outer_lr=0.0003,0.001,0.003"],
-        "diloco": ["hparams.inner_lr=0.0001,0.0003,0.001"],
-        "adam2": ["hparams.inner_lr=0.0001", "hparams.outer_lr=0.0003,0.001,0.003"],
-        "bi2clip": ["hparams.inner_lr=0.003,0.01,0.03",
-                    "hparams.outer_upper=0.001,0.003,0.01"],
+      "fedavg": ["hparams.inner_lr=0.03,0.1,0.3"],
+      "avg-l2clip": ["hparams.inner_lr=0.03,0.1,0.3"],
+      "adam-sgd": ["hparams.inner_lr=0.03", "hparams.outer_lr=0.0003,0.001,0.003"],
+      "diloco": ["hparams.inner_lr=0.0001,0.0003,0.001"],
+      "adam2": ["hparams.inner_lr=0.0001", "hparams.outer_lr=0.0003,0.001,0.003"],
+      "bi2clip": ["hparams.inner_lr=0.003,0.01,0.03", "hparams.outer_upper=0.001,0.003,0.01"],
     }
   if "runlocal" in v:
     c.model.kwargs.update(trainable="head")

@@ -17,8 +17,9 @@ def get_config(arg: str = ""):
   c.model = model_section("char_transformer", d_model=128, num_layers=2, num_heads=4)
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=0.03, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1)
-  c.clients = 16             # roles sampled per round (stateful inner rules: per-role store)
+    inner_lr=0.03, inner_upper=1.0, inner_lower=1e-3, outer_lr=1.0, outer_upper=0.1
+  )
+  c.clients = 16  # roles sampled per round (stateful inner rules: per-role store)
   c.local_steps = 8
   c.batch_size = 16
   c.rounds = 1000

@@ -20,7 +20,8 @@ def get_config(arg: str = ""):
   c.model = model_section("smollm2", trainable="last_n_layers:4")
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=1e-4, inner_upper=1.0, inner_lower=1e-6, outer_lr=1.0, outer_upper=1e-3)
+    inner_lr=1e-4, inner_upper=1.0, inner_lower=1e-6, outer_lr=1.0, outer_upper=1e-3
+  )
   c.clients = 8
   c.local_steps = 4
   c.batch_size = 4

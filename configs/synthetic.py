@@ -16,23 +16,42 @@ import tailopt
 
 from configs.common import base_config
 
-STUDY_METHODS = ["fedavg", "avg-l2clip", "avg-biclip", "adam-sgd", "adam-biclip", "adam2",
-                 "diloco", "bi2clip"]
+STUDY_METHODS = [
+  "fedavg",
+  "avg-l2clip",
+  "avg-biclip",
+  "adam-sgd",
+  "adam-biclip",
+  "adam2",
+  "diloco",
+  "bi2clip",
+]
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
   variants = set(filter(None, (arg or "").split(",")))
   unknown = variants - {"runlocal", "logistic", "mlp", "least_squares", "study", "comm"}
   if unknown:
-    raise ValueError(f"unknown variant(s) {sorted(unknown)} of configs/synthetic.py; use "
-                     "runlocal, study, comm, least_squares, logistic or mlp.")
+    raise ValueError(
+      f"unknown variant(s) {sorted(unknown)} of configs/synthetic.py; use "
+      "runlocal, study, comm, least_squares, logistic or mlp."
+    )
   c = base_config()
   c.task = "synthetic"
-  c.synthetic = config_dict.ConfigDict({
-      "task": "least_squares", "dim": 50, "examples_per_client": 1024,
-      "test_examples": 4096, "partition": "shift", "heterogeneity": 1.0,
-      "dirichlet_beta": 0.3, "num_classes": 10, "hidden": 64, "label_noise": 0.1,
-  })
+  c.synthetic = config_dict.ConfigDict(
+    {
+      "task": "least_squares",
+      "dim": 50,
+      "examples_per_client": 1024,
+      "test_examples": 4096,
+      "partition": "shift",
+      "heterogeneity": 1.0,
+      "dirichlet_beta": 0.3,
+      "num_classes": 10,
+      "hidden": 64,
+      "label_noise": 0.1,
+    }
+  )
   c.noise.distribution = "stable"
   c.noise.alpha = 1.5
   c.noise.scale = 1.0
@@ -69,7 +88,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     c.eval_every = 10
     c.checkpoint_every = 0
     c.devices = 1  # 8 clients vmapped on one device: same numbers, less sync on 2 cores
-    c.tuned = {m: study_point(m) for m in STUDY_METHODS}   # the grids tune from the base
+    c.tuned = {m: study_point(m) for m in STUDY_METHODS}  # the grids tune from the base
   if "comm" in variants:
     # The communication study (experiments/results/communication): each method at its
     # tuned point, every bit width with and without error feedback, 3 seeds.
@@ -78,9 +97,10 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     c.compression.kind, c.compression.block = "int", 64
     c.sweep.methods = ["fedavg", "diloco", "adam2", "bi2clip"]
     c.sweep.seeds = [0, 1, 2]
-    c.sweep.grids = {"*": ["compression.bits=32,8,4,2",
-                           "compression.error_feedback=False,True"],
-                     "bi2clip": ["compression.kind=int,fixed"]}
+    c.sweep.grids = {
+      "*": ["compression.bits=32,8,4,2", "compression.error_feedback=False,True"],
+      "bi2clip": ["compression.kind=int,fixed"],
+    }
   return c
 
 
@@ -88,33 +108,32 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
 # rates that matter most for each; thresholds not in a grid keep the config's values:
 # inner u=1, d=0.01; outer u~=0.5, d~=0).
 STUDY_GRIDS = {
-    "fedavg": ["hparams.inner_lr=0.00003,0.0001,0.0003,0.001,0.003,0.01,0.03,0.1"],
-    "avg-l2clip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.inner_upper=1.0,3.0"],
-    "avg-biclip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.inner_upper=0.1,0.3,1.0"],
-    "adam-sgd": ["hparams.inner_lr=0.001,0.003,0.01,0.03", "hparams.outer_lr=0.01,0.03,0.1"],
-    "adam-biclip": ["hparams.inner_lr=0.001,0.003,0.01,0.03,0.1",
-                    "hparams.outer_lr=0.003,0.01,0.03"],
-    "adam2": ["hparams.inner_lr=0.0001,0.0003,0.001,0.003,0.01",
-              "hparams.outer_lr=0.003,0.01,0.03"],
-    "diloco": ["hparams.inner_lr=0.0003,0.001,0.003,0.01", "hparams.outer_lr=0.3,0.7"],
-    "bi2clip": ["hparams.inner_lr=0.001,0.003,0.01,0.03,0.1",
-                "hparams.outer_upper=0.01,0.03,0.1,0.5"],
+  "fedavg": ["hparams.inner_lr=0.00003,0.0001,0.0003,0.001,0.003,0.01,0.03,0.1"],
+  "avg-l2clip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.inner_upper=1.0,3.0"],
+  "avg-biclip": ["hparams.inner_lr=0.003,0.01,0.03,0.1", "hparams.inner_upper=0.1,0.3,1.0"],
+  "adam-sgd": ["hparams.inner_lr=0.001,0.003,0.01,0.03", "hparams.outer_lr=0.01,0.03,0.1"],
+  "adam-biclip": ["hparams.inner_lr=0.001,0.003,0.01,0.03,0.1", "hparams.outer_lr=0.003,0.01,0.03"],
+  "adam2": ["hparams.inner_lr=0.0001,0.0003,0.001,0.003,0.01", "hparams.outer_lr=0.003,0.01,0.03"],
+  "diloco": ["hparams.inner_lr=0.0003,0.001,0.003,0.01", "hparams.outer_lr=0.3,0.7"],
+  "bi2clip": [
+    "hparams.inner_lr=0.001,0.003,0.01,0.03,0.1",
+    "hparams.outer_upper=0.01,0.03,0.1,0.5",
+  ],
 }
 
 
 # The study's base: thresholds not in a method's grid (used where the method has them).
-STUDY_BASE = dict(inner_upper=1.0, inner_lower=0.01, outer_lr=1.0, outer_upper=0.5,
-                  outer_lower=0.0)
+STUDY_BASE = dict(inner_upper=1.0, inner_lower=0.01, outer_lr=1.0, outer_upper=0.5, outer_lower=0.0)
 # The best setting of each method at alpha = 1.5 (results.json, 'best_setting').
 TUNED = {
-    "fedavg": dict(inner_lr=0.001),
-    "avg-l2clip": dict(inner_lr=0.01, inner_upper=3.0),
-    "avg-biclip": dict(inner_lr=0.01, inner_upper=0.3),
-    "adam-sgd": dict(inner_lr=0.001, outer_lr=0.01),
-    "adam-biclip": dict(inner_lr=0.01, outer_lr=0.003),
-    "adam2": dict(inner_lr=0.001, outer_lr=0.01),
-    "diloco": dict(inner_lr=0.001, outer_lr=0.7),
-    "bi2clip": dict(inner_lr=0.003, outer_upper=0.01),
+  "fedavg": dict(inner_lr=0.001),
+  "avg-l2clip": dict(inner_lr=0.01, inner_upper=3.0),
+  "avg-biclip": dict(inner_lr=0.01, inner_upper=0.3),
+  "adam-sgd": dict(inner_lr=0.001, outer_lr=0.01),
+  "adam-biclip": dict(inner_lr=0.01, outer_lr=0.003),
+  "adam2": dict(inner_lr=0.001, outer_lr=0.01),
+  "diloco": dict(inner_lr=0.001, outer_lr=0.7),
+  "bi2clip": dict(inner_lr=0.003, outer_upper=0.01),
 }
 
 

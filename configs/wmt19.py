@@ -16,11 +16,13 @@ def get_config(arg: str = ""):
   c = base_config()
   c.task = "wmt19"
   c.data = dict(pair="de-en", max_len=64, limit=100_000, data_dir="")
-  c.model = model_section("seq2seq", d_model=256, num_heads=4, encoder_layers=3,
-                          decoder_layers=3, mlp_dim=1024)
+  c.model = model_section(
+    "seq2seq", d_model=256, num_heads=4, encoder_layers=3, decoder_layers=3, mlp_dim=1024
+  )
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
-      inner_lr=0.03, inner_upper=1.0, inner_lower=1e-4, outer_lr=1.0, outer_upper=0.01)
+    inner_lr=0.03, inner_upper=1.0, inner_lower=1e-4, outer_lr=1.0, outer_upper=0.01
+  )
   c.clients = 8
   c.local_steps = 8
   c.batch_size = 32
@@ -30,8 +32,7 @@ def get_config(arg: str = ""):
   c.report_metric, c.report_mode = "eval/loss", "min"
   c.sweep.methods = REAL_METHODS
   if "runlocal" in v:
-    c.model.kwargs.update(d_model=32, num_heads=2, encoder_layers=1, decoder_layers=1,
-                          mlp_dim=64)
+    c.model.kwargs.update(d_model=32, num_heads=2, encoder_layers=1, decoder_layers=1, mlp_dim=64)
     c.data.max_len, c.data.limit = 12, 64
     c.clients, c.rounds, c.eval_every, c.checkpoint_every = 2, 2, 2, 0
     c.local_steps, c.batch_size = 1, 4

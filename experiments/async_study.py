@@ -43,38 +43,48 @@ from experiments.cli import set_field
 from experiments.metrics_log import read_jsonl
 from experiments.sweep import run_cell, score
 
-BUDGET = 700.0           # simulated seconds
-EVAL_EVERY_TIME = 20.0   # simulated seconds
+BUDGET = 700.0  # simulated seconds
+EVAL_EVERY_TIME = 20.0  # simulated seconds
 SEVERITIES = (1.0, 4.0, 16.0)
 TUNE_SEVERITY = 4.0
 SEEDS = (0, 1)
-TARGETS = (0.1, 0.05, 0.03)   # eval/loss thresholds for the time-to-target table
+TARGETS = (0.1, 0.05, 0.03)  # eval/loss thresholds for the time-to-target table
 
 BI_GRID = {"hparams.inner_lr": [0.001, 0.003, 0.01, 0.03], "hparams.outer_upper": [0.03, 0.1]}
 LR4 = [0.0001, 0.0003, 0.001, 0.003]
 # name -> (config variants of configs/async_synthetic.py, grid, heatmap axes or None)
 METHODS = {
-    "sync-fedavg": ("fedavg", {"hparams.inner_lr": [0.0003, 0.001, 0.003, 0.01]}, None),
-    "sync-bi2clip": ("sync", BI_GRID, None),
-    "fedasync": ("fedasync", {"hparams.inner_lr": [0.0003, 0.001, 0.003, 0.01],
-                              "hparams.outer_lr": [0.15, 0.3, 0.6, 0.9]}, "alpha (mixing)"),
-    "fedbuff": ("fedbuff", {"hparams.inner_lr": [0.0003, 0.001, 0.003, 0.01],
-                            "hparams.outer_lr": [0.5, 1.0, 2.0]}, "server lr"),
-    "dcasgd": ("dcasgd", {"hparams.outer_lr": LR4}, None),
-    "delayed-nesterov": ("async_local_sgd", {"hparams.inner_lr": LR4}, None),
-    "bi2clip-A": ("", BI_GRID, None),
-    "bi2clip-A+rate": ("rate", BI_GRID, None),
-    "bi2clip-A+comp": ("comp", BI_GRID, None),
-    "bi2clip-A+rate+comp": ("rate,comp", {"hparams.inner_lr": [0.001, 0.003, 0.01, 0.03],
-                                          "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1]},
-                            "outer threshold u~"),
-    "bi2clip-B": ("scheme_b", BI_GRID, None),
-    "bi2clip-B+rate": ("scheme_b,rate", BI_GRID, None),
-    "bi2clip-B+comp": ("scheme_b,comp", BI_GRID, None),
-    "bi2clip-B+rate+comp": ("scheme_b,rate,comp", BI_GRID, None),
+  "sync-fedavg": ("fedavg", {"hparams.inner_lr": [0.0003, 0.001, 0.003, 0.01]}, None),
+  "sync-bi2clip": ("sync", BI_GRID, None),
+  "fedasync": (
+    "fedasync",
+    {"hparams.inner_lr": [0.0003, 0.001, 0.003, 0.01], "hparams.outer_lr": [0.15, 0.3, 0.6, 0.9]},
+    "alpha (mixing)",
+  ),
+  "fedbuff": (
+    "fedbuff",
+    {"hparams.inner_lr": [0.0003, 0.001, 0.003, 0.01], "hparams.outer_lr": [0.5, 1.0, 2.0]},
+    "server lr",
+  ),
+  "dcasgd": ("dcasgd", {"hparams.outer_lr": LR4}, None),
+  "delayed-nesterov": ("async_local_sgd", {"hparams.inner_lr": LR4}, None),
+  "bi2clip-A": ("", BI_GRID, None),
+  "bi2clip-A+rate": ("rate", BI_GRID, None),
+  "bi2clip-A+comp": ("comp", BI_GRID, None),
+  "bi2clip-A+rate+comp": (
+    "rate,comp",
+    {
+      "hparams.inner_lr": [0.001, 0.003, 0.01, 0.03],
+      "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1],
+    },
+    "outer threshold u~",
+  ),
+  "bi2clip-B": ("scheme_b", BI_GRID, None),
+  "bi2clip-B+rate": ("scheme_b,rate", BI_GRID, None),
+  "bi2clip-B+comp": ("scheme_b,comp", BI_GRID, None),
+  "bi2clip-B+rate+comp": ("scheme_b,rate,comp", BI_GRID, None),
 }
-BASELINES = ["sync-fedavg", "sync-bi2clip", "fedasync", "fedbuff", "dcasgd",
-             "delayed-nesterov"]
+BASELINES = ["sync-fedavg", "sync-bi2clip", "fedasync", "fedbuff", "dcasgd", "delayed-nesterov"]
 BI2CLIP = [m for m in METHODS if m.startswith("bi2clip")]
 
 
@@ -91,6 +101,7 @@ def run_config(method: str, point: dict, severity: float, seed: int):
   """The config of one run (an ordinary configs/async_synthetic.py:study config)."""
   from configs import async_synthetic
   from experiments import async_train
+
   variants, _, _ = METHODS[method]
   c = async_synthetic.get_config(",".join(filter(None, ["study", variants])))
   c.seed = seed
@@ -116,18 +127,21 @@ def run_one(workdir, method, point, severity, seed, log=print):
   c = run_config(method, point, severity, seed)
   t0 = time.time()
   s = run_cell(c, d)
-  log(f"{method:22s} {point_name(point):34s} S={severity:<4g} seed={seed} "
-      f"T={s['server_steps']:5d} loss={s['final'].get('eval/loss', math.nan):.4g} "
-      f"({time.time() - t0:.1f} s)")
+  log(
+    f"{method:22s} {point_name(point):34s} S={severity:<4g} seed={seed} "
+    f"T={s['server_steps']:5d} loss={s['final'].get('eval/loss', math.nan):.4g} "
+    f"({time.time() - t0:.1f} s)"
+  )
   return s
 
 
-_score = score   # the sweep's rule: final report metric (eval/loss), a diverged run is worst
+_score = score  # the sweep's rule: final report metric (eval/loss), a diverged run is worst
 
 
 def tune_jobs():
-  return [(m, p, TUNE_SEVERITY, 0) for m, (_, grid, _) in METHODS.items()
-          for p in grid_points(grid)]
+  return [
+    (m, p, TUNE_SEVERITY, 0) for m, (_, grid, _) in METHODS.items() for p in grid_points(grid)
+  ]
 
 
 def best_points(workdir) -> dict:
@@ -171,8 +185,13 @@ def _interp(curve, grid_t):
 
 def collect(workdir) -> dict:
   best = best_points(workdir)
-  res = {"budget": BUDGET, "targets": list(TARGETS), "seeds": list(SEEDS),
-         "severities": list(SEVERITIES), "methods": {}}
+  res = {
+    "budget": BUDGET,
+    "targets": list(TARGETS),
+    "seeds": list(SEEDS),
+    "severities": list(SEVERITIES),
+    "methods": {},
+  }
   for m in METHODS:
     runs = {}
     for s in SEVERITIES:
@@ -182,12 +201,19 @@ def collect(workdir) -> dict:
         sm = json.load(open(os.path.join(d, "summary.json")))
         tau = json.load(open(os.path.join(d, "tau.json")))
         cur = _curve(d)
-        per_seed.append(dict(
-            seed=seed, final=_score(sm), diverged=sm["diverged"],
-            server_steps=sm["server_steps"], sim_time=sm["sim_time"],
-            tau_max=tau["max"], tau_mean=tau["mean"],
+        per_seed.append(
+          dict(
+            seed=seed,
+            final=_score(sm),
+            diverged=sm["diverged"],
+            server_steps=sm["server_steps"],
+            sim_time=sm["sim_time"],
+            tau_max=tau["max"],
+            tau_mean=tau["mean"],
             time_to={str(t): _time_to(cur, t) for t in TARGETS},
-            curve=cur.tolist()))
+            curve=cur.tolist(),
+          )
+        )
       runs[f"{s:g}"] = per_seed
     res["methods"][m] = {"point": best[m], "runs": runs}
   hm = {}
@@ -199,16 +225,25 @@ def collect(workdir) -> dict:
     for i, a in enumerate(grid[keys[0]]):
       for j, b in enumerate(grid[keys[1]]):
         p = {keys[0]: a, keys[1]: b}
-        sm = json.load(open(os.path.join(run_dir(workdir, m, p, TUNE_SEVERITY, 0),
-                                          "summary.json")))
+        sm = json.load(open(os.path.join(run_dir(workdir, m, p, TUNE_SEVERITY, 0), "summary.json")))
         vals[i, j] = _score(sm)
-    hm[m] = dict(rows=keys[0], cols=keys[1], row_values=grid[keys[0]],
-                 col_values=grid[keys[1]], col_label=axis, final_loss=vals.tolist())
+    hm[m] = dict(
+      rows=keys[0],
+      cols=keys[1],
+      row_values=grid[keys[0]],
+      col_values=grid[keys[1]],
+      col_label=axis,
+      final_loss=vals.tolist(),
+    )
   res["heatmaps"] = hm
   tune = {}
   for m, (_, grid, _) in METHODS.items():
-    tune[m] = {point_name(p): _score(json.load(open(os.path.join(
-        run_dir(workdir, m, p, TUNE_SEVERITY, 0), "summary.json")))) for p in grid_points(grid)}
+    tune[m] = {
+      point_name(p): _score(
+        json.load(open(os.path.join(run_dir(workdir, m, p, TUNE_SEVERITY, 0), "summary.json")))
+      )
+      for p in grid_points(grid)
+    }
   res["tuning"] = tune
   return res
 
@@ -225,59 +260,92 @@ def _mean_time(per_seed, target):
 
 def write_tables(res, out) -> str:
   sev = [f"{s:g}" for s in res["severities"]]
-  lines = [f"Budget {res['budget']:g} simulated seconds; mean over seeds {res['seeds']} at "
-           f"the tuned point (tuned at S = {TUNE_SEVERITY:g}, seed 0).", ""]
-  lines += ["### Final eval loss (at the budget), mean ± std over seeds", "",
-            "| method | tuned point | " + " | ".join(f"S = {s}" for s in sev) + " |",
-            "|---|---|" + "---|" * len(sev)]
+  lines = [
+    f"Budget {res['budget']:g} simulated seconds; mean over seeds {res['seeds']} at "
+    f"the tuned point (tuned at S = {TUNE_SEVERITY:g}, seed 0).",
+    "",
+  ]
+  lines += [
+    "### Final eval loss (at the budget), mean ± std over seeds",
+    "",
+    "| method | tuned point | " + " | ".join(f"S = {s}" for s in sev) + " |",
+    "|---|---|" + "---|" * len(sev),
+  ]
   for m, info in res["methods"].items():
     cells = []
     for s in sev:
       v = np.asarray([r["final"] for r in info["runs"][s]], float)
-      cells.append("diverged" if not np.all(np.isfinite(v))
-                   else f"{v.mean():.4g} ± {v.std():.2g}")
+      cells.append("diverged" if not np.all(np.isfinite(v)) else f"{v.mean():.4g} ± {v.std():.2g}")
     lines.append(f"| {m} | {point_name(info['point'])} | " + " | ".join(cells) + " |")
   for target in res["targets"]:
-    lines += ["", f"### Simulated seconds to eval loss ≤ {target:g} (mean over seeds; — = "
-              "not reached by every seed within the budget)", "",
-              "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
-              "|---|" + "---|" * len(sev)]
+    lines += [
+      "",
+      f"### Simulated seconds to eval loss ≤ {target:g} (mean over seeds; — = "
+      "not reached by every seed within the budget)",
+      "",
+      "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
+      "|---|" + "---|" * len(sev),
+    ]
     for m, info in res["methods"].items():
-      lines.append(f"| {m} | " + " | ".join(_fmt_t(_mean_time(info["runs"][s], target))
-                                             for s in sev) + " |")
-  lines += ["", "### Staleness (mean / max tau over seeds) and server steps in the budget", "",
-            "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
-            "|---|" + "---|" * len(sev)]
+      lines.append(
+        f"| {m} | " + " | ".join(_fmt_t(_mean_time(info["runs"][s], target)) for s in sev) + " |"
+      )
+  lines += [
+    "",
+    "### Staleness (mean / max tau over seeds) and server steps in the budget",
+    "",
+    "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
+    "|---|" + "---|" * len(sev),
+  ]
   for m, info in res["methods"].items():
     cells = []
     for s in sev:
       rs = info["runs"][s]
-      cells.append(f"{np.mean([r['tau_mean'] for r in rs]):.2f} / "
-                   f"{max(r['tau_max'] for r in rs)} ({rs[0]['server_steps']} steps)")
+      cells.append(
+        f"{np.mean([r['tau_mean'] for r in rs]):.2f} / "
+        f"{max(r['tau_max'] for r in rs)} ({rs[0]['server_steps']} steps)"
+      )
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   lines += ["", "### Sensitivity grids (S = 4, seed 0; final eval loss)", ""]
   for m, h in res["heatmaps"].items():
     v = np.asarray(h["final_loss"], float)
     best = np.nanmin(np.where(np.isfinite(v), v, np.nan))
     within = np.isfinite(v) & (v <= 2 * best)
-    lines += [f"**{m}** (rows {h['rows'].split('.')[-1]}, columns {h['col_label']}): "
-              f"best {best:.4g}; {int(within.sum())}/{v.size} cells within 2x of the best, "
-              f"{int((~np.isfinite(v)).sum())} diverged; worst/best = "
-              f"{(np.nanmax(np.where(np.isfinite(v), v, np.nan)) / best):.3g}", "",
-              "| " + h["rows"].split(".")[-1] + " \\ " + h["cols"].split(".")[-1] + " | "
-              + " | ".join(f"{c:g}" for c in h["col_values"]) + " |",
-              "|---|" + "---|" * len(h["col_values"])]
+    lines += [
+      f"**{m}** (rows {h['rows'].split('.')[-1]}, columns {h['col_label']}): "
+      f"best {best:.4g}; {int(within.sum())}/{v.size} cells within 2x of the best, "
+      f"{int((~np.isfinite(v)).sum())} diverged; worst/best = "
+      f"{(np.nanmax(np.where(np.isfinite(v), v, np.nan)) / best):.3g}",
+      "",
+      "| "
+      + h["rows"].split(".")[-1]
+      + " \\ "
+      + h["cols"].split(".")[-1]
+      + " | "
+      + " | ".join(f"{c:g}" for c in h["col_values"])
+      + " |",
+      "|---|" + "---|" * len(h["col_values"]),
+    ]
     for i, rv in enumerate(h["row_values"]):
-      lines.append(f"| {rv:g} | " + " | ".join(
-          "div" if not math.isfinite(x) else f"{x:.4g}" for x in v[i]) + " |")
+      lines.append(
+        f"| {rv:g} | "
+        + " | ".join("div" if not math.isfinite(x) else f"{x:.4g}" for x in v[i])
+        + " |"
+      )
     lines.append("")
-  lines += ["### Every tuning run (S = 4, seed 0; final eval loss; * = kept)", "",
-            "| method | grid point | final eval loss |", "|---|---|---|"]
+  lines += [
+    "### Every tuning run (S = 4, seed 0; final eval loss; * = kept)",
+    "",
+    "| method | grid point | final eval loss |",
+    "|---|---|---|",
+  ]
   for m, pts in res["tuning"].items():
     kept = point_name(res["methods"][m]["point"])
     for p, v in sorted(pts.items(), key=lambda kv: kv[1]):
-      lines.append(f"| {m} | {p}{' *' if p == kept else ''} | "
-                   f"{'diverged' if not math.isfinite(v) else f'{v:.4g}'} |")
+      lines.append(
+        f"| {m} | {p}{' *' if p == kept else ''} | "
+        f"{'diverged' if not math.isfinite(v) else f'{v:.4g}'} |"
+      )
   text = "\n".join(lines)
   with open(os.path.join(out, "tables.md"), "w") as f:
     f.write(text + "\n")
@@ -286,13 +354,20 @@ def write_tables(res, out) -> str:
 
 def plot_all(res, out):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   tgrid = np.linspace(0, res["budget"], 141)[1:]
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"] + [
-      "#000000", "#8b0000", "#00008b", "#556b2f"]
-  styles = {m: (colors[i % len(colors)], "-" if i < 10 else "--")
-            for i, m in enumerate(res["methods"])}
+    "#000000",
+    "#8b0000",
+    "#00008b",
+    "#556b2f",
+  ]
+  styles = {
+    m: (colors[i % len(colors)], "-" if i < 10 else "--") for i, m in enumerate(res["methods"])
+  }
 
   def band(ax, m, s, xkey="time"):
     runs = res["methods"][m]["runs"][s]
@@ -308,8 +383,10 @@ def plot_all(res, out):
     ax.plot(x, np.nanmean(ys, 0), color=c, ls=ls, label=m, lw=1.4)
     ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), color=c, alpha=0.15)
 
-  groups = [("baselines (and best async Bi²Clip)", BASELINES + ["bi2clip-A+rate+comp"]),
-            ("async Bi²Clip variants (and synchronous Bi²Clip)", ["sync-bi2clip"] + BI2CLIP)]
+  groups = [
+    ("baselines (and best async Bi²Clip)", BASELINES + ["bi2clip-A+rate+comp"]),
+    ("async Bi²Clip variants (and synchronous Bi²Clip)", ["sync-bi2clip"] + BI2CLIP),
+  ]
   for s in res["methods"]["sync-bi2clip"]["runs"]:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
     for ax, (title, ms) in zip(axes, groups):
@@ -329,8 +406,7 @@ def plot_all(res, out):
     plt.close(fig)
   # Against server steps (S = 4): the same runs, x = server versions.
   fig, ax = plt.subplots(figsize=(7, 4.4))
-  for m in ["sync-bi2clip", "fedbuff", "fedasync", "bi2clip-A+rate+comp",
-            "bi2clip-B+rate+comp"]:
+  for m in ["sync-bi2clip", "fedbuff", "fedasync", "bi2clip-A+rate+comp", "bi2clip-B+rate+comp"]:
     band(ax, m, f"{TUNE_SEVERITY:g}", xkey="round")
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -354,23 +430,31 @@ def plot_all(res, out):
     im = ax.imshow(lv, vmin=lo, vmax=hi, cmap="viridis_r", aspect="auto")
     for i in range(v.shape[0]):
       for j in range(v.shape[1]):
-        ax.text(j, i, "div" if not np.isfinite(v[i, j]) else f"{v[i, j]:.3g}",
-                ha="center", va="center", fontsize=7,
-                color="w" if lv[i, j] > (lo + hi) / 2 else "k")
+        ax.text(
+          j,
+          i,
+          "div" if not np.isfinite(v[i, j]) else f"{v[i, j]:.3g}",
+          ha="center",
+          va="center",
+          fontsize=7,
+          color="w" if lv[i, j] > (lo + hi) / 2 else "k",
+        )
     ax.set_xticks(range(v.shape[1]), [f"{c:g}" for c in h["col_values"]])
     ax.set_yticks(range(v.shape[0]), [f"{r:g}" for r in h["row_values"]])
     ax.set_xlabel(h["col_label"])
     ax.set_ylabel("inner lr")
     ax.set_title(m, fontsize=10)
   fig.colorbar(im, ax=axes, label="log10 final eval loss", shrink=0.85)
-  fig.suptitle(f"Sensitivity: final eval loss at S = {TUNE_SEVERITY:g}, seed 0", fontsize=10,
-               y=0.98)
+  fig.suptitle(
+    f"Sensitivity: final eval loss at S = {TUNE_SEVERITY:g}, seed 0", fontsize=10, y=0.98
+  )
   fig.savefig(os.path.join(out, "sensitivity_heatmap.png"), dpi=90, bbox_inches="tight")
   plt.close(fig)
 
 
 def report(workdir, out):
   import warnings
+
   warnings.filterwarnings("ignore", "Mean of empty slice")
   warnings.filterwarnings("ignore", "All-NaN slice")
   os.makedirs(out, exist_ok=True)
@@ -398,8 +482,9 @@ def main(argv=None):
     mine = jobs[i::n]
     t0 = time.time()
     for k, job in enumerate(mine):
-      run_one(args.workdir, *job, log=lambda s: print(f"[{ph} {k + 1}/{len(mine)}] {s}",
-                                                      flush=True))
+      run_one(
+        args.workdir, *job, log=lambda s: print(f"[{ph} {k + 1}/{len(mine)}] {s}", flush=True)
+      )
     print(f"{ph}: {len(mine)} runs in {time.time() - t0:.0f} s", flush=True)
 
 

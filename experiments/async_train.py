@@ -57,8 +57,9 @@ def async_config(config) -> A.AsyncConfig:
   d = config.asynchronous.to_dict()
   for k in ("outer", "outer_period", "preset"):
     d.pop(k)
-  return A.AsyncConfig(local_steps=config.local_steps,
-                       reset_inner_state=config.reset_inner_state, **d)
+  return A.AsyncConfig(
+    local_steps=config.local_steps, reset_inner_state=config.reset_inner_state, **d
+  )
 
 
 def resolve_steps(config, clock: A.ClockConfig, acfg: A.AsyncConfig) -> int:
@@ -71,10 +72,16 @@ def resolve_steps(config, clock: A.ClockConfig, acfg: A.AsyncConfig) -> int:
   k = acfg.k_for(clock.num_workers)
   t = max(8, int(config.server_steps))
   while True:
-    s = A.make_schedule(clock, scheme=acfg.scheme, buffer_size=k,
-                        local_steps=acfg.local_steps, num_steps=t,
-                        dynamic_local_steps_on=acfg.dynamic_local_steps, ties=acfg.ties,
-                        deadline=acfg.deadline)
+    s = A.make_schedule(
+      clock,
+      scheme=acfg.scheme,
+      buffer_size=k,
+      local_steps=acfg.local_steps,
+      num_steps=t,
+      dynamic_local_steps_on=acfg.dynamic_local_steps,
+      ties=acfg.ties,
+      deadline=acfg.deadline,
+    )
     if s.tick_time[-1] > budget:
       steps = max(1, int(np.searchsorted(s.tick_time, budget, side="right")))
       if config.chunk:  # whole chunks (one compiled scan length): cover at least the budget
@@ -91,17 +98,30 @@ def build(config, data: FederatedData, model):
   outer = None
   if config.asynchronous.outer == "delayed_nesterov":
     hp = method.hparams
-    outer = A.delayed_nesterov(float(hp["outer_lr"]), float(hp["momentum"]),
-                               config.asynchronous.outer_period or config.clients)
+    outer = A.delayed_nesterov(
+      float(hp["outer_lr"]),
+      float(hp["momentum"]),
+      config.asynchronous.outer_period or config.clients,
+    )
   steps = resolve_steps(config, clock, acfg)
   stacked = stack_clients(data)
   if len(data.clients) != config.clients:
-    raise ConfigError(f"the task built {len(data.clients)} clients for config.clients="
-                      f"{config.clients} workers; set --config.data_clients=0.")
-  sim = A.Simulator(model.loss, method, make_data_fn(config.local_steps, config.batch_size),
-                    clock=clock, config=acfg, num_steps=steps, outer=outer,
-                    noise=train_lib.make_noise(config), devices=max(1, config.devices),
-                    data=stacked)
+    raise ConfigError(
+      f"the task built {len(data.clients)} clients for config.clients="
+      f"{config.clients} workers; set --config.data_clients=0."
+    )
+  sim = A.Simulator(
+    model.loss,
+    method,
+    make_data_fn(config.local_steps, config.batch_size),
+    clock=clock,
+    config=acfg,
+    num_steps=steps,
+    outer=outer,
+    noise=train_lib.make_noise(config),
+    devices=max(1, config.devices),
+    data=stacked,
+  )
   return sim
 
 
@@ -130,32 +150,46 @@ def tau_report(sim) -> dict:
   s = sim.schedule
   stats = sim.tau_stats()
   valid = s.arr["valid"].astype(bool)
-  taus = (np.arange(s.num_steps)[:, None] - s.arr["pulled"])
+  taus = np.arange(s.num_steps)[:, None] - s.arr["pulled"]
   per_worker = {}
   for w in range(s.num_workers):
     t = taus[valid & (s.arr["worker"] == w)]
-    per_worker[str(w)] = dict(updates=int(t.size), mean=float(t.mean()) if t.size else 0.0,
-                              max=int(t.max(initial=0)),
-                              step_time=float(s.step_times[w]),
-                              local_steps=int(s.local_steps[w]))
-  return dict(scheme=s.scheme, num_workers=s.num_workers, server_steps=s.num_steps,
-              buffer_size=s.arrivals_per_step, sim_time=float(s.tick_time[-1]),
-              updates=int(valid.sum()), computed_local_steps=s.computed_local_steps,
-              max=stats["max"], mean=stats["mean"], histogram=stats["histogram"],
-              per_worker=per_worker)
+    per_worker[str(w)] = dict(
+      updates=int(t.size),
+      mean=float(t.mean()) if t.size else 0.0,
+      max=int(t.max(initial=0)),
+      step_time=float(s.step_times[w]),
+      local_steps=int(s.local_steps[w]),
+    )
+  return dict(
+    scheme=s.scheme,
+    num_workers=s.num_workers,
+    server_steps=s.num_steps,
+    buffer_size=s.arrivals_per_step,
+    sim_time=float(s.tick_time[-1]),
+    updates=int(valid.sum()),
+    computed_local_steps=s.computed_local_steps,
+    max=stats["max"],
+    mean=stats["mean"],
+    histogram=stats["histogram"],
+    per_worker=per_worker,
+  )
 
 
 def plot_tau_histogram(rep: dict, path: str, title: str = ""):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   hist = np.asarray(rep["histogram"])
   fig, ax = plt.subplots(figsize=(5, 3.2))
   ax.bar(np.arange(len(hist)), hist, width=0.9, color="tab:blue")
   ax.set_xlabel("staleness tau (server versions)")
   ax.set_ylabel("applied updates")
-  ax.set_title(title or f"{rep['scheme']}: tau max {rep['max']}, mean {rep['mean']:.2f}",
-               fontsize=9)
+  ax.set_title(
+    title or f"{rep['scheme']}: tau max {rep['max']}, mean {rep['mean']:.2f}", fontsize=9
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -174,8 +208,9 @@ def _rows(metrics: dict) -> list[dict]:
   taus = np.asarray(metrics["taus"])
   valid = taus >= 0
   n = len(metrics["version"])
-  keys = [k for k, v in metrics.items() if k not in _NOT_METRICS
-          and np.ndim(v) == 1 and len(v) == n]
+  keys = [
+    k for k, v in metrics.items() if k not in _NOT_METRICS and np.ndim(v) == 1 and len(v) == n
+  ]
   rows = []
   for i in range(n):
     t = taus[i][valid[i]]
@@ -194,7 +229,7 @@ class AsyncEngine:
 
   def __init__(self, config, data, model):
     self.config = config
-    self.sim = build(config, data, model)   # ValueErrors become ConfigErrors in make_engine
+    self.sim = build(config, data, model)  # ValueErrors become ConfigErrors in make_engine
     self.total = self.sim.num_steps
     self.chunk = validate_lib.resolve_chunk(config)
     self.evals = eval_steps(config, self.sim)
@@ -209,15 +244,19 @@ class AsyncEngine:
 
   def save(self, state, t: int):
     tree, meta = self.sim.state_dict(state)
-    return tree, {"sim_time": float(self.sim.schedule.tick_time[max(t, 1) - 1]),
-                  "schedule": self.sim.schedule.fingerprint, "sim": meta}
+    return tree, {
+      "sim_time": float(self.sim.schedule.tick_time[max(t, 1) - 1]),
+      "schedule": self.sim.schedule.fingerprint,
+      "sim": meta,
+    }
 
   def load(self, tree, record, params):
     if record.get("schedule") != self.sim.schedule.fingerprint:
       raise ckpt_lib.CheckpointError(
-          f"the checkpoint was written for event schedule {record.get('schedule')} but this "
-          f"config gives {self.sim.schedule.fingerprint}; use a fresh --workdir or the "
-          "original config.")
+        f"the checkpoint was written for event schedule {record.get('schedule')} but this "
+        f"config gives {self.sim.schedule.fingerprint}; use a fresh --workdir or the "
+        "original config."
+      )
     return self.sim.load_state_dict(tree, record["sim"], params_like=params)
 
   def params(self, state):
@@ -230,7 +269,7 @@ class AsyncEngine:
     return t in self.evals
 
   def run(self, state, t: int, n: int):
-    state, metrics = self.sim.run(state, n)   # blocks on the chunk's results
+    state, metrics = self.sim.run(state, n)  # blocks on the chunk's results
     return state, _rows(metrics)
 
   def start(self, workdir, state):
@@ -239,8 +278,12 @@ class AsyncEngine:
     atomic_write(os.path.join(workdir, "tau.json"), json.dumps(self.tau, indent=1))
     png = os.path.join(workdir, "tau_histogram.png")
     if not os.path.exists(png):
-      plot_tau_histogram(self.tau, png, f"{self.label}: tau max {self.tau['max']}, mean "
-                                        f"{self.tau['mean']:.2f} ({self.tau['updates']} updates)")
+      plot_tau_histogram(
+        self.tau,
+        png,
+        f"{self.label}: tau max {self.tau['max']}, mean "
+        f"{self.tau['mean']:.2f} ({self.tau['updates']} updates)",
+      )
 
   def postfix(self, row) -> dict:
     return {"t": f"{row['time']:.0f}s", "tau": f"{row['tau/mean']:.1f}"}
@@ -248,25 +291,51 @@ class AsyncEngine:
   def summary(self, state, t: int, out: dict) -> dict:
     c, a, ck, sim = self.config, self.config.asynchronous, self.config.clock, self.sim
     tick = sim.schedule.tick_time
-    clock_desc = (f"{ck.speeds}" + (f" (p={ck.straggler_fraction}, S={ck.straggler_slowdown})"
-                                    if ck.speeds == "stragglers" else "")
-                  + f", job noise {ck.job_noise}, latency {ck.comm_latency}")
+    clock_desc = (
+      f"{ck.speeds}"
+      + (
+        f" (p={ck.straggler_fraction}, S={ck.straggler_slowdown})"
+        if ck.speeds == "stragglers"
+        else ""
+      )
+      + f", job noise {ck.job_noise}, latency {ck.comm_latency}"
+    )
     return dict(
-        preset=a.preset, scheme=sim.config.scheme, workers=c.clients,
-        buffer_size=sim.buffer_size, local_steps=c.local_steps, rate=a.rate.family,
-        compensation=a.compensation.kind, clock=clock_desc, clock_config=sim.clock.to_dict(),
-        server_steps=self.total, steps_done=t, best_step=out["best_at"],
-        steps_per_s=out["per_s"], sim_time=float(tick[max(t, 1) - 1]),
-        horizon_time=float(tick[-1]), tau=dict(max=self.tau["max"], mean=self.tau["mean"]),
-        memory={k: v for k, v in sim.memory_report(state).items()
-                if isinstance(v, (int, float, str))})
+      preset=a.preset,
+      scheme=sim.config.scheme,
+      workers=c.clients,
+      buffer_size=sim.buffer_size,
+      local_steps=c.local_steps,
+      rate=a.rate.family,
+      compensation=a.compensation.kind,
+      clock=clock_desc,
+      clock_config=sim.clock.to_dict(),
+      server_steps=self.total,
+      steps_done=t,
+      best_step=out["best_at"],
+      steps_per_s=out["per_s"],
+      sim_time=float(tick[max(t, 1) - 1]),
+      horizon_time=float(tick[-1]),
+      tau=dict(max=self.tau["max"], mean=self.tau["mean"]),
+      memory={
+        k: v for k, v in sim.memory_report(state).items() if isinstance(v, (int, float, str))
+      },
+    )
 
   def summary_rows(self, s: dict) -> list:
     m = s["memory"]
-    return [("simulated time", f"{s['sim_time']:.1f} s"),
-            ("protocol", f"scheme={s['scheme']} N={s['workers']} K={s['buffer_size']} "
-                         f"z={s['local_steps']}; rate={s['rate']}, comp={s['compensation']}"),
-            ("clock", s["clock"]),
-            ("staleness tau", f"max {s['tau']['max']}, mean {s['tau']['mean']:.2f}"),
-            ("snapshot memory", f"{m['snapshot_bytes'] / 1e6:.3g} MB ({m['snapshot_mode']}); "
-                                f"in-flight Deltas {m['inflight_delta_bytes'] / 1e6:.3g} MB")]
+    return [
+      ("simulated time", f"{s['sim_time']:.1f} s"),
+      (
+        "protocol",
+        f"scheme={s['scheme']} N={s['workers']} K={s['buffer_size']} "
+        f"z={s['local_steps']}; rate={s['rate']}, comp={s['compensation']}",
+      ),
+      ("clock", s["clock"]),
+      ("staleness tau", f"max {s['tau']['max']}, mean {s['tau']['mean']:.2f}"),
+      (
+        "snapshot memory",
+        f"{m['snapshot_bytes'] / 1e6:.3g} MB ({m['snapshot_mode']}); "
+        f"in-flight Deltas {m['inflight_delta_bytes'] / 1e6:.3g} MB",
+      ),
+    ]

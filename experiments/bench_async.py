@@ -22,8 +22,9 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_force_host_platform_device_count=8").strip()
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  ).strip()
 
 import argparse  # noqa: E402
 import time  # noqa: E402
@@ -84,8 +85,12 @@ def main(argv=None):
   ap.add_argument("--workers", type=int, default=8)
   ap.add_argument("--buffer", type=int, default=None, help="K (default N/2)")
   ap.add_argument("--chunk", type=int, default=None, help="server steps per dispatch")
-  ap.add_argument("--devices", type=int, default=1,
-                  help="devices the async waves are split over (1: vmap on one device)")
+  ap.add_argument(
+    "--devices",
+    type=int,
+    default=1,
+    help="devices the async waves are split over (1: vmap on one device)",
+  )
   ap.add_argument("--repeats", type=int, default=2)
   args = ap.parse_args(argv)
 
@@ -98,16 +103,26 @@ def main(argv=None):
   params = init_mlp()
   nparams = sum(p.size for p in jax.tree.leaves(params))
   data = make_data(n, 1024)
-  method = tailopt.get_method("bi2clip", inner_lr=0.05, inner_upper=1.0, inner_lower=1e-4,
-                              outer_lr=1.0, outer_upper=0.05, outer_lower=1e-5)
-  print(f"devices: {len(jax.devices())} x {jax.devices()[0].platform}; MLP {DIMS}, "
-        f"{nparams / 1e6:.2f}M params; N={n} workers, z={z} local steps, batch {b}")
+  method = tailopt.get_method(
+    "bi2clip",
+    inner_lr=0.05,
+    inner_upper=1.0,
+    inner_lower=1e-4,
+    outer_lr=1.0,
+    outer_upper=0.05,
+    outer_lower=1e-5,
+  )
+  print(
+    f"devices: {len(jax.devices())} x {jax.devices()[0].platform}; MLP {DIMS}, "
+    f"{nparams / 1e6:.2f}M params; N={n} workers, z={z} local steps, batch {b}"
+  )
 
   # ---------------------------------------------------------------- synchronous
   rnd = tailopt.build_round(loss_fn, method, local_steps=z, num_clients=n)
   batch_fn = jax.jit(
-      lambda d, r: jax.vmap(lambda w: job_batches(d, w, r, z, b))(jnp.arange(n)),
-      out_shardings=rnd._shardings()[1])
+    lambda d, r: jax.vmap(lambda w: job_batches(d, w, r, z, b))(jnp.arange(n)),
+    out_shardings=rnd._shardings()[1],
+  )
 
   def sync_run(num_rounds):
     st = rnd.init(params, seed=0)
@@ -124,20 +139,34 @@ def main(argv=None):
   sync_steps = rounds * n * z
 
   # ---------------------------------------------------------------- asynchronous
-  clock = A.ClockConfig(num_workers=n, speeds="lognormal", speed_sigma=0.5,
-                        job_noise="lognormal", noise_sigma=0.25, seed=0)
-  cfg = A.AsyncConfig(scheme="buffered", buffer_size=k, local_steps=z,
-                      rate=A.RateConfig("polynomial", a=0.5))
-  sim = A.Simulator(loss_fn, method, lambda d, w, j, key: job_batches(d, w, j, z, b),
-                    clock=clock, config=cfg, num_steps=steps, data=data,
-                    devices=args.devices)
+  clock = A.ClockConfig(
+    num_workers=n,
+    speeds="lognormal",
+    speed_sigma=0.5,
+    job_noise="lognormal",
+    noise_sigma=0.25,
+    seed=0,
+  )
+  cfg = A.AsyncConfig(
+    scheme="buffered", buffer_size=k, local_steps=z, rate=A.RateConfig("polynomial", a=0.5)
+  )
+  sim = A.Simulator(
+    loss_fn,
+    method,
+    lambda d, w, j, key: job_batches(d, w, j, z, b),
+    clock=clock,
+    config=cfg,
+    num_steps=steps,
+    data=data,
+    devices=args.devices,
+  )
 
   def async_run():
     t0 = time.perf_counter()
     st = sim.init(params, seed=0)
     jax.block_until_ready(st)
     for _ in range(steps // chunk):
-      st, m = sim.run(st, chunk)      # blocks (metrics are fetched)
+      st, m = sim.run(st, chunk)  # blocks (metrics are fetched)
     return time.perf_counter() - t0, st, m
 
   async_run()  # warm-up (compile)
@@ -147,12 +176,16 @@ def main(argv=None):
   stats = sim.tau_stats()
   waves = sim.wave_widths
 
-  print(f"sync  : {rounds} rounds x {n} clients, {sync_steps} local steps, "
-        f"{sync_t:.3f} s ({1e3 * sync_t / sync_steps:.2f} ms/local step)")
-  print(f"async : {steps} server steps (K={k}), {async_steps} local steps, "
-        f"{async_t:.3f} s ({1e3 * async_t / async_steps:.2f} ms/local step); "
-        f"(sub-waves, width) {waves}, tau max {stats['max']} mean {stats['mean']:.2f}, "
-        f"simulated time {sim.schedule.tick_time[-1]:.1f} s")
+  print(
+    f"sync  : {rounds} rounds x {n} clients, {sync_steps} local steps, "
+    f"{sync_t:.3f} s ({1e3 * sync_t / sync_steps:.2f} ms/local step)"
+  )
+  print(
+    f"async : {steps} server steps (K={k}), {async_steps} local steps, "
+    f"{async_t:.3f} s ({1e3 * async_t / async_steps:.2f} ms/local step); "
+    f"(sub-waves, width) {waves}, tau max {stats['max']} mean {stats['mean']:.2f}, "
+    f"simulated time {sim.schedule.tick_time[-1]:.1f} s"
+  )
   if async_steps != sync_steps:
     print(f"note: local steps differ ({async_steps} vs {sync_steps})")
   print(f"ratio async/sync wall time: {async_t / sync_t:.3f}")

@@ -32,24 +32,39 @@ def _parse():
   p.add_argument("--depth", type=int, default=5)
   p.add_argument("--repeats", type=int, default=15)
   p.add_argument("--methods", default="bi2clip,fedavg,adam-biclip,adam2,diloco")
-  p.add_argument("--compressors", default="int8,int4,fp8,fixed8,ef+int4,stream4",
-                 help="compressed variants of the first method: int<b>, sr-int<b>, fp8, "
-                      "fixed<b> (BiClip range grid), ef+<x> (error feedback), stream<F>")
-  p.add_argument("--mesh-model", type=int, default=4,
-                 help="model-axis size of the 2-D mesh row (0: skip the row)")
-  p.add_argument("--init-clients", type=int, default=128,
-                 help="clients of the init-memory measurement (0: skip it)")
-  p.add_argument("--fused", type=int, default=25,
-                 help="rounds per fused dispatch in the main-job measurement (0: skip it)")
-  p.add_argument("--section", default="all", choices=["all", "init-memory"],
-                 help=argparse.SUPPRESS)
+  p.add_argument(
+    "--compressors",
+    default="int8,int4,fp8,fixed8,ef+int4,stream4",
+    help="compressed variants of the first method: int<b>, sr-int<b>, fp8, "
+    "fixed<b> (BiClip range grid), ef+<x> (error feedback), stream<F>",
+  )
+  p.add_argument(
+    "--mesh-model",
+    type=int,
+    default=4,
+    help="model-axis size of the 2-D mesh row (0: skip the row)",
+  )
+  p.add_argument(
+    "--init-clients",
+    type=int,
+    default=128,
+    help="clients of the init-memory measurement (0: skip it)",
+  )
+  p.add_argument(
+    "--fused",
+    type=int,
+    default=25,
+    help="rounds per fused dispatch in the main-job measurement (0: skip it)",
+  )
+  p.add_argument("--section", default="all", choices=["all", "init-memory"], help=argparse.SUPPRESS)
   return p.parse_args()
 
 
 ARGS = _parse() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.devices > 0 and "jax" not in sys.modules:
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + f" --xla_force_host_platform_device_count={ARGS.devices}")
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={ARGS.devices}"
+  )
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -95,6 +110,7 @@ def bare_work(loss_fn, mesh, z, clients, lr=0.01):
     def step(x, b):
       loss, g = grad(x, b)
       return jax.tree.map(lambda p, q: p - lr * q, x, g), loss
+
     return jax.lax.scan(step, x, batches)
 
   def body(params, batch):
@@ -104,8 +120,9 @@ def bare_work(loss_fn, mesh, z, clients, lr=0.01):
       return jax.tree.map(lambda a: a[None], out)
     return jax.vmap(client, in_axes=(None, 0))(x, batch)
 
-  f = jax.shard_map(body, mesh=mesh, in_specs=(P(), P("clients")),
-                    out_specs=(P("clients"), P("clients")))
+  f = jax.shard_map(
+    body, mesh=mesh, in_specs=(P(), P("clients")), out_specs=(P("clients"), P("clients"))
+  )
   return jax.jit(f)
 
 
@@ -117,12 +134,13 @@ def data_parallel(loss_fn, mesh, z, lr=0.01):
   grad = jax.value_and_grad(loss_fn)
   rep = NamedSharding(mesh, P())
 
-  def steps(params, opt_state, batch):   # batch leaves: (z, clients * B, ...)
+  def steps(params, opt_state, batch):  # batch leaves: (z, clients * B, ...)
     def step(carry, b):
       x, s = carry
       loss, g = grad(x, b)
       u, s = tx.update(g, s, x)
       return (optax.apply_updates(x, u), s), loss
+
     (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batch)
     return params, opt_state, losses
 
@@ -142,6 +160,7 @@ def naive_loop(loss_fn, method, z):
       y, s = carry
       u, s = inner.update(grad(y, b), s, y)
       return (optax.apply_updates(y, u), s), None
+
     (y, _), _ = jax.lax.scan(step, (x, inner.init(x)), batches)
     return jax.tree.map(lambda a, b: a - b, x, y)
 
@@ -154,14 +173,16 @@ def naive_loop(loss_fn, method, z):
   def round_(x, s, per_client_batches):
     deltas = [client(x, b) for b in per_client_batches]
     return server(x, s, deltas)
+
   return round_, outer.init
 
 
 def compressed_round(spec: str, method, z: int) -> dict:
   """build_round keyword arguments for a ``--compressors`` entry."""
   from tailopt import compression as C
+
   if spec.startswith("stream"):
-    return {"fragments": int(spec[len("stream"):])}
+    return {"fragments": int(spec[len("stream") :])}
   ef = spec.startswith("ef+")
   spec = spec[3:] if ef else spec
   if spec == "fp8":
@@ -179,24 +200,31 @@ def init_memory(args) -> dict:
   """Peak resident memory that ``Round.init`` adds, over the state's bytes (adam2, many
   clients: the per-client Adam moments dominate). Run in a fresh process."""
   import gc
+
   params = jax.block_until_ready(mlp_init(jax.random.key(0), 256, args.width, args.depth, 10))
-  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("adam2"), local_steps=1,
-                            num_clients=args.init_clients)
+  rnd = tailopt.build_round(
+    mlp_loss, tailopt.get_method("adam2"), local_steps=1, num_clients=args.init_clients
+  )
   gc.collect()
 
-  def status(field):   # kB in /proc/self/status (Linux)
+  def status(field):  # kB in /proc/self/status (Linux)
     for line in open("/proc/self/status"):
       if line.startswith(field + ":"):
         return int(line.split()[1]) * 1024
     raise SystemExit(f"--init-clients needs Linux /proc ({field} not found)")
-  with open("/proc/self/clear_refs", "w") as f:   # restart the peak (VmHWM) from now
+
+  with open("/proc/self/clear_refs", "w") as f:  # restart the peak (VmHWM) from now
     f.write("5")
   before = status("VmRSS")
-  state = jax.block_until_ready(rnd.init(params))   # compile + build (the first init)
+  state = jax.block_until_ready(rnd.init(params))  # compile + build (the first init)
   peak = status("VmHWM")
   state_b = tree_bytes(state)
-  return {"clients": args.init_clients, "state_bytes": state_b,
-          "peak_rss_growth_bytes": peak - before, "ratio": (peak - before) / state_b}
+  return {
+    "clients": args.init_clients,
+    "state_bytes": state_b,
+    "peak_rss_growth_bytes": peak - before,
+    "ratio": (peak - before) / state_b,
+  }
 
 
 def fused_rounds(R: int, repeats: int) -> dict:
@@ -206,28 +234,36 @@ def fused_rounds(R: int, repeats: int) -> dict:
   from experiments import validate as validate_lib
   from experiments.train import make_round
   from tailopt.data.batching import ClientBatches
+
   config = cli.load_config("configs/synthetic.py", [])
   data, model = tasks.build_task(config)
   method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
-  batches = ClientBatches(data, local_steps=config.local_steps,
-                          batch_size=config.batch_size, seed=0,
-                          clients_per_round=config.clients)
+  batches = ClientBatches(
+    data,
+    local_steps=config.local_steps,
+    batch_size=config.batch_size,
+    seed=0,
+    clients_per_round=config.clients,
+  )
   rnd = make_round(config, model, method, batches)
   parts = [batches(t) for t in range(R)]
   placed = [rnd.shard_batch(b) for b in parts]
   stacked = jax.device_put({k: np.stack([b[k] for b in parts]) for k in parts[0]})
-  st = {"sep": rnd.init(model.init(jax.random.key(0))),
-        "fused": rnd.init(model.init(jax.random.key(0)))}
+  st = {
+    "sep": rnd.init(model.init(jax.random.key(0))),
+    "fused": rnd.init(model.init(jax.random.key(0))),
+  }
 
   def separate():
     for b in placed:
       st["sep"], m = rnd(st["sep"], b)
-      jax.block_until_ready(m)   # the loop reads every round's metrics
+      jax.block_until_ready(m)  # the loop reads every round's metrics
     return m
 
   def fused():
     st["fused"], m = rnd.multi(st["fused"], stacked)
     return m
+
   separate(), fused()
   ts = {"sep": [], "fused": []}
   for _ in range(repeats):
@@ -257,10 +293,14 @@ def main(args):
   n_params = sum(x.size for x in jax.tree.leaves(params))
   rng = np.random.default_rng(0)
   C, z, B = args.clients, args.local_steps, args.batch
-  batch = {"x": rng.normal(size=(C, z, B, d_in)).astype(np.float32),
-           "y": rng.integers(0, n_out, size=(C, z, B)).astype(np.int32)}
-  print(f"# devices={n_dev} ({jax.devices()[0].platform}) clients={C} z={z} batch={B} "
-        f"MLP params={n_params:,} ({tree_bytes(params) / 2**20:.1f} MiB)")
+  batch = {
+    "x": rng.normal(size=(C, z, B, d_in)).astype(np.float32),
+    "y": rng.integers(0, n_out, size=(C, z, B)).astype(np.int32),
+  }
+  print(
+    f"# devices={n_dev} ({jax.devices()[0].platform}) clients={C} z={z} batch={B} "
+    f"MLP params={n_params:,} ({tree_bytes(params) / 2**20:.1f} MiB)"
+  )
 
   # Interleave the measurements (round-robin) so drift affects every method alike.
   runners = {}
@@ -271,14 +311,16 @@ def main(args):
   # Data parallel: step s takes every client's s-th minibatch, split over the devices.
   dp, dp_tx = data_parallel(mlp_loss, mesh, z)
   dp_batch = jax.device_put(
-      {k: np.swapaxes(v, 0, 1).reshape((z, C * B) + v.shape[3:]) for k, v in batch.items()},
-      NamedSharding(mesh, P(None, "clients")))
+    {k: np.swapaxes(v, 0, 1).reshape((z, C * B) + v.shape[3:]) for k, v in batch.items()},
+    NamedSharding(mesh, P(None, "clients")),
+  )
   dp_state = list(jax.device_put((params, dp_tx.init(params)), NamedSharding(mesh, P())))
   dp_state = list(jax.tree.map(jnp.copy, dp_state))
 
   def run_dp():
     dp_state[0], dp_state[1], losses = dp(dp_state[0], dp_state[1], dp_batch)
     return losses
+
   jax.block_until_ready(run_dp())
   runners["data parallel"] = run_dp
   naive, naive_init = naive_loop(mlp_loss, tailopt.get_method(args.methods.split(",")[0]), z)
@@ -289,24 +331,33 @@ def main(args):
   def run_naive():
     naive_state[0], naive_state[1] = naive(naive_state[0], naive_state[1], per_client)
     return naive_state[0]
+
   jax.block_until_ready(run_naive())
   runners["naive loop"] = run_naive
   states = {}
   methods = args.methods.split(",")
   variants = {name: (name, {}) for name in methods}
   for spec in filter(None, args.compressors.split(",")):
-    variants[f"{methods[0]}+{spec}"] = (methods[0], compressed_round(
-        spec, tailopt.get_method(methods[0]), z))
+    variants[f"{methods[0]}+{spec}"] = (
+      methods[0],
+      compressed_round(spec, tailopt.get_method(methods[0]), z),
+    )
   mesh_row = None
   if args.mesh_model > 1 and n_dev % args.mesh_model == 0 and C % (n_dev // args.mesh_model) == 0:
     mesh_row = f"{methods[0]} 2-D"
     variants[mesh_row] = (methods[0], {"mesh": tailopt.client_mesh(model=args.mesh_model)})
   for name, (method_name, extra) in variants.items():
     extra = dict(extra)
-    rnd = tailopt.build_round(mlp_loss, tailopt.get_method(method_name), local_steps=z,
-                              num_clients=C, mesh=extra.pop("mesh", mesh), **extra)
+    rnd = tailopt.build_round(
+      mlp_loss,
+      tailopt.get_method(method_name),
+      local_steps=z,
+      num_clients=C,
+      mesh=extra.pop("mesh", mesh),
+      **extra,
+    )
     states[name] = [rnd.init(params), rnd, rnd.shard_batch(batch)]
-    st, m = rnd(states[name][0], states[name][2])   # compile + warm up
+    st, m = rnd(states[name][0], states[name][2])  # compile + warm up
     states[name][0] = jax.block_until_ready(st)
     states[name].append(jax.device_get(m))
 
@@ -314,6 +365,7 @@ def main(args):
       s = states[name]
       s[0], m = s[1](s[0], s[2])
       return m
+
     runners[name] = run
   samples = {k: [] for k in runners}
   for _ in range(args.repeats):
@@ -321,50 +373,75 @@ def main(args):
       samples[k].append(time_it(fn, 1))
   med = {k: float(np.median(v)) for k, v in samples.items()}
 
-  out = {"model_params": n_params, "devices": n_dev, "clients": C, "local_steps": z,
-         "bare_round_s": med["bare"], "methods": {}}
+  out = {
+    "model_params": n_params,
+    "devices": n_dev,
+    "clients": C,
+    "local_steps": z,
+    "bare_round_s": med["bare"],
+    "methods": {},
+  }
   out["data_parallel_s"] = med["data parallel"]
   out["naive_loop_s"] = med["naive loop"]
   dpm = med["data parallel"]
-  print(f"{'method':<14}{'round ms':>10}{'/fedavg':>9}{'/bare':>8}{'/DP':>7}{'node B':>12}"
-        f"{'server B':>12}")
-  print(f"{'bare work':<14}{med['bare'] * 1e3:>10.1f}{'':>9}{1.0:>8.2f}"
-        f"{med['bare'] / dpm:>7.2f}")
+  print(
+    f"{'method':<14}{'round ms':>10}{'/fedavg':>9}{'/bare':>8}{'/DP':>7}{'node B':>12}"
+    f"{'server B':>12}"
+  )
+  print(f"{'bare work':<14}{med['bare'] * 1e3:>10.1f}{'':>9}{1.0:>8.2f}{med['bare'] / dpm:>7.2f}")
   print(f"{'data parallel':<14}{dpm * 1e3:>10.1f}{'':>9}{dpm / med['bare']:>8.2f}{1.0:>7.2f}")
-  print(f"{'naive loop':<14}{med['naive loop'] * 1e3:>10.1f}{'':>9}"
-        f"{med['naive loop'] / med['bare']:>8.2f}{med['naive loop'] / dpm:>7.2f}"
-        f"   ({methods[0]}, one client at a time)")
+  print(
+    f"{'naive loop':<14}{med['naive loop'] * 1e3:>10.1f}{'':>9}"
+    f"{med['naive loop'] / med['bare']:>8.2f}{med['naive loop'] / dpm:>7.2f}"
+    f"   ({methods[0]}, one client at a time)"
+  )
   for name in methods:
     state, rnd = states[name][0], states[name][1]
     node_b = tree_bytes(state.inner_state) // C
     server_b = tree_bytes(state.outer_state)
-    r = {"median_round_s": med[name],
-         "ratio_to_fedavg": med[name] / med["fedavg"] if "fedavg" in med else None,
-         "ratio_to_bare": med[name] / med["bare"],
-         "ratio_to_data_parallel": med[name] / dpm,
-         "ratio_to_naive_loop": med[name] / med["naive loop"],
-         "node_state_bytes": node_b, "server_state_bytes": server_b,
-         "node_state_param_copies": round(node_b / tree_bytes(params), 3),
-         "server_state_param_copies": round(server_b / tree_bytes(params), 3)}
+    r = {
+      "median_round_s": med[name],
+      "ratio_to_fedavg": med[name] / med["fedavg"] if "fedavg" in med else None,
+      "ratio_to_bare": med[name] / med["bare"],
+      "ratio_to_data_parallel": med[name] / dpm,
+      "ratio_to_naive_loop": med[name] / med["naive loop"],
+      "node_state_bytes": node_b,
+      "server_state_bytes": server_b,
+      "node_state_param_copies": round(node_b / tree_bytes(params), 3),
+      "server_state_param_copies": round(server_b / tree_bytes(params), 3),
+    }
     out["methods"][name] = r
     rf = r["ratio_to_fedavg"]
-    print(f"{name:<14}{med[name] * 1e3:>10.1f}{(rf or float('nan')):>9.3f}"
-          f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}"
-          f"{server_b:>12,}")
+    print(
+      f"{name:<14}{med[name] * 1e3:>10.1f}{(rf or float('nan')):>9.3f}"
+      f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}"
+      f"{server_b:>12,}"
+    )
   if mesh_row is not None:
     st2 = states[mesh_row][0]
     per_dev = lambda tree: max(  # noqa: E731
-        sum(sh.data.nbytes for x in jax.tree.leaves(tree) for sh in x.addressable_shards
-            if sh.device == d) for d in jax.devices())
-    r = {"mesh": f"{n_dev // args.mesh_model} clients x {args.mesh_model} model",
-         "median_round_s": med[mesh_row], "ratio_to_1d": med[mesh_row] / med[methods[0]],
-         "params_bytes_per_device": per_dev(st2.params),
-         "params_bytes_per_device_1d": per_dev(states[methods[0]][0].params)}
+      sum(
+        sh.data.nbytes
+        for x in jax.tree.leaves(tree)
+        for sh in x.addressable_shards
+        if sh.device == d
+      )
+      for d in jax.devices()
+    )
+    r = {
+      "mesh": f"{n_dev // args.mesh_model} clients x {args.mesh_model} model",
+      "median_round_s": med[mesh_row],
+      "ratio_to_1d": med[mesh_row] / med[methods[0]],
+      "params_bytes_per_device": per_dev(st2.params),
+      "params_bytes_per_device_1d": per_dev(states[methods[0]][0].params),
+    }
     out["mesh_2d"] = r
-    print(f"{mesh_row:<14}{med[mesh_row] * 1e3:>10.1f}   ({r['mesh']}: "
-          f"{r['ratio_to_1d']:.2f}x the 1-D round; params per device "
-          f"{r['params_bytes_per_device']:,} B vs {r['params_bytes_per_device_1d']:,} B; "
-          f"{C // (n_dev // args.mesh_model)} clients per group)")
+    print(
+      f"{mesh_row:<14}{med[mesh_row] * 1e3:>10.1f}   ({r['mesh']}: "
+      f"{r['ratio_to_1d']:.2f}x the 1-D round; params per device "
+      f"{r['params_bytes_per_device']:,} B vs {r['params_bytes_per_device_1d']:,} B; "
+      f"{C // (n_dev // args.mesh_model)} clients per group)"
+    )
   base = methods[0]
   out["compressed"] = {}
   print(f"\n{'variant':<22}{'round ms':>10}{f'/{base}':>10}{'bytes up':>12}{'/fp32':>8}")
@@ -373,29 +450,57 @@ def main(args):
     if name in methods or name == mesh_row:
       continue
     up = float(states[name][3]["bytes_up"])
-    r = {"median_round_s": med[name], "ratio_to_uncompressed": med[name] / med[base],
-         "bytes_up": up, "bytes_ratio": up / up0}
+    r = {
+      "median_round_s": med[name],
+      "ratio_to_uncompressed": med[name] / med[base],
+      "bytes_up": up,
+      "bytes_ratio": up / up0,
+    }
     out["compressed"][name] = r
-    print(f"{name:<22}{med[name] * 1e3:>10.1f}{r['ratio_to_uncompressed']:>10.3f}"
-          f"{int(up):>12,}{r['bytes_ratio']:>8.3f}")
+    print(
+      f"{name:<22}{med[name] * 1e3:>10.1f}{r['ratio_to_uncompressed']:>10.3f}"
+      f"{int(up):>12,}{r['bytes_ratio']:>8.3f}"
+    )
   if args.fused:
     f = fused_rounds(args.fused, max(3, args.repeats // 3))
     out["fused"] = f
-    print(f"\nmain job (configs/synthetic.py), {f['rounds']} rounds: separate calls "
-          f"{f['separate_s'] * 1e3:.1f} ms, one fused dispatch {f['fused_s'] * 1e3:.1f} ms: "
-          f"{f['speedup']:.2f}x faster")
+    print(
+      f"\nmain job (configs/synthetic.py), {f['rounds']} rounds: separate calls "
+      f"{f['separate_s'] * 1e3:.1f} ms, one fused dispatch {f['fused_s'] * 1e3:.1f} ms: "
+      f"{f['speedup']:.2f}x faster"
+    )
   if args.init_clients:
     import subprocess
-    cmd = [sys.executable, "-m", "experiments.bench_round", "--section", "init-memory",
-           "--init-clients", str(args.init_clients), "--width", str(args.width),
-           "--depth", str(args.depth), "--devices", str(args.devices)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         env={**os.environ, "XLA_FLAGS": ""} if args.devices > 0 else None)
+
+    cmd = [
+      sys.executable,
+      "-m",
+      "experiments.bench_round",
+      "--section",
+      "init-memory",
+      "--init-clients",
+      str(args.init_clients),
+      "--width",
+      str(args.width),
+      "--depth",
+      str(args.depth),
+      "--devices",
+      str(args.devices),
+    ]
+    res = subprocess.run(
+      cmd,
+      capture_output=True,
+      text=True,
+      check=True,
+      env={**os.environ, "XLA_FLAGS": ""} if args.devices > 0 else None,
+    )
     im = json.loads(res.stdout.strip().splitlines()[-1])
     out["init_memory"] = im
-    print(f"init (adam2, {im['clients']} clients): peak memory growth "
-          f"{im['peak_rss_growth_bytes'] / 2**20:.0f} MiB for a {im['state_bytes'] / 2**20:.0f} "
-          f"MiB state: {im['ratio']:.2f}x")
+    print(
+      f"init (adam2, {im['clients']} clients): peak memory growth "
+      f"{im['peak_rss_growth_bytes'] / 2**20:.0f} MiB for a {im['state_bytes'] / 2**20:.0f} "
+      f"MiB state: {im['ratio']:.2f}x"
+    )
   print(json.dumps(out))
 
 

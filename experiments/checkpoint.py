@@ -23,9 +23,21 @@ from experiments.validate import UserError
 # Config fields that do not change the numbers of a run: the horizon (a run may be extended),
 # cadences of evaluation/checkpoints/progress and reporting. Everything else is fingerprinted
 # (for both engines; the async engine also checks its event schedule's fingerprint).
-UNFINGERPRINTED = ("rounds", "server_steps", "time_budget", "eval_every", "eval_every_time",
-                   "checkpoint_every", "keep_checkpoints", "progress", "target",
-                   "report_metric", "report_mode", "sweep", "stop_on_nan")
+UNFINGERPRINTED = (
+  "rounds",
+  "server_steps",
+  "time_budget",
+  "eval_every",
+  "eval_every_time",
+  "checkpoint_every",
+  "keep_checkpoints",
+  "progress",
+  "target",
+  "report_metric",
+  "report_mode",
+  "sweep",
+  "stop_on_nan",
+)
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -42,8 +54,10 @@ def _unwrap_keys(tree):
 
 def _rewrap_keys(template, tree):
   return jax.tree.map(
-      lambda t, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
-      if _is_key(t) else x, template, tree)
+    lambda t, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t)) if _is_key(t) else x,
+    template,
+    tree,
+  )
 
 
 # Layout fields that leave a run's numbers unchanged at these values (so adding them kept
@@ -55,8 +69,11 @@ def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
   """Hash of the config fields that change the numbers of a run (the one fingerprint rule).
   A synchronous run's ``chunk`` (rounds per dispatch) is not among them: a chunk of R rounds
   gives the numbers of R single rounds bit for bit."""
-  d = {k: v for k, v in config_dict.items()
-       if k not in ignore and not (k in NEUTRAL and v == NEUTRAL[k])}
+  d = {
+    k: v
+    for k, v in config_dict.items()
+    if k not in ignore and not (k in NEUTRAL and v == NEUTRAL[k])
+  }
   if d.get("mode", "sync") == "sync":
     d.pop("chunk", None)
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -72,14 +89,17 @@ class Checkpointer:
     self.every = every
     try:
       self.manager = ocp.CheckpointManager(
-          self.directory,
-          options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                               enable_async_checkpointing=False),
-          item_names=("state", "record"))
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True, enable_async_checkpointing=False
+        ),
+        item_names=("state", "record"),
+      )
     except Exception as e:  # noqa: BLE001 - re-raised as one line naming the folder
       raise CheckpointError(
-          f"cannot open checkpoints in {self.directory} ({type(e).__name__}: "
-          f"{str(e).splitlines()[0] if str(e) else ''}); use a fresh --workdir.") from e
+        f"cannot open checkpoints in {self.directory} ({type(e).__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else ''}); use a fresh --workdir."
+      ) from e
 
   def latest_round(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -89,14 +109,19 @@ class Checkpointer:
       return False
     if self.manager.latest_step() == round_index:
       return False
-    self.manager.save(round_index, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_unwrap_keys(state)),
-        record=ocp.args.JsonSave(record)), force=True)
+    self.manager.save(
+      round_index,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_unwrap_keys(state)), record=ocp.args.JsonSave(record)
+      ),
+      force=True,
+    )
     self.manager.wait_until_finished()
     return True
 
-  def restore(self, template_state, expected_fingerprint: Optional[str] = None
-              ) -> tuple[Any, dict] | None:
+  def restore(
+    self, template_state, expected_fingerprint: Optional[str] = None
+  ) -> tuple[Any, dict] | None:
     """The newest checkpoint as (state, record), or None when there is none.
     ``template_state``: the state's structure, or a function of the record that gives it.
 
@@ -112,25 +137,29 @@ class Checkpointer:
     def fail(e, what):
       first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
       return CheckpointError(
-          f"cannot read checkpoint {path} ({what}: {type(e).__name__}: {first}); delete "
-          "that folder to fall back to the previous checkpoint, or use a fresh --workdir.")
+        f"cannot read checkpoint {path} ({what}: {type(e).__name__}: {first}); delete "
+        "that folder to fall back to the previous checkpoint, or use a fresh --workdir."
+      )
 
     try:
-      record = dict(self.manager.restore(step, args=ocp.args.Composite(
-          record=ocp.args.JsonRestore()))["record"])
+      record = dict(
+        self.manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+      )
     except Exception as e:  # noqa: BLE001 - re-raised with the path and the cause
       raise fail(e, "record") from e
     if expected_fingerprint and record.get("fingerprint") != expected_fingerprint:
       raise CheckpointError(
-          f"checkpoint {path} was written by a run with a different config (fingerprint "
-          f"{record.get('fingerprint')} != {expected_fingerprint}); use a fresh --workdir "
-          "or the original config.")
-    if callable(template_state):   # the state's shapes depend on the record
+        f"checkpoint {path} was written by a run with a different config (fingerprint "
+        f"{record.get('fingerprint')} != {expected_fingerprint}); use a fresh --workdir "
+        "or the original config."
+      )
+    if callable(template_state):  # the state's shapes depend on the record
       template_state = template_state(record)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unwrap_keys(template_state))
     try:
-      out = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))
+      out = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+      )
     except Exception as e:  # noqa: BLE001
       raise fail(e, "state") from e
     return _rewrap_keys(template_state, out["state"]), record

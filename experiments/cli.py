@@ -44,13 +44,14 @@ def set_field(config, field: str, value):
   *path, last = field.split(".")
   for i, p in enumerate(path):
     if not hasattr(node, "keys") or p not in node:
-      raise ConfigError(f"config has no field {'.'.join(path[:i + 1])!r} (in --config."
-                        f"{field}); check the spelling against the config file.")
+      raise ConfigError(
+        f"config has no field {'.'.join(path[: i + 1])!r} (in --config."
+        f"{field}); check the spelling against the config file."
+      )
     node = node[p]
   if not hasattr(node, "keys") or last not in node:
     near = sorted(k for k in node.keys()) if hasattr(node, "keys") else []
-    raise ConfigError(f"config has no field {field!r}; fields here: "
-                      f"{', '.join(near[:30])}.")
+    raise ConfigError(f"config has no field {field!r}; fields here: {', '.join(near[:30])}.")
   old = node[last]
   if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
@@ -65,13 +66,15 @@ def set_field(config, field: str, value):
     except Exception:  # noqa: BLE001 - not a reference: use the current value's type
       kind = type(old).__name__
     example = f", e.g. --config.{field}={old!r}" if old is not None else ""
-    raise ConfigError(f"config.{field}={value!r} has the wrong type; it must be of type "
-                      f"{kind}{example}.") from None
+    raise ConfigError(
+      f"config.{field}={value!r} has the wrong type; it must be of type {kind}{example}."
+    ) from None
 
 
 def load_config(spec: str, overrides=()):
   """The config of ``path[:variant]`` with ``overrides`` (``"field=value"``) applied."""
   from configs.common import load
+
   try:
     config = load(spec)
   except ValueError as e:
@@ -88,7 +91,7 @@ def split_config_overrides(argv):
   it = iter(argv)
   for a in it:
     if a.startswith("--config.") and len(a) > len("--config."):
-      body = a[len("--config."):]
+      body = a[len("--config.") :]
       if "=" not in body:
         body = f"{body}={next(it, '')}"
       overrides.append(body)
@@ -112,6 +115,7 @@ def run_cli(fn, debug: bool) -> int:
   from experiments.rundir import RunInterrupted
   from experiments.data.fetch import MissingArtifactError
   from experiments.data.tfds_sources import DatasetUnavailableError
+
   try:
     fn()
   except RunInterrupted as e:
@@ -122,8 +126,7 @@ def run_cli(fn, debug: bool) -> int:
       traceback.print_exc()
     text = str(e).strip() or type(e).__name__
     # A config lists one problem per line; anything else is one line.
-    lines = (text.splitlines() if isinstance(e, ConfigError)
-             else [" ".join(text.split())])
+    lines = text.splitlines() if isinstance(e, ConfigError) else [" ".join(text.split())]
     for line in lines:
       print(f"error: {line}", file=sys.stderr)
     return 2

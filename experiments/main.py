@@ -16,10 +16,13 @@ status 2 (``--debug`` adds the traceback). Multi-host: the same command on every
 import os
 import sys
 
-if "JAX_NUM_CPU_DEVICES" not in os.environ and "xla_force_host_platform_device_count" not in \
-    os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + " --xla_force_host_platform_device_count=8")
+if (
+  "JAX_NUM_CPU_DEVICES" not in os.environ
+  and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
+):
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  )
 
 
 def init_distributed(coordinator=None, num_processes=None, process_id=None) -> None:
@@ -27,34 +30,41 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None) -> N
   collectives through gloo. Without ``coordinator`` JAX detects the cluster itself."""
   import jax
   from experiments.validate import UserError
+
   if coordinator and (num_processes is None or process_id is None):
-    raise UserError("--coordinator needs --num_processes and --process_id (e.g. "
-                    "--coordinator=host0:1234 --num_processes=2 --process_id=0).")
+    raise UserError(
+      "--coordinator needs --num_processes and --process_id (e.g. "
+      "--coordinator=host0:1234 --num_processes=2 --process_id=0)."
+    )
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   kw = {}
   if coordinator:
-    kw = dict(coordinator_address=coordinator, num_processes=num_processes,
-              process_id=process_id)
+    kw = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
   try:
     jax.distributed.initialize(**kw)
   except (ValueError, RuntimeError) as e:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise UserError(f"jax.distributed.initialize failed ({first}); pass --coordinator, "
-                    "--num_processes and --process_id, or run where JAX detects the "
-                    "cluster (TPU pod, SLURM, Open MPI).") from None
+    raise UserError(
+      f"jax.distributed.initialize failed ({first}); pass --coordinator, "
+      "--num_processes and --process_id, or run where JAX detects the "
+      "cluster (TPU pod, SLURM, Open MPI)."
+    ) from None
 
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   from experiments import cli
+
   rest, overrides = cli.split_config_overrides(argv)
-  p = cli.ArgumentParser(prog="python -m experiments.main",
-                              description=__doc__.splitlines()[0])
+  p = cli.ArgumentParser(prog="python -m experiments.main", description=__doc__.splitlines()[0])
   p.add_argument("--config", required=True, help="configs/<x>.py[:variant,...]")
   p.add_argument("--workdir", required=True, help="directory for metrics and checkpoints")
-  p.add_argument("--multihost", action="store_true",
-                 help="several processes (hosts): call jax.distributed.initialize(), which "
-                      "finds the coordinator itself on TPU pods, SLURM, Open MPI and k8s")
+  p.add_argument(
+    "--multihost",
+    action="store_true",
+    help="several processes (hosts): call jax.distributed.initialize(), which "
+    "finds the coordinator itself on TPU pods, SLURM, Open MPI and k8s",
+  )
   p.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --multihost)")
   p.add_argument("--num_processes", type=int, help="processes in the job (with --coordinator)")
   p.add_argument("--process_id", type=int, help="this process's index (with --coordinator)")
@@ -63,12 +73,14 @@ def main(argv=None) -> int:
 
   def run():
     from absl import logging
+
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     config = cli.load_config(args.config, overrides)
-    import jax
+
     if args.multihost or args.coordinator:
       init_distributed(args.coordinator, args.num_processes, args.process_id)
     from experiments import train
+
     train.train(config, args.workdir)
 
   return cli.run_cli(run, args.debug)

@@ -43,10 +43,11 @@ def _parse_jsonl(path: str) -> tuple[list[dict], bool]:
       if i == len(lines) - 1:
         torn = True
         break
-      raise ValueError(f"{path} line {i + 1} is not JSON; delete that line (or the run "
-                       "directory) and rerun.") from None
+      raise ValueError(
+        f"{path} line {i + 1} is not JSON; delete that line (or the run directory) and rerun."
+      ) from None
   if lines and not lines[-1].endswith("\n") and not torn:
-    torn = True   # a complete-looking last line without its newline: rewrite it whole
+    torn = True  # a complete-looking last line without its newline: rewrite it whole
   return rows, torn
 
 
@@ -62,7 +63,8 @@ class _EventAxis:
 
   def _has_events(self) -> bool:
     return os.path.isdir(self.directory) and any(
-        f.startswith(_EVENTS) for f in os.listdir(self.directory))
+      f.startswith(_EVENTS) for f in os.listdir(self.directory)
+    )
 
   def purge_from(self, step: int) -> None:
     """TensorBoard hides the events at ``step`` and later written before now."""
@@ -73,20 +75,27 @@ class _EventAxis:
   def _open(self):
     if self._w is None:
       from tensorboardX import SummaryWriter
+
       os.makedirs(self.directory, exist_ok=True)
       # tensorboardX names files by the second and host only, and TensorBoard reads a
       # directory's files in name order: a counter keeps a resume within the same second
       # from overwriting the earlier file and keeps the files in the order written.
       n = sum(f.startswith(_EVENTS) for f in os.listdir(self.directory))
-      self._w = SummaryWriter(self.directory, purge_step=self._purge_step, flush_secs=1,
-                              filename_suffix=f".{n:06d}{self._suffix}")
+      self._w = SummaryWriter(
+        self.directory,
+        purge_step=self._purge_step,
+        flush_secs=1,
+        filename_suffix=f".{n:06d}{self._suffix}",
+      )
     return self._w
 
-  def scalars(self, step: int, scalars: Mapping[str, float],
-              wall_time: Optional[float] = None) -> None:
+  def scalars(
+    self, step: int, scalars: Mapping[str, float], wall_time: Optional[float] = None
+  ) -> None:
     """All ``scalars`` as one event (one event per row keeps the writer cheap)."""
     from tensorboardX.proto.summary_pb2 import Summary
     from tensorboardX.summary import scalar
+
     summary = Summary(value=[v for k, x in scalars.items() for v in scalar(k, x).value])
     self._open().file_writer.add_summary(summary, int(step), wall_time)
 
@@ -117,8 +126,11 @@ class MetricWriter:
     os.makedirs(workdir, exist_ok=True)
     self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
     self._tb = _EventAxis(workdir) if tensorboard else None
-    self._by_time = (_EventAxis(os.path.join(workdir, "by_time"), ".simtime")
-                     if tensorboard and time_axis else None)
+    self._by_time = (
+      _EventAxis(os.path.join(workdir, "by_time"), ".simtime")
+      if tensorboard and time_axis
+      else None
+    )
 
   def resume(self, round_index: int) -> list[dict]:
     """Drops everything past ``round_index`` (written by a run that was then interrupted,
@@ -145,8 +157,9 @@ class MetricWriter:
       self._tb.scalars(int(round_index), clean)
     if self._by_time is not None and "time" in clean:
       t = clean["time"]
-      self._by_time.scalars(int(round(t * 1000)),
-                            {k: v for k, v in clean.items() if k != "time"}, wall_time=t)
+      self._by_time.scalars(
+        int(round(t * 1000)), {k: v for k, v in clean.items() if k != "time"}, wall_time=t
+      )
 
   def write_histogram(self, round_index: int, tag: str, values) -> None:
     """A histogram of ``values`` at ``round_index`` (TensorBoard only)."""

@@ -40,8 +40,11 @@ def method_stats(sweep_dir: str) -> dict:
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   out = {}
   for method, info in sweep["methods"].items():
-    runs = [_load(os.path.join(sweep_dir, r)) for r in info["runs"]
-            if os.path.exists(os.path.join(sweep_dir, r, "summary.json"))]
+    runs = [
+      _load(os.path.join(sweep_dir, r))
+      for r in info["runs"]
+      if os.path.exists(os.path.join(sweep_dir, r, "summary.json"))
+    ]
     if not runs:
       continue
     metric = runs[0][0]["report_metric"]
@@ -52,10 +55,17 @@ def method_stats(sweep_dir: str) -> dict:
       pts = [(r["round"], r[metric]) for r in rows if metric in r]
       curves.append(pts)
     out[method] = dict(
-        best_setting=info["best"], metric=metric, mode=runs[0][0]["report_mode"],
-        final=_mean_std(finals), best=_mean_std(bests), seeds=len(runs),
-        diverged=sum(s["diverged"] for s, _ in runs), curves=curves,
-        grid=info["grid"], wall_s=sum(s["wall_s"] for s, _ in runs))
+      best_setting=info["best"],
+      metric=metric,
+      mode=runs[0][0]["report_mode"],
+      final=_mean_std(finals),
+      best=_mean_std(bests),
+      seeds=len(runs),
+      diverged=sum(s["diverged"] for s, _ in runs),
+      curves=curves,
+      grid=info["grid"],
+      wall_s=sum(s["wall_s"] for s, _ in runs),
+    )
   return out
 
 
@@ -69,17 +79,22 @@ def markdown_table(stats: dict, title: str = "") -> str:
     return "(no finished runs)\n"
   metric = next(iter(stats.values()))["metric"]
   mode = next(iter(stats.values()))["mode"]
-  lines = [f"### {title}" if title else "",
-           f"Metric: `{metric}` ({'lower' if mode == 'min' else 'higher'} is better); "
-           "mean ± std over seeds at the best grid setting (tuned on the first seed).", "",
-           "| method | best setting | final | best during run | seeds | diverged |",
-           "|---|---|---|---|---|---|"]
-  key = (lambda m: stats[m]["final"][0] if mode == "min" else -stats[m]["final"][0])
+  lines = [
+    f"### {title}" if title else "",
+    f"Metric: `{metric}` ({'lower' if mode == 'min' else 'higher'} is better); "
+    "mean ± std over seeds at the best grid setting (tuned on the first seed).",
+    "",
+    "| method | best setting | final | best during run | seeds | diverged |",
+    "|---|---|---|---|---|---|",
+  ]
+  key = lambda m: stats[m]["final"][0] if mode == "min" else -stats[m]["final"][0]
   order = sorted(stats, key=lambda m: (math.isnan(stats[m]["final"][0]), key(m)))
   for m in order:
     s = stats[m]
-    lines.append(f"| {m} | {s['best_setting']} | {_fmt(s['final'])} | {_fmt(s['best'])} | "
-                 f"{s['seeds']} | {s['diverged']} |")
+    lines.append(
+      f"| {m} | {s['best_setting']} | {_fmt(s['final'])} | {_fmt(s['best'])} | "
+      f"{s['seeds']} | {s['diverged']} |"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -93,8 +108,10 @@ def grid_table(stats: dict) -> str:
 
 def plot_curves(stats: dict, path: str, title: str = ""):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for m, s in stats.items():
     curves = [c for c in s["curves"] if c]
@@ -109,9 +126,10 @@ def plot_curves(stats: dict, path: str, title: str = ""):
         mat[i, j] = v if v is not None and math.isfinite(v) else np.nan
     with np.errstate(all="ignore"):
       mean = np.nanmean(mat, 0)
-    line, = ax.plot(rounds, mean, label=f"{m}{' (diverged)' if s['diverged'] else ''}")
-    ax.fill_between(rounds, np.nanmin(mat, 0), np.nanmax(mat, 0), alpha=0.15,
-                    color=line.get_color())
+    (line,) = ax.plot(rounds, mean, label=f"{m}{' (diverged)' if s['diverged'] else ''}")
+    ax.fill_between(
+      rounds, np.nanmin(mat, 0), np.nanmax(mat, 0), alpha=0.15, color=line.get_color()
+    )
   metric = next(iter(stats.values()))["metric"]
   ax.set_xlabel("round")
   ax.set_ylabel(metric)
@@ -134,10 +152,12 @@ def cost_stats(sweep_dir: str) -> list[dict]:
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   groups = {}
   for method, info in sweep["methods"].items():
-    for point_name in info["grid"]:   # every grid point's runs: <method>/<point>/seed<s>
+    for point_name in info["grid"]:  # every grid point's runs: <method>/<point>/seed<s>
       point_dir = os.path.join(sweep_dir, method, point_name)
-      runs = sorted(os.path.join(point_dir, d) for d in (
-          os.listdir(point_dir) if os.path.isdir(point_dir) else []))
+      runs = sorted(
+        os.path.join(point_dir, d)
+        for d in (os.listdir(point_dir) if os.path.isdir(point_dir) else [])
+      )
       for run in runs:
         if not os.path.exists(os.path.join(run, "summary.json")):
           continue
@@ -156,9 +176,12 @@ def _cost_row(groups, method, run):
   point = os.path.basename(os.path.dirname(os.path.normpath(run)))
   total = [row[BYTES] for row in rows if BYTES in row]
   final = None if summary["diverged"] else summary["final"].get(summary["report_metric"])
-  g = groups.setdefault((method, point), dict(
-      method=method, point=point, metric=summary["report_metric"], finals=[], bytes=None,
-      diverged=0))
+  g = groups.setdefault(
+    (method, point),
+    dict(
+      method=method, point=point, metric=summary["report_metric"], finals=[], bytes=None, diverged=0
+    ),
+  )
   g["finals"].append(final)
   g["diverged"] += int(summary["diverged"])
   if total:
@@ -166,24 +189,31 @@ def _cost_row(groups, method, run):
 
 
 def cost_table(rows: list[dict]) -> str:
-  lines = ["| method | setting | total bytes per node | final | seeds | diverged |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    "| method | setting | total bytes per node | final | seeds | diverged |",
+    "|---|---|---|---|---|---|",
+  ]
   for g in sorted(rows, key=lambda g: (g["method"], -(g["bytes"] or 0))):
     b = "—" if g["bytes"] is None else f"{g['bytes']:,.0f}"
-    lines.append(f"| {g['method']} | {g['point']} | {b} | {_fmt(g['final'])} | "
-                 f"{g['seeds']} | {g['diverged']} |")
+    lines.append(
+      f"| {g['method']} | {g['point']} | {b} | {_fmt(g['final'])} | "
+      f"{g['seeds']} | {g['diverged']} |"
+    )
   return "\n".join(lines) + "\n"
 
 
 def plot_quality_vs_bytes(rows: list[dict], path: str, title: str = ""):
   """Final metric (mean, with a std bar over seeds) against total bytes, per method."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(7.5, 4.5))
   for method in sorted({g["method"] for g in rows}):
-    pts = sorted((g for g in rows if g["method"] == method and g["bytes"]),
-                 key=lambda g: g["bytes"])
+    pts = sorted(
+      (g for g in rows if g["method"] == method and g["bytes"]), key=lambda g: g["bytes"]
+    )
     x = [g["bytes"] for g in pts]
     y = [g["final"][0] for g in pts]
     e = [g["final"][1] for g in pts]
@@ -210,18 +240,23 @@ def write_report(sweep_dir: str) -> str:
   png = f"curves_{metric.replace('/', '_')}.png"
   if stats:
     plot_curves(stats, os.path.join(sweep_dir, png), title=name)
-  text = (f"# Sweep {name}\n\n" + markdown_table(stats) + f"\n![curves]({png})\n\n"
-          "## Every grid point\n\n" + grid_table(stats))
+  text = (
+    f"# Sweep {name}\n\n" + markdown_table(stats) + f"\n![curves]({png})\n\n"
+    "## Every grid point\n\n" + grid_table(stats)
+  )
   costs = cost_stats(sweep_dir) if stats else []
   if any(g["bytes"] for g in costs):
     plot_quality_vs_bytes(costs, os.path.join(sweep_dir, "quality_vs_bytes.png"), name)
-    text += ("\n## Quality against bytes\n\nEvery grid point, mean ± std over its seeds."
-             "\n\n" + cost_table(costs) + "\n![quality vs bytes](quality_vs_bytes.png)\n")
+    text += (
+      "\n## Quality against bytes\n\nEvery grid point, mean ± std over its seeds."
+      "\n\n" + cost_table(costs) + "\n![quality vs bytes](quality_vs_bytes.png)\n"
+    )
   with open(os.path.join(sweep_dir, "report.md"), "w") as f:
     f.write(text)
   with open(os.path.join(sweep_dir, "results.json"), "w") as f:
-    json.dump({m: {k: v for k, v in s.items() if k != "curves"} for m, s in stats.items()},
-              f, indent=2)
+    json.dump(
+      {m: {k: v for k, v in s.items() if k != "curves"} for m, s in stats.items()}, f, indent=2
+    )
   return text
 
 
@@ -238,8 +273,11 @@ def combine(out_dir: str, sweep_dirs: list[str]) -> str:
     cells = []
     for c in cols:
       s = all_stats[c].get(m)
-      cells.append("—" if s is None else _fmt(s["final"])
-                   + (f" ({s['diverged']} div.)" if s["diverged"] else ""))
+      cells.append(
+        "—"
+        if s is None
+        else _fmt(s["final"]) + (f" ({s['diverged']} div.)" if s["diverged"] else "")
+      )
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   table = "\n".join(lines) + "\n"
   for c, s in all_stats.items():

@@ -44,19 +44,23 @@ class RunInterrupted(Exception):
 
   def __init__(self, workdir: str, position: int, unit: str, signame: str):
     self.workdir, self.position, self.unit, self.signame = workdir, position, unit, signame
-    super().__init__(f"{signame}: stopped at {unit} {position} with a checkpoint in "
-                     f"{workdir}; rerun the same command to resume.")
+    super().__init__(
+      f"{signame}: stopped at {unit} {position} with a checkpoint in "
+      f"{workdir}; rerun the same command to resume."
+    )
 
 
 def ensure_writable(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
-    raise WorkdirError(f"--workdir {workdir} cannot be created ({e.strerror}); choose a "
-                       "writable directory.") from None
+    raise WorkdirError(
+      f"--workdir {workdir} cannot be created ({e.strerror}); choose a writable directory."
+    ) from None
   if not os.access(workdir, os.W_OK | os.X_OK):
-    raise WorkdirError(f"--workdir {workdir} is not writable; choose a writable directory "
-                       "or fix its permissions.")
+    raise WorkdirError(
+      f"--workdir {workdir} is not writable; choose a writable directory or fix its permissions."
+    )
 
 
 class RunLock:
@@ -75,8 +79,9 @@ class RunLock:
       holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
       os.close(fd)
       raise WorkdirError(
-          f"--workdir {os.path.dirname(self.path)} is in use by process {holder} (lock "
-          f"{self.path}); wait for it to finish or use another --workdir.") from None
+        f"--workdir {os.path.dirname(self.path)} is in use by process {holder} (lock "
+        f"{self.path}); wait for it to finish or use another --workdir."
+      ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     os.fsync(fd)

@@ -26,8 +26,9 @@ import sys
 import time
 
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + " --xla_force_host_platform_device_count=8")
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  )
 
 
 from experiments.cli import parse_assignment, set_field  # noqa: E402
@@ -75,11 +76,13 @@ def cell_config(base_config, method, point, seed):
 def run_cell(cfg, workdir, quiet=True):
   """Runs (resumes, or reads back when finished) one cell: an ordinary run of the loop."""
   from experiments import train
+
   return train.train(cfg, workdir, quiet=quiet)
 
 
-def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
-          protocol="tune-first", log=print) -> dict:
+def sweep(
+  config, workdir: str, methods=None, seeds=None, extra_grid=(), protocol="tune-first", log=print
+) -> dict:
   methods = methods or list(config.sweep.methods) or [config.method]
   seeds = seeds or list(config.sweep.seeds) or [config.seed]
   os.makedirs(workdir, exist_ok=True)
@@ -96,9 +99,11 @@ def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
         d = os.path.join(workdir, method, name, f"seed{seed}")
         s = run_cell(cell_config(config, method, point, seed), d)
         runs.append(s)
-        log(f"[{time.time() - t0:7.1f}s] {method:<12} {name:<40} seed={seed} "
-            f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
-            f"{' DIVERGED' if s['diverged'] else ''}")
+        log(
+          f"[{time.time() - t0:7.1f}s] {method:<12} {name:<40} seed={seed} "
+          f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
+          f"{' DIVERGED' if s['diverged'] else ''}"
+        )
       cells[name] = {"point": point, "score": sum(score(r) for r in runs) / len(runs)}
     best_name = min(cells, key=lambda n: cells[n]["score"])
     best = cells[best_name]
@@ -107,23 +112,28 @@ def sweep(config, workdir: str, methods=None, seeds=None, extra_grid=(),
         continue
       d = os.path.join(workdir, method, best_name, f"seed{seed}")
       s = run_cell(cell_config(config, method, best["point"], seed), d)
-      log(f"[{time.time() - t0:7.1f}s] {method:<12} {best_name:<40} seed={seed} "
-          f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
-          f"{' DIVERGED' if s['diverged'] else ''}")
+      log(
+        f"[{time.time() - t0:7.1f}s] {method:<12} {best_name:<40} seed={seed} "
+        f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
+        f"{' DIVERGED' if s['diverged'] else ''}"
+      )
     results["methods"][method] = {
-        "grid": {n: {"point": c["point"], "score": c["score"]} for n, c in cells.items()},
-        "best": best_name, "best_point": best["point"],
-        "runs": [os.path.join(method, best_name, f"seed{s}") for s in seeds]}
+      "grid": {n: {"point": c["point"], "score": c["score"]} for n, c in cells.items()},
+      "best": best_name,
+      "best_point": best["point"],
+      "runs": [os.path.join(method, best_name, f"seed{s}") for s in seeds],
+    }
   atomic_write(os.path.join(workdir, "sweep.json"), json.dumps(results, indent=2, default=str))
   from experiments import report
+
   report.write_report(workdir)
   return results
 
 
 def main(argv=None):
   from experiments import cli
-  p = cli.ArgumentParser(prog="python -m experiments.sweep",
-                         description=__doc__.splitlines()[0])
+
+  p = cli.ArgumentParser(prog="python -m experiments.sweep", description=__doc__.splitlines()[0])
   p.add_argument("--config", required=True, help="configs/<x>.py[:variant]")
   p.add_argument("--workdir", required=True)
   p.add_argument("--methods", default="")
@@ -136,6 +146,7 @@ def main(argv=None):
 
   def run():
     from absl import logging
+
     logging.set_verbosity(logging.WARNING)
     config = cli.load_config(args.config, args.set)
     for spec in args.grid:

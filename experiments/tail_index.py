@@ -28,8 +28,9 @@ import json
 import os
 
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + \
-      " --xla_force_host_platform_device_count=8"
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  )
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -39,17 +40,33 @@ from experiments import tasks  # noqa: E402
 
 # family -> (config module, variant, config overrides, description)
 FAMILIES = {
-    "synthetic_mlp": ("synthetic", "mlp", {"noise": ("none", 0.0)},
-                      "MLP on synthetic data, no injected noise"),
-    "synthetic_injected_a1.5": ("synthetic", "mlp", {"noise": ("stable", 1.5)},
-                                "same, + injected alpha=1.5 stable noise (check)"),
-    "fashion_mnist_cnn": ("fashion_mnist", "cnn", {}, "CNN, Fashion-MNIST"),
-    "fashion_mnist_vit": ("fashion_mnist", "vit", {}, "ViT, Fashion-MNIST"),
-    "gutenberg8_char_lm": ("gutenberg8", "study", {}, "char transformer, Gutenberg-8"),
-    "movie_reviews_minilm": ("movie_reviews", "", {"trainable": "all", "max_len": 32},
-                             "MiniLM-BERT (pretrained), movie reviews"),
-    "smollm2_text": ("smollm2", "", {"trainable": "last_n_layers:4", "seq_len": 64},
-                     "SmolLM2-135M (pretrained), last 4 blocks"),
+  "synthetic_mlp": (
+    "synthetic",
+    "mlp",
+    {"noise": ("none", 0.0)},
+    "MLP on synthetic data, no injected noise",
+  ),
+  "synthetic_injected_a1.5": (
+    "synthetic",
+    "mlp",
+    {"noise": ("stable", 1.5)},
+    "same, + injected alpha=1.5 stable noise (check)",
+  ),
+  "fashion_mnist_cnn": ("fashion_mnist", "cnn", {}, "CNN, Fashion-MNIST"),
+  "fashion_mnist_vit": ("fashion_mnist", "vit", {}, "ViT, Fashion-MNIST"),
+  "gutenberg8_char_lm": ("gutenberg8", "study", {}, "char transformer, Gutenberg-8"),
+  "movie_reviews_minilm": (
+    "movie_reviews",
+    "",
+    {"trainable": "all", "max_len": 32},
+    "MiniLM-BERT (pretrained), movie reviews",
+  ),
+  "smollm2_text": (
+    "smollm2",
+    "",
+    {"trainable": "last_n_layers:4", "seq_len": 64},
+    "SmolLM2-135M (pretrained), last 4 blocks",
+  ),
 }
 
 
@@ -69,10 +86,10 @@ def _config(family):
   return c
 
 
-def noise_samples(config, num_batches: int, batch_size: int, seed: int = 0,
-                  warmup_steps: int = 0):
+def noise_samples(config, num_batches: int, batch_size: int, seed: int = 0, warmup_steps: int = 0):
   """Per-leaf gradient noise ``g_k - mean_k g_k`` as a list of (path, (K, size)) arrays."""
   import optax
+
   data, model = tasks.build_task(config)
   params = model.init(jax.random.key(seed))
   pooled = {k: np.concatenate([c[k] for c in data.clients]) for k in data.clients[0]}
@@ -87,14 +104,20 @@ def noise_samples(config, num_batches: int, batch_size: int, seed: int = 0,
       g = jax.grad(model.loss)(p, b)
       u, s = opt.update(g, s, p)
       return optax.apply_updates(p, u), s
+
     for _ in range(warmup_steps):
       idx = rng.integers(0, n, batch_size)
       params, opt_state = step(params, opt_state, {k: v[idx] for k, v in pooled.items()})
   grad = jax.jit(jax.grad(model.loss))
   noise_tx = None
   if config.noise.distribution != "none":
-    noise_tx = tailopt.inject_noise(config.noise.distribution, config.noise.scale,
-                                    alpha=config.noise.alpha, df=config.noise.df, seed=seed)
+    noise_tx = tailopt.inject_noise(
+      config.noise.distribution,
+      config.noise.scale,
+      alpha=config.noise.alpha,
+      df=config.noise.df,
+      seed=seed,
+    )
     noise_state = noise_tx.init(params)
   grads = []
   for _ in range(num_batches):
@@ -124,8 +147,11 @@ def estimate(noise: np.ndarray, max_samples: int = 200_000, seed: int = 0) -> di
   if len(x) > max_samples:
     x = np.random.default_rng(seed).choice(x, max_samples, replace=False)
   x = np.random.default_rng(seed + 1).permutation(x)
-  return {"n": int(len(x)), "stable_alpha": float(tailopt.stable_tail_index(x)),
-          "hill_alpha": float(tailopt.hill_estimator(x))}
+  return {
+    "n": int(len(x)),
+    "stable_alpha": float(tailopt.stable_tail_index(x)),
+    "hill_alpha": float(tailopt.hill_estimator(x)),
+  }
 
 
 PRETRAINED = ("movie_reviews_minilm", "smollm2_text")
@@ -133,24 +159,30 @@ PRETRAINED = ("movie_reviews_minilm", "smollm2_text")
 
 def measure(family: str, num_batches: int, batch_size: int) -> dict:
   warmup = 0 if family in PRETRAINED else 100
-  leaves, n_params = noise_samples(_config(family), num_batches, batch_size,
-                                   warmup_steps=warmup)
+  leaves, n_params = noise_samples(_config(family), num_batches, batch_size, warmup_steps=warmup)
   groups = {}
   for path, noise in leaves:
     if noise.shape[1] < 64:
       continue  # tiny leaves (a few biases): too few coordinates for an estimate
     groups[path] = estimate(noise)
   all_noise = np.concatenate([n.ravel() for _, n in leaves])
-  return {"description": FAMILIES[family][3], "num_params": n_params,
-          "warmup_adam_steps": warmup,
-          "num_batches": num_batches, "batch_size": batch_size,
-          "overall": estimate(all_noise), "groups": groups}
+  return {
+    "description": FAMILIES[family][3],
+    "num_params": n_params,
+    "warmup_adam_steps": warmup,
+    "num_batches": num_batches,
+    "batch_size": batch_size,
+    "overall": estimate(all_noise),
+    "groups": groups,
+  }
 
 
 def plot(results: dict, path: str):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fams = list(results)
   fig, axes = plt.subplots(len(fams), 1, figsize=(10, 2.3 * len(fams)), squeeze=False)
   for ax, fam in zip(axes[:, 0], fams):
@@ -162,13 +194,14 @@ def plot(results: dict, path: str):
     ax.set_ylim(0, 2.1)
     ax.set_ylabel("alpha")
     o = results[fam]["overall"]["stable_alpha"]
-    ax.set_title(f"{fam}: {results[fam]['description']} (all params: alpha={o:.2f})",
-                 fontsize=9)
+    ax.set_title(f"{fam}: {results[fam]['description']} (all params: alpha={o:.2f})", fontsize=9)
     short = [n.replace("['", "").replace("']", "/").rstrip("/")[-28:] for n in names]
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(short, rotation=60, ha="right", fontsize=6)
-  fig.suptitle("Tail index of stochastic-gradient noise per parameter group "
-               "(2 = Gaussian; red: alpha < 1.8)", fontsize=10)
+  fig.suptitle(
+    "Tail index of stochastic-gradient noise per parameter group (2 = Gaussian; red: alpha < 1.8)",
+    fontsize=10,
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -180,10 +213,14 @@ def main(argv=None):
   p.add_argument("--families", default=",".join(FAMILIES))
   p.add_argument("--batches", type=int, default=64)
   p.add_argument("--batch-size", type=int, default=16)
-  p.add_argument("--merge", action="store_true",
-                 help="keep the other families' entries of an existing tail_index.json")
+  p.add_argument(
+    "--merge",
+    action="store_true",
+    help="keep the other families' entries of an existing tail_index.json",
+  )
   args = p.parse_args(argv)
   from absl import logging
+
   logging.set_verbosity(logging.WARNING)
   os.makedirs(args.out, exist_ok=True)
   out_json = os.path.join(args.out, "tail_index.json")
@@ -193,8 +230,11 @@ def main(argv=None):
       raise SystemExit(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
     results[fam] = measure(fam, args.batches, args.batch_size)
     o = results[fam]["overall"]
-    print(f"{fam:<26} params={results[fam]['num_params']:>11,}  alpha(stable)="
-          f"{o['stable_alpha']:.3f}  alpha(hill)={o['hill_alpha']:.3f}", flush=True)
+    print(
+      f"{fam:<26} params={results[fam]['num_params']:>11,}  alpha(stable)="
+      f"{o['stable_alpha']:.3f}  alpha(hill)={o['hill_alpha']:.3f}",
+      flush=True,
+    )
   results = {f: results[f] for f in FAMILIES if f in results}  # fixed order
   with open(out_json, "w") as f:
     json.dump(results, f, indent=2)

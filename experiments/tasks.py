@@ -15,6 +15,7 @@ def register(name: str):
   def deco(fn):
     TASKS[name] = fn
     return fn
+
   return deco
 
 
@@ -23,10 +24,18 @@ def synthetic_task(config):
   s = config.synthetic
   n_clients = config.data_clients or config.clients
   data = synthetic.make_task(
-      s.task, num_clients=n_clients, dim=s.dim, examples_per_client=s.examples_per_client,
-      test_examples=s.test_examples, partition=s.partition, heterogeneity=s.heterogeneity,
-      dirichlet_beta=s.dirichlet_beta, num_classes=s.num_classes,
-      label_noise=s.label_noise, seed=config.seed)
+    s.task,
+    num_clients=n_clients,
+    dim=s.dim,
+    examples_per_client=s.examples_per_client,
+    test_examples=s.test_examples,
+    partition=s.partition,
+    heterogeneity=s.heterogeneity,
+    dirichlet_beta=s.dirichlet_beta,
+    num_classes=s.num_classes,
+    label_noise=s.label_noise,
+    seed=config.seed,
+  )
   if s.task == "least_squares":
     model = simple.make_linear_regression(s.dim)
   elif s.task == "logistic":
@@ -43,12 +52,14 @@ def build_task(config):
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is unknown; choose one of {sorted(TASKS)}.")
   from experiments.data import fetch
+
   fetch.ensure_for_config(config)
   return TASKS[config.task](config)
 
 
 # ---------------------------------------------------------------------------
 # Real-data families (offline stand-ins for the papers' datasets).
+
 
 def _kwargs(section) -> dict:
   return section.to_dict() if hasattr(section, "to_dict") else dict(section)
@@ -57,6 +68,7 @@ def _kwargs(section) -> dict:
 def _rename(data, mapping: dict, drop=()):
   def fix(ex):
     return {mapping.get(k, k): v for k, v in ex.items() if k not in drop}
+
   data.clients = [fix(c) for c in data.clients]
   data.test = fix(data.test)
   if data.client_test is not None:
@@ -66,6 +78,7 @@ def _rename(data, mapping: dict, drop=()):
 
 def _get_model(config, **fixed):
   from experiments.models import registry
+
   kwargs = _kwargs(config.model.kwargs)
   kwargs.update(fixed)
   return registry.get_model(config.model.name, **kwargs)
@@ -75,11 +88,17 @@ def _get_model(config, **fixed):
 def fashion_mnist_task(config):
   """Fashion-MNIST (60k/10k) with a CNN or a small ViT: the ViT/CIFAR-100 stand-in."""
   from experiments.data import fashion_mnist
+
   d = config.data
-  data = fashion_mnist.load(num_clients=config.data_clients or config.clients,
-                            partition_kind=d.partition, beta=d.beta, seed=config.seed,
-                            limit=d.limit or None, test_limit=d.test_limit or None,
-                            standardize=True)
+  data = fashion_mnist.load(
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    beta=d.beta,
+    seed=config.seed,
+    limit=d.limit or None,
+    test_limit=d.test_limit or None,
+    standardize=True,
+  )
   return data, _get_model(config, input_shape=(28, 28, 1), num_classes=10)
 
 
@@ -87,9 +106,15 @@ def fashion_mnist_task(config):
 def gutenberg8_task(config):
   """Eight public-domain works, one per node, next-character LM (the "Philosopher" set)."""
   from experiments.data import gutenberg8
+
   d = config.data
-  data = gutenberg8.load(seq_len=d.seq_len, max_chars_per_work=d.max_chars_per_work or None,
-                         stride=d.stride, test_stride=d.test_stride, targets="seq")
+  data = gutenberg8.load(
+    seq_len=d.seq_len,
+    max_chars_per_work=d.max_chars_per_work or None,
+    stride=d.stride,
+    test_stride=d.test_stride,
+    targets="seq",
+  )
   return data, _get_model(config, vocab_size=data.meta["vocab_size"], seq_len=d.seq_len)
 
 
@@ -97,10 +122,16 @@ def gutenberg8_task(config):
 def shakespeare_roles_task(config):
   """LEAF-style per-role Shakespeare (up to 1,426 roles), sampled ``clients`` per round."""
   from experiments.data import shakespeare_roles
+
   d = config.data
-  data = shakespeare_roles.load(seq_len=d.seq_len, min_chars=d.min_chars,
-                                max_roles=d.max_roles or None, stride=d.stride,
-                                test_stride=d.test_stride, targets="seq")
+  data = shakespeare_roles.load(
+    seq_len=d.seq_len,
+    min_chars=d.min_chars,
+    max_roles=d.max_roles or None,
+    stride=d.stride,
+    test_stride=d.test_stride,
+    targets="seq",
+  )
   return data, _get_model(config, vocab_size=data.meta["vocab_size"], seq_len=d.seq_len)
 
 
@@ -108,21 +139,31 @@ def shakespeare_roles_task(config):
 def movie_reviews_task(config):
   """Rotten-tomatoes sentences (SST-2's domain) + MiniLM-BERT: the RoBERTa/GLUE stand-in."""
   from experiments.data import movie_reviews
+
   d = config.data
-  data = movie_reviews.load(num_clients=config.data_clients or config.clients,
-                            partition_kind=d.partition, domains=tuple(d.domains),
-                            beta=d.beta, seed=config.seed, max_len=d.max_len,
-                            limit=d.limit or None)
+  data = movie_reviews.load(
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    domains=tuple(d.domains),
+    beta=d.beta,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+  )
   data = _rename(data, {"x": "input_ids", "mask": "attention_mask"}, drop=("domain",))
   return data, _get_model(config, num_classes=2)
 
 
 def _lm_sequences(ids, seq_len: int, stride: int):
   import numpy as np
+
   ids = np.asarray(ids, np.int32)
   starts = np.arange(0, max(len(ids) - seq_len - 1, 0) + 1, stride)
-  windows = np.stack([ids[s:s + seq_len + 1] for s in starts]) if len(starts) else (
-      np.zeros((0, seq_len + 1), np.int32))
+  windows = (
+    np.stack([ids[s : s + seq_len + 1] for s in starts])
+    if len(starts)
+    else (np.zeros((0, seq_len + 1), np.int32))
+  )
   return {"x": windows[:, :-1], "y": windows[:, 1:]}
 
 
@@ -133,6 +174,7 @@ def smollm2_text_task(config):
   import numpy as np
   from experiments.data import gutenberg8
   from tailopt.data.types import FederatedData
+
   d = config.data
   model = _get_model(config)
   tok = model.meta["tokenizer"]
@@ -145,8 +187,13 @@ def smollm2_text_task(config):
     tests.append(_lm_sequences(ids[cut:], d.seq_len, d.test_stride))
     names.append(work.name)
   test = {k: np.concatenate([t[k] for t in tests]) for k in tests[0]}
-  data = FederatedData(clients=clients, test=test, client_names=names, client_test=tests,
-                       meta=dict(source=f"gutenberg8+{config.model.name}-bpe", task="causal_lm"))
+  data = FederatedData(
+    clients=clients,
+    test=test,
+    client_names=names,
+    client_test=tests,
+    meta=dict(source=f"gutenberg8+{config.model.name}-bpe", task="causal_lm"),
+  )
   return data, model
 
 
@@ -161,13 +208,20 @@ def qwen25_text_task(config):
 def glue_task(config):
   """tfds glue/<task> with the MiniLM WordPiece tokenizer and BERT (needs the dataset)."""
   from experiments.data import movie_reviews, tfds_sources
+
   d = config.data
   wp = movie_reviews.minilm_tokenizer()
   tokenizer = lambda texts, n, pairs=None: wp.batch_encode(texts, max_len=n, pairs=pairs)  # noqa: E731
-  data = tfds_sources.glue(d.glue_task, tokenizer,
-                           num_clients=config.data_clients or config.clients,
-                           partition_kind=d.partition, seed=config.seed, max_len=d.max_len,
-                           limit=d.limit or None, data_dir=d.data_dir or None)
+  data = tfds_sources.glue(
+    d.glue_task,
+    tokenizer,
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
   data = _rename(data, {"x": "input_ids", "mask": "attention_mask"})
   return data, _get_model(config, num_classes=data.meta.get("num_classes", 2))
 
@@ -176,10 +230,16 @@ def glue_task(config):
 def cifar100_task(config):
   """tfds cifar100 with a ViT (the paper's ViT/CIFAR-100 task; needs the dataset)."""
   from experiments.data import tfds_sources
+
   d = config.data
-  data = tfds_sources.cifar100(num_clients=config.data_clients or config.clients,
-                               partition_kind=d.partition, beta=d.beta, seed=config.seed,
-                               limit=d.limit or None, data_dir=d.data_dir or None)
+  data = tfds_sources.cifar100(
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    beta=d.beta,
+    seed=config.seed,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
   return data, _get_model(config, input_shape=(32, 32, 3), num_classes=100)
 
 
@@ -187,16 +247,28 @@ def cifar100_task(config):
 def wmt19_task(config):
   """tfds wmt19_translate/<pair> with a small encoder-decoder (the paper's WMT/T5 task)."""
   from experiments.data import movie_reviews, tfds_sources
+
   d = config.data
   tok = movie_reviews.minilm_tokenizer()  # WordPiece (uncased English vocab; our stand-in)
-  data = tfds_sources.wmt19(d.pair, lambda texts, n: tok.batch_encode(texts, max_len=n),
-                            num_clients=config.data_clients or config.clients,
-                            seed=config.seed, max_len=d.max_len, limit=d.limit or None,
-                            data_dir=d.data_dir or None)
+  data = tfds_sources.wmt19(
+    d.pair,
+    lambda texts, n: tok.batch_encode(texts, max_len=n),
+    num_clients=config.data_clients or config.clients,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
 
   def to_seq2seq(ex):
-    return {"src": ex["x"], "src_mask": ex["x_mask"], "tgt_in": ex["y"][:, :-1],
-            "tgt_out": ex["y"][:, 1:], "tgt_mask": ex["y_mask"][:, 1:]}
+    return {
+      "src": ex["x"],
+      "src_mask": ex["x_mask"],
+      "tgt_in": ex["y"][:, :-1],
+      "tgt_out": ex["y"][:, 1:],
+      "tgt_mask": ex["y_mask"][:, 1:],
+    }
+
   data.clients = [to_seq2seq(c) for c in data.clients]
   data.test = to_seq2seq(data.test)
   data.client_test = None
@@ -208,16 +280,26 @@ def bible_translation_task(config):
   """KJV English -> Reina-Valera 1909 Spanish, books by genre across 8 nodes, seq2seq,
   sacrebleu BLEU of greedy (or beam) decodes at each eval: the WMT stand-in."""
   from experiments.data import bible_translation
+
   d = config.data
-  data = bible_translation.load(num_clients=config.data_clients or config.clients,
-                                partition=d.partition, vocab_size=d.vocab_size,
-                                max_len=d.max_len, seed=config.seed, limit=d.limit or None,
-                                test_limit=d.test_limit or None)
+  data = bible_translation.load(
+    num_clients=config.data_clients or config.clients,
+    partition=d.partition,
+    vocab_size=d.vocab_size,
+    max_len=d.max_len,
+    seed=config.seed,
+    limit=d.limit or None,
+    test_limit=d.test_limit or None,
+  )
   model = _get_model(config, vocab_size=data.meta["vocab_size"], max_len=d.max_len)
   # Corpus-level metrics for the train loop's eval (experiments.train: meta['corpus_eval']).
   model.meta["corpus_eval"] = bible_translation.make_bleu_eval(
-      model.meta["generate"], data, num_examples=d.bleu_examples,
-      batch_size=config.eval_batch_size, beam_size=d.beam_size)
+    model.meta["generate"],
+    data,
+    num_examples=d.bleu_examples,
+    batch_size=config.eval_batch_size,
+    beam_size=d.beam_size,
+  )
   model.meta["corpus_eval_keys"] = ("bleu",)
   return data, model
 
@@ -226,15 +308,22 @@ def bible_translation_task(config):
 def squad_task(config):
   """tfds squad fine-tuning of the Llama decoder (the paper's Qwen2.5/SQuAD task)."""
   from experiments.data import tfds_sources
+
   d = config.data
   model = _get_model(config)
   tok = model.meta["tokenizer"]
-  data = tfds_sources.squad(tok.encode, num_clients=config.data_clients or config.clients,
-                            seed=config.seed, max_len=d.max_len, limit=d.limit or None,
-                            data_dir=d.data_dir or None)
+  data = tfds_sources.squad(
+    tok.encode,
+    num_clients=config.data_clients or config.clients,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
 
   def to_lm(ex):  # next-token targets; the loss counts answer tokens only
     return {"x": ex["x"][:, :-1], "y": ex["x"][:, 1:], "mask": ex["loss_mask"][:, 1:]}
+
   data.clients = [to_lm(c) for c in data.clients]
   data.test = to_lm(data.test)
   data.client_test = None

@@ -47,23 +47,33 @@ def make_noise(config):
   n = config.noise
   if n.distribution == "none":
     return None
-  return tailopt.inject_noise(n.distribution, n.scale, alpha=n.alpha, df=n.df,
-                              seed=config.seed + 17)
+  return tailopt.inject_noise(
+    n.distribution, n.scale, alpha=n.alpha, df=n.df, seed=config.seed + 17
+  )
 
 
 def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
-  mesh = tailopt.client_mesh(validate_lib.resolve_devices(config),
-                             model=int(config.get("mesh", {}).get("model", 1) or 1))
+  mesh = tailopt.client_mesh(
+    validate_lib.resolve_devices(config), model=int(config.get("mesh", {}).get("model", 1) or 1)
+  )
   # Sampled clients do not own a slot across rounds: their inner states live in the
   # engine's host-side store (SyncEngine), swapped into the slots every round.
   reset = config.reset_inner_state
   up, down = validate_lib.compressors(config, method)
   return tailopt.build_round(
-      model.loss, method, local_steps=config.local_steps, num_clients=config.clients,
-      mesh=mesh, reset_inner_state=reset, participation=config.participation or None,
-      noise=make_noise(config), compressor=up, down_compressor=down,
-      fragments=config.get("fragments") or None,
-      client_loop=config.get("client_loop", "vmap"))
+    model.loss,
+    method,
+    local_steps=config.local_steps,
+    num_clients=config.clients,
+    mesh=mesh,
+    reset_inner_state=reset,
+    participation=config.participation or None,
+    noise=make_noise(config),
+    compressor=up,
+    down_compressor=down,
+    fragments=config.get("fragments") or None,
+    client_loop=config.get("client_loop", "vmap"),
+  )
 
 
 def is_primary() -> bool:
@@ -114,8 +124,7 @@ def progress_bar(config, total, initial, label, unit="round"):
     from tqdm.auto import tqdm
   except ImportError:  # pragma: no cover
     return None
-  return tqdm(total=total, initial=initial, desc=label, unit=unit, dynamic_ncols=True,
-              leave=False)
+  return tqdm(total=total, initial=initial, desc=label, unit=unit, dynamic_ncols=True, leave=False)
 
 
 def describe_noise(config) -> str:
@@ -128,8 +137,11 @@ def describe_noise(config) -> str:
 def summary_box(title: str, rows, width: int = 64) -> str:
   """``rows`` of (label, value) under a title, aligned, between rules."""
   w = max(len(r[0]) for r in rows)
-  return "\n".join(["", "=" * width, f" {title}", "=" * width]
-                   + [f" {k:<{w}}  {v}" for k, v in rows] + ["=" * width])
+  return "\n".join(
+    ["", "=" * width, f" {title}", "=" * width]
+    + [f" {k:<{w}}  {v}" for k, v in rows]
+    + ["=" * width]
+  )
 
 
 def _fast_frozen_constants():
@@ -157,18 +169,23 @@ class SyncEngine:
   def __init__(self, config, data, model):
     self.config = config
     method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
-    self.batches = ClientBatches(data, local_steps=config.local_steps,
-                                 batch_size=config.batch_size, seed=config.seed,
-                                 clients_per_round=config.clients)
+    self.batches = ClientBatches(
+      data,
+      local_steps=config.local_steps,
+      batch_size=config.batch_size,
+      seed=config.seed,
+      clients_per_round=config.clients,
+    )
     self.rnd = make_round(config, model, method, self.batches)
-    self.store = None   # inner states of a sampled population, by dataset client
+    self.store = None  # inner states of a sampled population, by dataset client
     if self.batches.samples_clients and not config.reset_inner_state:
       if jax.process_count() > 1:
         raise ConfigError(
-            "config.data_clients: keeping sampled clients' inner states (a host-side "
-            "store) runs on one process; set --config.reset_inner_state=True to run on "
-            "several.")
-      self.store = True   # built by init() from a fresh inner.init
+          "config.data_clients: keeping sampled clients' inner states (a host-side "
+          "store) runs on one process; set --config.reset_inner_state=True to run on "
+          "several."
+        )
+      self.store = True  # built by init() from a fresh inner.init
     self.total = int(config.rounds)
     self.label = config.method
     self.title = f"tailopt run: {config.method} on {config.task}"
@@ -189,8 +206,7 @@ class SyncEngine:
   def save(self, state, t: int):
     if self.store is None:
       return state, {"data_position": t}
-    return (state, self.store.to_tree()), {"data_position": t,
-                                           "stored_clients": len(self.store)}
+    return (state, self.store.to_tree()), {"data_position": t, "stored_clients": len(self.store)}
 
   def load(self, tree, record, params):
     del record, params
@@ -205,7 +221,7 @@ class SyncEngine:
 
   def chunk_len(self, t: int) -> int:
     if self.store is not None:
-      return 1   # the store swaps the inner states between rounds
+      return 1  # the store swaps the inner states between rounds
     c = self.config
     ends = [self.total]
     for every in (validate_lib.resolve_chunk(c), c.eval_every, c.checkpoint_every):
@@ -226,11 +242,12 @@ class SyncEngine:
   def run(self, state, t: int, n: int):
     weighted = self.config.weighted
     if n == 1:
-      if self.store is not None:   # this round's clients' own inner states
+      if self.store is not None:  # this round's clients' own inner states
         ids = self.batches.client_ids(t)
         state = state._replace(inner_state=self.rnd.place_clients(self.store.gather(ids)))
-      state, metrics = self.rnd(state, self._batch(t),
-                                self.batches.weights(t) if weighted else None)
+      state, metrics = self.rnd(
+        state, self._batch(t), self.batches.weights(t) if weighted else None
+      )
       if self.store is not None:
         self.store.scatter(ids, jax.device_get(state.inner_state))
       per_round = [jax.device_get(metrics)]
@@ -238,16 +255,17 @@ class SyncEngine:
       if jax.process_count() == 1:
         parts = [self.batches(r) for r in range(t, t + n)]
         batches = {k: np.stack([b[k] for b in parts]) for k in parts[0]}
-      else:   # this process's rows of every round, placed as one global array
+      else:  # this process's rows of every round, placed as one global array
         parts = [self._batch(r) for r in range(t, t + n)]
         batches = jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
-      weights = (np.stack([self.batches.weights(r) for r in range(t, t + n)])
-                 if weighted else None)
+      weights = np.stack([self.batches.weights(r) for r in range(t, t + n)]) if weighted else None
       state, metrics = self.rnd.multi(state, batches, weights)
       metrics = jax.device_get(metrics)
       per_round = [{k: v[i] for k, v in metrics.items()} for i in range(n)]
-    rows = [{"round": t + 1 + i, **{f"train/{k}": float(v) for k, v in m.items()}}
-            for i, m in enumerate(per_round)]
+    rows = [
+      {"round": t + 1 + i, **{f"train/{k}": float(v) for k, v in m.items()}}
+      for i, m in enumerate(per_round)
+    ]
     return state, rows
 
   def start(self, workdir, state):
@@ -259,14 +277,25 @@ class SyncEngine:
   def summary(self, state, t: int, out: dict) -> dict:
     c = self.config
     mesh = " x ".join(f"{n} {a}" for a, n in self.rnd.mesh.shape.items())
-    return dict(clients=c.clients, local_steps=c.local_steps, rounds=self.total, mesh=mesh,
-                processes=jax.process_count(),
-                rounds_done=t, best_round=out["best_at"], rounds_per_s=out["per_s"])
+    return dict(
+      clients=c.clients,
+      local_steps=c.local_steps,
+      rounds=self.total,
+      mesh=mesh,
+      processes=jax.process_count(),
+      rounds_done=t,
+      best_round=out["best_at"],
+      rounds_per_s=out["per_s"],
+    )
 
   def summary_rows(self, s: dict) -> list:
-    rows = [("clients x local steps", f"{s['clients']} x {s['local_steps']}"),
-            ("mesh", s["mesh"] + (f" on {s['processes']} processes"
-                                  if s.get("processes", 1) > 1 else ""))]
+    rows = [
+      ("clients x local steps", f"{s['clients']} x {s['local_steps']}"),
+      (
+        "mesh",
+        s["mesh"] + (f" on {s['processes']} processes" if s.get("processes", 1) > 1 else ""),
+      ),
+    ]
     return rows
 
 
@@ -276,6 +305,7 @@ def make_engine(config, data, model):
   try:
     if validate_lib.is_async(config):
       from experiments import async_train
+
       return async_train.AsyncEngine(config, data, model)
     return SyncEngine(config, data, model)
   except ValueError as e:
@@ -298,7 +328,7 @@ class _Tracker:
     self.target = config.get("target")
     self.best = self.best_at = self.best_time = self.time_to_target = None
     self.first_loss = None
-    self.diverged = None      # a one-line reason once diverged
+    self.diverged = None  # a one-line reason once diverged
     self.last: dict = {}
     self.seen: set = set()
 
@@ -312,9 +342,12 @@ class _Tracker:
       if not math.isfinite(loss):
         self.diverged = f"train/loss={loss} at {row['round']}"
       elif self.first_loss is not None and abs(loss) > DIVERGENCE_FACTOR * max(
-          abs(self.first_loss), 1e-12):
-        self.diverged = (f"train/loss={loss:.3g} at {row['round']} is more than "
-                         f"{DIVERGENCE_FACTOR:.0e} x its first value {self.first_loss:.3g}")
+        abs(self.first_loss), 1e-12
+      ):
+        self.diverged = (
+          f"train/loss={loss:.3g} at {row['round']} is more than "
+          f"{DIVERGENCE_FACTOR:.0e} x its first value {self.first_loss:.3g}"
+        )
     dn = row.get("train/delta_norm")
     if dn is not None and not math.isfinite(dn) and self.diverged is None:
       self.diverged = f"train/delta_norm={dn} at {row['round']}"
@@ -323,8 +356,11 @@ class _Tracker:
       return
     if self.best is None or self.sign * v < self.sign * self.best:
       self.best, self.best_at, self.best_time = v, row["round"], row.get("time")
-    if self.target is not None and self.time_to_target is None and (
-        self.sign * v <= self.sign * self.target):
+    if (
+      self.target is not None
+      and self.time_to_target is None
+      and (self.sign * v <= self.sign * self.target)
+    ):
       self.time_to_target = row.get("time", row["round"])
 
 
@@ -353,27 +389,40 @@ def _check_report_metric(config, model, engine, state, data, tracker):
   if m.startswith("eval/"):
     batch = next(eval_batches(data.test, config.eval_batch_size))
     keys = set(jax.eval_shape(model.evaluate, engine.params(state), batch)) - {"count"}
-    keys |= set(model.meta.get("corpus_eval_keys", ()))   # e.g. BLEU
-    if m[len("eval/"):] not in keys:
-      raise ConfigError(f"config.report_metric={m!r} is never logged; this task's eval "
-                        f"metrics are {sorted('eval/' + k for k in keys)}.")
+    keys |= set(model.meta.get("corpus_eval_keys", ()))  # e.g. BLEU
+    if m[len("eval/") :] not in keys:
+      raise ConfigError(
+        f"config.report_metric={m!r} is never logged; this task's eval "
+        f"metrics are {sorted('eval/' + k for k in keys)}."
+      )
   elif tracker.seen and m not in tracker.seen:
-    raise ConfigError(f"config.report_metric={m!r} is never logged; the run logs "
-                      f"{sorted(k for k in tracker.seen if k.startswith('train/'))}.")
+    raise ConfigError(
+      f"config.report_metric={m!r} is never logged; the run logs "
+      f"{sorted(k for k in tracker.seen if k.startswith('train/'))}."
+    )
 
 
 def format_summary(summary: dict) -> str:
   """The one-screen summary printed at the end of a run."""
   s = summary
   unit = s["unit"]
-  rows = [("workdir", s["workdir"]),
-          (f"{unit}s", f"{s['done']} / {s['total']}"
-           + (f" (resumed from {s['resumed_from']})" if s["resumed_from"] else ""))]
+  rows = [
+    ("workdir", s["workdir"]),
+    (
+      f"{unit}s",
+      f"{s['done']} / {s['total']}"
+      + (f" (resumed from {s['resumed_from']})" if s["resumed_from"] else ""),
+    ),
+  ]
   rows += s.get("engine_rows", [])
-  rows += [("noise", s["noise"]),
-           ("hyperparameters", ", ".join(f"{k}={v}" for k, v in s["hparams"].items())
-            or "method defaults"),
-           ("wall time", f"{s['wall_s']:.1f} s ({s['per_s']:.1f} {unit}s/s)")]
+  rows += [
+    ("noise", s["noise"]),
+    (
+      "hyperparameters",
+      ", ".join(f"{k}={v}" for k, v in s["hparams"].items()) or "method defaults",
+    ),
+    ("wall time", f"{s['wall_s']:.1f} s ({s['per_s']:.1f} {unit}s/s)"),
+  ]
   for k, v in s["final"].items():
     rows.append((f"final {k}", f"{v:.6g}"))
   if s.get("best") is not None:
@@ -383,17 +432,25 @@ def format_summary(summary: dict) -> str:
     rows.append((f"best {s['report_metric']}", f"{s['best']:.6g} {when}"))
   if s.get("target") is not None:
     ttt = s.get("time_to_target")
-    rows.append((f"time to {s['report_metric']} {'<=' if s['report_mode'] == 'min' else '>='}"
-                 f" {s['target']:g}", "not reached" if ttt is None else f"{ttt:.1f} s"))
+    rows.append(
+      (
+        f"time to {s['report_metric']} {'<=' if s['report_mode'] == 'min' else '>='}"
+        f" {s['target']:g}",
+        "not reached" if ttt is None else f"{ttt:.1f} s",
+      )
+    )
   if s["diverged"]:
     rows.append(("diverged", s["diverged_reason"]))
-  return summary_box(f"{s['title']}{' (DIVERGED)' if s['diverged'] else ''}", rows,
-                     width=68)
+  return summary_box(f"{s['title']}{' (DIVERGED)' if s['diverged'] else ''}", rows, width=68)
 
 
-def train(config: config_dict.ConfigDict, workdir: str, *,
-          on_chunk_end: Optional[Callable[[int, dict], None]] = None,
-          quiet: bool = False) -> dict:
+def train(
+  config: config_dict.ConfigDict,
+  workdir: str,
+  *,
+  on_chunk_end: Optional[Callable[[int, dict], None]] = None,
+  quiet: bool = False,
+) -> dict:
   """Runs (or resumes) one experiment; returns the summary dict (also in summary.json).
 
   Raises a :class:`experiments.validate.UserError` (one line per problem) for anything the
@@ -423,12 +480,16 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, st
   data, model = tasks_lib.build_task(config)
   engine = make_engine(config, data, model)
   params = model.init(jax.random.key(config.seed))
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                               config.checkpoint_every, config.keep_checkpoints)
+  ckpt = ckpt_lib.Checkpointer(
+    os.path.join(workdir, "checkpoints"), config.checkpoint_every, config.keep_checkpoints
+  )
   try:
     start = 0
-    restored = (ckpt.restore(engine.restore_template(params), fingerprint)
-                if ckpt.latest_round() is not None else None)
+    restored = (
+      ckpt.restore(engine.restore_template(params), fingerprint)
+      if ckpt.latest_round() is not None
+      else None
+    )
     if restored is not None:
       tree, record = restored
       state = engine.load(tree, record, params)
@@ -437,23 +498,57 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, st
       state = engine.init(params)
     del params
     if is_primary():
-      atomic_write(os.path.join(workdir, "config.json"),
-                   json.dumps(config.to_dict(), indent=2, default=str))
+      atomic_write(
+        os.path.join(workdir, "config.json"), json.dumps(config.to_dict(), indent=2, default=str)
+      )
     engine.start(workdir, state)
-    writer = (MetricWriter(workdir, time_axis=validate_lib.is_async(config)) if is_primary()
-              else _FollowerWriter(workdir))
+    writer = (
+      MetricWriter(workdir, time_axis=validate_lib.is_async(config))
+      if is_primary()
+      else _FollowerWriter(workdir)
+    )
     tracker = _Tracker(config)
     for row in writer.resume(start):
       tracker(row)
     _check_report_metric(config, model, engine, state, data, tracker)
-    return _loop(config, workdir, engine, model, data, state, start, ckpt, writer, tracker,
-                 fingerprint, horizon, on_chunk_end, quiet, stop)
+    return _loop(
+      config,
+      workdir,
+      engine,
+      model,
+      data,
+      state,
+      start,
+      ckpt,
+      writer,
+      tracker,
+      fingerprint,
+      horizon,
+      on_chunk_end,
+      quiet,
+      stop,
+    )
   finally:
     ckpt.close()
 
 
-def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, tracker,
-          fingerprint, horizon, on_chunk_end, quiet, stop):
+def _loop(
+  config,
+  workdir,
+  engine,
+  model,
+  data,
+  state,
+  start,
+  ckpt,
+  writer,
+  tracker,
+  fingerprint,
+  horizon,
+  on_chunk_end,
+  quiet,
+  stop,
+):
   eval_fn = jax.jit(model.evaluate)
   total = engine.total
 
@@ -461,8 +556,11 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
     tree, extra = engine.save(state, t)
     ckpt.save(t, tree, {"round": t, "fingerprint": fingerprint, **extra}, force=force)
 
-  bar = (None if quiet or not is_primary()
-         else progress_bar(config, total, start, engine.label, unit=engine.unit))
+  bar = (
+    None
+    if quiet or not is_primary()
+    else progress_bar(config, total, start, engine.label, unit=engine.unit)
+  )
   t = start
   t0 = time.perf_counter()
   try:
@@ -474,8 +572,9 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
         ev = evaluate(eval_fn, engine.params(state), data.test, config.eval_batch_size)
         # Corpus-level metrics a task attaches to its model (e.g. BLEU of decoded verses).
         if model.meta.get("corpus_eval") is not None:
-          ev.update({k: float(v) for k, v in
-                     model.meta["corpus_eval"](engine.params(state)).items()})
+          ev.update(
+            {k: float(v) for k, v in model.meta["corpus_eval"](engine.params(state)).items()}
+          )
         rows[-1].update({f"eval/{k}": v for k, v in ev.items()})
       for row in rows:
         writer.write(row["round"], {k: v for k, v in row.items() if k != "round"})
@@ -484,8 +583,7 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
         _check_report_metric(config, model, engine, state, data, tracker)
       if bar is not None:
         bar.update(n)
-        post = {"loss": f"{rows[-1].get('train/loss', math.nan):.4g}",
-                **engine.postfix(rows[-1])}
+        post = {"loss": f"{rows[-1].get('train/loss', math.nan):.4g}", **engine.postfix(rows[-1])}
         if config.report_metric in rows[-1]:
           post[config.report_metric.split("/")[-1]] = f"{rows[-1][config.report_metric]:.4g}"
         bar.set_postfix(post)
@@ -511,22 +609,39 @@ def _loop(config, workdir, engine, model, data, state, start, ckpt, writer, trac
     final[config.report_metric] = math.inf * tracker.sign
   per_s = (t - start) / max(wall, 1e-9)
   out = dict(
-      workdir=os.path.abspath(workdir), mode=config.get("mode", "sync"), task=config.task,
-      method=config.method, label=engine.label, title=engine.title,
-      hparams=validate_lib.method_hparams(config), seed=config.seed,
-      noise=describe_noise(config), unit=engine.unit, total=total, done=t,
-      resumed_from=start, finished=(t == total) or diverged, diverged=diverged,
-      diverged_reason=tracker.diverged, wall_s=wall, per_s=per_s,
-      report_metric=config.report_metric, report_mode=config.report_mode,
-      best=None if diverged else tracker.best, best_at=None if diverged else tracker.best_at,
-      best_time=None if diverged else tracker.best_time, target=tracker.target,
-      time_to_target=None if diverged else tracker.time_to_target, final=final,
-      fingerprint=fingerprint, horizon=horizon)
+    workdir=os.path.abspath(workdir),
+    mode=config.get("mode", "sync"),
+    task=config.task,
+    method=config.method,
+    label=engine.label,
+    title=engine.title,
+    hparams=validate_lib.method_hparams(config),
+    seed=config.seed,
+    noise=describe_noise(config),
+    unit=engine.unit,
+    total=total,
+    done=t,
+    resumed_from=start,
+    finished=(t == total) or diverged,
+    diverged=diverged,
+    diverged_reason=tracker.diverged,
+    wall_s=wall,
+    per_s=per_s,
+    report_metric=config.report_metric,
+    report_mode=config.report_mode,
+    best=None if diverged else tracker.best,
+    best_at=None if diverged else tracker.best_at,
+    best_time=None if diverged else tracker.best_time,
+    target=tracker.target,
+    time_to_target=None if diverged else tracker.time_to_target,
+    final=final,
+    fingerprint=fingerprint,
+    horizon=horizon,
+  )
   out.update(engine.summary(state, t, out))
   out["engine_rows"] = engine.summary_rows(out)
   if is_primary():
-    atomic_write(os.path.join(workdir, "summary.json"),
-                 json.dumps(out, indent=2, default=float))
+    atomic_write(os.path.join(workdir, "summary.json"), json.dumps(out, indent=2, default=float))
   if not quiet and is_primary():
     print(format_summary(out))
   return out
@@ -540,8 +655,9 @@ def final_state(config, workdir: str):
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), 0)
   try:
     if ckpt.latest_round() is None:
-      raise ckpt_lib.CheckpointError(f"no checkpoint under {workdir}/checkpoints; run "
-                                     "experiments.main on it first.")
+      raise ckpt_lib.CheckpointError(
+        f"no checkpoint under {workdir}/checkpoints; run experiments.main on it first."
+      )
     tree, record = ckpt.restore(engine.restore_template(params))
   finally:
     ckpt.close()

@@ -56,11 +56,17 @@ def compressors(config, method):
   bound = None
   if cc.kind == "fixed":
     bound = tailopt.compression.biclip_delta_bound(method, config.local_steps)
-  up = tailopt.compression.make(cc.kind, bits=cc.bits, block=cc.block,
-                                stochastic=cc.stochastic, error_feedback_on=cc.error_feedback,
-                                bound=bound)
-  down = None if cc.down == "none" else tailopt.compression.make(
-      cc.down, bits=cc.bits, block=cc.block)
+  up = tailopt.compression.make(
+    cc.kind,
+    bits=cc.bits,
+    block=cc.block,
+    stochastic=cc.stochastic,
+    error_feedback_on=cc.error_feedback,
+    bound=bound,
+  )
+  down = (
+    None if cc.down == "none" else tailopt.compression.make(cc.down, bits=cc.bits, block=cc.block)
+  )
   return up, down
 
 
@@ -69,8 +75,7 @@ def _compression_problems(config, add):
   if cc is None:
     return
   if cc.kind not in ("none", "int", "fp8", "fixed", "fp32"):
-    add(f"config.compression.kind={cc.kind!r} is unknown; use none, int, fp8, fixed or "
-        "fp32.")
+    add(f"config.compression.kind={cc.kind!r} is unknown; use none, int, fp8, fixed or fp32.")
   if cc.down not in ("none", "int", "fp8"):
     add(f"config.compression.down={cc.down!r}; use none, int or fp8.")
   if cc.bits not in (2, 4, 8, 32):
@@ -81,11 +86,13 @@ def _compression_problems(config, add):
     try:
       method = tailopt.get_method(config.method, **method_hparams(config))
     except ValueError:
-      return   # reported with the method
+      return  # reported with the method
     if tailopt.compression.biclip_delta_bound(method, config.local_steps) is None:
-      add("config.compression.kind='fixed' needs a BiClip inner with a constant rate and "
-          "threshold (its range is z * inner_lr * inner_upper); config.method="
-          f"{config.method!r} has none. Use kind='int'.")
+      add(
+        "config.compression.kind='fixed' needs a BiClip inner with a constant rate and "
+        "threshold (its range is z * inner_lr * inner_upper); config.method="
+        f"{config.method!r} has none. Use kind='int'."
+      )
   fragments = config.get("fragments") or 0
   if not isinstance(fragments, int) or fragments < 0:
     add(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
@@ -154,11 +161,23 @@ def problems(config, tasks=None) -> list[str]:
     add(f"config.mode={config.get('mode')!r} is unknown; use 'sync' or 'async'.")
   if tasks is not None and config.task not in tasks:
     add(f"config.task={config.task!r} is unknown; choose one of {sorted(tasks)}.")
-  ints = [("clients", 1), ("local_steps", 1), ("batch_size", 1), ("eval_every", 0),
-          ("checkpoint_every", 0), ("keep_checkpoints", 1), ("seed", 0), ("devices", 0),
-          ("data_clients", 0), ("eval_batch_size", 1)]
-  ints += [("server_steps", 1), ("chunk", 0)] if asynchronous else [
-      ("rounds", 0), ("participation", 0)] + [("chunk", 0)] * ("chunk" in config)
+  ints = [
+    ("clients", 1),
+    ("local_steps", 1),
+    ("batch_size", 1),
+    ("eval_every", 0),
+    ("checkpoint_every", 0),
+    ("keep_checkpoints", 1),
+    ("seed", 0),
+    ("devices", 0),
+    ("data_clients", 0),
+    ("eval_batch_size", 1),
+  ]
+  ints += (
+    [("server_steps", 1), ("chunk", 0)]
+    if asynchronous
+    else [("rounds", 0), ("participation", 0)] + [("chunk", 0)] * ("chunk" in config)
+  )
   iv = {f: intf(f, lo) for f, lo in ints}
   n = iv["clients"]
 
@@ -172,8 +191,10 @@ def problems(config, tasks=None) -> list[str]:
     except ValueError:
       used = "?"
     for k in ignored:
-      add(f"config.hparams.{k} is set but config.method={config.method!r} does not use it; "
-          f"remove the override. {config.method} uses: {used}.")
+      add(
+        f"config.hparams.{k} is set but config.method={config.method!r} does not use it; "
+        f"remove the override. {config.method} uses: {used}."
+      )
     bad_hp = True
   for k, v in hp.items():
     if k in ("inner_schedule", "bias_correction") or k in ignored:
@@ -185,8 +206,10 @@ def problems(config, tasks=None) -> list[str]:
       add(f"config.hparams.{k}={v} is not finite; use a finite number.")
       bad_hp = True
     elif k == "momentum" and not 0 <= v < 1:
-      add(f"config.hparams.momentum={v} must be in [0, 1); momentum >= 1 makes the outer "
-          "step diverge.")
+      add(
+        f"config.hparams.momentum={v} must be in [0, 1); momentum >= 1 makes the outer "
+        "step diverge."
+      )
       bad_hp = True
     elif k != "momentum" and not k.endswith("_exponent") and v < 0:
       add(f"config.hparams.{k}={v} is negative; use a value >= 0.")
@@ -194,8 +217,10 @@ def problems(config, tasks=None) -> list[str]:
   for level in ("inner", "outer"):
     u, d = hp.get(f"{level}_upper"), hp.get(f"{level}_lower")
     if _number(u) and _number(d) and d > u:
-      add(f"config.hparams.{level}_lower={d} > config.hparams.{level}_upper={u}: clipping "
-          f"needs u >= d; lower {level}_lower or raise {level}_upper.")
+      add(
+        f"config.hparams.{level}_lower={d} > config.hparams.{level}_upper={u}: clipping "
+        f"needs u >= d; lower {level}_lower or raise {level}_upper."
+      )
       bad_hp = True
   if not bad_hp:
     try:
@@ -204,9 +229,12 @@ def problems(config, tasks=None) -> list[str]:
       hint = ""
       if asynchronous:
         from tailopt import asynchronous as A
+
         if config.method in A.PRESETS:
-          hint = (f" (baselines of prior work are config variants: "
-                  f"{', '.join(sorted(A.PRESETS))}, e.g. configs/async_synthetic.py:fedbuff)")
+          hint = (
+            f" (baselines of prior work are config variants: "
+            f"{', '.join(sorted(A.PRESETS))}, e.g. configs/async_synthetic.py:fedbuff)"
+          )
       keys = "|".join(tailopt.default_hyperparameters())
       msg = re.sub(rf"\b({keys})(?==)", r"config.hparams.\1", str(e))
       if msg == str(e):
@@ -217,8 +245,10 @@ def problems(config, tasks=None) -> list[str]:
   # Noise.
   nz = config.noise
   if nz.distribution not in ("none",) + DISTRIBUTIONS:
-    add(f"config.noise.distribution={nz.distribution!r} is unknown; choose one of "
-        f"{('none',) + DISTRIBUTIONS}.")
+    add(
+      f"config.noise.distribution={nz.distribution!r} is unknown; choose one of "
+      f"{('none',) + DISTRIBUTIONS}."
+    )
   elif nz.distribution != "none":
     if not _number(nz.scale) or not math.isfinite(nz.scale) or nz.scale < 0:
       add(f"config.noise.scale={nz.scale!r} must be a finite number >= 0.")
@@ -234,49 +264,71 @@ def problems(config, tasks=None) -> list[str]:
     add(f"config.report_mode={config.report_mode!r}; use 'min' or 'max'.")
   rm = config.report_metric
   if not isinstance(rm, str) or not rm.startswith(("eval/", "train/")):
-    add(f"config.report_metric={rm!r} must name a logged metric, 'eval/<name>' or "
-        "'train/<name>' (e.g. 'eval/loss').")
-  elif rm.startswith("eval/") and iv["eval_every"] == 0 and not (
-      asynchronous and config.eval_every_time):
-    add(f"config.report_metric={rm!r} is never logged: evaluation is off; set "
-        "--config.eval_every to a positive cadence or report a 'train/' metric.")
+    add(
+      f"config.report_metric={rm!r} must name a logged metric, 'eval/<name>' or "
+      "'train/<name>' (e.g. 'eval/loss')."
+    )
+  elif (
+    rm.startswith("eval/")
+    and iv["eval_every"] == 0
+    and not (asynchronous and config.eval_every_time)
+  ):
+    add(
+      f"config.report_metric={rm!r} is never logged: evaluation is off; set "
+      "--config.eval_every to a positive cadence or report a 'train/' metric."
+    )
 
   # Devices and clients.
   if isinstance(config.devices, int) and config.devices > jax.device_count():
-    add(f"config.devices={config.devices} but only {jax.device_count()} devices exist; use "
-        "--config.devices=0 (automatic) or fewer.")
+    add(
+      f"config.devices={config.devices} but only {jax.device_count()} devices exist; use "
+      "--config.devices=0 (automatic) or fewer."
+    )
   elif n and not asynchronous and isinstance(config.devices, int) and config.devices >= 0:
     m = config.get("mesh", {}).get("model", 1) if config.get("mesh") is not None else 1
     if not isinstance(m, int) or isinstance(m, bool) or m < 1:
       add(f"config.mesh.model={m!r} must be an integer >= 1 (devices per client group).")
     elif m > jax.device_count():
-      add(f"config.mesh.model={m} but only {jax.device_count()} devices exist; use at most "
-          f"{jax.device_count()}.")
+      add(
+        f"config.mesh.model={m} but only {jax.device_count()} devices exist; use at most "
+        f"{jax.device_count()}."
+      )
     else:
       n_dev = resolve_devices(config)
       if n_dev % m:
-        add(f"config.devices={n_dev} is not a multiple of config.mesh.model={m}; use a "
-            f"multiple of {m} devices or --config.devices=0.")
+        add(
+          f"config.devices={n_dev} is not a multiple of config.mesh.model={m}; use a "
+          f"multiple of {m} devices or --config.devices=0."
+        )
       elif n % (n_dev // m) and m == 1:
-        add(f"config.clients={n} is not divisible by config.devices={n_dev}; use a multiple "
-            f"of {n_dev} clients or --config.devices=0 to pick a divisor.")
+        add(
+          f"config.clients={n} is not divisible by config.devices={n_dev}; use a multiple "
+          f"of {n_dev} clients or --config.devices=0 to pick a divisor."
+        )
       elif n % (n_dev // m):
-        add(f"config.clients={n} is not divisible by the {n_dev // m} client groups of "
-            f"config.devices={n_dev} / config.mesh.model={m}; use a multiple of "
-            f"{n_dev // m} clients or --config.devices=0 to pick a divisor.")
+        add(
+          f"config.clients={n} is not divisible by the {n_dev // m} client groups of "
+          f"config.devices={n_dev} / config.mesh.model={m}; use a multiple of "
+          f"{n_dev // m} clients or --config.devices=0 to pick a divisor."
+        )
   if config.get("client_loop", "vmap") not in ("vmap", "sequential"):
-    add(f"config.client_loop={config.get('client_loop')!r} is unknown; use 'vmap' or "
-        "'sequential'.")
+    add(f"config.client_loop={config.get('client_loop')!r} is unknown; use 'vmap' or 'sequential'.")
   if n and not asynchronous and iv["participation"] and iv["participation"] > n:
-    add(f"config.participation={iv['participation']} > config.clients={n}; sample at most "
-        "that many (0 = all).")
+    add(
+      f"config.participation={iv['participation']} > config.clients={n}; sample at most "
+      "that many (0 = all)."
+    )
   if n and iv["data_clients"]:
     if asynchronous and iv["data_clients"] != n:
-      add(f"config.data_clients={iv['data_clients']} != config.clients={n}: in async mode "
-          "worker w trains on dataset client w; use --config.data_clients=0.")
+      add(
+        f"config.data_clients={iv['data_clients']} != config.clients={n}: in async mode "
+        "worker w trains on dataset client w; use --config.data_clients=0."
+      )
     elif not asynchronous and iv["data_clients"] < n:
-      add(f"config.data_clients={iv['data_clients']} < config.clients={n}; the dataset must "
-          "have at least one client per slot.")
+      add(
+        f"config.data_clients={iv['data_clients']} < config.clients={n}; the dataset must "
+        "have at least one client per slot."
+      )
   if asynchronous:
     _async_problems(config, iv, hp, add)
   return out
@@ -285,6 +337,7 @@ def problems(config, tasks=None) -> list[str]:
 def _async_problems(config, iv, hp, add) -> None:
   from tailopt import asynchronous as A
   from configs.async_common import OUTERS
+
   n = iv["clients"]
   for f in ("time_budget", "eval_every_time"):
     v = config.get(f)
@@ -296,26 +349,31 @@ def _async_problems(config, iv, hp, add) -> None:
     for f in ("eval_every", "checkpoint_every"):
       v = config.get(f)
       if v > 0 and v % ch:
-        add(f"config.{f}={v} is not a multiple of config.chunk={ch} (evaluation and "
-            f"checkpoints happen at chunk ends); set --config.chunk to a divisor of {v}.")
+        add(
+          f"config.{f}={v} is not a multiple of config.chunk={ch} (evaluation and "
+          f"checkpoints happen at chunk ends); set --config.chunk to a divisor of {v}."
+        )
   # Clock.
   ck = config.clock
   if ck.speeds not in A.SPEED_MODELS:
     add(f"config.clock.speeds={ck.speeds!r} is unknown; choose one of {A.SPEED_MODELS}.")
   if ck.job_noise not in A.JOB_NOISE:
-    add(f"config.clock.job_noise={ck.job_noise!r} is unknown; choose one of "
-        f"{A.JOB_NOISE}.")
+    add(f"config.clock.job_noise={ck.job_noise!r} is unknown; choose one of {A.JOB_NOISE}.")
   if ck.step_times is not None:
     if ck.speeds != "fixed":
       add("config.clock.step_times is only used with config.clock.speeds='fixed'.")
     elif n and len(ck.step_times) != n:
-      add(f"config.clock.step_times has {len(ck.step_times)} entries for config.clients="
-          f"{n} workers; give one per worker.")
+      add(
+        f"config.clock.step_times has {len(ck.step_times)} entries for config.clients="
+        f"{n} workers; give one per worker."
+      )
   if not 0.0 <= ck.straggler_fraction <= 1.0:
     add(f"config.clock.straggler_fraction={ck.straggler_fraction} must be in [0, 1].")
   if ck.straggler_slowdown < 1.0:
-    add(f"config.clock.straggler_slowdown={ck.straggler_slowdown} must be >= 1 (how many "
-        "times slower a straggler is).")
+    add(
+      f"config.clock.straggler_slowdown={ck.straggler_slowdown} must be >= 1 (how many "
+      "times slower a straggler is)."
+    )
   if ck.base_step_time <= 0:
     add(f"config.clock.base_step_time={ck.base_step_time} must be > 0.")
   for f in ("speed_sigma", "noise_sigma", "comm_latency"):
@@ -325,49 +383,55 @@ def _async_problems(config, iv, hp, add) -> None:
   a = config.asynchronous
   scheme = {"a": "buffered", "b": "async"}.get(str(a.scheme).lower(), a.scheme)
   if scheme not in A.SCHEMES:
-    add(f"config.asynchronous.scheme={a.scheme!r} is unknown; choose one of {A.SCHEMES} "
-        "('buffered' = scheme A, 'async' = scheme B; 'A'/'B' also work).")
+    add(
+      f"config.asynchronous.scheme={a.scheme!r} is unknown; choose one of {A.SCHEMES} "
+      "('buffered' = scheme A, 'async' = scheme B; 'A'/'B' also work)."
+    )
   k = a.buffer_size
   if k is not None and (not isinstance(k, int) or k < 1):
     add(f"config.asynchronous.buffer_size={k!r} must be an integer >= 1 (K).")
   elif n and scheme in ("buffered", "drop") and k is not None and k > n:
-    add(f"config.asynchronous.buffer_size={k} > config.clients={n}: the server cannot wait "
-        f"for more updates (K) than there are workers (N); use 1 <= K <= {n}.")
+    add(
+      f"config.asynchronous.buffer_size={k} > config.clients={n}: the server cannot wait "
+      f"for more updates (K) than there are workers (N); use 1 <= K <= {n}."
+    )
   if scheme == "deadline" and not (a.deadline and a.deadline > 0):
-    add("config.asynchronous.scheme='deadline' needs config.asynchronous.deadline > 0 "
-        "(simulated seconds per round).")
-  choices = (("rate.family", a.rate.family, A.FAMILIES),
-             ("reduction", a.reduction, A.REDUCTIONS),
-             ("scale_order", a.scale_order, ("after_outer", "before_outer")),
-             ("weight_normalization", a.weight_normalization, ("count", "sum")),
-             ("compensation.kind", a.compensation.kind, ("none", "constant", "adaptive")),
-             ("compensation.order", a.compensation.order,
-              ("compensate_then_clip", "clip_then_compensate")),
-             ("pseudo_gradient", a.pseudo_gradient, ("delta", "model_diff")),
-             ("snapshots", a.snapshots, ("auto", "ring", "per_job")),
-             ("ties", a.ties, ("batch", "sequential")),
-             ("outer", a.outer, OUTERS))
+    add(
+      "config.asynchronous.scheme='deadline' needs config.asynchronous.deadline > 0 "
+      "(simulated seconds per round)."
+    )
+  choices = (
+    ("rate.family", a.rate.family, A.FAMILIES),
+    ("reduction", a.reduction, A.REDUCTIONS),
+    ("scale_order", a.scale_order, ("after_outer", "before_outer")),
+    ("weight_normalization", a.weight_normalization, ("count", "sum")),
+    ("compensation.kind", a.compensation.kind, ("none", "constant", "adaptive")),
+    ("compensation.order", a.compensation.order, ("compensate_then_clip", "clip_then_compensate")),
+    ("pseudo_gradient", a.pseudo_gradient, ("delta", "model_diff")),
+    ("snapshots", a.snapshots, ("auto", "ring", "per_job")),
+    ("ties", a.ties, ("batch", "sequential")),
+    ("outer", a.outer, OUTERS),
+  )
   for name, v, allowed in choices:
     if v not in allowed:
       what = "delay-aware rate family" if name == "rate.family" else "value"
-      add(f"config.asynchronous.{name}={v!r} is an unknown {what}; choose one of "
-          f"{tuple(allowed)}.")
+      add(f"config.asynchronous.{name}={v!r} is an unknown {what}; choose one of {tuple(allowed)}.")
   for f in ("a", "b", "tau_c", "tau_max"):
     v = a.rate[f]
     if v is not None and v < 0:
       add(f"config.asynchronous.rate.{f}={v} must be >= 0.")
   if not 0.0 <= a.compensation.momentum < 1.0:
-    add(f"config.asynchronous.compensation.momentum={a.compensation.momentum} must be in "
-        "[0, 1).")
+    add(f"config.asynchronous.compensation.momentum={a.compensation.momentum} must be in [0, 1).")
   for f in ("lam", "lam0", "eps"):
     if a.compensation[f] < 0:
       add(f"config.asynchronous.compensation.{f}={a.compensation[f]} must be >= 0.")
   if not isinstance(a.outer_period, int) or a.outer_period < 0:
-    add(f"config.asynchronous.outer_period={a.outer_period!r} must be an integer >= 0 "
-        "(0 = N).")
+    add(f"config.asynchronous.outer_period={a.outer_period!r} must be an integer >= 0 (0 = N).")
   if a.preset and a.preset not in A.PRESETS:
-    add(f"config.asynchronous.preset={a.preset!r} is unknown; use '' or one of "
-        f"{tuple(sorted(A.PRESETS))}.")
+    add(
+      f"config.asynchronous.preset={a.preset!r} is unknown; use '' or one of "
+      f"{tuple(sorted(A.PRESETS))}."
+    )
 
 
 def validate(config, tasks=None) -> None:

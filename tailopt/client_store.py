@@ -52,18 +52,20 @@ class ClientStateStore:
   def to_tree(self) -> dict:
     """A checkpointable form: ``{"ids": (n,), "leaves": [(n, ...) per leaf]}``, sorted."""
     ids = sorted(self._states)
-    leaves = [np.stack([self._states[i][j] for i in ids]) if ids
-              else np.zeros((0,) + f.shape, f.dtype)
-              for j, f in enumerate(self._fresh_leaves)]
+    leaves = [
+      np.stack([self._states[i][j] for i in ids]) if ids else np.zeros((0,) + f.shape, f.dtype)
+      for j, f in enumerate(self._fresh_leaves)
+    ]
     return {"ids": np.asarray(ids, np.int64), "leaves": leaves}
 
   def template(self, n: int) -> dict:
     """The shapes of :meth:`to_tree` with ``n`` clients stored (for a checkpoint restore)."""
-    return {"ids": np.zeros((n,), np.int64),
-            "leaves": [np.zeros((n,) + f.shape, f.dtype) for f in self._fresh_leaves]}
+    return {
+      "ids": np.zeros((n,), np.int64),
+      "leaves": [np.zeros((n,) + f.shape, f.dtype) for f in self._fresh_leaves],
+    }
 
   def load_tree(self, tree: dict) -> None:
     """Replaces the contents with a :meth:`to_tree` result."""
     leaves = [np.asarray(x) for x in tree["leaves"]]
-    self._states = {int(i): [x[k] for x in leaves]
-                    for k, i in enumerate(np.asarray(tree["ids"]))}
+    self._states = {int(i): [x[k] for x in leaves] for k, i in enumerate(np.asarray(tree["ids"]))}

@@ -28,6 +28,7 @@ class ClipState(NamedTuple):
   ``count`` is ``None`` (the state holds no arrays at all) when both thresholds are
   constants, and the int32 step count when either is a schedule.
   """
+
   count: Optional[jax.Array]
 
 
@@ -40,17 +41,18 @@ def _check_thresholds(name: str, upper: ScalarOrSchedule, lower: ScalarOrSchedul
       v = float(value)
     except (TypeError, ValueError) as e:
       raise TypeError(
-          f"{name}: {label} must be a float or an optax schedule, got {value!r}.") from e
+        f"{name}: {label} must be a float or an optax schedule, got {value!r}."
+      ) from e
     if v != v:
       raise ValueError(f"{name}: {label} is NaN; pass a number >= 0.")
     if v < 0:
-      raise ValueError(
-          f"{name}: {label}={v} is negative; clipping thresholds must be >= 0.")
+      raise ValueError(f"{name}: {label}={v} is negative; clipping thresholds must be >= 0.")
     constants[label] = v
   if "upper" in constants and "lower" in constants and constants["lower"] > constants["upper"]:
     raise ValueError(
-        f"{name}: lower={constants['lower']} > upper={constants['upper']}; clipping needs "
-        "lower <= upper (u >= d). Swap them or lower the lower threshold.")
+      f"{name}: lower={constants['lower']} > upper={constants['upper']}; clipping needs "
+      "lower <= upper (u >= d). Swap them or lower the lower threshold."
+    )
 
 
 def _init_state(upper, lower) -> ClipState:
@@ -83,8 +85,7 @@ def bi_clip_array(x: jax.Array, upper, lower) -> jax.Array:
   return jnp.where(jnp.isnan(x), jnp.zeros_like(x), clipped)
 
 
-def bi_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0
-            ) -> optax.GradientTransformation:
+def bi_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0) -> optax.GradientTransformation:
   r"""Coordinate-wise clipping from above and below (BiClip).
 
   .. math::
@@ -155,12 +156,12 @@ def l2_clip_scale(norm: jax.Array, upper, lower) -> jax.Array:
   upper = jnp.asarray(upper, jnp.float32)
   lower = jnp.asarray(lower, jnp.float32)
   safe = jnp.where(norm > 0, norm, 1.0)
-  return jnp.where(norm > upper, upper / safe,
-                   jnp.where((norm < lower) & (norm > 0), lower / safe, 1.0))
+  return jnp.where(
+    norm > upper, upper / safe, jnp.where((norm < lower) & (norm > 0), lower / safe, 1.0)
+  )
 
 
-def l2_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0
-            ) -> optax.GradientTransformation:
+def l2_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0) -> optax.GradientTransformation:
   r"""Global-norm clipping, from above and optionally from below.
 
   .. math::
@@ -190,9 +191,10 @@ def l2_clip(upper: ScalarOrSchedule, lower: ScalarOrSchedule = 0.0
     u, d = _thresholds(upper, lower, state)
     updates, any_inf = _finite_direction(updates)
     norm = global_norm(updates)
-    scale = jnp.where(any_inf, jnp.asarray(u, jnp.float32) / jnp.maximum(norm, 1.0),
-                      l2_clip_scale(norm, u, d))
-    updates = jax.tree.map(lambda g: (g * scale.astype(g.dtype)), updates)
+    scale = jnp.where(
+      any_inf, jnp.asarray(u, jnp.float32) / jnp.maximum(norm, 1.0), l2_clip_scale(norm, u, d)
+    )
+    updates = jax.tree.map(lambda g: g * scale.astype(g.dtype), updates)
     return updates, _next_state(state)
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -209,6 +211,7 @@ class ClipMonitorState(NamedTuple):
   ``{'clip_above': f, 'clip_below': f}`` from the last update (read them with
   ``optax.tree.get(state, 'clip_above')``; the TailOPT round reports them as
   ``inner_clip_above``/``outer_clip_above``...)."""
+
   measurements: dict
   inner_state: Any
 
@@ -219,8 +222,7 @@ def _subsample(g, max_samples):
   flat = jnp.ravel(g)
   if max_samples is None or flat.size <= max_samples:
     return flat
-  idx = np.sort(np.random.default_rng(flat.size).choice(flat.size, max_samples,
-                                                         replace=False))
+  idx = np.sort(np.random.default_rng(flat.size).choice(flat.size, max_samples, replace=False))
   return flat[idx.astype(np.int32)]
 
 
@@ -236,9 +238,11 @@ def clip_fractions(before, after, max_samples: Optional[int] = STAT_SAMPLES):
   """
   leaves_b = jax.tree.leaves(before)
   leaves_a = jax.tree.leaves(after)
-  return _fractions([_subsample(b, max_samples) for b in leaves_b],
-                    [_subsample(a, max_samples) for a in leaves_a],
-                    [b.size for b in leaves_b])
+  return _fractions(
+    [_subsample(b, max_samples) for b in leaves_b],
+    [_subsample(a, max_samples) for a in leaves_a],
+    [b.size for b in leaves_b],
+  )
 
 
 def _fractions(sub_before, sub_after, sizes):
@@ -255,9 +259,11 @@ def _fractions(sub_before, sub_after, sizes):
   return above / n, below / n
 
 
-def monitor_clip(tx: optax.GradientTransformation,
-                 max_samples: Optional[int] = STAT_SAMPLES, elementwise: bool = False
-                 ) -> optax.GradientTransformationExtraArgs:
+def monitor_clip(
+  tx: optax.GradientTransformation,
+  max_samples: Optional[int] = STAT_SAMPLES,
+  elementwise: bool = False,
+) -> optax.GradientTransformationExtraArgs:
   """Wraps a clipping transform so that its state records how much it clipped.
 
   Works for any clipping stage (:func:`bi_clip`, :func:`l2_clip`, ``optax.clip``,
@@ -286,8 +292,9 @@ def monitor_clip(tx: optax.GradientTransformation,
     if elementwise:
       leaves, treedef = jax.tree.flatten(updates)
       sub = [_subsample(g, max_samples) for g in leaves]
-      sub_new, _ = tx.update(jax.tree.unflatten(treedef, sub), state.inner_state, None,
-                             **extra_args)
+      sub_new, _ = tx.update(
+        jax.tree.unflatten(treedef, sub), state.inner_state, None, **extra_args
+      )
       above, below = _fractions(sub, jax.tree.leaves(sub_new), [g.size for g in leaves])
     else:
       above, below = clip_fractions(updates, new, max_samples)

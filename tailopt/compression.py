@@ -51,6 +51,7 @@ class Compressor(NamedTuple):
   ``compress(tree, state, key) -> (payload, state)``,
   ``decompress(payload, like) -> tree`` (``like``: the tree's shapes and dtypes),
   ``name``: a label (``'int8/256'``, ``'ef+int4/256'``...)."""
+
   init: Callable[[Any], Any]
   compress: Callable[[Any, Any, jax.Array], tuple]
   decompress: Callable[[Payload, Any], Any]
@@ -59,8 +60,12 @@ class Compressor(NamedTuple):
 
 def payload_bytes(payload) -> int:
   """Bytes of the arrays in a payload (static: from shapes and dtypes)."""
-  return int(sum(np.prod(np.shape(x), dtype=np.int64) * jnp.dtype(x.dtype).itemsize
-                 for x in jax.tree.leaves(payload)))
+  return int(
+    sum(
+      np.prod(np.shape(x), dtype=np.int64) * jnp.dtype(x.dtype).itemsize
+      for x in jax.tree.leaves(payload)
+    )
+  )
 
 
 def _blocks(x, block, align=4):
@@ -89,7 +94,7 @@ def _pack(codes, bits):
   if bits == 8:
     return codes.astype(jnp.int8)
   per = 8 // bits
-  u = (codes + (1 << (bits - 1))).astype(jnp.uint8)          # offset to unsigned
+  u = (codes + (1 << (bits - 1))).astype(jnp.uint8)  # offset to unsigned
   u = u.reshape(u.shape[:-1] + (u.shape[-1] // per, per))
   shifts = jnp.arange(per, dtype=jnp.uint8) * bits
   return jnp.sum(u << shifts, axis=-1, dtype=jnp.uint8)
@@ -115,16 +120,13 @@ def _leafwise(encode_leaf, decode_leaf, name, stochastic=False):
 
   def compress(tree, state, key):
     leaves, treedef = jax.tree.flatten(tree)
-    keys = (jax.random.split(key, max(len(leaves), 1)) if stochastic
-            else [None] * len(leaves))
-    return jax.tree.unflatten(treedef, [encode_leaf(x, k) for x, k in zip(leaves, keys)]
-                              ), state
+    keys = jax.random.split(key, max(len(leaves), 1)) if stochastic else [None] * len(leaves)
+    return jax.tree.unflatten(treedef, [encode_leaf(x, k) for x, k in zip(leaves, keys)]), state
 
   def decompress(payload, like):
     like_leaves, treedef = jax.tree.flatten(like)
     pay_leaves = treedef.flatten_up_to(payload)
-    return jax.tree.unflatten(treedef, [decode_leaf(p, l)
-                                        for p, l in zip(pay_leaves, like_leaves)])
+    return jax.tree.unflatten(treedef, [decode_leaf(p, l) for p, l in zip(pay_leaves, like_leaves)])
 
   return Compressor(lambda params: None, compress, decompress, name)
 
@@ -138,8 +140,9 @@ def int_quantizer(bits: int = 8, block: int = 256, stochastic: bool = False) -> 
   """
   _check_bits(bits)
   if block < 1 or block % (8 // bits):
-    raise ValueError(f"block={block} must be a positive multiple of {8 // bits} for "
-                     f"{bits}-bit codes.")
+    raise ValueError(
+      f"block={block} must be a positive multiple of {8 // bits} for {bits}-bit codes."
+    )
   qmax = (1 << (bits - 1)) - 1
 
   def encode(x, key):
@@ -156,7 +159,7 @@ def int_quantizer(bits: int = 8, block: int = 256, stochastic: bool = False) -> 
   return _leafwise(encode, decode, f"{tag}int{bits}/{block}", stochastic)
 
 
-F8_MAX = 448.0   # largest finite float8_e4m3fn
+F8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
 def fp8_quantizer(block: int = 256) -> Compressor:
@@ -181,8 +184,7 @@ def fp8_quantizer(block: int = 256) -> Compressor:
   return _leafwise(encode, decode, f"fp8/{block}")
 
 
-def fixed_range_quantizer(bound: float, bits: int = 8, stochastic: bool = False
-                          ) -> Compressor:
+def fixed_range_quantizer(bound: float, bits: int = 8, stochastic: bool = False) -> Compressor:
   """A fixed grid of ``2^bits - 1`` levels on ``[-bound, bound]``: no scales are sent.
 
   Values outside the range are clipped to it (none are, for an inner BiClip with
@@ -216,12 +218,15 @@ def fixed_range_quantizer(bound: float, bits: int = 8, stochastic: bool = False
 
 def identity() -> Compressor:
   """Full precision: the payload is the tree in float32."""
-  return _leafwise(lambda x, key: {"values": x.astype(jnp.float32)},
-                   lambda p, like: p["values"].astype(like.dtype), "fp32")
+  return _leafwise(
+    lambda x, key: {"values": x.astype(jnp.float32)},
+    lambda p, like: p["values"].astype(like.dtype),
+    "fp32",
+  )
 
 
 class ErrorFeedbackState(NamedTuple):
-  residual: Any          # e: what the compressor has not sent yet (float32, like params)
+  residual: Any  # e: what the compressor has not sent yet (float32, like params)
   inner: Any
 
 
@@ -232,8 +237,8 @@ def error_feedback(compressor: Compressor) -> Compressor:
 
   def init(params):
     return ErrorFeedbackState(
-        jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), params),
-        compressor.init(params))
+      jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), params), compressor.init(params)
+    )
 
   def compress(tree, state, key):
     target = jax.tree.map(lambda d, e: d.astype(jnp.float32) + e, tree, state.residual)
@@ -253,15 +258,20 @@ def biclip_delta_bound(method, local_steps: int) -> Optional[float]:
   if getattr(method, "inner_rule", None) != "biclip":
     return None
   lr, u = hp.get("inner_lr"), hp.get("inner_upper")
-  if callable(lr) or callable(u) or hp.get("inner_lr_exponent") or hp.get(
-      "inner_upper_exponent"):
+  if callable(lr) or callable(u) or hp.get("inner_lr_exponent") or hp.get("inner_upper_exponent"):
     return None
   return float(local_steps) * float(lr) * float(u)
 
 
-def make(kind: str, *, bits: int = 8, block: int = 256, stochastic: bool = False,
-         error_feedback_on: bool = False, bound: Optional[float] = None
-         ) -> Optional[Compressor]:
+def make(
+  kind: str,
+  *,
+  bits: int = 8,
+  block: int = 256,
+  stochastic: bool = False,
+  error_feedback_on: bool = False,
+  bound: Optional[float] = None,
+) -> Optional[Compressor]:
   """A compressor by name, for configs: ``'none'``, ``'int'``, ``'fp8'``, ``'fixed'``,
   ``'fp32'``. ``bits=32`` means no compression (``None``; error feedback is then a no-op),
   so a sweep can put full precision on the same axis as the bit widths."""
@@ -273,8 +283,10 @@ def make(kind: str, *, bits: int = 8, block: int = 256, stochastic: bool = False
     comp = fp8_quantizer(block)
   elif kind == "fixed":
     if bound is None:
-      raise ValueError("the fixed-range grid needs a bound (z * inner_lr * inner_upper); "
-                       "use a BiClip inner with a constant rate and threshold.")
+      raise ValueError(
+        "the fixed-range grid needs a bound (z * inner_lr * inner_upper); "
+        "use a BiClip inner with a constant rate and threshold."
+      )
     comp = fixed_range_quantizer(bound, bits, stochastic)
   elif kind == "fp32":
     comp = identity()

@@ -22,12 +22,12 @@ LossFn = Callable[[Any, Any], jax.Array]
 
 
 class LocalResult(NamedTuple):
-  delta: Any            # x_start - x_end, gradient-like sign
+  delta: Any  # x_start - x_end, gradient-like sign
   inner_state: Any
   noise_state: Any
-  metrics: dict         # loss: mean over the steps; nonfinite_frac: fraction of steps
-                        # whose gradient had a NaN/inf; inner_<name>: the inner state's
-                        # measurements (e.g. inner_clip_above), mean over the steps
+  metrics: dict  # loss: mean over the steps; nonfinite_frac: fraction of steps
+  # whose gradient had a NaN/inf; inner_<name>: the inner state's
+  # measurements (e.g. inner_clip_above), mean over the steps
 
 
 def nonfinite(tree) -> jax.Array:
@@ -48,24 +48,30 @@ def match_vma(new, old):
   """Casts each leaf of ``new`` to vary over the mesh axes its counterpart in ``old``
   varies over (under ``shard_map``), so a scan carry keeps its type: e.g. a transform's
   state leaf computed from the invariant round index, carried per client."""
+
   def fix(n, o):
     need = _varying_axes(o) - _varying_axes(n)
     return jax.lax.pcast(n, tuple(sorted(need)), to="varying") if need else n
+
   return jax.tree.map(fix, new, old)
 
 
 def _varying_axes(x) -> frozenset:
   """The mesh axes a value varies over inside ``shard_map`` (empty outside)."""
   aval = jax.typeof(x)
-  mat = getattr(aval, "manual_axis_type", None)   # jax 0.10
+  mat = getattr(aval, "manual_axis_type", None)  # jax 0.10
   if mat is not None:
     return frozenset(mat.varying)
-  return frozenset(getattr(aval, "vma", None) or ())   # other versions
+  return frozenset(getattr(aval, "vma", None) or ())  # other versions
 
 
-def make_local_run(loss_fn: LossFn, inner: optax.GradientTransformation, *,
-                   noise: Optional[optax.GradientTransformation] = None,
-                   has_aux: bool = False):
+def make_local_run(
+  loss_fn: LossFn,
+  inner: optax.GradientTransformation,
+  *,
+  noise: Optional[optax.GradientTransformation] = None,
+  has_aux: bool = False,
+):
   """Returns ``run(params, inner_state, noise_state, batches, round_index=0, step0=0,
   num_steps=None) -> LocalResult``.
 
@@ -93,21 +99,35 @@ def make_local_run(loss_fn: LossFn, inner: optax.GradientTransformation, *,
     updates, s2 = inner.update(g, s, x, round_index=r, step_index=k)
     s2 = match_vma(s2, s)
     x2 = optax.apply_updates(x, updates)
-    stats = dict(loss=loss.astype(jnp.float32), nonfinite_frac=bad,
-                 **clipping.measurements(s2, "inner_"))
+    stats = dict(
+      loss=loss.astype(jnp.float32), nonfinite_frac=bad, **clipping.measurements(s2, "inner_")
+    )
     if n is None:
       return (x2, s2, ns2, k + 1, i + 1, r, n), stats
     active = i < n
     pick = lambda a, b: jax.tree.map(lambda u, v: jnp.where(active, u, v), a, b)  # noqa
     stats = {key: v * active.astype(jnp.float32) for key, v in stats.items()}
-    return (pick(x2, x), pick(s2, s), pick(ns2, ns), k + active.astype(jnp.int32), i + 1,
-            r, n), stats
+    return (
+      pick(x2, x),
+      pick(s2, s),
+      pick(ns2, ns),
+      k + active.astype(jnp.int32),
+      i + 1,
+      r,
+      n,
+    ), stats
 
-  def run(params, inner_state, noise_state, batches, round_index=0, step0=0,
-          num_steps=None):
+  def run(params, inner_state, noise_state, batches, round_index=0, step0=0, num_steps=None):
     n = None if num_steps is None else jnp.asarray(num_steps, jnp.int32)
-    init = (params, inner_state, noise_state, jnp.asarray(step0, jnp.int32),
-            jnp.zeros([], jnp.int32), jnp.asarray(round_index, jnp.int32), n)
+    init = (
+      params,
+      inner_state,
+      noise_state,
+      jnp.asarray(step0, jnp.int32),
+      jnp.zeros([], jnp.int32),
+      jnp.asarray(round_index, jnp.int32),
+      n,
+    )
     (x, s, ns, *_), stats = jax.lax.scan(step, init, batches)
     delta = jax.tree.map(lambda a, b: a - b, params, x)
     if n is None:

@@ -44,61 +44,61 @@ INNER_RULES = ("sgd", "l2clip", "biclip", "adam", "adamw")
 OUTER_RULES = ("avg", "avgm", "adagrad", "rmsprop", "adam", "yogi", "biclip", "nesterov")
 
 ALIASES = {
-    "fedavg": "avg-sgd",
-    "fedavgm": "avgm-sgd",
-    "fedadagrad": "adagrad-sgd",
-    "fedadam": "adam-sgd",
-    "fedyogi": "yogi-sgd",
-    "adam2": "adam-adam",
-    "diloco": "nesterov-adamw",
-    "bi2clip": "biclip-biclip",
+  "fedavg": "avg-sgd",
+  "fedavgm": "avgm-sgd",
+  "fedadagrad": "adagrad-sgd",
+  "fedadam": "adam-sgd",
+  "fedyogi": "yogi-sgd",
+  "adam2": "adam-adam",
+  "diloco": "nesterov-adamw",
+  "bi2clip": "biclip-biclip",
 }
 
 # Hyperparameters with their defaults. ``None`` means "depends on the rule" (see
 # _rule_default). All are our decisions unless noted.
 DEFAULTS: dict[str, Any] = {
-    "inner_lr": None,          # eta_0: 0.1 for sgd/clip inners, 1e-3 for adam/adamw
-    "inner_lr_exponent": 0.0,  # nu: eta_t = eta_0 t^nu
-    "inner_upper": 1.0,        # u_0
-    "inner_upper_exponent": 0.0,  # zeta
-    "inner_lower": None,       # d_0: 0.01 for biclip, 0.0 for l2clip
-    "inner_lower_exponent": 0.0,  # gamma
-    "inner_b1": 0.9,
-    "inner_b2": 0.999,
-    "inner_eps": 1e-8,
-    "weight_decay": 0.1,       # adamw inner (DiLoCo's published value)
-    "inner_schedule": "round",  # inner schedules indexed by 'round' [ref-code] or 'step'
-    "outer_lr": None,          # 1.0 avg/avgm/biclip, 0.7 nesterov (DiLoCo), 0.01 adaptive
-    "outer_lr_exponent": 0.0,
-    "outer_upper": 1.0,        # u~_0
-    "outer_upper_exponent": 0.0,
-    "outer_lower": 1e-3,       # d~_0 (biclip outer)
-    "outer_lower_exponent": 0.0,
-    "outer_b1": None,          # 0 for adagrad/rmsprop, 0.9 for adam/yogi [fedopt]
-    "outer_b2": 0.99,
-    "outer_tau": 1e-3,
-    "bias_correction": False,
-    "momentum": 0.9,           # avgm and nesterov (DiLoCo's published value)
+  "inner_lr": None,  # eta_0: 0.1 for sgd/clip inners, 1e-3 for adam/adamw
+  "inner_lr_exponent": 0.0,  # nu: eta_t = eta_0 t^nu
+  "inner_upper": 1.0,  # u_0
+  "inner_upper_exponent": 0.0,  # zeta
+  "inner_lower": None,  # d_0: 0.01 for biclip, 0.0 for l2clip
+  "inner_lower_exponent": 0.0,  # gamma
+  "inner_b1": 0.9,
+  "inner_b2": 0.999,
+  "inner_eps": 1e-8,
+  "weight_decay": 0.1,  # adamw inner (DiLoCo's published value)
+  "inner_schedule": "round",  # inner schedules indexed by 'round' [ref-code] or 'step'
+  "outer_lr": None,  # 1.0 avg/avgm/biclip, 0.7 nesterov (DiLoCo), 0.01 adaptive
+  "outer_lr_exponent": 0.0,
+  "outer_upper": 1.0,  # u~_0
+  "outer_upper_exponent": 0.0,
+  "outer_lower": 1e-3,  # d~_0 (biclip outer)
+  "outer_lower_exponent": 0.0,
+  "outer_b1": None,  # 0 for adagrad/rmsprop, 0.9 for adam/yogi [fedopt]
+  "outer_b2": 0.99,
+  "outer_tau": 1e-3,
+  "bias_correction": False,
+  "momentum": 0.9,  # avgm and nesterov (DiLoCo's published value)
 }
 
 _LR = ("lr", "lr_exponent")
 _CLIP = ("upper", "lower", "upper_exponent", "lower_exponent")
 _INNER_USES = {
-    "sgd": _LR,
-    "l2clip": _LR + _CLIP,
-    "biclip": _LR + _CLIP,
-    "adam": _LR + ("b1", "b2", "eps"),
-    "adamw": _LR + ("b1", "b2", "eps", "weight_decay"),
+  "sgd": _LR,
+  "l2clip": _LR + _CLIP,
+  "biclip": _LR + _CLIP,
+  "adam": _LR + ("b1", "b2", "eps"),
+  "adamw": _LR + ("b1", "b2", "eps", "weight_decay"),
 }
 _OUTER_USES = {
-    "avg": _LR,
-    "avgm": _LR + ("momentum",),
-    "nesterov": _LR + ("momentum",),
-    "biclip": _LR + _CLIP,
-    "adagrad": _LR + ("b1", "tau", "bias_correction"),
-    "rmsprop": _LR + ("b1", "b2", "tau", "bias_correction"),
-    "adam": _LR + ("b1", "b2", "tau", "bias_correction"),
-    "yogi": _LR + ("b1", "b2", "tau", "bias_correction"),
+  "avg": _LR,
+  "avgm": _LR + ("momentum",),
+  "nesterov": _LR + ("momentum",),
+  "biclip": _LR + _CLIP,
+  "adagrad": _LR + ("b1", "tau", "bias_correction"),
+  "rmsprop": _LR + ("b1", "b2", "tau", "bias_correction"),
+  "adam": _LR + ("b1", "b2", "tau", "bias_correction"),
+  "yogi": _LR + ("b1", "b2", "tau", "bias_correction"),
 }
 _UNPREFIXED = ("weight_decay", "momentum", "bias_correction")
 
@@ -119,6 +119,7 @@ class Method:
       apply to each Delta before delay compensation (``clip_then_compensate``).
     inner_rule, outer_rule: the registry's rule names, or ``None`` for your own.
   """
+
   inner: optax.GradientTransformation
   outer: optax.GradientTransformation
   name: str = "custom"
@@ -128,13 +129,13 @@ class Method:
   outer_rule: Optional[str] = None
 
   def __post_init__(self):
-    for field in ("inner", "outer") + (("outer_clip",) if self.outer_clip is not None
-                                       else ()):
+    for field in ("inner", "outer") + (("outer_clip",) if self.outer_clip is not None else ()):
       tx = getattr(self, field)
       if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
         raise TypeError(
-            f"Method.{field} must be an optax.GradientTransformation (e.g. optax.sgd(0.1)), "
-            f"got {type(tx).__name__}.")
+          f"Method.{field} must be an optax.GradientTransformation (e.g. optax.sgd(0.1)), "
+          f"got {type(tx).__name__}."
+        )
 
 
 def _rule_default(key: str, inner: str, outer: str):
@@ -169,8 +170,9 @@ def _parse(name: str) -> tuple[str, str]:
     if outer in OUTER_RULES and inner in INNER_RULES:
       return outer, inner
   raise ValueError(
-      f"Unknown method {name!r}. Known names: {', '.join(sorted(ALIASES))}, or any "
-      f"'<outer>-<inner>' with outer in {OUTER_RULES} and inner in {INNER_RULES}.")
+    f"Unknown method {name!r}. Known names: {', '.join(sorted(ALIASES))}, or any "
+    f"'<outer>-<inner>' with outer in {OUTER_RULES} and inner in {INNER_RULES}."
+  )
 
 
 def method_hyperparameters(name: str) -> tuple[str, ...]:
@@ -187,7 +189,7 @@ def _check_value(key: str, value):
   """Range checks of one hyperparameter; schedules are not checked."""
   if callable(value) or key in ("inner_schedule", "bias_correction"):
     return
-  if isinstance(value, jax.core.Tracer):   # optax.inject_hyperparams under jit
+  if isinstance(value, jax.core.Tracer):  # optax.inject_hyperparams under jit
     return
   try:
     v = float(value)
@@ -218,8 +220,7 @@ def _scheduled(value, exponent, key):
   when the exponent is 0, or the user's schedule."""
   if callable(value):
     if exponent:
-      raise ValueError(f"{key} is a schedule and {key}_exponent={exponent}; give one of "
-                       "the two.")
+      raise ValueError(f"{key} is a schedule and {key}_exponent={exponent}; give one of the two.")
     return value
   if exponent:
     return sched_lib.power_law(float(value), float(exponent))
@@ -234,8 +235,11 @@ def _tx(factory, index, **kw):
 
 
 def _level(hp, level):
-  get = lambda k: _scheduled(hp[f"{level}_{k}"], hp[f"{level}_{k}_exponent"],  # noqa: E731
-                             f"{level}_{k}")
+  get = lambda k: _scheduled(
+    hp[f"{level}_{k}"],
+    hp[f"{level}_{k}_exponent"],  # noqa: E731
+    f"{level}_{k}",
+  )
   return get("lr"), get("upper"), get("lower")
 
 
@@ -247,15 +251,14 @@ def _make_inner(inner: str, hp: dict, clip_stats: bool):
   if inner in ("l2clip", "biclip"):
     factory = clipping.l2_clip if inner == "l2clip" else clipping.bi_clip
     clip = _tx(factory, index, upper=upper, lower=lower)
-    if clip_stats:   # BiClip is coordinate-wise: its stats need only the sampled inputs
+    if clip_stats:  # BiClip is coordinate-wise: its stats need only the sampled inputs
       clip = clipping.monitor_clip(clip, elementwise=inner == "biclip")
     return optax.chain(clip, _tx(optax.sgd, index, learning_rate=lr))
   adam_kw = dict(b1=hp["inner_b1"], b2=hp["inner_b2"], eps=hp["inner_eps"])
   if inner == "adam":
     return _tx(optax.adam, index, learning_rate=lr, **adam_kw)
   if inner == "adamw":
-    return _tx(optax.adamw, index, learning_rate=lr, weight_decay=hp["weight_decay"],
-               **adam_kw)
+    return _tx(optax.adamw, index, learning_rate=lr, weight_decay=hp["weight_decay"], **adam_kw)
   raise AssertionError(inner)
 
 
@@ -265,16 +268,25 @@ def _make_outer(outer: str, hp: dict, clip_stats: bool):
   if outer == "avg":
     return _tx(optax.sgd, "round", learning_rate=lr), None
   if outer in ("avgm", "nesterov"):
-    return _tx(optax.sgd, "round", learning_rate=lr, momentum=hp["momentum"],
-               nesterov=outer == "nesterov"), None
+    return _tx(
+      optax.sgd, "round", learning_rate=lr, momentum=hp["momentum"], nesterov=outer == "nesterov"
+    ), None
   if outer == "biclip":
     clip = _tx(clipping.bi_clip, "round", upper=upper, lower=lower)
     stage = clipping.monitor_clip(clip, elementwise=True) if clip_stats else clip
     return optax.chain(stage, _tx(optax.sgd, "round", learning_rate=lr)), clip
-  factory = {"adagrad": outer_lib.fedopt_adagrad, "rmsprop": outer_lib.fedopt_rmsprop,
-             "adam": outer_lib.fedopt_adam, "yogi": outer_lib.fedopt_yogi}[outer]
-  kw = dict(learning_rate=lr, b1=hp["outer_b1"], tau=hp["outer_tau"],
-            bias_correction=bool(hp["bias_correction"]))
+  factory = {
+    "adagrad": outer_lib.fedopt_adagrad,
+    "rmsprop": outer_lib.fedopt_rmsprop,
+    "adam": outer_lib.fedopt_adam,
+    "yogi": outer_lib.fedopt_yogi,
+  }[outer]
+  kw = dict(
+    learning_rate=lr,
+    b1=hp["outer_b1"],
+    tau=hp["outer_tau"],
+    bias_correction=bool(hp["bias_correction"]),
+  )
   if outer != "adagrad":
     kw["b2"] = hp["outer_b2"]
   return _tx(factory, "round", **kw), None
@@ -301,14 +313,15 @@ def get_method(name: str, *, clip_stats: bool = True, **hyperparams) -> Method:
   unknown = sorted(set(given) - set(DEFAULTS))
   if unknown:
     raise ValueError(
-        f"Unknown hyperparameter(s) {unknown} for method {name!r}; known: "
-        f"{sorted(DEFAULTS)}.")
+      f"Unknown hyperparameter(s) {unknown} for method {name!r}; known: {sorted(DEFAULTS)}."
+    )
   used = method_hyperparameters(name)
   ignored = sorted(set(given) - set(used))
   if ignored:
     raise ValueError(
-        f"{name!r} ({outer}-{inner}) does not use {', '.join(ignored)}; remove "
-        f"{'it' if len(ignored) == 1 else 'them'}. It uses: {', '.join(used)}.")
+      f"{name!r} ({outer}-{inner}) does not use {', '.join(ignored)}; remove "
+      f"{'it' if len(ignored) == 1 else 'them'}. It uses: {', '.join(used)}."
+    )
   hp = {k: v for k, v in DEFAULTS.items() if k in used}
   hp.update(given)
   for k, v in list(hp.items()):
@@ -317,13 +330,16 @@ def get_method(name: str, *, clip_stats: bool = True, **hyperparams) -> Method:
     _check_value(k, hp[k])
   if hp["inner_schedule"] not in ("round", "step"):
     raise ValueError(
-        f"inner_schedule={hp['inner_schedule']!r}; use 'round' (held fixed through a "
-        "round, the default) or 'step'.")
+      f"inner_schedule={hp['inner_schedule']!r}; use 'round' (held fixed through a "
+      "round, the default) or 'step'."
+    )
   for level in ("inner", "outer"):
     u, d = hp.get(f"{level}_upper"), hp.get(f"{level}_lower")
     if isinstance(u, (int, float)) and isinstance(d, (int, float)) and d > u:
-      raise ValueError(f"{level}_lower={d} > {level}_upper={u}; clipping needs lower <= "
-                       "upper (u >= d). Swap them or lower the lower threshold.")
+      raise ValueError(
+        f"{level}_lower={d} > {level}_upper={u}; clipping needs lower <= "
+        "upper (u >= d). Swap them or lower the lower threshold."
+      )
   for k in ("inner", "outer"):  # fill the exponents a level does not use with 0
     for q in ("lr", "upper", "lower"):
       hp.setdefault(f"{k}_{q}_exponent", 0.0)
@@ -331,5 +347,12 @@ def get_method(name: str, *, clip_stats: bool = True, **hyperparams) -> Method:
   inner_tx = _make_inner(inner, hp, clip_stats)
   outer_tx, outer_clip = _make_outer(outer, hp, clip_stats)
   record = {k: v for k, v in hp.items() if k in used}
-  return Method(inner=inner_tx, outer=outer_tx, name=str(name), hparams=record,
-                outer_clip=outer_clip, inner_rule=inner, outer_rule=outer)
+  return Method(
+    inner=inner_tx,
+    outer=outer_tx,
+    name=str(name),
+    hparams=record,
+    outer_clip=outer_clip,
+    inner_rule=inner,
+    outer_rule=outer,
+  )

@@ -44,8 +44,7 @@ def _concrete(value) -> Optional[float]:
 def _check_params(distribution: str, alpha, df):
   """Range checks of the concrete parameters (traced ones are not checked)."""
   if distribution not in DISTRIBUTIONS:
-    raise ValueError(
-        f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
+    raise ValueError(f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
   traced = lambda v: isinstance(v, jax.core.Tracer)  # noqa: E731
   if distribution == "student_t" and not traced(df):
     if df is None or not _concrete(df) > 0:
@@ -58,8 +57,15 @@ def _check_params(distribution: str, alpha, df):
       raise ValueError(f"pareto noise needs alpha > 0, got alpha={alpha}.")
 
 
-def sample_noise(key: jax.Array, distribution: str, shape, *, alpha: Optional[float] = None,
-                 df: Optional[float] = None, dtype=jnp.float32) -> jax.Array:
+def sample_noise(
+  key: jax.Array,
+  distribution: str,
+  shape,
+  *,
+  alpha: Optional[float] = None,
+  df: Optional[float] = None,
+  dtype=jnp.float32,
+) -> jax.Array:
   """Draws standard (scale 1) zero-mean noise of the named law.
 
   * ``'gaussian'``: N(0, 1).
@@ -84,9 +90,12 @@ def sample_noise(key: jax.Array, distribution: str, shape, *, alpha: Optional[fl
     if a == 1.0:
       x = jnp.tan(v)
     else:
-      x = (jnp.sin(alpha * v) / jnp.cos(v) ** (1.0 / alpha)
-           * (jnp.cos(v - alpha * v) / w) ** ((1.0 - alpha) / alpha))
-      if a is None:   # traced alpha (optax.inject_hyperparams): the Cauchy case too
+      x = (
+        jnp.sin(alpha * v)
+        / jnp.cos(v) ** (1.0 / alpha)
+        * (jnp.cos(v - alpha * v) / w) ** ((1.0 - alpha) / alpha)
+      )
+      if a is None:  # traced alpha (optax.inject_hyperparams): the Cauchy case too
         x = jnp.where(alpha == 1.0, jnp.tan(v), x)
   elif distribution == "pareto":
     k1, k2 = jax.random.split(key)
@@ -94,14 +103,18 @@ def sample_noise(key: jax.Array, distribution: str, shape, *, alpha: Optional[fl
     sign = jax.random.rademacher(k2, shape, jnp.float32)
     x = sign * u ** (-1.0 / alpha)
   else:
-    raise ValueError(
-        f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
+    raise ValueError(f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
   return x.astype(dtype)
 
 
-def inject_noise(distribution: str = "student_t", scale: ScalarOrSchedule = 1.0, *,
-                 alpha: Optional[float] = None, df: Optional[float] = None, seed: int = 0
-                 ) -> optax.GradientTransformation:
+def inject_noise(
+  distribution: str = "student_t",
+  scale: ScalarOrSchedule = 1.0,
+  *,
+  alpha: Optional[float] = None,
+  df: Optional[float] = None,
+  seed: int = 0,
+) -> optax.GradientTransformation:
   r"""Adds ``scale * xi`` to every coordinate, ``xi`` i.i.d. from ``distribution``.
 
   Args:
@@ -112,7 +125,7 @@ def inject_noise(distribution: str = "student_t", scale: ScalarOrSchedule = 1.0,
     seed: seed of the transform's own PRNG key (the training round folds in the
       client index so every client draws different noise).
   """
-  _check_params(distribution, alpha, df)   # eagerly, not at the first update
+  _check_params(distribution, alpha, df)  # eagerly, not at the first update
   if not sched_lib.is_schedule(scale) and not isinstance(scale, jax.core.Tracer):
     if not float(scale) >= 0 or math.isinf(float(scale)):
       raise ValueError(f"inject_noise: scale={scale} must be finite and >= 0.")
@@ -127,20 +140,26 @@ def inject_noise(distribution: str = "student_t", scale: ScalarOrSchedule = 1.0,
     next_key, key = jax.random.split(state.rng_key)
     keys = jax.random.split(key, max(len(leaves), 1))
     s = sched_lib.evaluate(scale, state.count)
-    noisy = [g + (s * sample_noise(k, distribution, g.shape, alpha=alpha, df=df)
-                  ).astype(g.dtype) for g, k in zip(leaves, keys)]
-    return (jax.tree.unflatten(treedef, noisy),
-            InjectNoiseState(count=optax.safe_increment(state.count), rng_key=next_key))
+    noisy = [
+      g + (s * sample_noise(k, distribution, g.shape, alpha=alpha, df=df)).astype(g.dtype)
+      for g, k in zip(leaves, keys)
+    ]
+    return (
+      jax.tree.unflatten(treedef, noisy),
+      InjectNoiseState(count=optax.safe_increment(state.count), rng_key=next_key),
+    )
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
 def fold_in_client(state, client_index):
   """Folds ``client_index`` into every :class:`InjectNoiseState` key inside ``state``."""
+
   def fix(node):
     if isinstance(node, InjectNoiseState):
       return node._replace(rng_key=jax.random.fold_in(node.rng_key, client_index))
     return node
+
   return jax.tree.map(fix, state, is_leaf=lambda n: isinstance(n, InjectNoiseState))
 
 
@@ -197,6 +216,5 @@ def stable_tail_index(samples, k1: Optional[int] = None) -> jax.Array:
   x = x[: k1 * k2]
   y = jnp.sum(x.reshape(k2, k1), axis=1)
   tiny = jnp.finfo(jnp.float32).tiny
-  inv = (jnp.mean(jnp.log(jnp.abs(y) + tiny)) - jnp.mean(jnp.log(jnp.abs(x) + tiny))
-         ) / math.log(k1)
+  inv = (jnp.mean(jnp.log(jnp.abs(y) + tiny)) - jnp.mean(jnp.log(jnp.abs(x) + tiny))) / math.log(k1)
   return jnp.clip(1.0 / inv, 0.0, 2.0)

@@ -42,6 +42,7 @@ _RULES = ("adagrad", "rmsprop", "adam", "yogi")
 
 class ScaleByFedOptState(NamedTuple):
   """``count`` (int32), first moment ``mu`` (``None`` when ``b1 == 0``), second moment ``nu``."""
+
   count: jax.Array
   mu: Optional[optax.Updates]
   nu: optax.Updates
@@ -68,9 +69,14 @@ def _check(rule: str, name: str, value, ok, what: str):
     raise ValueError(f"{rule}: {name}={value} {what}.")
 
 
-def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1e-3,
-                    bias_correction: bool = False, initial_accumulator: float = 0.0
-                    ) -> optax.GradientTransformation:
+def scale_by_fedopt(
+  rule: str,
+  b1: float = 0.9,
+  b2: float = 0.99,
+  tau: float = 1e-3,
+  bias_correction: bool = False,
+  initial_accumulator: float = 0.0,
+) -> optax.GradientTransformation:
   """Rescales updates by the FedOpt rule ``rule`` (no learning rate; see module doc).
 
   Args:
@@ -87,8 +93,7 @@ def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1
   if rule != "adagrad":
     _check(rule, "b2", b2, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
   _check(rule, "tau", tau, lambda v: v >= 0.0, "must be >= 0 (it is added outside the root)")
-  _check(rule, "initial_accumulator", initial_accumulator, lambda v: v >= 0.0,
-         "must be >= 0")
+  _check(rule, "initial_accumulator", initial_accumulator, lambda v: v >= 0.0, "must be >= 0")
   # A first moment is kept unless b1 is the Python number 0: an array b1 (e.g. from
   # optax.inject_hyperparams, traced under jit) keeps it, so the state's structure never
   # depends on a traced value.
@@ -106,13 +111,11 @@ def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1
     if rule == "adagrad":
       nu = jax.tree.map(lambda v, s: v + s, state.nu, sq)
     elif rule == "yogi":
-      nu = jax.tree.map(lambda v, s: v - _c(1.0 - b2, v) * s * jnp.sign(v - s),
-                        state.nu, sq)
+      nu = jax.tree.map(lambda v, s: v - _c(1.0 - b2, v) * s * jnp.sign(v - s), state.nu, sq)
     else:
       nu = jax.tree.map(lambda v, s: _c(b2, v) * v + _c(1.0 - b2, v) * s, state.nu, sq)
     if first_moment:
-      mu = jax.tree.map(lambda m, g: _c(b1, m) * m + _c(1.0 - b1, m) * g,
-                        state.mu, updates)
+      mu = jax.tree.map(lambda m, g: _c(b1, m) * m + _c(1.0 - b1, m) * g, state.mu, updates)
     else:
       mu = None
     m_hat = updates if mu is None else mu
@@ -125,8 +128,8 @@ def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1
       if rule != "adagrad":
         v_hat = jax.tree.map(lambda v: v / (1.0 - bb2**t).astype(v.dtype), nu)
     new_updates = jax.tree.map(
-        lambda m, v: (m / (jnp.sqrt(v) + jnp.asarray(tau, v.dtype))).astype(m.dtype),
-        m_hat, v_hat)
+      lambda m, v: (m / (jnp.sqrt(v) + jnp.asarray(tau, v.dtype))).astype(m.dtype), m_hat, v_hat
+    )
     return new_updates, ScaleByFedOptState(count=count, mu=mu, nu=nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -134,37 +137,60 @@ def scale_by_fedopt(rule: str, b1: float = 0.9, b2: float = 0.99, tau: float = 1
 
 def _fedopt(rule, learning_rate, b1, b2, tau, bias_correction, initial_accumulator):
   return optax.chain(
-      scale_by_fedopt(rule, b1=b1, b2=b2, tau=tau, bias_correction=bias_correction,
-                      initial_accumulator=initial_accumulator),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_fedopt(
+      rule,
+      b1=b1,
+      b2=b2,
+      tau=tau,
+      bias_correction=bias_correction,
+      initial_accumulator=initial_accumulator,
+    ),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
-def fedopt_adagrad(learning_rate: ScalarOrSchedule, b1: float = 0.0, tau: float = 1e-3,
-                   bias_correction: bool = False, initial_accumulator: float = 0.0
-                   ) -> optax.GradientTransformation:
+def fedopt_adagrad(
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.0,
+  tau: float = 1e-3,
+  bias_correction: bool = False,
+  initial_accumulator: float = 0.0,
+) -> optax.GradientTransformation:
   """FedAdagrad: ``v += Delta^2``; ``x -= lr * m / (sqrt(v) + tau)``. See module doc."""
-  return _fedopt("adagrad", learning_rate, b1, 0.0, tau, bias_correction,
-                 initial_accumulator)
+  return _fedopt("adagrad", learning_rate, b1, 0.0, tau, bias_correction, initial_accumulator)
 
 
-def fedopt_rmsprop(learning_rate: ScalarOrSchedule, b1: float = 0.0, b2: float = 0.99,
-                   tau: float = 1e-3, bias_correction: bool = False,
-                   initial_accumulator: float = 0.0) -> optax.GradientTransformation:
+def fedopt_rmsprop(
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.0,
+  b2: float = 0.99,
+  tau: float = 1e-3,
+  bias_correction: bool = False,
+  initial_accumulator: float = 0.0,
+) -> optax.GradientTransformation:
   """FedRMSProp: ``v = b2 v + (1-b2) Delta^2``; ``x -= lr * m / (sqrt(v) + tau)``."""
-  return _fedopt("rmsprop", learning_rate, b1, b2, tau, bias_correction,
-                 initial_accumulator)
+  return _fedopt("rmsprop", learning_rate, b1, b2, tau, bias_correction, initial_accumulator)
 
 
-def fedopt_adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.99,
-                tau: float = 1e-3, bias_correction: bool = False,
-                initial_accumulator: float = 0.0) -> optax.GradientTransformation:
+def fedopt_adam(
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.99,
+  tau: float = 1e-3,
+  bias_correction: bool = False,
+  initial_accumulator: float = 0.0,
+) -> optax.GradientTransformation:
   """FedAdam (Reddi et al. 2021): Adam moments of Delta, tau outside the root."""
   return _fedopt("adam", learning_rate, b1, b2, tau, bias_correction, initial_accumulator)
 
 
-def fedopt_yogi(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.99,
-                tau: float = 1e-3, bias_correction: bool = False,
-                initial_accumulator: float = 0.0) -> optax.GradientTransformation:
+def fedopt_yogi(
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.99,
+  tau: float = 1e-3,
+  bias_correction: bool = False,
+  initial_accumulator: float = 0.0,
+) -> optax.GradientTransformation:
   """FedYogi: ``v -= (1-b2) Delta^2 sign(v - Delta^2)``, otherwise as FedAdam."""
   return _fedopt("yogi", learning_rate, b1, b2, tau, bias_correction, initial_accumulator)

@@ -46,13 +46,14 @@ from tailopt.methods import Method
 
 class RoundState(NamedTuple):
   """Everything a run carries from round to round."""
-  params: Any          # global model x_t (replicated)
-  outer_state: Any     # server optimizer state (replicated)
-  inner_state: Any     # per-client inner states, leading axis = clients (sharded)
-  noise_state: Any     # per-client noise-injection states or None (sharded)
-  round: jax.Array     # int32, rounds completed
-  rng: jax.Array       # PRNG key for client sampling
-  comm_state: Any = None    # per-client compressor states (error-feedback residuals)
+
+  params: Any  # global model x_t (replicated)
+  outer_state: Any  # server optimizer state (replicated)
+  inner_state: Any  # per-client inner states, leading axis = clients (sharded)
+  noise_state: Any  # per-client noise-injection states or None (sharded)
+  round: jax.Array  # int32, rounds completed
+  rng: jax.Array  # PRNG key for client sampling
+  comm_state: Any = None  # per-client compressor states (error-feedback residuals)
   local_params: Any = None  # per-client models between syncs (streaming, fragments > 1)
 
 
@@ -62,8 +63,10 @@ def fragment_ids(params, fragments: int) -> list:
   ``jax.tree.leaves`` order."""
   leaves = jax.tree.leaves(params)
   if fragments > max(len(leaves), 1):
-    raise ValueError(f"fragments={fragments} but the model has {len(leaves)} parameter "
-                     f"arrays; use at most {len(leaves)} fragments.")
+    raise ValueError(
+      f"fragments={fragments} but the model has {len(leaves)} parameter "
+      f"arrays; use at most {len(leaves)} fragments."
+    )
   order = sorted(range(len(leaves)), key=lambda i: (-int(np.size(leaves[i])), i))
   load = [0] * fragments
   ids = [0] * len(leaves)
@@ -84,8 +87,9 @@ def _merge(tree, part, ids, f):
   """``tree`` with fragment ``f``'s leaves taken from ``part`` (None elsewhere)."""
   leaves, treedef = jax.tree.flatten(tree)
   part_leaves = treedef.flatten_up_to(part)
-  return jax.tree.unflatten(treedef, [p if i == f else x for x, p, i in
-                                      zip(leaves, part_leaves, ids)])
+  return jax.tree.unflatten(
+    treedef, [p if i == f else x for x, p, i in zip(leaves, part_leaves, ids)]
+  )
 
 
 def _split_norm(tree, axis_name: str, n: int) -> jax.Array:
@@ -96,7 +100,7 @@ def _split_norm(tree, axis_name: str, n: int) -> jax.Array:
   total = jnp.zeros([], jnp.float32)
   for g in jax.tree.leaves(tree):
     flat = jnp.ravel(g).astype(jnp.float32)
-    if flat.size < 4096 * n:   # small: not worth slicing
+    if flat.size < 4096 * n:  # small: not worth slicing
       total += jnp.where(i == 0, jnp.sum(jnp.square(flat)), 0.0)
       continue
     chunk = -(-flat.size // n)
@@ -113,9 +117,13 @@ def _own_copy(x):
   return jnp.array(x, dtype=jnp.asarray(x).dtype, copy=True)
 
 
-def client_mesh(num_devices: Optional[int] = None, axis_name: str = "clients",
-                devices=None, model: int = 1, model_axis: str = "model"
-                ) -> jax.sharding.Mesh:
+def client_mesh(
+  num_devices: Optional[int] = None,
+  axis_name: str = "clients",
+  devices=None,
+  model: int = 1,
+  model_axis: str = "model",
+) -> jax.sharding.Mesh:
   """A mesh over ``num_devices`` devices (default: all) with an Auto client axis.
 
   ``model > 1`` gives a 2-D mesh ``(num_devices // model, model)`` with axes
@@ -128,13 +136,16 @@ def client_mesh(num_devices: Optional[int] = None, axis_name: str = "clients",
   if not 1 <= n <= len(devices):
     raise ValueError(f"num_devices={n} but {len(devices)} devices are available.")
   if not isinstance(model, (int, np.integer)) or model < 1 or n % model:
-    raise ValueError(f"model={model!r} must be a positive integer dividing the {n} devices "
-                     "(the mesh is clients x model).")
+    raise ValueError(
+      f"model={model!r} must be a positive integer dividing the {n} devices "
+      "(the mesh is clients x model)."
+    )
   auto = jax.sharding.AxisType.Auto
   if model == 1:
     return jax.make_mesh((n,), (axis_name,), axis_types=(auto,), devices=devices[:n])
-  return jax.make_mesh((n // model, model), (axis_name, model_axis), axis_types=(auto, auto),
-                       devices=devices[:n])
+  return jax.make_mesh(
+    (n // model, model), (axis_name, model_axis), axis_types=(auto, auto), devices=devices[:n]
+  )
 
 
 def model_spec(shape, size: int, axis: Optional[str]) -> tuple:
@@ -157,6 +168,7 @@ def model_spec(shape, size: int, axis: Optional[str]) -> tuple:
 @dataclasses.dataclass
 class Round:
   """A compiled TailOPT round. Call it as ``state, metrics = round(state, batch)``."""
+
   loss_fn: Any
   method: Method
   local_steps: int
@@ -198,9 +210,11 @@ class Round:
     def one(x):
       shape = tuple(x.shape)
       if per_client:
-        return NamedSharding(self.mesh, P(self.axis_name,
-                                          *model_spec(shape[1:], size, self.model_axis)))
+        return NamedSharding(
+          self.mesh, P(self.axis_name, *model_spec(shape[1:], size, self.model_axis))
+        )
       return NamedSharding(self.mesh, P(*model_spec(shape, size, self.model_axis)))
+
     return jax.tree.map(one, tree)
 
   def place_clients(self, tree):
@@ -209,26 +223,34 @@ class Round:
     shardings = self.placement(tree, True)
     if jax.process_count() == 1:
       return jax.device_put(tree, shardings)
-    return jax.tree.map(lambda x, sh: jax.make_array_from_callback(
-        np.shape(x), sh, lambda idx, x=x: np.asarray(x)[idx]), tree, shardings)
+    return jax.tree.map(
+      lambda x, sh: jax.make_array_from_callback(
+        np.shape(x), sh, lambda idx, x=x: np.asarray(x)[idx]
+      ),
+      tree,
+      shardings,
+    )
 
   def state_shardings(self, state: RoundState) -> RoundState:
     """Where each part of a round state lives (see :meth:`placement`)."""
     rep = NamedSharding(self.mesh, P())
     return RoundState(
-        params=self.placement(state.params, False),
-        outer_state=self.placement(state.outer_state, False),
-        inner_state=self.placement(state.inner_state, True),
-        noise_state=self.placement(state.noise_state, True),
-        round=rep, rng=rep,
-        comm_state=self.placement(state.comm_state, True),
-        local_params=self.placement(state.local_params, True))
+      params=self.placement(state.params, False),
+      outer_state=self.placement(state.outer_state, False),
+      inner_state=self.placement(state.inner_state, True),
+      noise_state=self.placement(state.noise_state, True),
+      round=rep,
+      rng=rep,
+      comm_state=self.placement(state.comm_state, True),
+      local_params=self.placement(state.local_params, True),
+    )
 
   def _build_state(self, params, seed) -> RoundState:
     inner = self.method.inner
     c = self.num_clients
     stack = lambda tree: jax.tree.map(  # noqa: E731
-        lambda x: jnp.broadcast_to(x, (c,) + jnp.shape(x)), tree)
+      lambda x: jnp.broadcast_to(x, (c,) + jnp.shape(x)), tree
+    )
     inner_state = stack(inner.init(params))
     noise_state = None
     if self.noise is not None:
@@ -239,7 +261,7 @@ class Round:
       outer_state = self.method.outer.init(params)
       if self.compressor is not None:
         comm_state = stack(self.compressor.init(params))
-    else:   # one outer state (and compressor state) per fragment
+    else:  # one outer state (and compressor state) per fragment
       ids = fragment_ids(params, self.fragments)
       parts = [_select(params, ids, f) for f in range(self.fragments)]
       outer_state = tuple(self.method.outer.init(part) for part in parts)
@@ -247,10 +269,15 @@ class Round:
         comm_state = tuple(stack(self.compressor.init(part)) for part in parts)
       local_params = stack(params)
     state = RoundState(
-        params=params, outer_state=outer_state,
-        inner_state=inner_state, noise_state=noise_state,
-        round=jnp.zeros([], jnp.int32), rng=jax.random.key(seed),
-        comm_state=comm_state, local_params=local_params)
+      params=params,
+      outer_state=outer_state,
+      inner_state=inner_state,
+      noise_state=noise_state,
+      round=jnp.zeros([], jnp.int32),
+      rng=jax.random.key(seed),
+      comm_state=comm_state,
+      local_params=local_params,
+    )
     # Strongly typed leaves: a weakly typed input (jnp.full(.., 0.1)) would come back
     # strong from the first round and force a second compile.
     return jax.tree.map(_own_copy, state)
@@ -268,8 +295,13 @@ class Round:
     if jax.process_count() > 1:
       # Host values are taken as the same global value on every process.
       params = jax.tree.map(
-          lambda x: x if isinstance(x, jax.Array) and not x.is_fully_addressable
-          else np.asarray(jax.device_get(x)), params)
+        lambda x: (
+          x
+          if isinstance(x, jax.Array) and not x.is_fully_addressable
+          else np.asarray(jax.device_get(x))
+        ),
+        params,
+      )
     abstract = jax.eval_shape(lambda p: self._build_state(p, seed), params)
     shardings = self.state_shardings(abstract)
     build = jax.jit(lambda p: self._build_state(p, seed), out_shardings=shardings)
@@ -294,8 +326,15 @@ class Round:
     if jax.process_count() == 1:
       return jax.device_put(batch, sharding)
     return jax.tree.map(
-        lambda x: x if isinstance(x, jax.Array) else jax.make_array_from_callback(
-            np.shape(x), sharding, lambda idx, x=x: np.asarray(x)[idx]), batch)
+      lambda x: (
+        x
+        if isinstance(x, jax.Array)
+        else jax.make_array_from_callback(
+          np.shape(x), sharding, lambda idx, x=x: np.asarray(x)[idx]
+        )
+      ),
+      batch,
+    )
 
   def shard_local_batch(self, local_batch):
     """The global batch from this process's rows (leaves ``(len(local_clients()), z,
@@ -307,10 +346,11 @@ class Round:
       x = np.asarray(x)
       if x.shape[:1] != (n_local,) or x.ndim < 2 or x.shape[1] != self.local_steps:
         raise ValueError(
-            f"local batch leaf has shape {x.shape}; expected leading axes ({n_local} local "
-            f"clients, local_steps={self.local_steps}, ...) (see Round.local_clients()).")
-      return jax.make_array_from_process_local_data(
-          sharding, x, (self.num_clients,) + x.shape[1:])
+          f"local batch leaf has shape {x.shape}; expected leading axes ({n_local} local "
+          f"clients, local_steps={self.local_steps}, ...) (see Round.local_clients())."
+        )
+      return jax.make_array_from_process_local_data(sharding, x, (self.num_clients,) + x.shape[1:])
+
     return jax.tree.map(one, local_batch)
 
   def check_batch(self, batch, lead: int = 0):
@@ -318,9 +358,10 @@ class Round:
       shape = np.shape(leaf)[lead:]
       if len(shape) < 2 or shape[0] != self.num_clients or shape[1] != self.local_steps:
         raise ValueError(
-            f"batch leaf {jax.tree_util.keystr(path)} has shape {shape}; every leaf must "
-            f"have leading axes (clients={self.num_clients}, local_steps="
-            f"{self.local_steps}, ...). Stack one minibatch per local step per client.")
+          f"batch leaf {jax.tree_util.keystr(path)} has shape {shape}; every leaf must "
+          f"have leading axes (clients={self.num_clients}, local_steps="
+          f"{self.local_steps}, ...). Stack one minibatch per local step per client."
+        )
 
   def multi(self, state: RoundState, batches, weights=None):
     """Runs R rounds in one jitted ``lax.scan`` (one dispatch instead of R): every leaf
@@ -331,51 +372,71 @@ class Round:
     leaves = jax.tree.leaves(batches)
     r = np.shape(leaves[0])[0] if leaves and np.ndim(leaves[0]) else 0
     if r < 1 or any(np.shape(x)[:1] != (r,) for x in leaves):
-      raise ValueError("Round.multi: every batch leaf needs a leading round axis of the "
-                       f"same length R >= 1 (got shapes {[np.shape(x) for x in leaves]}).")
+      raise ValueError(
+        "Round.multi: every batch leaf needs a leading round axis of the "
+        f"same length R >= 1 (got shapes {[np.shape(x) for x in leaves]})."
+      )
     self.check_batch(batches, lead=1)
     self._check_live(state)
     if weights is None:
       weights = np.ones((r, self.num_clients), np.float32)
     elif np.shape(weights) != (r, self.num_clients):
-      raise ValueError(f"weights has shape {np.shape(weights)}; expected (R={r}, "
-                       f"{self.num_clients}): one row of client weights per round.")
+      raise ValueError(
+        f"weights has shape {np.shape(weights)}; expected (R={r}, "
+        f"{self.num_clients}): one row of client weights per round."
+      )
     else:
       for row in np.asarray(weights):
         self._check_weights(row)
     if not isinstance(weights, jax.Array):
       weights = np.asarray(weights, np.float32)
     if jax.process_count() > 1:
-      batches = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else
-                             jax.make_array_from_callback(
-                                 np.shape(x), NamedSharding(self.mesh, P(None, self.axis_name)),
-                                 lambda idx, x=x: np.asarray(x)[idx]), batches)
+      batches = jax.tree.map(
+        lambda x: (
+          x
+          if isinstance(x, jax.Array)
+          else jax.make_array_from_callback(
+            np.shape(x),
+            NamedSharding(self.mesh, P(None, self.axis_name)),
+            lambda idx, x=x: np.asarray(x)[idx],
+          )
+        ),
+        batches,
+      )
     return self._steps(state, batches, weights)
 
   def _check_live(self, state):
-    if self.donate and any(getattr(x, "is_deleted", lambda: False)()
-                           for x in jax.tree.leaves(state)):
+    if self.donate and any(
+      getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(state)
+    ):
       raise ValueError(
-          "this RoundState was donated to an earlier round call and its buffers are gone; "
-          "pass the state that call returned, keep a copy before the call "
-          "(jax.tree.map(jnp.copy, state)), or build the round with donate=False.")
+        "this RoundState was donated to an earlier round call and its buffers are gone; "
+        "pass the state that call returned, keep a copy before the call "
+        "(jax.tree.map(jnp.copy, state)), or build the round with donate=False."
+      )
 
   def _check_weights(self, weights):
     if np.shape(weights) != (self.num_clients,):
       raise ValueError(
-          f"weights has shape {np.shape(weights)}; expected ({self.num_clients},), one "
-          "per client (e.g. local example counts).")
+        f"weights has shape {np.shape(weights)}; expected ({self.num_clients},), one "
+        "per client (e.g. local example counts)."
+      )
     if not isinstance(weights, jax.core.Tracer):
       w = np.asarray(weights, np.float64)
       if not np.all(np.isfinite(w)):
-        raise ValueError("weights must be finite; got NaN or inf at clients "
-                         f"{np.flatnonzero(~np.isfinite(w)).tolist()}.")
+        raise ValueError(
+          "weights must be finite; got NaN or inf at clients "
+          f"{np.flatnonzero(~np.isfinite(w)).tolist()}."
+        )
       if np.any(w < 0):
-        raise ValueError("weights must be >= 0; negative at clients "
-                         f"{np.flatnonzero(w < 0).tolist()}.")
+        raise ValueError(
+          f"weights must be >= 0; negative at clients {np.flatnonzero(w < 0).tolist()}."
+        )
       if not np.any(w > 0):
-        raise ValueError("weights are all zero: no client would count in the mean; give "
-                         "at least one client a positive weight.")
+        raise ValueError(
+          "weights are all zero: no client would count in the mean; give "
+          "at least one client a positive weight."
+        )
 
   def __call__(self, state: RoundState, batch, weights=None):
     """Runs one round. ``weights``: optional (clients,) aggregation weights (finite,
@@ -389,21 +450,31 @@ class Round:
     else:
       self._check_weights(weights)
     if not isinstance(weights, jax.Array):
-      weights = np.asarray(weights, np.float32)   # a host value: global on every process
+      weights = np.asarray(weights, np.float32)  # a host value: global on every process
     return self._step(state, batch, weights.astype(np.float32))
 
 
-def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
-                num_clients: int, inner: Optional[optax.GradientTransformation] = None,
-                outer: Optional[optax.GradientTransformation] = None,
-                mesh: Optional[jax.sharding.Mesh] = None, axis_name: str = "clients",
-                reset_inner_state: bool = False, participation: Optional[int] = None,
-                noise: Optional[optax.GradientTransformation] = None,
-                has_aux: bool = False, donate: bool = True,
-                compressor: Optional[compression.Compressor] = None,
-                down_compressor: Optional[compression.Compressor] = None,
-                fragments: Optional[int] = None, client_loop: str = "vmap") -> Round:
-  """Builds the jitted round.
+def build_round(
+  loss_fn,
+  method: Optional[Method] = None,
+  *,
+  local_steps: int,
+  num_clients: int,
+  inner: Optional[optax.GradientTransformation] = None,
+  outer: Optional[optax.GradientTransformation] = None,
+  mesh: Optional[jax.sharding.Mesh] = None,
+  axis_name: str = "clients",
+  reset_inner_state: bool = False,
+  participation: Optional[int] = None,
+  noise: Optional[optax.GradientTransformation] = None,
+  has_aux: bool = False,
+  donate: bool = True,
+  compressor: Optional[compression.Compressor] = None,
+  down_compressor: Optional[compression.Compressor] = None,
+  fragments: Optional[int] = None,
+  client_loop: str = "vmap",
+) -> Round:
+  r"""Builds the jitted round.
 
   Args:
     loss_fn: ``loss_fn(params, batch) -> scalar`` (or ``(scalar, aux)`` with
@@ -447,14 +518,18 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
   """
   if method is None:
     if inner is None or outer is None:
-      raise ValueError("build_round needs a method (tailopt.get_method(name) or "
-                       "tailopt.Method(inner=..., outer=...)) or both inner= and outer=.")
+      raise ValueError(
+        "build_round needs a method (tailopt.get_method(name) or "
+        "tailopt.Method(inner=..., outer=...)) or both inner= and outer=."
+      )
     method = Method(inner=inner, outer=outer)
   elif inner is not None or outer is not None:
     raise ValueError("build_round: pass either method or inner=/outer=, not both.")
   if not isinstance(method, Method):
-    raise TypeError(f"method must be a tailopt.Method, got {type(method).__name__}; use "
-                    "tailopt.get_method(name) or tailopt.Method(inner=..., outer=...).")
+    raise TypeError(
+      f"method must be a tailopt.Method, got {type(method).__name__}; use "
+      "tailopt.get_method(name) or tailopt.Method(inner=..., outer=...)."
+    )
   if not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
     raise ValueError(f"local_steps (z) must be an integer >= 1, got {local_steps!r}.")
   if mesh is None:
@@ -464,27 +539,47 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
   n_dev = mesh.shape[axis_name]
   if num_clients < 1 or num_clients % n_dev:
     raise ValueError(
-        f"num_clients={num_clients} is not divisible by the {n_dev} devices on mesh axis "
-        f"{axis_name!r}. Use a multiple of {n_dev} clients, or a smaller mesh, e.g. "
-        f"tailopt.client_mesh(num_devices=d) with d dividing {num_clients}.")
+      f"num_clients={num_clients} is not divisible by the {n_dev} devices on mesh axis "
+      f"{axis_name!r}. Use a multiple of {n_dev} clients, or a smaller mesh, e.g. "
+      f"tailopt.client_mesh(num_devices=d) with d dividing {num_clients}."
+    )
   if participation is not None and not 1 <= participation <= num_clients:
     raise ValueError(
-        f"participation={participation} must be between 1 and num_clients={num_clients}.")
-  if fragments is not None and (not isinstance(fragments, (int, np.integer))
-                                or fragments < 1):
+      f"participation={participation} must be between 1 and num_clients={num_clients}."
+    )
+  if fragments is not None and (not isinstance(fragments, (int, np.integer)) or fragments < 1):
     raise ValueError(f"fragments={fragments!r} must be an integer >= 1 (or None).")
   if down_compressor is not None and jax.tree.leaves(
-      jax.eval_shape(down_compressor.init, {"x": jax.ShapeDtypeStruct((2,), jnp.float32)})):
-    raise ValueError("down_compressor must be stateless (no error feedback): every "
-                     "replica applies the same decoded update.")
+    jax.eval_shape(down_compressor.init, {"x": jax.ShapeDtypeStruct((2,), jnp.float32)})
+  ):
+    raise ValueError(
+      "down_compressor must be stateless (no error feedback): every "
+      "replica applies the same decoded update."
+    )
 
   if client_loop not in ("vmap", "sequential"):
-    raise ValueError(f"client_loop={client_loop!r}; use 'vmap' (batched clients) or "
-                     "'sequential' (one client at a time, less memory).")
+    raise ValueError(
+      f"client_loop={client_loop!r}; use 'vmap' (batched clients) or "
+      "'sequential' (one client at a time, less memory)."
+    )
 
-  rnd = Round(loss_fn, method, int(local_steps), int(num_clients), mesh, axis_name,
-              reset_inner_state, participation, noise, has_aux, donate, compressor,
-              down_compressor, fragments, client_loop)
+  rnd = Round(
+    loss_fn,
+    method,
+    int(local_steps),
+    int(num_clients),
+    mesh,
+    axis_name,
+    reset_inner_state,
+    participation,
+    noise,
+    has_aux,
+    donate,
+    compressor,
+    down_compressor,
+    fragments,
+    client_loop,
+  )
   z = rnd.local_steps
   inner_tx = method.inner
   outer_tx = optax.with_extra_args_support(method.outer)
@@ -495,14 +590,19 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     """Weighted mean over all clients of the per-client ``deltas`` (leading axis k),
     through the compressor when there is one. Returns (mean, comm_state, bytes_up)."""
     if compressor is None:
+
       def wmean(x, p):
-        acc = jnp.promote_types(x.dtype, jnp.float32)   # float32, or wider (float64)
+        acc = jnp.promote_types(x.dtype, jnp.float32)  # float32, or wider (float64)
         wx = jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
         return (jax.lax.psum(wx, ax) / total_w.astype(acc)).astype(p.dtype)
+
       mean = jax.tree.map(wmean, deltas, like)
       # What crosses: each Delta in its accumulation dtype (float32, or wider).
-      sent = jax.tree.map(lambda x, p: jax.ShapeDtypeStruct(
-          jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)), deltas, like)
+      sent = jax.tree.map(
+        lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
+        deltas,
+        like,
+      )
       return mean, comm_state, compression.payload_bytes(sent)
     k = jax.tree.leaves(deltas)[0].shape[0]
     first = jax.lax.axis_index(ax) * k
@@ -538,9 +638,11 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
     memory of one client's activations)."""
     k = jax.tree.leaves(batch)[0].shape[0]
     if k == 1 or client_loop == "sequential":
+
       def one(args):
         x, s, ns, b = args
         return local_run(x0 if in_x is None else x, s, ns, b, round_idx, step0)
+
       xs = None if in_x is None else x0
       if k == 1:
         sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
@@ -548,39 +650,50 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
         return jax.tree.map(lambda a: a[None], out)
       return jax.lax.map(one, (xs, start_state, noise_state, batch))
     return jax.vmap(local_run, in_axes=(in_x, 0, 0, 0, None, None))(
-        x0, start_state, noise_state, batch, round_idx, step0)
+      x0, start_state, noise_state, batch, round_idx, step0
+    )
 
-  def shard_body(params, outer_state, inner_state, noise_state, batch, weights, round_idx,
-                 comm_state, local_params, ckey):
+  def shard_body(
+    params,
+    outer_state,
+    inner_state,
+    noise_state,
+    batch,
+    weights,
+    round_idx,
+    comm_state,
+    local_params,
+    ckey,
+  ):
     step0 = round_idx * z
-    k = jax.tree.leaves(batch)[0].shape[0]   # this device's clients (all, or the sampled)
+    k = jax.tree.leaves(batch)[0].shape[0]  # this device's clients (all, or the sampled)
     if local_params is None:
       x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
       in_x = None
-    else:                                    # streaming: each client's own model
+    else:  # streaming: each client's own model
       x0, in_x = local_params, 0
     if reset_inner_state:
-      fresh = inner_tx.init(params)   # a fresh init, exactly as at the start of a run
+      fresh = inner_tx.init(params)  # a fresh init, exactly as at the start of a run
       fresh = jax.tree.map(lambda a: jax.lax.pcast(a, ax, to="varying"), fresh)
-      start_state = jax.tree.map(
-          lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)
+      start_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)
     else:
       start_state = inner_state
     res = run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0)
 
     w = weights
-    active = (w > 0)
+    active = w > 0
 
     def keep_active(new, old):
       mask = active.reshape((-1,) + (1,) * (jnp.ndim(new) - 1))
       return jnp.where(mask, new, old)
 
     new_inner = jax.tree.map(keep_active, res.inner_state, inner_state)
-    new_noise = (None if noise_state is None
-                 else jax.tree.map(keep_active, res.noise_state, noise_state))
+    new_noise = (
+      None if noise_state is None else jax.tree.map(keep_active, res.noise_state, noise_state)
+    )
     total_w = jax.lax.psum(jnp.sum(w), ax)
     total_w = jnp.where(total_w > 0, total_w, 1.0)
-    dkey = jax.random.fold_in(ckey, 2**31 - 1)   # not a client index
+    dkey = jax.random.fold_in(ckey, 2**31 - 1)  # not a client index
 
     def sync(part_ids, f, outer_st, comm_st):
       """Synchronizes the leaves with ``part_ids == f`` (all of them when not streaming):
@@ -593,8 +706,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
         deltas = _select(jax.tree.map(lambda g, x: g[None] - x, params, x_end), part_ids, f)
         like = _select(params, part_ids, f)
       delta, comm_new, up = aggregate(deltas, comm_st, w, total_w, like, ckey)
-      comm_new = (None if comm_st is None
-                  else jax.tree.map(keep_active, comm_new, comm_st))
+      comm_new = None if comm_st is None else jax.tree.map(keep_active, comm_new, comm_st)
       updates, outer_new = outer_tx.update(delta, outer_st, like, round_index=round_idx)
       updates, down = broadcast(updates, dkey)
       new_like = optax.apply_updates(like, updates)
@@ -603,32 +715,39 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
 
     if fragments is None:
       new_params, outer_state, new_comm, updates, delta, up, down = sync(
-          None, 0, outer_state, comm_state)
+        None, 0, outer_state, comm_state
+      )
       new_local = None
     else:
       ids = fragment_ids(params, fragments)
       comm_parts = comm_state
 
-      frag_bytes = {}   # fragment -> bytes up + down, static, filled while tracing
+      frag_bytes = {}  # fragment -> bytes up + down, static, filled while tracing
 
       def branch(f):
         def run(outer_states, comm_st):
           c_in = None if comm_st is None else comm_st[f]
-          new_params, o_new, c_new, updates, delta, up, down = sync(
-              ids, f, outer_states[f], c_in)
+          new_params, o_new, c_new, updates, delta, up, down = sync(ids, f, outer_states[f], c_in)
           outer_states = tuple(o_new if g == f else o for g, o in enumerate(outer_states))
           if comm_st is not None:
             comm_st = tuple(c_new if g == f else c for g, c in enumerate(comm_st))
           norms = (clipping.global_norm(delta), clipping.global_norm(updates))
           frag_bytes[f] = up + down
-          return (new_params, outer_states, comm_st, norms,
-                  jnp.float32(up), jnp.float32(down),
-                  clipping.measurements(outer_states[f], "outer_"))
+          return (
+            new_params,
+            outer_states,
+            comm_st,
+            norms,
+            jnp.float32(up),
+            jnp.float32(down),
+            clipping.measurements(outer_states[f], "outer_"),
+          )
+
         return run
 
       (new_params, outer_state, new_comm, norms, up, down, outer_meas) = jax.lax.switch(
-          round_idx % fragments, [branch(f) for f in range(fragments)], outer_state,
-          comm_parts)
+        round_idx % fragments, [branch(f) for f in range(fragments)], outer_state, comm_parts
+      )
       # Clients continue from their own model; the synchronized fragment restarts from
       # the new global model.
       x_end = jax.tree.map(lambda a, d: a - d, x0, res.delta)
@@ -636,19 +755,28 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       f_now = round_idx % fragments
       leaves, treedef = jax.tree.flatten(x_end)
       g_leaves = jax.tree.leaves(new_params)
-      new_local = jax.tree.unflatten(treedef, [
+      new_local = jax.tree.unflatten(
+        treedef,
+        [
           jnp.where(f_now == i, jnp.broadcast_to(g, x.shape).astype(x.dtype), x)
-          for x, g, i in zip(leaves, g_leaves, ids)])
+          for x, g, i in zip(leaves, g_leaves, ids)
+        ],
+      )
 
     n_active = jax.lax.psum(jnp.sum(active.astype(jnp.float32)), ax)
-    amean = lambda v: jax.lax.psum(  # noqa: E731
-        jnp.sum(jnp.where(active, v, 0.0)), ax) / jnp.maximum(n_active, 1.0)
+    amean = lambda v: (
+      jax.lax.psum(  # noqa: E731
+        jnp.sum(jnp.where(active, v, 0.0)), ax
+      )
+      / jnp.maximum(n_active, 1.0)
+    )
     metrics = {k_: amean(v) for k_, v in res.metrics.items()}
     if fragments is None:
       metrics.update(clipping.measurements(outer_state, "outer_"))
       n_ax = mesh.shape[ax]
-      metrics.update(delta_norm=_split_norm(delta, ax, n_ax),
-                     update_norm=_split_norm(updates, ax, n_ax))
+      metrics.update(
+        delta_norm=_split_norm(delta, ax, n_ax), update_norm=_split_norm(updates, ax, n_ax)
+      )
     else:
       metrics.update(outer_meas)
       metrics.update(delta_norm=norms[0], update_norm=norms[1])
@@ -660,24 +788,32 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       per = np.asarray([frag_bytes[f] for f in range(fragments)], np.float64)
       prefix = jnp.asarray(np.concatenate([[0.0], np.cumsum(per)]), jnp.float32)
       n = round_idx + 1
-      cumulative = (n // fragments).astype(jnp.float32) * float(per.sum()) + prefix[
-          n % fragments]
-    metrics.update(participants=n_active, bytes_up=jnp.float32(up),
-                   bytes_down=jnp.float32(down), bytes_cumulative=cumulative)
+      cumulative = (n // fragments).astype(jnp.float32) * float(per.sum()) + prefix[n % fragments]
+    metrics.update(
+      participants=n_active,
+      bytes_up=jnp.float32(up),
+      bytes_down=jnp.float32(down),
+      bytes_cumulative=cumulative,
+    )
     return new_params, outer_state, new_inner, new_noise, new_comm, new_local, metrics
 
   rep, cl = P(), P(ax)
   # Manual over the client axis only: a model axis stays automatic (GSPMD shards the
   # inner steps, the reduction and the outer rule along the parameters' placement).
   sharded = jax.shard_map(
-      shard_body, mesh=mesh,
-      in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
-      out_specs=(rep, rep, cl, cl, cl, cl, rep), check_vma=True, axis_names={ax})
+    shard_body,
+    mesh=mesh,
+    in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
+    out_specs=(rep, rep, cl, cl, cl, cl, rep),
+    check_vma=True,
+    axis_names={ax},
+  )
 
   # With participation m, the m sampled clients (rounded up to a multiple of the client
   # devices) compute; the others are neither gathered nor run.
-  m_pad = (num_clients if participation is None
-           else min(num_clients, -(-participation // n_dev) * n_dev))
+  m_pad = (
+    num_clients if participation is None else min(num_clients, -(-participation // n_dev) * n_dev)
+  )
 
   def step(state: RoundState, batch, weights):
     rng, key = jax.random.split(state.rng)
@@ -685,7 +821,7 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       perm = jax.random.permutation(key, num_clients)
       mask = jnp.zeros((num_clients,), jnp.float32).at[perm[:participation]].set(1.0)
       weights = weights * mask
-    ckey = jax.random.fold_in(key, 1)   # compression's randomness (stochastic rounding)
+    ckey = jax.random.fold_in(key, 1)  # compression's randomness (stochastic rounding)
     if m_pad < num_clients:
       # Only the sampled clients compute: gather their states and batches (padded to a
       # multiple of the devices with unsampled clients of weight 0, which stay unchanged),
@@ -693,31 +829,49 @@ def build_round(loss_fn, method: Optional[Method] = None, *, local_steps: int,
       idx = jnp.sort(perm[:m_pad])
       take = lambda t: jax.tree.map(lambda x: x[idx], t)  # noqa: E731
       params, outer_state, inner_s, noise_s, comm_s, local_s, metrics = sharded(
-          state.params, state.outer_state, take(state.inner_state), take(state.noise_state),
-          take(batch), weights[idx], state.round, take(state.comm_state),
-          take(state.local_params), ckey)
+        state.params,
+        state.outer_state,
+        take(state.inner_state),
+        take(state.noise_state),
+        take(batch),
+        weights[idx],
+        state.round,
+        take(state.comm_state),
+        take(state.local_params),
+        ckey,
+      )
       put = lambda full, part: jax.tree.map(  # noqa: E731
-          lambda f, q: f.at[idx].set(q), full, part)
-      inner_state, noise_state = put(state.inner_state, inner_s), put(state.noise_state,
-                                                                       noise_s)
-      comm_state, local_params = put(state.comm_state, comm_s), put(state.local_params,
-                                                                     local_s)
+        lambda f, q: f.at[idx].set(q), full, part
+      )
+      inner_state, noise_state = put(state.inner_state, inner_s), put(state.noise_state, noise_s)
+      comm_state, local_params = put(state.comm_state, comm_s), put(state.local_params, local_s)
     else:
-      params, outer_state, inner_state, noise_state, comm_state, local_params, metrics = (
-          sharded(state.params, state.outer_state, state.inner_state, state.noise_state,
-                  batch, weights, state.round, state.comm_state, state.local_params, ckey))
-    new_state = RoundState(params, outer_state, inner_state, noise_state,
-                           state.round + 1, rng, comm_state, local_params)
-    if rnd.model_axis is not None:   # keep every part on its placement (no gathers)
-      new_state = jax.lax.with_sharding_constraint(new_state,
-                                                   rnd.state_shardings(new_state))
+      params, outer_state, inner_state, noise_state, comm_state, local_params, metrics = sharded(
+        state.params,
+        state.outer_state,
+        state.inner_state,
+        state.noise_state,
+        batch,
+        weights,
+        state.round,
+        state.comm_state,
+        state.local_params,
+        ckey,
+      )
+    new_state = RoundState(
+      params, outer_state, inner_state, noise_state, state.round + 1, rng, comm_state, local_params
+    )
+    if rnd.model_axis is not None:  # keep every part on its placement (no gathers)
+      new_state = jax.lax.with_sharding_constraint(new_state, rnd.state_shardings(new_state))
     return new_state, metrics
 
   def steps(state: RoundState, batches, weights):
     """R rounds in one ``lax.scan``: batches and weights carry a leading round axis."""
+
     def body(st, xs):
       b, w = xs
       return step(st, b, w)
+
     return jax.lax.scan(body, state, (batches, weights))
 
   rnd._step = jax.jit(step, donate_argnums=(0,) if donate else ())

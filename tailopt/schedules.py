@@ -61,8 +61,9 @@ def round_indexed(schedule: ScalarOrSchedule, steps_per_round: int) -> ScalarOrS
   """
   if steps_per_round < 1:
     raise ValueError(
-        f"steps_per_round must be >= 1, got {steps_per_round}; it is the number of local"
-        " steps z in a round.")
+      f"steps_per_round must be >= 1, got {steps_per_round}; it is the number of local"
+      " steps z in a round."
+    )
   if not callable(schedule):
     return schedule
 
@@ -93,13 +94,15 @@ class IndexedHyperparamsState(NamedTuple):
   values used by the last update (for monitoring, as ``optax.inject_hyperparams``);
   ``inner_state`` the wrapped transform's state.
   """
+
   count: jax.Array
   hyperparams: dict
   inner_state: Any
 
 
-def indexed_hyperparams(factory: Callable[..., optax.GradientTransformation],
-                        index: str = "round") -> Callable[..., optax.GradientTransformation]:
+def indexed_hyperparams(
+  factory: Callable[..., optax.GradientTransformation], index: str = "round"
+) -> Callable[..., optax.GradientTransformation]:
   r"""Like ``optax.inject_hyperparams``, with schedules of an index the caller passes.
 
   ``indexed_hyperparams(optax.sgd)(learning_rate=tailopt.power_law(0.1, -0.5))`` is an
@@ -141,8 +144,7 @@ def indexed_hyperparams(factory: Callable[..., optax.GradientTransformation],
       idx = state.count if idx is None else jnp.asarray(idx, jnp.int32)
       tx, values = build(idx)
       updates, inner = tx.update(updates, state.inner_state, params, **extra_args)
-      return updates, IndexedHyperparamsState(optax.safe_increment(state.count), values,
-                                              inner)
+      return updates, IndexedHyperparamsState(optax.safe_increment(state.count), values, inner)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

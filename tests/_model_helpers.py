@@ -10,6 +10,7 @@ from experiments.data import fetch
 @functools.cache
 def _open(name: str):
   from experiments.models.checkpoints import GGUF
+
   return GGUF(fetch.artifact_file(name, "gguf"))
 
 

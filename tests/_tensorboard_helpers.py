@@ -1,4 +1,5 @@
 """Reads TensorBoard event files back with TensorBoard's own reader (a dev dependency)."""
+
 import pytest
 
 
@@ -8,8 +9,9 @@ def tensorboard_scalars(directory) -> dict[str, list[tuple[int, float, float]]]:
   ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
   acc = ea.EventAccumulator(str(directory), size_guidance={ea.SCALARS: 0})
   acc.Reload()
-  return {tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)]
-          for tag in acc.Tags()["scalars"]}
+  return {
+    tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
+  }
 
 
 def event_steps(directory, tag="train/loss") -> list[int]:

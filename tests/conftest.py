@@ -1,4 +1,5 @@
 """Test configuration: give JAX 8 CPU devices before any JAX op runs."""
+
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

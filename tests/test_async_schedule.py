@@ -1,4 +1,5 @@
 """The simulated clock: hand-written schedules, determinism and config errors."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import pytest
 import tailopt
 from tailopt import asynchronous as A
 
-B = np.array([1.0, -2.0, 3.0], np.float32)   # worker w minimises 0.5 (x - B[w])^2
+B = np.array([1.0, -2.0, 3.0], np.float32)  # worker w minimises 0.5 (x - B[w])^2
 
 
 def _loss(x, batch):
@@ -15,12 +16,11 @@ def _loss(x, batch):
 
 def _data(w, j, key):
   del j, key
-  return jnp.asarray(B)[w][None, None]      # (z=1, 1)
+  return jnp.asarray(B)[w][None, None]  # (z=1, 1)
 
 
 def _three_worker_clock():
-  return A.ClockConfig(num_workers=3, speeds="fixed", step_times=(1.0, 2.5, 3.7),
-                       job_noise="none")
+  return A.ClockConfig(num_workers=3, speeds="fixed", step_times=(1.0, 2.5, 3.7), job_noise="none")
 
 
 def _reference(pulled, workers, lr=0.5, steps=None):
@@ -43,15 +43,21 @@ def test_scheme_b_three_workers_by_hand():
   np.testing.assert_array_equal(s.taus, [0, 0, 2, 1, 4, 1, 0, 4])
   assert s.max_staleness == 4 and s.tau_stats()["histogram"] == [3, 2, 1, 0, 2]
 
-  sim = A.Simulator(_loss, tailopt.get_method("fedavg", inner_lr=0.5, outer_lr=1.0), _data,
-                    clock=_three_worker_clock(), config=A.AsyncConfig(scheme="async"),
-                    num_steps=8)
+  sim = A.Simulator(
+    _loss,
+    tailopt.get_method("fedavg", inner_lr=0.5, outer_lr=1.0),
+    _data,
+    clock=_three_worker_clock(),
+    config=A.AsyncConfig(scheme="async"),
+    num_steps=8,
+  )
   st = sim.init(jnp.zeros((1,), jnp.float32))
-  ref = _reference([[0], [1], [0], [2], [0], [4], [6], [3]],
-                   [[0], [0], [1], [0], [2], [0], [0], [1]])
+  ref = _reference(
+    [[0], [1], [0], [2], [0], [4], [6], [3]], [[0], [0], [1], [0], [2], [0], [0], [1]]
+  )
   # Hand values of the first applied updates: Delta = 0.5 (x_pulled - b_w).
   np.testing.assert_allclose(ref[:6], [0.0, 0.5, 0.75, -0.25, -0.125, 1.375])
-  for t in range(8):           # one server step at a time, checked one by one
+  for t in range(8):  # one server step at a time, checked one by one
     st, m = sim.run(st, 1)
     assert int(m["version"][0]) == t + 1
     assert int(m["taus"][0, 0]) == [0, 0, 2, 1, 4, 1, 0, 4][t]
@@ -70,9 +76,14 @@ def test_scheme_a_buffer_of_two_by_hand():
   np.testing.assert_array_equal(s.taus, [0, 0, 1, 0, 2, 0, 0, 2])
   assert len(s.wave0) == 2 and list(s.wave0[1]["worker"]) == [0]
 
-  sim = A.Simulator(_loss, tailopt.get_method("fedavg", inner_lr=0.5, outer_lr=1.0), _data,
-                    clock=_three_worker_clock(),
-                    config=A.AsyncConfig(scheme="buffered", buffer_size=2), num_steps=4)
+  sim = A.Simulator(
+    _loss,
+    tailopt.get_method("fedavg", inner_lr=0.5, outer_lr=1.0),
+    _data,
+    clock=_three_worker_clock(),
+    config=A.AsyncConfig(scheme="buffered", buffer_size=2),
+    num_steps=4,
+  )
   st = sim.init(jnp.zeros((1,), jnp.float32))
   ref = _reference(s.arr["pulled"].tolist(), s.arr["worker"].tolist())
   for t in range(4):
@@ -105,14 +116,16 @@ def test_equal_speeds_buffer_n_is_synchronous():
   assert (s.taus == 0).all()
   np.testing.assert_array_equal(s.arr["pulled"], [[0] * 4, [1] * 4, [2] * 4])
   seq = A.make_schedule(clock, scheme="buffered", buffer_size=4, num_steps=3, ties="sequential")
-  assert seq.taus.max() > 0       # the other tie rule is not synchronous
+  assert seq.taus.max() > 0  # the other tie rule is not synchronous
 
 
 def test_schedule_is_reproducible_from_seed():
   def sched(seed):
-    c = A.ClockConfig(num_workers=6, speeds="lognormal", job_noise="exponential",
-                      comm_latency=0.1, seed=seed)
+    c = A.ClockConfig(
+      num_workers=6, speeds="lognormal", job_noise="exponential", comm_latency=0.1, seed=seed
+    )
     return A.make_schedule(c, scheme="buffered", buffer_size=3, num_steps=40, local_steps=2)
+
   a, b, c = sched(3), sched(3), sched(4)
   np.testing.assert_array_equal(a.tick_time, b.tick_time)
   for k in a.arr:
@@ -129,33 +142,40 @@ def test_schedule_is_reproducible_from_seed():
 
 
 def test_straggler_speeds_and_dynamic_local_steps():
-  c = A.ClockConfig(num_workers=8, speeds="stragglers", straggler_fraction=0.25,
-                    straggler_slowdown=4.0, seed=0)
+  c = A.ClockConfig(
+    num_workers=8, speeds="stragglers", straggler_fraction=0.25, straggler_slowdown=4.0, seed=0
+  )
   s = c.step_time_per_worker()
   assert sorted(s.tolist()) == [1.0] * 6 + [4.0] * 2
   h = A.dynamic_local_steps(np.array([1.0, 2.0, 4.0, 3.0]), 8)
   np.testing.assert_array_equal(h, [8, 4, 2, 2])
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(scheme="buffered", buffer_size=5), "buffer_size"),
     (dict(scheme="nope"), "Unknown scheme"),
     (dict(scheme="deadline"), "deadline"),
     (dict(ties="random"), "ties"),
     (dict(local_steps=0), "local_steps"),
-])
+  ],
+)
 def test_bad_schedule_config(kwargs, match):
   with pytest.raises(ValueError, match=match):
     A.make_schedule(A.ClockConfig(num_workers=4), num_steps=3, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(speeds="gamma"), "speeds"),
     (dict(job_noise="pareto"), "job_noise"),
     (dict(speeds="fixed", step_times=(1.0, 2.0)), "one per worker"),
     (dict(num_workers=0), "num_workers"),
     (dict(straggler_slowdown=0.5), "straggler_slowdown"),
-])
+  ],
+)
 def test_bad_clock_config(kwargs, match):
   with pytest.raises(ValueError, match=match):
     A.ClockConfig(**kwargs)

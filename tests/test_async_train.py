@@ -1,5 +1,6 @@
 """The async engine of the one loop: config validation, an end-to-end run, resume mid-run bit
 for bit."""
+
 import json
 import os
 import signal
@@ -53,12 +54,14 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   def term(t, _):
     if t == 4:
       os.kill(os.getpid(), signal.SIGTERM)
+
   with pytest.raises(RunInterrupted, match=r"SIGTERM: stopped at step 8 .*rerun the same"):
     train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=term, quiet=True)
 
   def kill(t, _):
     if t == 12:  # after the checkpoint at step 8; steps 9-12 are lost
       raise Interrupt
+
   with pytest.raises(Interrupt):
     train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
   resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
@@ -80,7 +83,8 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   # Steps 9-12 were logged twice; TensorBoard shows each once, on both axes.
   assert sorted(event_steps(tmp_path / "cut")) == list(range(1, 17))
   assert sorted(event_steps(tmp_path / "cut" / "by_time")) == sorted(
-      event_steps(tmp_path / "full" / "by_time"))
+    event_steps(tmp_path / "full" / "by_time")
+  )
   assert full["final"] == resumed["final"] and full["best"] == resumed["best"]
 
 
@@ -94,15 +98,15 @@ def test_runlocal_end_to_end_outputs(tmp_path):
   assert np.all(np.diff([r["time"] for r in rows]) >= 0)
   assert {"train/loss", "train/scale", "tau/max", "tau/mean", "time"} <= set(rows[0])
   ev = [r for r in rows if "eval/loss" in r]
-  assert ev and ev[-1]["round"] == 16          # time-based cadence, and the last step
+  assert ev and ev[-1]["round"] == 16  # time-based cadence, and the last step
   tau = json.load(open(tmp_path / "tau.json"))
   assert sum(tau["histogram"]) == tau["updates"] == 16 and len(tau["per_worker"]) == 8
   assert (tmp_path / "tau_histogram.png").stat().st_size > 1000
   tb = os.listdir(tmp_path / "by_time")
   by_time = tensorboard_scalars(tmp_path / "by_time")["train/loss"]
   assert len(tb) == 1 and [(s, v, w) for s, v, w in by_time] == [
-      (round(r["time"] * 1000), pytest.approx(r["train/loss"], rel=1e-6), r["time"])
-      for r in rows]
+    (round(r["time"] * 1000), pytest.approx(r["train/loss"], rel=1e-6), r["time"]) for r in rows
+  ]
   assert "tailopt async run: async_local_sgd" in train_lib.format_summary(s)
 
 
@@ -111,18 +115,28 @@ def test_presets_are_the_library_presets():
   setup = A.fedbuff(buffer_size=4, local_steps=c.local_steps, inner_lr=0.01)
   assert async_train.async_config(c) == setup.config
   c = small_config("runlocal,fedasync")
-  assert async_train.async_config(c) == A.fedasync(local_steps=c.local_steps,
-                                                   inner_lr=0.01).config
+  assert async_train.async_config(c) == A.fedasync(local_steps=c.local_steps, inner_lr=0.01).config
 
 
-@pytest.mark.parametrize("field,value,msg", [
+@pytest.mark.parametrize(
+  "field,value,msg",
+  [
     ("asynchronous.scheme", "C", r"config.asynchronous.scheme='C' is unknown"),
-    ("asynchronous.rate.family", "cosine",
-     r"config.asynchronous.rate.family='cosine' is an unknown delay-aware rate family"),
-    ("asynchronous.buffer_size", 9,
-     r"config.asynchronous.buffer_size=9 > config.clients=8: the server cannot wait"),
-    ("asynchronous.compensation.kind", "quadratic",
-     r"config.asynchronous.compensation.kind='quadratic' is an unknown value"),
+    (
+      "asynchronous.rate.family",
+      "cosine",
+      r"config.asynchronous.rate.family='cosine' is an unknown delay-aware rate family",
+    ),
+    (
+      "asynchronous.buffer_size",
+      9,
+      r"config.asynchronous.buffer_size=9 > config.clients=8: the server cannot wait",
+    ),
+    (
+      "asynchronous.compensation.kind",
+      "quadratic",
+      r"config.asynchronous.compensation.kind='quadratic' is an unknown value",
+    ),
     ("clock.speeds", "uniform", r"config.clock.speeds='uniform' is unknown"),
     ("clock.straggler_slowdown", 0.5, r"config.clock.straggler_slowdown=0.5 must be >= 1"),
     ("eval_every", 6, r"config.eval_every=6 is not a multiple of config.chunk=4"),
@@ -130,22 +144,32 @@ def test_presets_are_the_library_presets():
     ("asynchronous.scheme", "deadline", r"'deadline' needs config.asynchronous.deadline"),
     ("hparams.inner_lower", 5.0, r"config.hparams.inner_lower=5.0 > config.hparams"),
     ("local_steps", 0, r"config.local_steps=0 must be >= 1"),
-])
+  ],
+)
 def test_validation_names_field_and_fix(field, value, msg):
   with pytest.raises(ConfigError, match=msg):
     validate(small_config(**{field: value}), tasks.TASKS)
 
 
 def test_validation_lists_every_problem_one_line_each():
-  c = small_config(**{"asynchronous.scheme": "C", "asynchronous.rate.family": "cosine",
-                      "clients": 4, "asynchronous.buffer_size": 6})
+  c = small_config(
+    **{
+      "asynchronous.scheme": "C",
+      "asynchronous.rate.family": "cosine",
+      "clients": 4,
+      "asynchronous.buffer_size": 6,
+    }
+  )
   with pytest.raises(ConfigError) as e:
     validate(c, tasks.TASKS)
   lines = str(e.value).splitlines()
   assert len(lines) == 2 and "scheme='C'" in lines[0] and "cosine" in lines[1]
   c = small_config(**{"clients": 4, "asynchronous.buffer_size": 6})
-  with pytest.raises(ConfigError, match=r"^config.asynchronous.buffer_size=6 > "
-                                        r"config.clients=4[^\n]*$"):
+  with pytest.raises(
+    ConfigError,
+    match=r"^config.asynchronous.buffer_size=6 > "
+    r"config.clients=4[^\n]*$",
+  ):
     validate(c, tasks.TASKS)
 
 
@@ -153,19 +177,28 @@ def test_time_budget_sets_the_horizon():
   c = small_config(time_budget=25.0, chunk=0)
   clock, acfg = async_train.clock_config(c), async_train.async_config(c)
   t = async_train.resolve_steps(c, clock, acfg)
-  s = A.make_schedule(clock, scheme="buffered", buffer_size=4, local_steps=c.local_steps,
-                      num_steps=t + 1)
+  s = A.make_schedule(
+    clock, scheme="buffered", buffer_size=4, local_steps=c.local_steps, num_steps=t + 1
+  )
   assert s.tick_time[t - 1] <= 25.0 < s.tick_time[t]
-  c.chunk = 4   # whole chunks (one compiled scan length), covering at least the budget
+  c.chunk = 4  # whole chunks (one compiled scan length), covering at least the budget
   t4 = async_train.resolve_steps(c, clock, acfg)
   assert t4 % 4 == 0 and t <= t4 < t + 4
 
 
 def test_cli_dispatches_async_and_reports_bad_config(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
-  cmd = [sys.executable, "-m", "experiments.main", "--config",
-         "configs/async_synthetic.py:runlocal", "--workdir", str(tmp_path),
-         "--config.progress=False", "--config.asynchronous.buffer_size=12"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.main",
+    "--config",
+    "configs/async_synthetic.py:runlocal",
+    "--workdir",
+    str(tmp_path),
+    "--config.progress=False",
+    "--config.asynchronous.buffer_size=12",
+  ]
   out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0
   assert "config.asynchronous.buffer_size=12 > config.clients=8" in out.stderr
@@ -175,10 +208,13 @@ def test_cli_dispatches_async_and_reports_bad_config(tmp_path):
   assert "tailopt async run: bi2clip/buffered on synthetic" in out.stdout
 
 
-@pytest.mark.parametrize("variant", ["", "runlocal", "runlocal,fedbuff,dirichlet",
-                                     "scheme_b,rate,comp", "vit,async_local_sgd"])
+@pytest.mark.parametrize(
+  "variant",
+  ["", "runlocal", "runlocal,fedbuff,dirichlet", "scheme_b,rate,comp", "vit,async_local_sgd"],
+)
 def test_fashion_mnist_configs_validate(variant):
   from configs import async_fashion_mnist
+
   c = async_fashion_mnist.get_config(variant)
   validate(c, tasks.TASKS)
   assert c.task == "fashion_mnist" and c.mode == "async"

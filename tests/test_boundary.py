@@ -4,6 +4,7 @@
 experiments' dependencies made unimportable it still builds a method and runs a round; and
 (slow) a fresh virtual environment with only the core requirements installed does the same.
 """
+
 import ast
 import os
 import pathlib
@@ -18,9 +19,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORE = {"jax", "jaxlib", "optax", "numpy", "tailopt"}
 # What the experiments extra brings. absl is not here: optax itself imports absl.logging
 # (absl-py is one of optax's own requirements).
-NOT_CORE = ["flax", "tensorflow_datasets", "tensorflow", "orbax", "ml_collections",
-            "matplotlib", "tqdm", "gguf", "tokenizers", "safetensors", "sacrebleu", "jinja2",
-            "tensorboardX", "tensorboard", "experiments", "configs"]
+NOT_CORE = [
+  "flax",
+  "tensorflow_datasets",
+  "tensorflow",
+  "orbax",
+  "ml_collections",
+  "matplotlib",
+  "tqdm",
+  "gguf",
+  "tokenizers",
+  "safetensors",
+  "sacrebleu",
+  "jinja2",
+  "tensorboardX",
+  "tensorboard",
+  "experiments",
+  "configs",
+]
 
 # Runs in a subprocess: with BLOCK set, importing any NOT_CORE module fails, and so does any
 # import made by a tailopt module outside the core requirements.
@@ -80,8 +96,12 @@ print("ROUND_OK", len(jax.devices()), tailopt.__file__)
 
 def _env(**extra):
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
-  env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             CORE=",".join(sorted(CORE)), **extra)
+  env.update(
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    CORE=",".join(sorted(CORE)),
+    **extra,
+  )
   return env
 
 
@@ -103,9 +123,14 @@ def test_core_modules_import_only_the_core_requirements():
 
 
 def test_round_runs_without_the_experiments_dependencies(tmp_path):
-  r = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, capture_output=True,
-                     text=True, timeout=300,
-                     env=_env(PYTHONPATH=str(ROOT), BLOCK=",".join(NOT_CORE)))
+  r = subprocess.run(
+    [sys.executable, "-c", SCRIPT],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=_env(PYTHONPATH=str(ROOT), BLOCK=",".join(NOT_CORE)),
+  )
   assert r.returncode == 0, r.stdout + r.stderr[-4000:]
   assert f"ROUND_OK 2 {ROOT / 'tailopt'}" in r.stdout
 
@@ -114,24 +139,44 @@ def test_round_runs_without_the_experiments_dependencies(tmp_path):
 def test_fresh_venv_with_only_the_core_requirements(tmp_path):
   """``pip install <repo>`` (no extras) in a new virtual environment, then a round."""
   t0 = time.perf_counter()
-  src = tmp_path / "src"   # a clean copy: no build/ left over in the checkout
-  shutil.copytree(ROOT / "tailopt", src / "tailopt",
-                  ignore=shutil.ignore_patterns("__pycache__"))
+  src = tmp_path / "src"  # a clean copy: no build/ left over in the checkout
+  shutil.copytree(ROOT / "tailopt", src / "tailopt", ignore=shutil.ignore_patterns("__pycache__"))
   for f in ("pyproject.toml", "README.md"):
     shutil.copy(ROOT / f, src / f)
   venv = tmp_path / "venv"
   subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
   py = str(venv / "bin" / "python")
-  pip = subprocess.run([py, "-m", "pip", "install", "-q", str(src)], capture_output=True,
-                       text=True, timeout=1800, env=_env(PIP_DISABLE_PIP_VERSION_CHECK="1"))
+  pip = subprocess.run(
+    [py, "-m", "pip", "install", "-q", str(src)],
+    capture_output=True,
+    text=True,
+    timeout=1800,
+    env=_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
+  )
   assert pip.returncode == 0, pip.stdout + pip.stderr[-4000:]
   missing = subprocess.run(
-      [py, "-c", "import importlib.util as u, sys; "
-       "print(','.join(m for m in sys.argv[1:] if u.find_spec(m) is not None))", *NOT_CORE],
-      cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=120)
+    [
+      py,
+      "-c",
+      "import importlib.util as u, sys; "
+      "print(','.join(m for m in sys.argv[1:] if u.find_spec(m) is not None))",
+      *NOT_CORE,
+    ],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    env=_env(),
+    timeout=120,
+  )
   assert missing.stdout.strip() == "", f"installed without being asked: {missing.stdout}"
-  r = subprocess.run([py, "-c", SCRIPT], cwd=tmp_path, capture_output=True, text=True,
-                     timeout=600, env=_env(BLOCK=",".join(NOT_CORE)))
+  r = subprocess.run(
+    [py, "-c", SCRIPT],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=_env(BLOCK=",".join(NOT_CORE)),
+  )
   assert r.returncode == 0, r.stdout + r.stderr[-4000:]
   assert "ROUND_OK 2 " + str(venv) in r.stdout
   print(f"fresh venv: install + round in {time.perf_counter() - t0:.0f} s")

@@ -1,4 +1,5 @@
 """BiClip and L2 clipping against hand-computed values."""
+
 import math
 
 import jax
@@ -34,7 +35,9 @@ def test_bi_clip_special_cases():
   # d = u: u * sign(x) (signSGD), zero stays zero.
   np.testing.assert_array_equal(_apply(tailopt.bi_clip(0.5, 0.5), x), [-0.5, -0.5, 0, 0.5, 0.5])
   # d = 0: plain value clipping.
-  np.testing.assert_array_equal(_apply(tailopt.bi_clip(1.0, 0.0), x), np.float32([-1, -0.2, 0, 0.3, 1]))
+  np.testing.assert_array_equal(
+    _apply(tailopt.bi_clip(1.0, 0.0), x), np.float32([-1, -0.2, 0, 0.3, 1])
+  )
   # d = 0, u = inf: identity.
   np.testing.assert_array_equal(_apply(tailopt.bi_clip(INF, 0.0), x), x)
 
@@ -52,12 +55,15 @@ def test_bi_clip_pytree_and_dtype():
   np.testing.assert_array_equal(out["b"]["c"], [0.5])
 
 
-@pytest.mark.parametrize("upper,lower,msg", [
+@pytest.mark.parametrize(
+  "upper,lower,msg",
+  [
     (1.0, 2.0, "lower=2.0 > upper=1.0"),
     (-1.0, 0.0, "upper=-1.0 is negative"),
     (1.0, -0.1, "lower=-0.1 is negative"),
     ("big", 0.0, "must be a float or an optax schedule"),
-])
+  ],
+)
 def test_bi_clip_bad_thresholds(upper, lower, msg):
   with pytest.raises((ValueError, TypeError), match=msg):
     tailopt.bi_clip(upper, lower)
@@ -106,11 +112,14 @@ def test_bi_clip_inside_inject_hyperparams():
 def test_l2_clip_hand_values():
   tree = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([4.0])}  # norm 5
   out = _apply(tailopt.l2_clip(1.0), tree)
-  np.testing.assert_allclose(out["a"], [0.6, 0.0]); np.testing.assert_allclose(out["b"], [0.8])
+  np.testing.assert_allclose(out["a"], [0.6, 0.0])
+  np.testing.assert_allclose(out["b"], [0.8])
   out = _apply(tailopt.l2_clip(10.0), tree)
-  np.testing.assert_allclose(out["a"], [3.0, 0.0]); np.testing.assert_allclose(out["b"], [4.0])
+  np.testing.assert_allclose(out["a"], [3.0, 0.0])
+  np.testing.assert_allclose(out["b"], [4.0])
   out = _apply(tailopt.l2_clip(20.0, 10.0), tree)  # raised to norm 10
-  np.testing.assert_allclose(out["a"], [6.0, 0.0]); np.testing.assert_allclose(out["b"], [8.0])
+  np.testing.assert_allclose(out["a"], [6.0, 0.0])
+  np.testing.assert_allclose(out["b"], [8.0])
   zero = {"a": jnp.zeros(2), "b": jnp.zeros(1)}
   out = _apply(tailopt.l2_clip(20.0, 10.0), zero)
   assert float(tailopt.global_norm(out)) == 0.0
@@ -147,19 +156,22 @@ def test_clip_fractions_from_what_the_stage_did():
   assert float(above) == pytest.approx(0.25, abs=0.01)
 
 
-@pytest.mark.parametrize("clip,above,below", [
+@pytest.mark.parametrize(
+  "clip,above,below",
+  [
     (lambda: tailopt.bi_clip(1.0, 0.01), 2 / 8, 2 / 8),
-    (lambda: optax.clip(1.0), 2 / 8, 0.0),                   # optax's own value clip
-    (lambda: optax.clip_by_global_norm(1.0), 7 / 8, 0.0),    # every nonzero coordinate
-    (lambda: tailopt.l2_clip(100.0, 50.0), 0.0, 7 / 8),      # raised to norm 50
-])
+    (lambda: optax.clip(1.0), 2 / 8, 0.0),  # optax's own value clip
+    (lambda: optax.clip_by_global_norm(1.0), 7 / 8, 0.0),  # every nonzero coordinate
+    (lambda: tailopt.l2_clip(100.0, 50.0), 0.0, 7 / 8),  # raised to norm 50
+  ],
+)
 def test_monitor_clip_reports_any_clipping_transform(clip, above, below):
   x = {"a": jnp.array([0.0, 0.001, 0.5, 2.0]), "b": jnp.array([-3.0, -0.002, 0.1, 0.2])}
   tx = optax.chain(tailopt.monitor_clip(clip()), optax.sgd(0.1))
   plain = optax.chain(clip(), optax.sgd(0.1))
   u, state = jax.jit(tx.update)(x, tx.init(x), x)
   u_plain, _ = plain.update(x, plain.init(x), x)
-  jax.tree.map(np.testing.assert_array_equal, u, u_plain)   # updates unchanged
+  jax.tree.map(np.testing.assert_array_equal, u, u_plain)  # updates unchanged
   assert float(optax.tree.get(state, "clip_above")) == pytest.approx(above)
   assert float(optax.tree.get(state, "clip_below")) == pytest.approx(below)
   got = tailopt.measurements(state, "inner_")
@@ -167,24 +179,33 @@ def test_monitor_clip_reports_any_clipping_transform(clip, above, below):
 
 
 def test_measurements_include_optax_snapshots_and_number_repeats():
-  tx = optax.chain(optax.snapshot("gnorm", optax.tree.norm),
-                   tailopt.monitor_clip(tailopt.bi_clip(1.0)),
-                   tailopt.monitor_clip(tailopt.bi_clip(0.5)),
-                   optax.snapshot("vec", lambda u: u),  # not a scalar: skipped
-                   optax.sgd(1.0))
+  tx = optax.chain(
+    optax.snapshot("gnorm", optax.tree.norm),
+    tailopt.monitor_clip(tailopt.bi_clip(1.0)),
+    tailopt.monitor_clip(tailopt.bi_clip(0.5)),
+    optax.snapshot("vec", lambda u: u),  # not a scalar: skipped
+    optax.sgd(1.0),
+  )
   g = jnp.array([3.0, 4.0])
   _, state = tx.update(g, tx.init(g), g)
   got = tailopt.measurements(state, "outer_")
-  assert sorted(got) == ["outer_clip_above", "outer_clip_above_1", "outer_clip_below",
-                         "outer_clip_below_1", "outer_gnorm"]
+  assert sorted(got) == [
+    "outer_clip_above",
+    "outer_clip_above_1",
+    "outer_clip_below",
+    "outer_clip_below_1",
+    "outer_gnorm",
+  ]
   assert float(got["outer_gnorm"]) == pytest.approx(5.0)
 
 
 def test_monitor_clip_elementwise_matches_generic():
   """The elementwise path (clip applied to the sampled inputs only) gives the generic
   path's fractions, sampled (a leaf > 4096 coordinates) and exact."""
-  g = {"a": jax.random.cauchy(jax.random.key(0), (100, 70)),
-       "b": jax.random.normal(jax.random.key(1), (33,)) * 0.01}
+  g = {
+    "a": jax.random.cauchy(jax.random.key(0), (100, 70)),
+    "b": jax.random.normal(jax.random.key(1), (33,)) * 0.01,
+  }
   clip = tailopt.bi_clip(upper=1.0, lower=0.005)
   fast, slow = tailopt.monitor_clip(clip, elementwise=True), tailopt.monitor_clip(clip)
   uf, sf = fast.update(g, fast.init(g))

@@ -1,4 +1,5 @@
 """Compressors, the bytes metric, compressed and streaming rounds."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,20 +37,22 @@ def test_stochastic_rounding_is_unbiased():
   blockmax = np.abs(np.asarray(x)).reshape(-1, 64).max(1).repeat(64)
   n = 4000
   keys = jax.random.split(jax.random.key(3), n)
-  for comp, step in ((C.int_quantizer(4, 64, stochastic=True), blockmax / 7),
-                     (C.fixed_range_quantizer(2.0, 2, stochastic=True), np.full(256, 2.0))):
+  for comp, step in (
+    (C.int_quantizer(4, 64, stochastic=True), blockmax / 7),
+    (C.fixed_range_quantizer(2.0, 2, stochastic=True), np.full(256, 2.0)),
+  ):
     ys = np.asarray(jax.vmap(lambda k, comp=comp: _roundtrip(comp, x, k)[0])(keys))
-    assert np.all(np.abs(ys - np.asarray(x)) < step * (1 + 1e-5))     # within one step
+    assert np.all(np.abs(ys - np.asarray(x)) < step * (1 + 1e-5))  # within one step
     # Unbiased: the mean error is within 5 standard errors (sd <= step / 2).
     assert np.all(np.abs(ys.mean(0) - np.asarray(x)) <= 5 * step / 2 / np.sqrt(n))
-    assert np.abs(ys[0] - np.asarray(x)).max() > 0   # it does quantize
+    assert np.abs(ys[0] - np.asarray(x)).max() > 0  # it does quantize
 
 
 def test_fp8_relative_error_bound():
   x = _x(512, seed=2)
   y, payload = _roundtrip(C.fp8_quantizer(block=128), x)
   xb = np.asarray(x).reshape(-1, 128)
-  big = np.abs(xb) > np.abs(xb).max(1, keepdims=True) * 2.0**-6   # normal range of e4m3
+  big = np.abs(xb) > np.abs(xb).max(1, keepdims=True) * 2.0**-6  # normal range of e4m3
   rel = np.abs((np.asarray(y).reshape(-1, 128) - xb)[big] / xb[big])
   assert rel.max() <= 2.0**-4 + 1e-6
   assert payload["x"]["codes"].dtype == jnp.float8_e4m3fn
@@ -73,6 +76,7 @@ def test_bi2clip_delta_lies_in_the_fixed_range():
 
   def loss(p, b):
     return jnp.sum(b["g"] * p["w"])
+
   run = tailopt.make_local_run(loss, method.inner)
   g = jnp.asarray(np.random.default_rng(0).standard_cauchy((3, 50)) * 100, jnp.float32)
   res = run({"w": jnp.zeros(50)}, method.inner.init({"w": jnp.zeros(50)}), None, {"g": g})
@@ -93,8 +97,12 @@ def test_error_feedback_recovers_the_sum():
   np.testing.assert_allclose(sent, total - state.residual["x"], rtol=1e-5, atol=1e-5)
   # ... and the residual stays bounded, so the relative error of the sum vanishes.
   assert float(jnp.linalg.norm(sent - total) / jnp.linalg.norm(total)) < 0.2
-  plain = sum(C.int_quantizer(2, 16).decompress(
-      C.int_quantizer(2, 16).compress({"x": d}, None, None)[0], {"x": d})["x"] for d in deltas)
+  plain = sum(
+    C.int_quantizer(2, 16).decompress(
+      C.int_quantizer(2, 16).compress({"x": d}, None, None)[0], {"x": d}
+    )["x"]
+    for d in deltas
+  )
   assert jnp.linalg.norm(sent - total) < jnp.linalg.norm(plain - total)
 
 
@@ -105,8 +113,10 @@ def _loss(params, batch):
 
 def _batch(c=8, z=2, seed=0):
   rng = np.random.default_rng(seed)
-  return {"x": rng.normal(size=(c, z, 4, 300)).astype(np.float32),
-          "y": rng.normal(size=(c, z, 4)).astype(np.float32)}
+  return {
+    "x": rng.normal(size=(c, z, 4, 300)).astype(np.float32),
+    "y": rng.normal(size=(c, z, 4)).astype(np.float32),
+  }
 
 
 P0 = {"w": jnp.zeros(300), "b": jnp.zeros(())}
@@ -128,7 +138,7 @@ def test_bytes_metric_equals_the_arrays_sizes():
   comp = C.int_quantizer(8, block=128)
   _, m, _ = _run(1, compressor=comp)
   payload, _ = comp.compress(P0, None, jax.random.key(0))
-  assert m["bytes_up"] == C.payload_bytes(payload) == 384 + 3 * 4 + 4 + 4   # bias: one 4-wide block
+  assert m["bytes_up"] == C.payload_bytes(payload) == 384 + 3 * 4 + 4 + 4  # bias: one 4-wide block
   _, m, _ = _run(1, compressor=C.int_quantizer(4, 128), down_compressor=C.fp8_quantizer(128))
   assert m["bytes_up"] == 192 + 12 + 2 + 4 and m["bytes_down"] == 384 + 12 + 1 + 4
 
@@ -142,13 +152,17 @@ def test_compressed_round_gathers_the_codes_not_floats():
   assert not any("all_reduce" in line and "300" in line for line in hlo.splitlines())
 
 
-@pytest.mark.parametrize("comp", [C.int_quantizer(8, 64), C.error_feedback(
-    C.int_quantizer(4, 64, stochastic=True))], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+  "comp",
+  [C.int_quantizer(8, 64), C.error_feedback(C.int_quantizer(4, 64, stochastic=True))],
+  ids=lambda c: c.name,
+)
 def test_compressed_eight_device_round_equals_one_device(comp):
   s8, m8, _ = _run(3, compressor=comp)
   s1, m1, _ = _run(3, compressor=comp, mesh=tailopt.client_mesh(1))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               s8.params, s1.params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s8.params, s1.params
+  )
   np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
 
 
@@ -176,23 +190,29 @@ def test_streaming_two_fragments_by_hand():
   # leaves 'a' (size 2) and 'b' (size 1) fall in fragments 0 and 1; round t syncs t % 2.
   def loss(p, b):
     return 0.5 * (jnp.sum((p["a"] - b["t"][:2]) ** 2) + jnp.sum((p["b"] - b["t"][2:]) ** 2))
-  rnd = tailopt.build_round(loss, tailopt.get_method("fedavg", inner_lr=0.1),
-                            local_steps=1, num_clients=1, mesh=tailopt.client_mesh(1),
-                            fragments=2)
+
+  rnd = tailopt.build_round(
+    loss,
+    tailopt.get_method("fedavg", inner_lr=0.1),
+    local_steps=1,
+    num_clients=1,
+    mesh=tailopt.client_mesh(1),
+    fragments=2,
+  )
   state = rnd.init({"a": jnp.zeros(2), "b": jnp.zeros(1)})
   t = np.array([1.0, 2.0, 3.0], np.float32)
   local, glob = np.zeros(3), np.zeros(3)
   ups = []
   for r in range(4):
     state, m = rnd(state, {"t": jnp.asarray(t)[None, None]})
-    local = local - 0.1 * (local - t)          # the client's own model keeps training
+    local = local - 0.1 * (local - t)  # the client's own model keeps training
     sync = slice(0, 2) if r % 2 == 0 else slice(2, 3)
-    glob[sync] = local[sync]                   # avg outer, lr 1, one client: x = x_local
+    glob[sync] = local[sync]  # avg outer, lr 1, one client: x = x_local
     ups.append(float(m["bytes_up"]))
     got = np.concatenate([np.asarray(state.params["a"]), np.asarray(state.params["b"])])
     np.testing.assert_allclose(got, glob, rtol=1e-6)
   assert ups == [8.0, 4.0, 8.0, 4.0]
-  assert float(m["bytes_cumulative"]) == 2 * (8 + 8) + 2 * (4 + 4)   # up + down, 4 rounds
+  assert float(m["bytes_cumulative"]) == 2 * (8 + 8) + 2 * (4 + 4)  # up + down, 4 rounds
 
 
 def test_streaming_composes_with_compression_and_bad_arguments():
@@ -213,10 +233,15 @@ def test_simulator_reports_bytes_per_server_step():
 
   def data_fn(worker, job, key):
     return {"x": jax.random.normal(key, (2, 4, 300)), "y": jnp.zeros((2, 4))}
-  sim = A.Simulator(_loss, tailopt.get_method("fedavg"), data_fn,
-                    clock=A.ClockConfig(num_workers=4, speeds="fixed", job_noise="none"),
-                    config=A.AsyncConfig(scheme="buffered", buffer_size=4, local_steps=2),
-                    num_steps=2)
+
+  sim = A.Simulator(
+    _loss,
+    tailopt.get_method("fedavg"),
+    data_fn,
+    clock=A.ClockConfig(num_workers=4, speeds="fixed", job_noise="none"),
+    config=A.AsyncConfig(scheme="buffered", buffer_size=4, local_steps=2),
+    num_steps=2,
+  )
   _, m = sim.run(sim.init(P0), 2)
   # Equal speeds: each step applies the 4 Deltas and the 4 workers pull the new model
   # (after the last step nobody pulls: those jobs lie beyond the horizon).

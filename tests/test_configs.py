@@ -1,4 +1,5 @@
 """Configs: the hyperparameter section, per-method tuned points and schedules from configs."""
+
 import glob
 import importlib
 import os
@@ -11,9 +12,11 @@ import tailopt
 from experiments import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs",
-                                                                          "*.py"))
-                 if not p.endswith(("__init__.py", "common.py")))
+CONFIGS = sorted(
+  os.path.basename(p)[:-3]
+  for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+  if not p.endswith(("__init__.py", "common.py"))
+)
 
 
 def _config(name, arg=""):
@@ -35,10 +38,10 @@ def test_every_tuned_point_builds_its_method(name):
 
 def test_method_override_uses_that_methods_own_tuned_point():
   c = _config("synthetic")
-  assert validate.method_hparams(c)["inner_lr"] == 0.003      # bi2clip's
+  assert validate.method_hparams(c)["inner_lr"] == 0.003  # bi2clip's
   c.method = "fedavg"
   assert validate.method_hparams(c) == {"inner_lr": 0.001, "outer_lr": 1.0}
-  c.method = "avg-adam"                                        # not tuned: its defaults
+  c.method = "avg-adam"  # not tuned: its defaults
   assert validate.method_hparams(c) == {}
   validate.validate(c)
 
@@ -47,15 +50,17 @@ def test_an_override_the_method_ignores_is_an_error():
   c = _config("synthetic")
   c.method = "fedavg"
   c.hparams.outer_upper = 0.1
-  with pytest.raises(validate.ConfigError,
-                     match=r"config.hparams.outer_upper is set but config.method='fedavg' "
-                           r"does not use it.*fedavg uses: inner_lr"):
+  with pytest.raises(
+    validate.ConfigError,
+    match=r"config.hparams.outer_upper is set but config.method='fedavg' "
+    r"does not use it.*fedavg uses: inner_lr",
+  ):
     validate.validate(c)
 
 
-@pytest.mark.parametrize("field,value", [("inner_lr", float("nan")),
-                                         ("outer_lr", float("inf")),
-                                         ("momentum", 1.5)])
+@pytest.mark.parametrize(
+  "field,value", [("inner_lr", float("nan")), ("outer_lr", float("inf")), ("momentum", 1.5)]
+)
 def test_bad_values_are_config_errors(field, value):
   c = _config("synthetic")
   c.method = "diloco"
@@ -77,9 +82,23 @@ def test_every_schedule_of_the_spec_is_reachable_from_a_config():
 def test_cli_method_override_runs_with_that_methods_defaults(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   out = subprocess.run(
-      [sys.executable, "-m", "experiments.main", "--config", "configs/synthetic.py:runlocal",
-       "--workdir", str(tmp_path / "run"), "--config.method=fedavg",
-       "--config.rounds=4", "--config.progress=False"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "experiments.main",
+      "--config",
+      "configs/synthetic.py:runlocal",
+      "--workdir",
+      str(tmp_path / "run"),
+      "--config.method=fedavg",
+      "--config.rounds=4",
+      "--config.progress=False",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   assert "inner_lr=0.001, outer_lr=1.0" in out.stdout + out.stderr

@@ -1,4 +1,5 @@
 """English -> Spanish Bible verse pairs: cleaning, split, tokenizer, BLEU, the task."""
+
 import hashlib
 import math
 import os
@@ -21,57 +22,78 @@ N_PAIRS = 30_516
 
 def test_clean_english_raw_lines():
   assert bt.clean_english(
-      "¶ And God said, Let there be a firmament in the midst of the waters, and let it "
-      "divide the waters from the waters.  ") == (
-      "And God said, Let there be a firmament in the midst of the waters, and let it "
-      "divide the waters from the waters.")
+    "¶ And God said, Let there be a firmament in the midst of the waters, and let it "
+    "divide the waters from the waters.  "
+  ) == (
+    "And God said, Let there be a firmament in the midst of the waters, and let it "
+    "divide the waters from the waters."
+  )
   assert bt.clean_english(
-      "And I appeared unto Abraham, unto Isaac, and unto Jacob, by the name of God "
-      "Almighty, but by my name \\nd JEHOVAH was I not known to them.").endswith(
-      "but by my name JEHOVAH was I not known to them.")
+    "And I appeared unto Abraham, unto Isaac, and unto Jacob, by the name of God "
+    "Almighty, but by my name \\nd JEHOVAH was I not known to them."
+  ).endswith("but by my name JEHOVAH was I not known to them.")
   assert bt.clean_english("the Son hath not the Father: [but] he that") == (
-      "the Son hath not the Father: but he that")
+    "the Son hath not the Father: but he that"
+  )
   assert bt.clean_english("David\u2019s Psalm") == "David's Psalm"
 
 
 def test_clean_spanish_raw_lines():
   assert bt.clean_spanish(
-      "La gracia de nuestro Señor Jesucristo <G5547> sea con todos vosotros. Amén.   ") == (
-      "La gracia de nuestro Señor Jesucristo sea con todos vosotros. Amén.")
-  assert bt.clean_spanish("PABLO, siervo de Jesucristo <G5547>, llamado",
-                          chapter_start=True) == "Pablo, siervo de Jesucristo, llamado"
-  assert bt.clean_spanish("EN el principio crió Dios los cielos y la tierra.",
-                          chapter_start=True).startswith("En el principio crió")
+    "La gracia de nuestro Señor Jesucristo <G5547> sea con todos vosotros. Amén.   "
+  ) == ("La gracia de nuestro Señor Jesucristo sea con todos vosotros. Amén.")
+  assert (
+    bt.clean_spanish("PABLO, siervo de Jesucristo <G5547>, llamado", chapter_start=True)
+    == "Pablo, siervo de Jesucristo, llamado"
+  )
+  assert bt.clean_spanish(
+    "EN el principio crió Dios los cielos y la tierra.", chapter_start=True
+  ).startswith("En el principio crió")
   assert bt.clean_spanish("Y ACONTECIÓ en los días de Amraphel", chapter_start=True) == (
-      "Y aconteció en los días de Amraphel")
+    "Y aconteció en los días de Amraphel"
+  )
   assert bt.clean_spanish("¿POR qué estás lejos, oh Jehová", chapter_start=True) == (
-      "¿Por qué estás lejos, oh Jehová")
+    "¿Por qué estás lejos, oh Jehová"
+  )
   # only a chapter's opening is in capitals; capitals elsewhere are the text's own
   assert bt.clean_spanish("Y respondió Dios á Moisés: YO SOY EL QUE SOY.") == (
-      "Y respondió Dios á Moisés: YO SOY EL QUE SOY.")
+    "Y respondió Dios á Moisés: YO SOY EL QUE SOY."
+  )
   assert bt.clean_spanish("Y dijo Dios", chapter_start=True) == "Y dijo Dios"
   # Psalm 119's Hebrew-letter headings, with and without a full stop
   assert bt.clean_spanish("BETH ¿Con qué limpiará el joven su camino?", psalm119=True) == (
-      "¿Con qué limpiará el joven su camino?")
-  assert bt.clean_spanish("ALEPH. BIENAVENTURADOS los perfectos de camino",
-                          psalm119=True) == "Bienaventurados los perfectos de camino"
+    "¿Con qué limpiará el joven su camino?"
+  )
+  assert (
+    bt.clean_spanish("ALEPH. BIENAVENTURADOS los perfectos de camino", psalm119=True)
+    == "Bienaventurados los perfectos de camino"
+  )
   assert bt.clean_spanish("Tus estatutos guardaré", psalm119=True) == "Tus estatutos guardaré"
 
 
 def test_parse_dump_keeps_verse_lines_only():
-  raw = ("Psalms 2:12: Kiss the Son.  \n\nA Psalm of David, when he fled from Absalom his son.\n"
-         "   Psalms 3:1: LORD, how are they increased\n   I Samuel 3:4: That the LORD called\n"
-         "Revelation of John 22:21: The grace\n(engKJV2006eb)\n")
-  assert bt.parse_dump(raw) == [("Psalms", 2, 12, "Kiss the Son.  "),
-                                ("Psalms", 3, 1, "LORD, how are they increased"),
-                                ("I Samuel", 3, 4, "That the LORD called"),
-                                ("Revelation of John", 22, 21, "The grace")]
+  raw = (
+    "Psalms 2:12: Kiss the Son.  \n\nA Psalm of David, when he fled from Absalom his son.\n"
+    "   Psalms 3:1: LORD, how are they increased\n   I Samuel 3:4: That the LORD called\n"
+    "Revelation of John 22:21: The grace\n(engKJV2006eb)\n"
+  )
+  assert bt.parse_dump(raw) == [
+    ("Psalms", 2, 12, "Kiss the Son.  "),
+    ("Psalms", 3, 1, "LORD, how are they increased"),
+    ("I Samuel", 3, 4, "That the LORD called"),
+    ("Revelation of John", 22, 21, "The grace"),
+  ]
 
 
 def test_versification_seams_drop_chapter_and_next():
   P = bt.Pair
-  ps = [P("Num", 12, 15, "a", "b"), P("Num", 12, 16, "c", ""), P("Num", 13, 1, "d", "e"),
-        P("Num", 14, 1, "f", "g"), P("Deu", 1, 1, "h", "i")]
+  ps = [
+    P("Num", 12, 15, "a", "b"),
+    P("Num", 12, 16, "c", ""),
+    P("Num", 13, 1, "d", "e"),
+    P("Num", 14, 1, "f", "g"),
+    P("Deu", 1, 1, "h", "i"),
+  ]
   assert bt.drop_versification_seams(ps) == [ps[3], ps[4]]
 
 
@@ -121,14 +143,20 @@ def test_pairs_pinned_and_clean(root):
       assert t and t == t.strip() and "  " not in t, p
       assert not set(t) & set("<>\\¶[]\t\n"), p
   by_ref = {p.ref: p for p in ps}
-  assert by_ref["Ge 1:1"] == bt.Pair("Ge", 1, 1, "In the beginning God created the heaven "
-                                     "and the earth.", "En el principio crió Dios los cielos "
-                                     "y la tierra.")
-  assert by_ref["Rev 22:21"].es == ("La gracia de nuestro Señor Jesucristo sea con todos "
-                                    "vosotros. Amén.")
+  assert by_ref["Ge 1:1"] == bt.Pair(
+    "Ge",
+    1,
+    1,
+    "In the beginning God created the heaven and the earth.",
+    "En el principio crió Dios los cielos y la tierra.",
+  )
+  assert by_ref["Rev 22:21"].es == (
+    "La gracia de nuestro Señor Jesucristo sea con todos vosotros. Amén."
+  )
   # the KJV's Psalm titles sit in verse 1, like the Reina-Valera's; no stale titles later
-  assert by_ref["Psa 3:1"].en.startswith("A Psalm of David, when he fled from Absalom his "
-                                         "son. LORD, how are they increased")
+  assert by_ref["Psa 3:1"].en.startswith(
+    "A Psalm of David, when he fled from Absalom his son. LORD, how are they increased"
+  )
   assert by_ref["Psa 3:1"].es.startswith("Salmo de David, cuando huía de delante de Absalom")
   assert by_ref["Psa 3:2"].en.startswith("Many there be which say of my soul")
   assert by_ref["Psa 10:1"].en.startswith("Why standest thou afar off")
@@ -200,8 +228,9 @@ def test_load_and_detokenize_references_give_bleu_100(root):
   t = data.test
   assert (t["tgt_in"][:, 0] == data.meta["bos_id"]).all()
   eos = data.meta["eos_id"]  # tgt_in = BOS + Spanish, tgt_out = Spanish + EOS
-  np.testing.assert_array_equal(t["tgt_in"][:, 1:],
-                                np.where(t["tgt_out"][:, :-1] == eos, 0, t["tgt_out"][:, :-1]))
+  np.testing.assert_array_equal(
+    t["tgt_in"][:, 1:], np.where(t["tgt_out"][:, :-1] == eos, 0, t["tgt_out"][:, :-1])
+  )
   assert ((t["tgt_out"] == eos).sum(1) <= 1).all()
   np.testing.assert_array_equal(t["tgt_mask"], (t["tgt_out"] != 0).astype(np.float32))
   # the targets, decoded as a model would output them, are the references
@@ -210,8 +239,9 @@ def test_load_and_detokenize_references_give_bleu_100(root):
   whole = t["tgt_mask"][:, -1] == 0  # not truncated (a 2,000-token vocabulary cuts ~1/4)
   assert whole.mean() > 0.5
   assert [h for h, w in zip(hyps, whole) if w] == [r for r, w in zip(refs, whole) if w]
-  assert bt.bleu([h for h, w in zip(hyps, whole) if w],
-                 [r for r, w in zip(refs, whole) if w]) == pytest.approx(100.0)
+  assert bt.bleu(
+    [h for h, w in zip(hyps, whole) if w], [r for r, w in zip(refs, whole) if w]
+  ) == pytest.approx(100.0)
 
 
 @pytest.mark.data
@@ -220,6 +250,7 @@ def test_task_bleu_eval_runs_on_the_runlocal_config(root):
   import jax
   from configs.bible_translation import get_config
   from experiments import tasks
+
   c = get_config("runlocal")
   c.data.bleu_examples, c.data.limit, c.eval_batch_size = 8, 40, 8
   data, model = tasks.build_task(c)
@@ -233,12 +264,26 @@ def test_task_bleu_eval_runs_on_the_runlocal_config(root):
 def test_runlocal_end_to_end(root, tmp_path):
   """The README's command: python -m experiments.main --config ...:runlocal."""
   repo = pathlib.Path(__file__).resolve().parents[1]
-  res = subprocess.run([sys.executable, "-m", "experiments.main", "--config",
-                        "configs/bible_translation.py:runlocal", "--workdir", str(tmp_path),
-                        "--config.progress=false"], cwd=repo, capture_output=True, text=True,
-                       timeout=900, env=dict(os.environ))
+  res = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.main",
+      "--config",
+      "configs/bible_translation.py:runlocal",
+      "--workdir",
+      str(tmp_path),
+      "--config.progress=false",
+    ],
+    cwd=repo,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env=dict(os.environ),
+  )
   assert res.returncode == 0, res.stderr[-3000:]
   import json
+
   s = json.load(open(tmp_path / "summary.json"))
   assert s["finished"] and not s["diverged"]
   assert {"eval/bleu", "eval/loss", "eval/accuracy"} <= set(s["final"])
@@ -250,6 +295,7 @@ def test_configs_validate(variant):
   from configs.bible_translation import get_config
   from experiments import tasks
   from experiments.validate import validate
+
   c = get_config(variant)
   validate(c, tasks.TASKS)
   assert c.task == "bible_translation" and c.report_metric == "eval/bleu"

@@ -50,9 +50,14 @@ def test_load_partitions(kind, train):
   y = train[1][:6000]
   ys = np.concatenate([c["y"] for c in d.clients])
   assert np.bincount(ys).tolist() == np.bincount(y).tolist()  # covers the data
-  skew = partition.label_skew(y, partition.iid(6000, 10, 0) if kind == "iid" else
-                              partition.dirichlet(y, 10, 0.1, 0) if kind == "dirichlet" else
-                              partition.sorted_by_label(y, 10))
+  skew = partition.label_skew(
+    y,
+    partition.iid(6000, 10, 0)
+    if kind == "iid"
+    else partition.dirichlet(y, 10, 0.1, 0)
+    if kind == "dirichlet"
+    else partition.sorted_by_label(y, 10),
+  )
   if kind == "iid":
     assert skew < 0.1
     assert all(len(np.unique(c["y"])) == 10 for c in d.clients)

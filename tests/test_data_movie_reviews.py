@@ -36,7 +36,11 @@ def test_domain_statistics(artifacts):
     s = movie_reviews.read_snippets(domain)
     keep, y = movie_reviews.binarize(s.scores)
     assert (len(s.ids), int(keep.sum()), int(y[keep].sum()), int((1 - y[keep]).sum())) == (
-        rows, kept, pos, neg), domain
+      rows,
+      kept,
+      pos,
+      neg,
+    ), domain
 
 
 def test_load_domain_split(artifacts):
@@ -74,8 +78,9 @@ def test_limit_subsamples_both_classes(artifacts):
 
 @pytest.mark.parametrize("kind", ["iid", "dirichlet", "sorted"])
 def test_load_client_partitions(artifacts, kind):
-  d = movie_reviews.load(num_clients=5, partition_kind=kind, domains=("movie",), limit=400,
-                         beta=0.1, max_len=16)
+  d = movie_reviews.load(
+    num_clients=5, partition_kind=kind, domains=("movie",), limit=400, beta=0.1, max_len=16
+  )
   assert d.num_clients == 5 and d.num_train == 320 and d.num_test == 80
   y = np.concatenate([c["y"] for c in d.clients])
   skew = partition.label_skew(y, np.split(np.arange(len(y)), np.cumsum(d.client_sizes())[:-1]))

@@ -38,8 +38,11 @@ Again A.
 def test_parse_play():
   title, speeches = shakespeare_roles.parse_play(MD)
   assert title == "A Play"
-  assert speeches == [("A", "First line of A,\nsecond line.\nStill A after the exit."),
-                      ("B", "B speaks."), ("A", "Again A.")]
+  assert speeches == [
+    ("A", "First line of A,\nsecond line.\nStill A after the exit."),
+    ("B", "B speaks."),
+    ("A", "Again A."),
+  ]
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ def hash_tokenizer(texts, max_len, pairs=None):
   mask = np.zeros_like(ids)
   for i, t in enumerate(texts):
     words = t.split() + (["[SEP]"] + pairs[i].split() if pairs is not None else [])
-    row = [1] + [3 + sum(map(ord, w)) % 997 for w in words][:max_len - 2] + [2]
-    ids[i, :len(row)] = row
-    mask[i, :len(row)] = 1
+    row = [1] + [3 + sum(map(ord, w)) % 997 for w in words][: max_len - 2] + [2]
+    ids[i, : len(row)] = row
+    mask[i, : len(row)] = 1
   return ids, mask
 
 
@@ -36,8 +36,16 @@ def test_glue_sst2(mock):
 
 
 def test_glue_pair_task_and_regression(mock):
-  d = tfds_sources.glue("mnli", hash_tokenizer, num_clients=3, max_len=24,
-                        partition_kind="dirichlet", beta=0.3, limit=12, test_limit=6)
+  d = tfds_sources.glue(
+    "mnli",
+    hash_tokenizer,
+    num_clients=3,
+    max_len=24,
+    partition_kind="dirichlet",
+    beta=0.3,
+    limit=12,
+    test_limit=6,
+  )
   assert d.num_train == 12 and d.num_test == 6 and d.meta["num_classes"] == 3
   assert d.meta["text_features"] == ("premise", "hypothesis")
   assert set(np.unique(np.concatenate([c["y"] for c in d.clients]))) <= {0, 1, 2}
@@ -59,8 +67,7 @@ def test_cifar100(mock):
 
 
 def test_wmt19(mock):
-  d = tfds_sources.wmt19("de-en", hash_tokenizer, source="en", num_clients=2, max_len=10,
-                         limit=10)
+  d = tfds_sources.wmt19("de-en", hash_tokenizer, source="en", num_clients=2, max_len=10, limit=10)
   assert d.meta["source_lang"] == "en" and d.meta["target_lang"] == "de"
   assert set(d.clients[0]) == {"x", "x_mask", "y", "y_mask"} and d.num_train == 10
   with pytest.raises(ValueError, match="tokenizer"):

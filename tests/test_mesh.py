@@ -1,5 +1,6 @@
 """Scale-out layouts of the round: the 2-D (clients x model) mesh, one client per device
 without vmap, sequential clients, jit-built state, process-local batches."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,19 +20,24 @@ def mlp_loss(p, b):
 
 def params0():
   k1, k2 = jax.random.split(jax.random.key(3))
-  return {"w1": jax.random.normal(k1, (D_IN, H)) / 4, "b1": jnp.zeros(H),
-          "w2": jax.random.normal(k2, (H, N_OUT)) / 4, "b2": jnp.zeros(N_OUT)}
+  return {
+    "w1": jax.random.normal(k1, (D_IN, H)) / 4,
+    "b1": jnp.zeros(H),
+    "w2": jax.random.normal(k2, (H, N_OUT)) / 4,
+    "b2": jnp.zeros(N_OUT),
+  }
 
 
 def batch_for(c, z, seed):
   r = np.random.default_rng(seed)
-  return {"x": r.standard_t(1.5, size=(c, z, 8, D_IN)).astype(np.float32),
-          "y": r.integers(0, N_OUT, size=(c, z, 8)).astype(np.int32)}
+  return {
+    "x": r.standard_t(1.5, size=(c, z, 8, D_IN)).astype(np.float32),
+    "y": r.integers(0, N_OUT, size=(c, z, 8)).astype(np.int32),
+  }
 
 
 def run(method, mesh, clients=2, z=3, rounds=3, **kw):
-  rnd = tailopt.build_round(mlp_loss, method, local_steps=z, num_clients=clients, mesh=mesh,
-                            **kw)
+  rnd = tailopt.build_round(mlp_loss, method, local_steps=z, num_clients=clients, mesh=mesh, **kw)
   state = rnd.init(params0())
   metrics = []
   for t in range(rounds):
@@ -61,11 +67,12 @@ def test_2d_mesh_matches_replicated(name):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6)
   np.testing.assert_allclose(m[-1]["loss"], ref_m[-1]["loss"], rtol=1e-5)
   # Parameters and states stay split over the model axis (no gather after a round)...
-  assert st.params["w1"].sharding.spec == jax.sharding.PartitionSpec("model", None) or \
-      st.params["w1"].sharding.spec == jax.sharding.PartitionSpec(None, "model")
+  assert st.params["w1"].sharding.spec == jax.sharding.PartitionSpec("model", None) or st.params[
+    "w1"
+  ].sharding.spec == jax.sharding.PartitionSpec(None, "model")
   # ...so each device holds a quarter of them (every leaf here has a dimension % 4 == 0).
   assert shard_bytes(st.params) * 4 == shard_bytes(ref.params)
-  if shard_bytes(ref.inner_state) > 1000:   # per-client moments (not just clip stats)
+  if shard_bytes(ref.inner_state) > 1000:  # per-client moments (not just clip stats)
     assert shard_bytes(st.inner_state) * 4 <= shard_bytes(ref.inner_state) + 64
   if name == "adam2":
     assert shard_bytes(st.outer_state) * 4 <= shard_bytes(ref.outer_state) + 64
@@ -101,22 +108,20 @@ def test_unbatched_and_sequential_clients_match_vmap():
 
 
 def test_init_is_sharded_and_owns_its_buffers():
-  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("adam2"), local_steps=1,
-                            num_clients=16)
+  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("adam2"), local_steps=1, num_clients=16)
   p = params0()
   st = rnd.init(p)
   # Each device holds only its two clients' inner states.
   full = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(st.inner_state))
   assert shard_bytes(st.inner_state) * 8 == full
   st2, _ = rnd(st, rnd.shard_batch(batch_for(16, 1, 0)))
-  assert all(not x.is_deleted() for x in jax.tree.leaves(p))   # caller's params intact
+  assert all(not x.is_deleted() for x in jax.tree.leaves(p))  # caller's params intact
   assert st2.params["w1"].dtype == jnp.float32
 
 
 def test_local_batch_equals_global_batch():
-  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("fedavg"), local_steps=2,
-                            num_clients=8)
-  np.testing.assert_array_equal(rnd.local_clients(), np.arange(8))   # one process
+  rnd = tailopt.build_round(mlp_loss, tailopt.get_method("fedavg"), local_steps=2, num_clients=8)
+  np.testing.assert_array_equal(rnd.local_clients(), np.arange(8))  # one process
   b = batch_for(8, 2, 0)
   g = rnd.shard_local_batch(b)
   np.testing.assert_array_equal(np.asarray(g["x"]), b["x"])
@@ -129,8 +134,7 @@ def test_local_batch_equals_global_batch():
 def test_fused_rounds_equal_separate_calls(name):
   method = tailopt.get_method(name)
   z, C, R = 2, 8, 4
-  rnd = tailopt.build_round(mlp_loss, method, local_steps=z, num_clients=C,
-                            participation=5)
+  rnd = tailopt.build_round(mlp_loss, method, local_steps=z, num_clients=C, participation=5)
   batches = [batch_for(C, z, t) for t in range(R)]
   a = rnd.init(params0(), seed=1)
   ma = []
@@ -144,7 +148,7 @@ def test_fused_rounds_equal_separate_calls(name):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b1)):
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
       x, y = jax.random.key_data(x), jax.random.key_data(y)
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))   # bit for bit
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))  # bit for bit
   for t in range(R):
     for k in ma[t]:
       np.testing.assert_array_equal(mb[k][t], ma[t][k])
@@ -164,10 +168,12 @@ def test_participation_computes_only_the_sampled_clients():
     return cost["flops"]
 
   b = batch_for(16, 3, 0)
-  full = tailopt.build_round(mlp_loss, method, local_steps=3, num_clients=16, mesh=mesh,
-                             donate=False)
-  part = tailopt.build_round(mlp_loss, method, local_steps=3, num_clients=16, mesh=mesh,
-                             participation=2, donate=False)
+  full = tailopt.build_round(
+    mlp_loss, method, local_steps=3, num_clients=16, mesh=mesh, donate=False
+  )
+  part = tailopt.build_round(
+    mlp_loss, method, local_steps=3, num_clients=16, mesh=mesh, participation=2, donate=False
+  )
   s_full, s_part = full.init(params0()), part.init(params0())
   assert flops(part, s_part, b) < 0.3 * flops(full, s_full, b)
   # Same numbers as weighting the full computation by the same sample.
@@ -176,8 +182,10 @@ def test_participation_computes_only_the_sampled_clients():
   w = np.zeros(16, np.float32)
   w[np.asarray(perm[:2])] = 1.0
   ref, mref = full(s_full, b, w)
-  for x, y in zip(jax.tree.leaves((st.params, st.inner_state, st.outer_state)),
-                  jax.tree.leaves((ref.params, ref.inner_state, ref.outer_state))):
+  for x, y in zip(
+    jax.tree.leaves((st.params, st.inner_state, st.outer_state)),
+    jax.tree.leaves((ref.params, ref.inner_state, ref.outer_state)),
+  ):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=1e-7)
   assert float(m["participants"]) == 2.0
   np.testing.assert_allclose(m["loss"], mref["loss"], rtol=1e-5)
@@ -186,17 +194,24 @@ def test_participation_computes_only_the_sampled_clients():
 def test_norm_metrics_of_large_leaves_split_over_devices():
   """delta_norm / update_norm of leaves large enough to be split over the 8 devices (each
   sums its slice) equal the norm of the parameter change."""
-  d = 203   # 203 x 203 = 41,209 coordinates: sliced, with a padded last slice
+  d = 203  # 203 x 203 = 41,209 coordinates: sliced, with a padded last slice
   loss = lambda p, b: jnp.mean((b["x"] @ p["w"] - b["y"]) ** 2) + jnp.sum(p["c"] ** 2)  # noqa
-  rnd = tailopt.build_round(loss, tailopt.get_method("fedavg", inner_lr=0.1), local_steps=2,
-                            num_clients=8, donate=False)
+  rnd = tailopt.build_round(
+    loss, tailopt.get_method("fedavg", inner_lr=0.1), local_steps=2, num_clients=8, donate=False
+  )
   p = {"w": jnp.zeros((d, d)), "c": jnp.ones(3)}
   r = np.random.default_rng(0)
-  b = {"x": r.normal(size=(8, 2, 4, d)).astype(np.float32),
-       "y": r.normal(size=(8, 2, 4, d)).astype(np.float32)}
+  b = {
+    "x": r.normal(size=(8, 2, 4, d)).astype(np.float32),
+    "y": r.normal(size=(8, 2, 4, d)).astype(np.float32),
+  }
   st = rnd.init(p)
   st2, m = rnd(st, b)
-  change = np.sqrt(sum(np.sum((np.asarray(a, np.float64) - np.asarray(c, np.float64)) ** 2)
-                       for a, c in zip(jax.tree.leaves(st2.params), jax.tree.leaves(st.params))))
+  change = np.sqrt(
+    sum(
+      np.sum((np.asarray(a, np.float64) - np.asarray(c, np.float64)) ** 2)
+      for a, c in zip(jax.tree.leaves(st2.params), jax.tree.leaves(st.params))
+    )
+  )
   np.testing.assert_allclose(float(m["delta_norm"]), change, rtol=1e-5)
   np.testing.assert_allclose(float(m["update_norm"]), change, rtol=1e-5)

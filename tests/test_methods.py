@@ -1,4 +1,5 @@
 """The method registry: names, parts, hyperparameters, optimizer memory."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,25 +8,25 @@ import pytest
 import tailopt
 
 TABLE = {  # name: (inner, outer, node arrays in P, server arrays in P)
-    "fedavg": ("sgd", "avg", 0, 0),
-    "avg-sgd": ("sgd", "avg", 0, 0),
-    "avg-l2clip": ("l2clip", "avg", 0, 0),
-    "avg-biclip": ("biclip", "avg", 0, 0),
-    "adagrad-sgd": ("sgd", "adagrad", 0, 1),
-    "adagrad-l2clip": ("l2clip", "adagrad", 0, 1),
-    "adagrad-biclip": ("biclip", "adagrad", 0, 1),
-    "rmsprop-sgd": ("sgd", "rmsprop", 0, 1),
-    "rmsprop-l2clip": ("l2clip", "rmsprop", 0, 1),
-    "rmsprop-biclip": ("biclip", "rmsprop", 0, 1),
-    "adam-sgd": ("sgd", "adam", 0, 2),
-    "adam-l2clip": ("l2clip", "adam", 0, 2),
-    "adam-biclip": ("biclip", "adam", 0, 2),
-    "fedadam": ("sgd", "adam", 0, 2),
-    "fedyogi": ("sgd", "yogi", 0, 2),
-    "fedavgm": ("sgd", "avgm", 0, 1),
-    "adam2": ("adam", "adam", 2, 2),
-    "diloco": ("adamw", "nesterov", 2, 1),
-    "bi2clip": ("biclip", "biclip", 0, 0),
+  "fedavg": ("sgd", "avg", 0, 0),
+  "avg-sgd": ("sgd", "avg", 0, 0),
+  "avg-l2clip": ("l2clip", "avg", 0, 0),
+  "avg-biclip": ("biclip", "avg", 0, 0),
+  "adagrad-sgd": ("sgd", "adagrad", 0, 1),
+  "adagrad-l2clip": ("l2clip", "adagrad", 0, 1),
+  "adagrad-biclip": ("biclip", "adagrad", 0, 1),
+  "rmsprop-sgd": ("sgd", "rmsprop", 0, 1),
+  "rmsprop-l2clip": ("l2clip", "rmsprop", 0, 1),
+  "rmsprop-biclip": ("biclip", "rmsprop", 0, 1),
+  "adam-sgd": ("sgd", "adam", 0, 2),
+  "adam-l2clip": ("l2clip", "adam", 0, 2),
+  "adam-biclip": ("biclip", "adam", 0, 2),
+  "fedadam": ("sgd", "adam", 0, 2),
+  "fedyogi": ("sgd", "yogi", 0, 2),
+  "fedavgm": ("sgd", "avgm", 0, 1),
+  "adam2": ("adam", "adam", 2, 2),
+  "diloco": ("adamw", "nesterov", 2, 1),
+  "bi2clip": ("biclip", "biclip", 0, 0),
 }
 PARAMS = {"w": jnp.zeros((7, 3)), "b": jnp.zeros(3)}  # P = 24 numbers
 
@@ -58,8 +59,15 @@ def test_bi2clip_state_holds_no_parameter_sized_arrays():
 
 
 def test_bi2clip_math():
-  m = tailopt.get_method("bi2clip", inner_lr=0.5, inner_upper=1.0, inner_lower=0.1,
-                         outer_lr=2.0, outer_upper=0.3, outer_lower=0.05)
+  m = tailopt.get_method(
+    "bi2clip",
+    inner_lr=0.5,
+    inner_upper=1.0,
+    inner_lower=0.1,
+    outer_lr=2.0,
+    outer_upper=0.3,
+    outer_lower=0.05,
+  )
   g = jnp.array([3.0, 0.01, -0.5, 0.0])
   u, _ = m.inner.update(g, m.inner.init(g), g)
   np.testing.assert_allclose(u, np.float32([-0.5, -0.05, 0.25, 0.0]))
@@ -114,23 +122,30 @@ def test_inner_schedule_indexed_by_the_round_it_is_given():
   got = _steps(m.inner, 4, round_index=lambda k: k // 2, step_index=lambda k: k)
   np.testing.assert_allclose(got, [1.0, 1.0, 0.5, 0.5], rtol=1e-6)
   # Indexed by step.
-  m = tailopt.get_method("avg-sgd", inner_lr=1.0, inner_lr_exponent=-1.0,
-                         inner_schedule="step")
+  m = tailopt.get_method("avg-sgd", inner_lr=1.0, inner_lr_exponent=-1.0, inner_schedule="step")
   got = _steps(m.inner, 3, round_index=lambda k: 0, step_index=lambda k: k)
   np.testing.assert_allclose(got, [1.0, 0.5, 1 / 3], rtol=1e-6)
   # In a plain optax chain (no index given) the schedule sees its own count.
   np.testing.assert_allclose(_steps(m.inner, 3), [1.0, 0.5, 1 / 3], rtol=1e-6)
 
 
-@pytest.mark.parametrize("level,field,exp", [
-    ("inner", "upper", "zeta"), ("inner", "lower", "gamma"), ("outer", "upper", "zeta"),
-    ("outer", "lower", "gamma"), ("outer", "lr", "nu")])
+@pytest.mark.parametrize(
+  "level,field,exp",
+  [
+    ("inner", "upper", "zeta"),
+    ("inner", "lower", "gamma"),
+    ("outer", "upper", "zeta"),
+    ("outer", "lower", "gamma"),
+    ("outer", "lr", "nu"),
+  ],
+)
 def test_every_power_law_of_the_spec(level, field, exp):
   # x_t = x_0 t^e for each threshold and rate, indexed by the round; BiClip at a tiny
   # input returns d_t, at a huge one u_t, and the outer step is lr_t * Delta.
   del exp
-  kw = dict(inner_lr=1.0, inner_upper=4.0, inner_lower=1.0, outer_lr=1.0,
-            outer_upper=4.0, outer_lower=1.0)
+  kw = dict(
+    inner_lr=1.0, inner_upper=4.0, inner_lower=1.0, outer_lr=1.0, outer_upper=4.0, outer_lower=1.0
+  )
   kw[f"{level}_{field}_exponent"] = -1.0
   m = tailopt.get_method("bi2clip", **kw)
   tx = getattr(m, level)

@@ -1,4 +1,5 @@
 """The metrics log of a run: metrics.jsonl, and TensorBoard files read back by TensorBoard."""
+
 import os
 
 import numpy as np
@@ -22,15 +23,17 @@ def test_scalars_read_back_by_tensorboard(tmp_path):
   got = tensorboard_scalars(tmp_path)
   assert set(got) == {"train/loss", "eval/accuracy"}
   assert [(s, v) for s, v, _ in got["train/loss"]] == [
-      (3, 0.5), (4, 0.25), (5, float(np.float32(0.1)))]
-  assert [(s, v) for s, v, _ in got["eval/accuracy"]] == [(4, 0.75),
-                                                         (5, float(np.float32(1 / 3)))]
+    (3, 0.5),
+    (4, 0.25),
+    (5, float(np.float32(0.1))),
+  ]
+  assert [(s, v) for s, v, _ in got["eval/accuracy"]] == [(4, 0.75), (5, float(np.float32(1 / 3)))]
   rows = ml.read_jsonl(w.jsonl_path)
   assert rows[1] == {"round": 4, "train/loss": 0.25, "eval/accuracy": 0.75}
   w2 = ml.MetricWriter(str(tmp_path), tensorboard=False)
   w2.resume(3)
   assert [r["round"] for r in ml.read_jsonl(w2.jsonl_path)] == [3]
-  assert len(_event_files(tmp_path)) == 1   # tensorboard=False writes no event file
+  assert len(_event_files(tmp_path)) == 1  # tensorboard=False writes no event file
 
 
 def test_resume_hides_later_events_and_a_torn_tail(tmp_path):
@@ -39,9 +42,9 @@ def test_resume_hides_later_events_and_a_torn_tail(tmp_path):
     w.write(t, {"train/loss": float(t)})
   w.close()
   with open(tmp_path / "metrics.jsonl", "a") as f:
-    f.write('{"round": 11, "train/lo')          # killed mid-write
+    f.write('{"round": 11, "train/lo')  # killed mid-write
   with open(tmp_path / _event_files(tmp_path)[0], "ab") as f:
-    f.write(b"\x05\x00\x00")                     # a torn TensorBoard record
+    f.write(b"\x05\x00\x00")  # a torn TensorBoard record
   w = ml.MetricWriter(str(tmp_path))
   assert [r["round"] for r in w.resume(8)] == list(range(1, 9))
   for t in range(9, 13):
@@ -83,8 +86,8 @@ def test_histograms_and_hparams(tmp_path):
   hp = ea.EventAccumulator(str(tmp_path / "hparams"))
   hp.Reload()
   start = plugin_data_pb2.HParamsPluginData.FromString(
-      hp.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    hp.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+  ).session_start_info
   assert start.hparams["method"].string_value == "bi2clip"
   assert start.hparams["inner_lr"].number_value == 0.1
   assert [e.value for e in hp.Scalars("best/accuracy")] == [pytest.approx(0.9)]
-

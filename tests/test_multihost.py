@@ -1,6 +1,7 @@
 """Two processes on localhost (jax.distributed, gloo CPU collectives, 4 devices each) run a
 config through ``experiments.main``: the result matches the single-process 8-device run,
 only process 0 writes the run directory, and a resumed two-process run is bit-identical."""
+
 import json
 import os
 import shutil
@@ -29,14 +30,36 @@ def _launch_two(workdir):
   """Runs the config on two processes; returns their (returncode, output)."""
   port = _free_port()
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-  env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""))
-  cmd = [sys.executable, "-m", "experiments.main", "--config", CONFIG, "--workdir", workdir,
-         "--coordinator", f"localhost:{port}", "--num_processes", "2"]
+  env.update(
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+  )
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.main",
+    "--config",
+    CONFIG,
+    "--workdir",
+    workdir,
+    "--coordinator",
+    f"localhost:{port}",
+    "--num_processes",
+    "2",
+  ]
   cmd += [f"--config.{o}" for o in OVERRIDES]
-  procs = [subprocess.Popen(cmd + ["--process_id", str(i)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      cmd + ["--process_id", str(i)],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   out = []
   for p in procs:
     try:

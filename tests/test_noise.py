@@ -1,4 +1,5 @@
 """Noise injection and tail-index estimators."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,11 +12,14 @@ from tailopt import noise
 N = 200_000
 
 
-@pytest.mark.parametrize("dist,kw,alpha", [
+@pytest.mark.parametrize(
+  "dist,kw,alpha",
+  [
     ("student_t", dict(df=1.5), 1.5),
     ("pareto", dict(alpha=1.2), 1.2),
     ("cauchy", {}, 1.0),
-])
+  ],
+)
 def test_hill_recovers_tail_index(dist, kw, alpha):
   x = noise.sample_noise(jax.random.key(1), dist, (N,), **kw)
   est = float(tailopt.hill_estimator(x, k=2000))
@@ -43,9 +47,9 @@ def test_inject_noise_transform_state_and_reproducibility():
   out1, s1 = tx.update(g, s0)
   out2, _ = tx.update(g, s1)
   again, _ = tailopt.inject_noise("student_t", 0.5, df=3.0, seed=7).update(g, s0)
-  jax.tree.map(np.testing.assert_array_equal, out1, again)   # same seed, same noise
-  assert not np.allclose(out1["a"], out2["a"])              # state advances
-  assert not np.allclose(out1["a"][0], out1["b"][:3])       # leaves get different keys
+  jax.tree.map(np.testing.assert_array_equal, out1, again)  # same seed, same noise
+  assert not np.allclose(out1["a"], out2["a"])  # state advances
+  assert not np.allclose(out1["a"][0], out1["b"][:3])  # leaves get different keys
   assert int(s1.count) == 1
 
 
@@ -55,7 +59,9 @@ def test_inject_noise_scale_dtype_and_chain():
   u, _ = jax.jit(tx.update)(g, tx.init(g), g)
   assert u.dtype == jnp.bfloat16
   np.testing.assert_array_equal(np.asarray(u, np.float32), -1.0)
-  out, _ = tailopt.inject_noise("gaussian", 3.0).update(jnp.zeros(50_000), tailopt.inject_noise("gaussian", 3.0).init(None))
+  out, _ = tailopt.inject_noise("gaussian", 3.0).update(
+    jnp.zeros(50_000), tailopt.inject_noise("gaussian", 3.0).init(None)
+  )
   assert float(jnp.std(out)) == pytest.approx(3.0, rel=0.03)
 
 

@@ -26,11 +26,15 @@ KERNEL_NAME = "python3"
 def python3_kernel():
   """Makes sure a ``python3`` kernel spec exists (a fresh CI machine may have none)."""
   if KERNEL_NAME not in kernelspec.find_kernel_specs():
-    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user",
-                    "--name", KERNEL_NAME], check=True, capture_output=True)
+    subprocess.run(
+      [sys.executable, "-m", "ipykernel", "install", "--user", "--name", KERNEL_NAME],
+      check=True,
+      capture_output=True,
+    )
     assert KERNEL_NAME in kernelspec.find_kernel_specs(), (
-        f"`{sys.executable} -m ipykernel install --user` did not register a "
-        f"{KERNEL_NAME!r} kernel spec")
+      f"`{sys.executable} -m ipykernel install --user` did not register a "
+      f"{KERNEL_NAME!r} kernel spec"
+    )
   return KERNEL_NAME
 
 
@@ -40,8 +44,8 @@ def test_notebook_executes(path, python3_kernel, tmp_path):
   shutil.copy(path, copy)
   nb = nbformat.read(copy, as_version=4)
   client = nbclient.NotebookClient(
-      nb, timeout=600, kernel_name=python3_kernel,
-      resources={"metadata": {"path": str(REPO_ROOT)}})  # kernel cwd = repo root
+    nb, timeout=600, kernel_name=python3_kernel, resources={"metadata": {"path": str(REPO_ROOT)}}
+  )  # kernel cwd = repo root
   try:
     client.execute()  # raises CellExecutionError on the first failing cell
   finally:

@@ -1,4 +1,5 @@
 """FedOpt outer rules against hand-computed values over three rounds."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +24,10 @@ def _run(tx, deltas=DELTAS):
 
 def _reference(rule, lr, b1, b2, tau, bias=False):
   """Plain-numpy FedOpt (Reddi et al. 2021), written independently of the library."""
-  x = np.zeros(2); m = np.zeros(2); v = np.zeros(2); xs = []
+  x = np.zeros(2)
+  m = np.zeros(2)
+  v = np.zeros(2)
+  xs = []
   for t, d in enumerate(DELTAS, start=1):
     m = b1 * m + (1 - b1) * d
     if rule == "adagrad":
@@ -57,13 +61,16 @@ def test_adam_first_round_by_hand():
   np.testing.assert_allclose(xs[0], [-0.3, 0.3], rtol=1e-6)
 
 
-@pytest.mark.parametrize("rule,factory,b1,b2", [
+@pytest.mark.parametrize(
+  "rule,factory,b1,b2",
+  [
     ("adagrad", tailopt.fedopt_adagrad, 0.0, None),
     ("adagrad", tailopt.fedopt_adagrad, 0.5, None),
     ("rmsprop", tailopt.fedopt_rmsprop, 0.0, 0.9),
     ("adam", tailopt.fedopt_adam, 0.9, 0.99),
     ("yogi", tailopt.fedopt_yogi, 0.9, 0.99),
-])
+  ],
+)
 @pytest.mark.parametrize("bias", [False, True])
 def test_three_rounds_match_reference(rule, factory, b1, b2, bias):
   kw = dict(b1=b1, tau=1e-2, bias_correction=bias)
@@ -78,9 +85,9 @@ def test_three_rounds_match_reference(rule, factory, b1, b2, bias):
 def test_state_memory():
   p = {"w": jnp.zeros((3, 4))}
   n = lambda s: sum(x.size for x in jax.tree.leaves(s) if x.ndim)  # noqa: E731
-  assert n(tailopt.fedopt_adagrad(0.1).init(p)) == 12   # v only
+  assert n(tailopt.fedopt_adagrad(0.1).init(p)) == 12  # v only
   assert n(tailopt.fedopt_rmsprop(0.1).init(p)) == 12
-  assert n(tailopt.fedopt_adam(0.1).init(p)) == 24      # m and v
+  assert n(tailopt.fedopt_adam(0.1).init(p)) == 24  # m and v
   assert n(tailopt.fedopt_yogi(0.1).init(p)) == 24
 
 

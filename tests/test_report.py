@@ -1,4 +1,5 @@
 """experiments.report: the quality-against-bytes section of a sweep report."""
+
 import json
 import os
 
@@ -7,13 +8,20 @@ from experiments import report
 
 def _run(d, final, total, diverged=False):
   os.makedirs(d, exist_ok=True)
-  json.dump({"report_metric": "eval/loss", "report_mode": "min", "diverged": diverged,
-             "final": {"eval/loss": final}, "best": final, "wall_s": 1.0},
-            open(os.path.join(d, "summary.json"), "w"))
+  json.dump(
+    {
+      "report_metric": "eval/loss",
+      "report_mode": "min",
+      "diverged": diverged,
+      "final": {"eval/loss": final},
+      "best": final,
+      "wall_s": 1.0,
+    },
+    open(os.path.join(d, "summary.json"), "w"),
+  )
   with open(os.path.join(d, "metrics.jsonl"), "w") as f:
     for r, b in ((1, total / 2), (2, total)):
-      f.write(json.dumps({"round": r, "train/bytes_cumulative": b, "eval/loss": final})
-              + "\n")
+      f.write(json.dumps({"round": r, "train/bytes_cumulative": b, "eval/loss": final}) + "\n")
 
 
 def test_cost_stats_table_and_plot(tmp_path):
@@ -24,10 +32,18 @@ def test_cost_stats_table_and_plot(tmp_path):
       rel = f"bi2clip/{point}/seed{seed}"
       _run(tmp_path / rel, final + delta, total)
       names.append(rel)
-  json.dump({"methods": {"bi2clip": {"runs": names, "best": "bits=32",
-                                     "grid": {"bits=32": {"score": 0.6},
-                                              "bits=4": {"score": 0.7}}}}},
-            open(tmp_path / "sweep.json", "w"))
+  json.dump(
+    {
+      "methods": {
+        "bi2clip": {
+          "runs": names,
+          "best": "bits=32",
+          "grid": {"bits=32": {"score": 0.6}, "bits=4": {"score": 0.7}},
+        }
+      }
+    },
+    open(tmp_path / "sweep.json", "w"),
+  )
   rows = {g["point"]: g for g in report.cost_stats(str(tmp_path))}
   assert rows["bits=4"]["bytes"] == 110.0 and rows["bits=4"]["seeds"] == 2
   assert abs(rows["bits=4"]["final"][0] - 0.7) < 1e-9

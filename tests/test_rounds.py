@@ -1,4 +1,5 @@
 """The shard_map round: reductions to FedAvg and SGD, device-count invariance, options."""
+
 import logging
 
 import jax
@@ -18,8 +19,10 @@ def loss_fn(p, b):
 
 def make_batch(c, z, seed=0):
   r = np.random.default_rng(seed)
-  return {"x": r.normal(size=(c, z, B, D)).astype(np.float32),
-          "y": (r.standard_cauchy(size=(c, z, B))).astype(np.float32)}
+  return {
+    "x": r.normal(size=(c, z, B, D)).astype(np.float32),
+    "y": (r.standard_cauchy(size=(c, z, B))).astype(np.float32),
+  }
 
 
 def params0():
@@ -33,8 +36,9 @@ def np_grad(w, c, x, y):
 
 def test_fedavg_equals_average_of_local_sgd():
   C, z, lr = 16, 3, 0.05
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("fedavg", inner_lr=lr),
-                            local_steps=z, num_clients=C)
+  rnd = tailopt.build_round(
+    loss_fn, tailopt.get_method("fedavg", inner_lr=lr), local_steps=z, num_clients=C
+  )
   state = rnd.init(params0())
   w, c = np.full(D, 0.1), 0.0
   for t in range(2):
@@ -46,7 +50,8 @@ def test_fedavg_equals_average_of_local_sgd():
       for s in range(z):
         gw, gc = np_grad(wi, ci, batch["x"][i, s], batch["y"][i, s])
         wi, ci = wi - lr * gw, ci - lr * gc
-      ws.append(wi); cs.append(ci)
+      ws.append(wi)
+      cs.append(ci)
     dw, dc = w - np.mean(ws, 0), c - np.mean(cs)
     w, c = w - dw, c - dc
     np.testing.assert_allclose(state.params["w"], w, rtol=2e-5, atol=1e-6)
@@ -61,7 +66,8 @@ def test_one_node_one_step_is_clipped_sgd():
   rnd = tailopt.build_round(loss_fn, m, local_steps=1, num_clients=1, mesh=mesh)
   state = rnd.init(params0())
   tx = optax.chain(tailopt.bi_clip(0.5, 0.05), optax.sgd(0.1))
-  p = params0(); s = tx.init(p)
+  p = params0()
+  s = tx.init(p)
   for t in range(3):
     batch = make_batch(1, 1, seed=t)
     state, _ = rnd(state, batch)
@@ -71,11 +77,14 @@ def test_one_node_one_step_is_clipped_sgd():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), state.params, p)
 
 
-@pytest.mark.parametrize("name,kw", [
+@pytest.mark.parametrize(
+  "name,kw",
+  [
     ("bi2clip", dict(inner_lower=0.05)),
     ("adam2", dict(participation=5)),
     ("diloco", dict(reset_inner_state=True)),
-])
+  ],
+)
 def test_one_device_vmap_equals_eight_device_shard_map(name, kw):
   C, z = 16, 2
   noise = tailopt.inject_noise("stable", 0.3, alpha=1.5, seed=3)
@@ -83,9 +92,15 @@ def test_one_device_vmap_equals_eight_device_shard_map(name, kw):
   opts = {k: v for k, v in kw.items() if k != "inner_lower"}
   results = []
   for n_dev in (1, 8):
-    rnd = tailopt.build_round(loss_fn, tailopt.get_method(name, **hp), local_steps=z,
-                              num_clients=C, mesh=tailopt.client_mesh(n_dev), noise=noise,
-                              **opts)
+    rnd = tailopt.build_round(
+      loss_fn,
+      tailopt.get_method(name, **hp),
+      local_steps=z,
+      num_clients=C,
+      mesh=tailopt.client_mesh(n_dev),
+      noise=noise,
+      **opts,
+    )
     state = rnd.init(params0(), seed=1)
     for t in range(3):
       state, metrics = rnd(state, make_batch(C, z, seed=t))
@@ -96,14 +111,14 @@ def test_one_device_vmap_equals_eight_device_shard_map(name, kw):
 
 
 def test_bi2clip_round_state_holds_no_arrays():
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip", clip_stats=False),
-                            local_steps=2, num_clients=8)
+  rnd = tailopt.build_round(
+    loss_fn, tailopt.get_method("bi2clip", clip_stats=False), local_steps=2, num_clients=8
+  )
   state = rnd.init(params0())
   assert jax.tree.leaves(state.inner_state) == []
   assert jax.tree.leaves(state.outer_state) == []
   # With clip statistics: one float32 scalar per client per measurement, nothing more.
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip"), local_steps=2,
-                            num_clients=8)
+  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip"), local_steps=2, num_clients=8)
   state = rnd.init(params0())
   assert [x.shape for x in jax.tree.leaves(state.inner_state)] == [(8,), (8,)]
   assert [x.shape for x in jax.tree.leaves(state.outer_state)] == [(), ()]
@@ -113,8 +128,9 @@ def test_weighted_aggregation():
   C, z, lr = 8, 1, 0.1
   weights = np.arange(1, C + 1, dtype=np.float32)
   batch = make_batch(C, z)
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("fedavg", inner_lr=lr),
-                            local_steps=z, num_clients=C)
+  rnd = tailopt.build_round(
+    loss_fn, tailopt.get_method("fedavg", inner_lr=lr), local_steps=z, num_clients=C
+  )
   state, _ = rnd(rnd.init(params0()), batch, weights=weights)
   gws = [np_grad(np.full(D, 0.1), 0.0, batch["x"][i, 0], batch["y"][i, 0])[0] for i in range(C)]
   want = 0.1 - lr * np.tensordot(weights, np.array(gws), 1) / weights.sum()
@@ -123,8 +139,9 @@ def test_weighted_aggregation():
 
 def test_partial_participation_keeps_absent_inner_state():
   C, z = 8, 2
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("adam2"), local_steps=z,
-                            num_clients=C, participation=3)
+  rnd = tailopt.build_round(
+    loss_fn, tailopt.get_method("adam2"), local_steps=z, num_clients=C, participation=3
+  )
   state = rnd.init(params0())
   state, metrics = rnd(state, make_batch(C, z))
   counts = np.asarray(state.inner_state[0].count)
@@ -137,8 +154,14 @@ def test_reset_inner_state_forgets_previous_rounds():
   batch = make_batch(C, z, seed=5)
   outs = {}
   for reset in (False, True):
-    rnd = tailopt.build_round(loss_fn, tailopt.get_method("adam2"), local_steps=z,
-                              num_clients=C, reset_inner_state=reset, donate=False)
+    rnd = tailopt.build_round(
+      loss_fn,
+      tailopt.get_method("adam2"),
+      local_steps=z,
+      num_clients=C,
+      reset_inner_state=reset,
+      donate=False,
+    )
     state = rnd.init(params0())
     warmed, _ = rnd(state, make_batch(C, z, seed=9))
     # Same params, one state with history and one fresh: the next round must agree iff reset.
@@ -150,15 +173,19 @@ def test_reset_inner_state_forgets_previous_rounds():
 
 
 def test_noise_streams_differ_per_client():
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("fedavg"), local_steps=1,
-                            num_clients=8, noise=tailopt.inject_noise("cauchy", 1.0))
+  rnd = tailopt.build_round(
+    loss_fn,
+    tailopt.get_method("fedavg"),
+    local_steps=1,
+    num_clients=8,
+    noise=tailopt.inject_noise("cauchy", 1.0),
+  )
   keys = jax.random.key_data(rnd.init(params0()).noise_state.rng_key)
   assert len({tuple(np.asarray(k).ravel()) for k in keys}) == 8
 
 
 def test_compiles_once_for_a_run(caplog):
-  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip"), local_steps=2,
-                            num_clients=8)
+  rnd = tailopt.build_round(loss_fn, tailopt.get_method("bi2clip"), local_steps=2, num_clients=8)
   state = rnd.init({"w": jnp.full((D,), 0.1), "c": jnp.zeros(())})  # weakly typed w
   with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
     for t in range(4):
@@ -170,10 +197,12 @@ def test_compiles_once_for_a_run(caplog):
 
 def test_clip_metrics_count_inner_and_outer_clipping():
   # Huge thresholds -> nothing clipped; tiny upper -> everything clipped from above.
-  m_none = tailopt.get_method("bi2clip", inner_upper=1e9, inner_lower=0.0,
-                              outer_upper=1e9, outer_lower=0.0)
-  m_all = tailopt.get_method("bi2clip", inner_upper=1e-2, inner_lower=0.0,
-                             outer_upper=1e-9, outer_lower=0.0)
+  m_none = tailopt.get_method(
+    "bi2clip", inner_upper=1e9, inner_lower=0.0, outer_upper=1e9, outer_lower=0.0
+  )
+  m_all = tailopt.get_method(
+    "bi2clip", inner_upper=1e-2, inner_lower=0.0, outer_upper=1e-9, outer_lower=0.0
+  )
   for m, want in ((m_none, 0.0), (m_all, 1.0)):
     rnd = tailopt.build_round(loss_fn, m, local_steps=2, num_clients=8)
     batch = make_batch(8, 2)

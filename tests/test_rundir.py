@@ -1,5 +1,6 @@
 """A run directory never loses a run: lock, finished reruns, torn lines, TensorBoard after
 resume, SIGINT/SIGTERM, and every user error as one line with exit status 2."""
+
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ def _kill_at(t_kill):
   def cb(t, _):
     if t == t_kill:
       raise Kill
+
   return cb
 
 
@@ -46,20 +48,33 @@ def test_second_run_on_a_workdir_is_refused_naming_the_pid(tmp_path):
 def test_concurrent_cli_run_exits_2_with_one_line(tmp_path):
   with RunLock(str(tmp_path)):
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.main", "--config", "configs/synthetic.py:runlocal",
-         "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, PYTHONPATH=ROOT))
+      [
+        sys.executable,
+        "-m",
+        "experiments.main",
+        "--config",
+        "configs/synthetic.py:runlocal",
+        "--workdir",
+        str(tmp_path),
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=dict(os.environ, PYTHONPATH=ROOT),
+    )
   assert out.returncode == 2
   assert out.stderr.strip().splitlines() == [
-      f"error: --workdir {tmp_path} is in use by process {os.getpid()} (lock "
-      f"{tmp_path}/.lock); wait for it to finish or use another --workdir."]
+    f"error: --workdir {tmp_path} is in use by process {os.getpid()} (lock "
+    f"{tmp_path}/.lock); wait for it to finish or use another --workdir."
+  ]
   assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
   p = subprocess.Popen([sys.executable, "-c", "pass"])
   p.wait()
-  (tmp_path / ".lock").write_text(f"{p.pid}\n")   # left behind by a dead run
+  (tmp_path / ".lock").write_text(f"{p.pid}\n")  # left behind by a dead run
   assert train_lib.train(small_config(rounds=2), str(tmp_path), quiet=True)["finished"]
 
 
@@ -85,6 +100,7 @@ def test_kill_between_last_checkpoint_and_summary_keeps_the_result(tmp_path):
   assert again["finished"] and again["final"] == first["final"] and again["final"]
   assert again["best"] == first["best"]
   from experiments import sweep
+
   assert sweep.score(again) == sweep.score(first) < float("inf")
 
 
@@ -103,14 +119,13 @@ def test_torn_lines_and_records_are_dropped_and_no_step_is_logged_twice(tmp_path
     train_lib.train(cfg, str(tmp_path), on_chunk_end=_kill_at(10), quiet=True)
   assert sorted(event_steps(tmp_path)) == list(range(1, 11))
   with open(tmp_path / "metrics.jsonl", "a") as f:
-    f.write('{"round": 11, "train/lo')   # killed mid-write
+    f.write('{"round": 11, "train/lo')  # killed mid-write
   with open(next(tmp_path.glob("events.out.tfevents*")), "ab") as f:
-    f.write(b"\x05\x00\x00")   # a torn TensorBoard record
+    f.write(b"\x05\x00\x00")  # a torn TensorBoard record
   s = train_lib.train(cfg, str(tmp_path), quiet=True)
   assert s["resumed_from"] == 8 and s["finished"]
-  assert [r["round"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == list(
-      range(1, 13))
-  assert sorted(event_steps(tmp_path)) == list(range(1, 13))   # 9-10 once, not twice
+  assert [r["round"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == list(range(1, 13))
+  assert sorted(event_steps(tmp_path)) == list(range(1, 13))  # 9-10 once, not twice
 
 
 def test_corrupt_middle_metrics_line_names_the_file_and_line(tmp_path):
@@ -137,35 +152,46 @@ def test_exploding_loss_is_reported_as_diverged(tmp_path):
 # ---------------------------------------------------------------------------- signals
 
 
-CLI_ARGS = ["--config", "configs/synthetic.py:runlocal", "--config.rounds=150",
-            "--config.checkpoint_every=0", "--config.eval_every=100",
-            "--config.synthetic.dim=8", "--config.synthetic.examples_per_client=64",
-            "--config.synthetic.test_examples=128", "--config.progress=False"]
+CLI_ARGS = [
+  "--config",
+  "configs/synthetic.py:runlocal",
+  "--config.rounds=150",
+  "--config.checkpoint_every=0",
+  "--config.eval_every=100",
+  "--config.synthetic.dim=8",
+  "--config.synthetic.examples_per_client=64",
+  "--config.synthetic.test_examples=128",
+  "--config.progress=False",
+]
 
 
 def _cli(workdir, *extra):
-  return [sys.executable, "-m", "experiments.main", "--workdir", str(workdir), *CLI_ARGS,
-          *extra]
+  return [sys.executable, "-m", "experiments.main", "--workdir", str(workdir), *CLI_ARGS, *extra]
 
 
 def _wait_rows(p, metrics, n):
   deadline = time.time() + 300
-  while time.time() < deadline and p.poll() is None and (
-      not metrics.exists() or len(metrics.read_text().splitlines()) < n):
+  while (
+    time.time() < deadline
+    and p.poll() is None
+    and (not metrics.exists() or len(metrics.read_text().splitlines()) < n)
+  ):
     time.sleep(0.02)
 
 
 def test_cli_sigint_and_sigterm_checkpoint_exit_0_and_resume_bit_for_bit(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
-  full = subprocess.run(_cli(tmp_path / "full"), cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=600)
+  full = subprocess.run(
+    _cli(tmp_path / "full"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
   assert full.returncode == 0, full.stderr[-2000:]
   cut = tmp_path / "cut"
   metrics = cut / "metrics.jsonl"
   stopped = 0
-  for sig in (signal.SIGINT, signal.SIGTERM):   # Ctrl-C, then a preemption
-    p = subprocess.Popen(_cli(cut), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+  for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, then a preemption
+    p = subprocess.Popen(
+      _cli(cut), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_rows(p, metrics, stopped + 15)
     p.send_signal(sig)
     _, err = p.communicate(timeout=300)
@@ -176,8 +202,7 @@ def test_cli_sigint_and_sigterm_checkpoint_exit_0_and_resume_bit_for_bit(tmp_pat
     now = json.loads(metrics.read_text().splitlines()[-1])["round"]
     assert stopped < now < 150 and not (cut / "summary.json").exists()
     stopped = now
-  out = subprocess.run(_cli(cut), cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+  out = subprocess.run(_cli(cut), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   s = json.load(open(cut / "summary.json"))
   assert s["resumed_from"] == stopped and s["rounds_done"] == 150
@@ -197,17 +222,20 @@ def _main(capsys, *argv):
   return rc, err
 
 
-@pytest.mark.parametrize("argv,expect", [
+@pytest.mark.parametrize(
+  "argv,expect",
+  [
     (["--config", "configs/nope.py"], r"config file 'configs/nope.py' does not exist"),
     (["--config", "configs/synthetic.py:bogus"], r"unknown variant\(s\) \['bogus'\]"),
-    (["--config", "configs/synthetic.py", "--config.nofield=3"],
-     r"config has no field 'nofield'"),
-    (["--config", "configs/synthetic.py", "--config.hparams.inner_lr=fast"],
-     r"config.hparams.inner_lr='fast' has the wrong type"),
-    (["--config", "configs/synthetic.py", "--config.clients=0"],
-     r"config.clients=0 must be >= 1"),
-    (["--config", "configs/synthetic.py"], None),   # no --workdir: argparse, one line
-])
+    (["--config", "configs/synthetic.py", "--config.nofield=3"], r"config has no field 'nofield'"),
+    (
+      ["--config", "configs/synthetic.py", "--config.hparams.inner_lr=fast"],
+      r"config.hparams.inner_lr='fast' has the wrong type",
+    ),
+    (["--config", "configs/synthetic.py", "--config.clients=0"], r"config.clients=0 must be >= 1"),
+    (["--config", "configs/synthetic.py"], None),  # no --workdir: argparse, one line
+  ],
+)
 def test_each_user_error_is_one_line_exit_2(tmp_path, capsys, argv, expect):
   if expect is None:
     with pytest.raises(SystemExit) as e:
@@ -219,6 +247,7 @@ def test_each_user_error_is_one_line_exit_2(tmp_path, capsys, argv, expect):
   rc, err = _main(capsys, *argv, "--workdir", str(tmp_path / "w"))
   assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), err
   import re
+
   assert re.search(expect, err[0]), err
 
 
@@ -229,8 +258,9 @@ def test_unwritable_workdir_is_one_line(tmp_path, capsys):
   try:
     if os.access(ro, os.W_OK):
       pytest.skip("running as a user that can write anywhere")
-    rc, err = _main(capsys, "--config", "configs/synthetic.py:runlocal", "--workdir",
-                    str(ro / "run"))
+    rc, err = _main(
+      capsys, "--config", "configs/synthetic.py:runlocal", "--workdir", str(ro / "run")
+    )
   finally:
     ro.chmod(0o700)
   assert rc == 2 and len(err) == 1 and "--workdir" in err[0]
@@ -238,15 +268,22 @@ def test_unwritable_workdir_is_one_line(tmp_path, capsys):
 
 def test_root_cannot_create_under_a_file_is_one_line(tmp_path, capsys):
   (tmp_path / "file").write_text("")
-  rc, err = _main(capsys, "--config", "configs/synthetic.py:runlocal", "--workdir",
-                  str(tmp_path / "file" / "run"))
+  rc, err = _main(
+    capsys, "--config", "configs/synthetic.py:runlocal", "--workdir", str(tmp_path / "file" / "run")
+  )
   assert rc == 2 and len(err) == 1 and "cannot be created" in err[0]
 
 
 def test_bad_and_foreign_checkpoints_are_one_line(tmp_path, capsys):
-  args = ["--config", "configs/synthetic.py:runlocal", "--config.rounds=4",
-          "--config.checkpoint_every=2", "--config.progress=False", "--workdir",
-          str(tmp_path)]
+  args = [
+    "--config",
+    "configs/synthetic.py:runlocal",
+    "--config.rounds=4",
+    "--config.checkpoint_every=2",
+    "--config.progress=False",
+    "--workdir",
+    str(tmp_path),
+  ]
   assert main_lib.main(args) == 0
   capsys.readouterr()
   os.remove(tmp_path / "summary.json")
@@ -267,22 +304,37 @@ def test_missing_artifact_is_one_line(tmp_path, capsys, monkeypatch):
 
   def offline(name, *a, **k):
     raise fetch.FetchError(f"no network for {name}\nsecond line")
+
   monkeypatch.setenv("TAILOPT_DATA_DIR", str(tmp_path / "cache"))
   monkeypatch.setattr(fetch, "fetch", offline)
-  rc, err = _main(capsys, "--config", "configs/fashion_mnist.py:runlocal", "--workdir",
-                  str(tmp_path / "w"))
-  errors = [l for l in err if l.startswith("error:")]   # after the "fetching" progress line
+  rc, err = _main(
+    capsys, "--config", "configs/fashion_mnist.py:runlocal", "--workdir", str(tmp_path / "w")
+  )
+  errors = [l for l in err if l.startswith("error:")]  # after the "fetching" progress line
   assert rc == 2 and errors == err[-1:], err
   assert "fashion-mnist" in err[-1] and "python -m experiments.data.fetch" in err[-1]
 
 
 def test_cli_error_process_has_no_traceback(tmp_path):
   out = subprocess.run(
-      [sys.executable, "-m", "experiments.main", "--config", "configs/synthetic.py",
-       "--workdir", str(tmp_path), "--config.hparams.inner_lr=nan",
-       "--config.hparams.momentum=1.5", "--config.keep_checkpoints=0"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300,
-      env=dict(os.environ, PYTHONPATH=ROOT))
+    [
+      sys.executable,
+      "-m",
+      "experiments.main",
+      "--config",
+      "configs/synthetic.py",
+      "--workdir",
+      str(tmp_path),
+      "--config.hparams.inner_lr=nan",
+      "--config.hparams.momentum=1.5",
+      "--config.keep_checkpoints=0",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, PYTHONPATH=ROOT),
+  )
   assert out.returncode == 2 and "Traceback" not in out.stderr
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 3 and all(l.startswith("error: config.") for l in lines), lines

@@ -7,8 +7,9 @@ from tailopt import schedules
 
 def test_power_law_hand_values():
   s = schedules.power_law(0.5, -0.5)  # 0.5 / sqrt(t), t = count + 1
-  np.testing.assert_allclose([s(c) for c in range(4)],
-                             [0.5, 0.5 / np.sqrt(2), 0.5 / np.sqrt(3), 0.25], rtol=1e-6)
+  np.testing.assert_allclose(
+    [s(c) for c in range(4)], [0.5, 0.5 / np.sqrt(2), 0.5 / np.sqrt(3), 0.25], rtol=1e-6
+  )
   assert float(schedules.power_law(0.3)(17)) == pytest.approx(0.3)
 
 

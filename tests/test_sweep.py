@@ -1,4 +1,5 @@
 """Sweeps: grids, best-point selection, resumability, reports."""
+
 import json
 import os
 
@@ -26,8 +27,7 @@ def test_method_grid_is_a_cartesian_product():
 def test_sweep_picks_best_point_resumes_and_reports(tmp_path):
   c = tiny_config()
   logs = []
-  res = sweep.sweep(c, str(tmp_path), methods=["fedavg", "bi2clip"], seeds=[0, 1],
-                    log=logs.append)
+  res = sweep.sweep(c, str(tmp_path), methods=["fedavg", "bi2clip"], seeds=[0, 1], log=logs.append)
   # inner_lr = 0 never moves the model, so the 0.05 point must win for both methods.
   for m in ("fedavg", "bi2clip"):
     assert res["methods"][m]["best"] == "inner_lr=0.05"
@@ -50,6 +50,10 @@ def test_sweep_picks_best_point_resumes_and_reports(tmp_path):
 def test_score_ranks_diverged_last():
   s = {"diverged": True, "final": {}, "report_metric": "eval/loss", "report_mode": "min"}
   assert sweep.score(s) == float("inf")
-  s = {"diverged": False, "final": {"eval/accuracy": 0.9}, "report_metric": "eval/accuracy",
-       "report_mode": "max"}
+  s = {
+    "diverged": False,
+    "final": {"eval/accuracy": 0.9},
+    "report_metric": "eval/accuracy",
+    "report_mode": "max",
+  }
   assert sweep.score(s) == -0.9

@@ -1,4 +1,5 @@
 """The runner: resume bit for bit, config validation, checkpoint errors, outputs."""
+
 import json
 import os
 import subprocess
@@ -45,6 +46,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, method):
   def kill(r, _):
     if r == 10:  # after the checkpoint at round 8; rounds 9-10 are lost
       raise Interrupt
+
   with pytest.raises(Interrupt):
     train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
   resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
@@ -67,8 +69,12 @@ def test_outputs_and_summary(tmp_path):
   assert s["finished"] and not s["diverged"]
   assert json.load(open(tmp_path / "summary.json"))["rounds_done"] == 12
   rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
-  assert {"train/loss", "train/delta_norm", "train/inner_clip_above",
-          "train/outer_clip_below"} <= set(rows[0])
+  assert {
+    "train/loss",
+    "train/delta_norm",
+    "train/inner_clip_above",
+    "train/outer_clip_below",
+  } <= set(rows[0])
   assert "eval/loss" in rows[5] and "eval/loss" not in rows[4]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
   assert "best eval/loss" in train_lib.format_summary(s)
@@ -101,7 +107,9 @@ def test_diverging_run_is_recorded(tmp_path):
   assert s["diverged"] and s["rounds_done"] < 12 and s["best"] is None
 
 
-@pytest.mark.parametrize("field,value,msg", [
+@pytest.mark.parametrize(
+  "field,value,msg",
+  [
     ("hparams.inner_lower", 5.0, r"config.hparams.inner_lower=5.0 > config.hparams.inner_upper"),
     ("method", "fedprox", r"config.method='fedprox': Unknown method"),
     ("task", "imagenet", r"config.task='imagenet' is unknown"),
@@ -118,8 +126,12 @@ def test_diverging_run_is_recorded(tmp_path):
     ("noise.scale", -1.0, r"config.noise.scale=-1.0 must be a finite number >= 0"),
     # bi2clip has no momentum: the override is refused as unused (with diloco it is a
     # range error, tests/test_configs.py).
-    ("hparams.momentum", 1.5, r"config.hparams.momentum is set but config.method='bi2clip' "
-                              r"does not use it"),
+    (
+      "hparams.momentum",
+      1.5,
+      r"config.hparams.momentum is set but config.method='bi2clip' "
+      r"does not use it",
+    ),
     ("keep_checkpoints", 0, r"config.keep_checkpoints=0 must be >= 1"),
     ("eval_every", 0, r"config.report_metric='eval/loss' is never logged: evaluation is off"),
     ("report_metric", "loss", r"config.report_metric='loss' must name a logged metric"),
@@ -127,15 +139,18 @@ def test_diverging_run_is_recorded(tmp_path):
     ("mesh.model", 0, r"config.mesh.model=0 must be an integer >= 1"),
     ("client_loop", "pmap", r"config.client_loop='pmap' is unknown"),
     ("chunk", -1, r"config.chunk=-1 must be >= 0"),
-])
+  ],
+)
 def test_validation_names_field_and_fix(field, value, msg):
   from experiments import tasks
+
   with pytest.raises(ConfigError, match=msg):
     validate(small_config(**{field: value}), tasks.TASKS)
 
 
 def test_validation_lists_every_problem_one_line_each():
   from experiments import tasks
+
   c = small_config(clients=0, keep_checkpoints=0, **{"hparams.inner_lr": float("nan")})
   with pytest.raises(ConfigError) as e:
     validate(c, tasks.TASKS)
@@ -143,10 +158,13 @@ def test_validation_lists_every_problem_one_line_each():
   assert len(lines) == 3 and all(l.startswith("config.") for l in lines), lines
 
 
-@pytest.mark.parametrize("metric,msg", [
+@pytest.mark.parametrize(
+  "metric,msg",
+  [
     ("eval/accuracy", r"this task's eval metrics are \['eval/loss'\]"),
     ("train/nonexistent", r"the run logs \[.*'train/loss'"),
-])
+  ],
+)
 def test_report_metric_that_is_never_logged_is_refused(tmp_path, metric, msg):
   cfg = small_config(rounds=2, report_metric=metric)
   with pytest.raises(ConfigError, match=r"config.report_metric=.* is never logged; " + msg):
@@ -161,9 +179,17 @@ def test_config_type_errors_come_from_configdict():
 
 def test_cli_runs_and_reports_bad_config(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
-  cmd = [sys.executable, "-m", "experiments.main", "--config",
-         "configs/synthetic.py:runlocal", "--workdir", str(tmp_path),
-         "--config.hparams.inner_lower=3.0", "--config.progress=False"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.main",
+    "--config",
+    "configs/synthetic.py:runlocal",
+    "--workdir",
+    str(tmp_path),
+    "--config.hparams.inner_lower=3.0",
+    "--config.progress=False",
+  ]
   out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0
   assert "config.hparams.inner_lower=3.0 > config.hparams.inner_upper=1.0" in out.stderr
@@ -184,6 +210,7 @@ def test_sampled_clients_keep_their_inner_state_across_rounds_and_resume(tmp_pat
   def kill(r, _):
     if r == 10:
       raise Interrupt
+
   with pytest.raises(Interrupt):
     train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
   resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
@@ -199,7 +226,10 @@ def test_sampled_clients_keep_their_inner_state_across_rounds_and_resume(tmp_pat
     for i in engine.batches.client_ids(t):
       taken[int(i)] = taken.get(int(i), 0) + 1
   assert record["stored_clients"] == len(taken) == len(engine.store)
-  counts = [x for x in jax.tree.leaves(engine.store.gather(sorted(taken)))
-            if np.asarray(x).dtype == np.int32 and np.ndim(x) == 1]
+  counts = [
+    x
+    for x in jax.tree.leaves(engine.store.gather(sorted(taken)))
+    if np.asarray(x).dtype == np.int32 and np.ndim(x) == 1
+  ]
   assert counts, "the inner Adam state has a step count"
   np.testing.assert_array_equal(counts[0], [cfg.local_steps * taken[i] for i in sorted(taken)])

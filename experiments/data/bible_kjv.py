@@ -24,10 +24,11 @@ __all__ = ["BOOKS", "book_text", "decode_bible_data", "unlzw", "verses"]
 
 #: The 66 books' abbreviations as they appear in the data, in canonical order.
 BOOKS = (
-    "Ge Exo Lev Num Deu Josh Jdgs Ruth 1Sm 2Sm 1Ki 2Ki 1Chr 2Chr Ezra Neh Est Job Psa Prv "
-    "Eccl SSol Isa Jer Lam Eze Dan Hos Joel Amos Obad Jonah Mic Nahum Hab Zep Hag Zec Mal "
-    "Mat Mark Luke John Acts Rom 1Cor 2Cor Gal Eph Phi Col 1Th 2Th 1Tim 2Tim Titus Phmn Heb "
-    "Jas 1Pet 2Pet 1Jn 2Jn 3Jn Jude Rev").split()
+  "Ge Exo Lev Num Deu Josh Jdgs Ruth 1Sm 2Sm 1Ki 2Ki 1Chr 2Chr Ezra Neh Est Job Psa Prv "
+  "Eccl SSol Isa Jer Lam Eze Dan Hos Joel Amos Obad Jonah Mic Nahum Hab Zep Hag Zec Mal "
+  "Mat Mark Luke John Acts Rom 1Cor 2Cor Gal Eph Phi Col 1Th 2Th 1Tim 2Tim Titus Phmn Heb "
+  "Jas 1Pet 2Pet 1Jn 2Jn 3Jn Jude Rev"
+).split()
 
 _VERSE = re.compile(r"^([1-3]?[A-Za-z]+)(\d+):(\d+) (.*)$")
 
@@ -61,7 +62,7 @@ def unlzw(data: bytes, maxbits: int = 16, block_mode: bool = True) -> bytes:
       mask = (1 << n_bits) - 1
       continue
     b = pos >> 3
-    code = (int.from_bytes(buf[b:b + 4], "little") >> (pos & 7)) & mask
+    code = (int.from_bytes(buf[b : b + 4], "little") >> (pos & 7)) & mask
     pos += n_bits
     if block_mode and code == 256 and prev is not None:
       pos = seg = align(pos, seg, n_bits)
@@ -92,11 +93,11 @@ def decode_bible_data(path: str | pathlib.Path) -> str:
     raise ValueError(f"{path} is not a Bible Retrieval System data file (magic {b[:4]!r}).")
   window, count = struct.unpack_from(">II", b, 0x54)
   offsets = struct.unpack_from(f">{count + 1}I", b, 0x5C)
-  header = b[offsets[0] - 3:offsets[0]]
+  header = b[offsets[0] - 3 : offsets[0]]
   if header[:2] != b"\x1f\x9d":
     raise ValueError(f"{path}: no compress header before the first window.")
   maxbits, block = header[2] & 0x1F, bool(header[2] & 0x80)
-  parts = [unlzw(b[offsets[i]:offsets[i + 1]], maxbits, block) for i in range(count)]
+  parts = [unlzw(b[offsets[i] : offsets[i + 1]], maxbits, block) for i in range(count)]
   if any(len(p) != window for p in parts[:-1]):
     raise ValueError(f"{path}: a window did not decode to {window} bytes.")
   return b"".join(parts).decode("latin-1")

@@ -52,10 +52,29 @@ from experiments.data import bible_kjv, fetch
 from tailopt.data.types import FederatedData
 
 __all__ = [
-    "GROUPS", "PAD", "BOS", "EOS", "UNK", "Pair", "bleu", "clean_english", "clean_spanish",
-    "detokenize", "drop_versification_seams", "encode_pairs", "extract_pairs", "group_of",
-    "is_test", "load", "make_bleu_eval", "pairs", "parse_dump", "split", "tokenizer",
-    "train_tokenizer", "write_pairs",
+  "GROUPS",
+  "PAD",
+  "BOS",
+  "EOS",
+  "UNK",
+  "Pair",
+  "bleu",
+  "clean_english",
+  "clean_spanish",
+  "detokenize",
+  "drop_versification_seams",
+  "encode_pairs",
+  "extract_pairs",
+  "group_of",
+  "is_test",
+  "load",
+  "make_bleu_eval",
+  "pairs",
+  "parse_dump",
+  "split",
+  "tokenizer",
+  "train_tokenizer",
+  "write_pairs",
 ]
 
 ARTIFACT = "bible-translation"
@@ -67,25 +86,28 @@ PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"  # ids 0, 1, 2, 3
 
 #: Eight contiguous genre groups of :data:`bible_kjv.BOOKS` (name, first book, last book).
 GROUPS = (
-    ("pentateuch", "Ge", "Deu"),
-    ("history", "Josh", "Est"),
-    ("poetry", "Job", "SSol"),
-    ("major_prophets", "Isa", "Dan"),
-    ("minor_prophets", "Hos", "Mal"),
-    ("gospels", "Mat", "John"),
-    ("acts_paul", "Acts", "Phmn"),
-    ("hebrews_revelation", "Heb", "Rev"),
+  ("pentateuch", "Ge", "Deu"),
+  ("history", "Josh", "Est"),
+  ("poetry", "Job", "SSol"),
+  ("major_prophets", "Isa", "Dan"),
+  ("minor_prophets", "Hos", "Mal"),
+  ("gospels", "Mat", "John"),
+  ("acts_paul", "Acts", "Phmn"),
+  ("hebrews_revelation", "Heb", "Rev"),
 )
 
 # "Genesis 1:1: text", "   I Samuel 3:4: text", "Revelation of John 22:21: text"
 _REF = re.compile(r"^\s*([1-3I]*\s?[A-Z][A-Za-z ]*?) (\d+):(\d+):\s?(.*)$")
-_HEBREW_LETTERS = ("ALEPH BETH GIMEL DALETH HE VAU ZAIN CHETH TETH JOD CAPH LAMED MEM NUN "
-                   "SAMECH AIN PE TZADDI COPH RESH SIN SCHIN SHIN TAU").split()
+_HEBREW_LETTERS = (
+  "ALEPH BETH GIMEL DALETH HE VAU ZAIN CHETH TETH JOD CAPH LAMED MEM NUN "
+  "SAMECH AIN PE TZADDI COPH RESH SIN SCHIN SHIN TAU"
+).split()
 _LETTER_HEADING = re.compile(r"^(?:%s)\b\.?\s*" % "|".join(_HEBREW_LETTERS))
 _CAPS = "A-ZÁÉÍÓÚÑÜ"
 # The capitalised opening of a chapter: "EN el", "Y ACONTECIÓ que", "¿POR qué", "PABLO,".
 _CAPS_RUN = re.compile(
-    rf"^([¿¡(]?)((?:[{_CAPS}]+\s+)*[{_CAPS}]{{2,}}(?:\s+[{_CAPS}]+)*)(?=[\s,.;:!?]|$)")
+  rf"^([¿¡(]?)((?:[{_CAPS}]+\s+)*[{_CAPS}]{{2,}}(?:\s+[{_CAPS}]+)*)(?=[\s,.;:!?]|$)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +133,8 @@ def _squash(text: str) -> str:
 def clean_english(text: str) -> str:
   """A KJV verse as ``diatheke -f plain`` prints it -> plain text."""
   text = text.replace("¶", " ").replace("\u2019", "'").replace("\u2018", "'")
-  text = re.sub(r"\\[a-z]+\d?\*?", " ", text)       # USFM character markers: \nd ... \nd*
-  text = re.sub(r"\[([^\]]*)\]", r"\1", text)       # [but] -> but
+  text = re.sub(r"\\[a-z]+\d?\*?", " ", text)  # USFM character markers: \nd ... \nd*
+  text = re.sub(r"\[([^\]]*)\]", r"\1", text)  # [but] -> but
   return _squash(text)
 
 
@@ -128,7 +150,7 @@ def clean_spanish(text: str, *, chapter_start: bool = False, psalm119: bool = Fa
   word(s) the edition sets in capitals; they are put in sentence case. ``psalm119``:
   strip a leading Hebrew-letter heading (``BETH``, ``GIMEL.``).
   """
-  text = re.sub(r"\s*<[GH]\d+[a-z]?>", "", text)    # Strong's numbers
+  text = re.sub(r"\s*<[GH]\d+[a-z]?>", "", text)  # Strong's numbers
   text = _squash(text)
   if psalm119:
     stripped = _LETTER_HEADING.sub("", text)
@@ -157,11 +179,14 @@ def parse_dump(text: str) -> list[tuple[str, int, int, str]]:
 
 def _diatheke(module: str, key: str, sword_path: pathlib.Path) -> str:
   env = dict(os.environ, SWORD_PATH=str(sword_path), LC_ALL="C.UTF-8")
-  res = subprocess.run(["diatheke", "-b", module, "-f", "plain", "-k", key], env=env,
-                       capture_output=True, check=False)
+  res = subprocess.run(
+    ["diatheke", "-b", module, "-f", "plain", "-k", key], env=env, capture_output=True, check=False
+  )
   if res.returncode != 0:
-    raise fetch.FetchError(f"diatheke -b {module} -k {key!r} failed (exit {res.returncode}): "
-                           f"{res.stderr.decode(errors='replace').strip()[-500:]}")
+    raise fetch.FetchError(
+      f"diatheke -b {module} -k {key!r} failed (exit {res.returncode}): "
+      f"{res.stderr.decode(errors='replace').strip()[-500:]}"
+    )
   return res.stdout.decode("utf-8")
 
 
@@ -178,9 +203,10 @@ def _ensure_diatheke() -> None:
     if shutil.which("diatheke"):
       return
   raise fetch.FetchError(
-      f"the SWORD reader `diatheke` is missing and could not be installed here; install it "
-      f"with `sudo {INSTALL}` (Debian/Ubuntu), then rerun: "
-      f"python -m experiments.data.fetch {ARTIFACT}")
+    f"the SWORD reader `diatheke` is missing and could not be installed here; install it "
+    f"with `sudo {INSTALL}` (Debian/Ubuntu), then rerun: "
+    f"python -m experiments.data.fetch {ARTIFACT}"
+  )
 
 
 def _psalm_title(sword_path: pathlib.Path, chapter: int) -> str:
@@ -205,8 +231,9 @@ def extract_pairs(sword_path: pathlib.Path) -> tuple[list[Pair], dict[str, str]]
     raise fetch.FetchError(f"expected {len(bible_kjv.BOOKS)} books, diatheke gave {len(names)}.")
   abbrev = dict(zip(names, bible_kjv.BOOKS))
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    titles = dict(zip(range(1, 151), pool.map(lambda c: _psalm_title(sword_path, c),
-                                                range(1, 151))))
+    titles = dict(
+      zip(range(1, 151), pool.map(lambda c: _psalm_title(sword_path, c), range(1, 151)))
+    )
   raw["psalm_titles"] = "".join(f"{c}\t{t}\n" for c, t in titles.items())
   out = []
   for (name, ch, vs, e), (_, _, _, s) in zip(en, es):
@@ -244,9 +271,10 @@ def write_pairs(root: pathlib.Path) -> None:
   digest = hashlib.sha256(data).hexdigest()
   if digest != PAIRS_SHA256:
     raise fetch.FetchError(
-        f"pairs.tsv extracted from the pinned SWORD modules has sha256 {digest}, expected "
-        f"{PAIRS_SHA256}: the installed diatheke ({shutil.which('diatheke')}) renders the "
-        f"text differently; use Debian 12's diatheke 1.9.0 ({INSTALL}).")
+      f"pairs.tsv extracted from the pinned SWORD modules has sha256 {digest}, expected "
+      f"{PAIRS_SHA256}: the installed diatheke ({shutil.which('diatheke')}) renders the "
+      f"text differently; use Debian 12's diatheke 1.9.0 ({INSTALL})."
+    )
   (root / "pairs.tsv").write_bytes(data)
 
 
@@ -292,9 +320,11 @@ def split(all_pairs, *, partition: str = "genre", num_clients: int = 8, seed: in
   """
   if partition == "genre":
     if num_clients != len(GROUPS):
-      raise ValueError(f"partition='genre' has {len(GROUPS)} nodes (one per group of books) "
-                       f"but num_clients={num_clients}; set config.clients=8 or "
-                       f"config.data.partition='iid'.")
+      raise ValueError(
+        f"partition='genre' has {len(GROUPS)} nodes (one per group of books) "
+        f"but num_clients={num_clients}; set config.clients=8 or "
+        f"config.data.partition='iid'."
+      )
     owner = np.array([group_of(p.book) for p in all_pairs])
     names = [g[0] for g in GROUPS]
   elif partition == "iid":
@@ -303,23 +333,28 @@ def split(all_pairs, *, partition: str = "genre", num_clients: int = 8, seed: in
   else:
     raise ValueError(f"partition={partition!r}; use 'genre' or 'iid'.")
   test = np.array([is_test(p.ref) for p in all_pairs])
-  clients = [[p for p, o, t in zip(all_pairs, owner, test) if o == c and not t]
-             for c in range(num_clients)]
-  tests = [[p for p, o, t in zip(all_pairs, owner, test) if o == c and t]
-           for c in range(num_clients)]
+  clients = [
+    [p for p, o, t in zip(all_pairs, owner, test) if o == c and not t] for c in range(num_clients)
+  ]
+  tests = [
+    [p for p, o, t in zip(all_pairs, owner, test) if o == c and t] for c in range(num_clients)
+  ]
   return clients, tests, names
 
 
 def train_tokenizer(texts, vocab_size: int):
   """A BPE ``tokenizers.Tokenizer`` trained on ``texts`` (deterministic; ids 0-3 special)."""
   from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
   tok = Tokenizer(models.BPE(unk_token=UNK))
   tok.normalizer = normalizers.NFC()
   tok.pre_tokenizer = pre_tokenizers.Sequence(
-      [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation(behavior="isolated")])
+    [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation(behavior="isolated")]
+  )
   tok.decoder = decoders.Metaspace()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS, UNK],
-                                min_frequency=2, show_progress=False)
+  trainer = trainers.BpeTrainer(
+    vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS, UNK], min_frequency=2, show_progress=False
+  )
   tok.train_from_iterator(list(texts), trainer=trainer)
   return tok
 
@@ -327,6 +362,7 @@ def train_tokenizer(texts, vocab_size: int):
 def tokenizer(vocab_size: int = 8000, root: str | os.PathLike | None = None):
   """The shared BPE vocabulary trained on the training verses, cached beside the data."""
   from tokenizers import Tokenizer
+
   root = pathlib.Path(root) if root is not None else fetch.artifact_path(ARTIFACT)
   path = root / f"tokenizer-bpe-{vocab_size}.json"
   if path.is_file():
@@ -343,7 +379,7 @@ def _pad(rows, max_len: int):
   ids = np.zeros((len(rows), max_len), np.int32)
   for i, r in enumerate(rows):
     r = r[:max_len]
-    ids[i, :len(r)] = r
+    ids[i, : len(r)] = r
   return ids, (ids != 0).astype(np.int32)
 
 
@@ -351,8 +387,9 @@ def _arrays(en_ids, es_ids, max_len: int, bos: int, eos: int) -> dict:
   src, src_mask = _pad([list(e) + [eos] for e in en_ids], max_len)
   tgt_in, _ = _pad([[bos] + list(s) for s in es_ids], max_len)
   tgt_out, tgt_mask = _pad([list(s) + [eos] for s in es_ids], max_len)
-  return dict(src=src, src_mask=src_mask, tgt_in=tgt_in, tgt_out=tgt_out,
-              tgt_mask=tgt_mask.astype(np.float32))
+  return dict(
+    src=src, src_mask=src_mask, tgt_in=tgt_in, tgt_out=tgt_out, tgt_mask=tgt_mask.astype(np.float32)
+  )
 
 
 def encode_pairs(tok, ps, max_len: int) -> dict:
@@ -384,11 +421,19 @@ def _encoded_corpus(tok, root: pathlib.Path, vocab_size: int, all_pairs):
 def bleu(hypotheses, references) -> float:
   """Corpus BLEU (sacrebleu's defaults: 13a tokenisation, case-sensitive), one reference."""
   import sacrebleu
+
   return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
 
 
-def make_bleu_eval(generate, data: FederatedData, *, num_examples: int = 256,
-                   batch_size: int = 128, beam_size: int = 1, length_alpha: float = 0.6):
+def make_bleu_eval(
+  generate,
+  data: FederatedData,
+  *,
+  num_examples: int = 256,
+  batch_size: int = 128,
+  beam_size: int = 1,
+  length_alpha: float = 0.6,
+):
   """``params -> {'bleu': ...}``: sacrebleu corpus BLEU of decoded test verses.
 
   ``generate`` is a seq2seq model's ``meta['generate']``. The subset is fixed: the
@@ -397,6 +442,7 @@ def make_bleu_eval(generate, data: FederatedData, *, num_examples: int = 256,
   ``beam_size=1``) up to EOS, references the cleaned, untruncated Reina-Valera verses.
   """
   import jax  # pylint: disable=g-import-not-at-top
+
   tok, meta = data.meta["tokenizer"], data.meta
   test_pairs = meta["test_pairs"]
   n = min(num_examples, len(test_pairs))
@@ -404,16 +450,24 @@ def make_bleu_eval(generate, data: FederatedData, *, num_examples: int = 256,
   src, src_mask = data.test["src"][idx], data.test["src_mask"][idx]
   refs = [test_pairs[i].es for i in idx]
   bs = min(batch_size, len(idx))
-  gen = jax.jit(functools.partial(generate, bos_id=meta["bos_id"], eos_id=meta["eos_id"],
-                                  pad_id=meta["pad_id"], steps=meta["max_len"],
-                                  beam_size=beam_size, length_alpha=length_alpha))
+  gen = jax.jit(
+    functools.partial(
+      generate,
+      bos_id=meta["bos_id"],
+      eos_id=meta["eos_id"],
+      pad_id=meta["pad_id"],
+      steps=meta["max_len"],
+      beam_size=beam_size,
+      length_alpha=length_alpha,
+    )
+  )
 
   def bleu_eval(params) -> dict:
     # On one device: the training mesh's replicated params would run it once per device.
     params = jax.device_put(params, jax.devices()[0])
     rows = []
     for s in range(0, len(idx), bs):
-      b_src, b_mask = src[s:s + bs], src_mask[s:s + bs]
+      b_src, b_mask = src[s : s + bs], src_mask[s : s + bs]
       k = len(b_src)
       if k < bs:  # pad the last batch: one compiled shape
         b_src = np.concatenate([b_src, np.repeat(b_src[:1], bs - k, 0)])
@@ -431,14 +485,22 @@ def detokenize(tok, rows, eos_id: int) -> list[str]:
   for r in rows:
     r = np.asarray(r)
     hits = np.flatnonzero(r == eos_id)
-    r = r[:hits[0]] if len(hits) else r
+    r = r[: hits[0]] if len(hits) else r
     out.append(tok.decode([int(t) for t in r], skip_special_tokens=True))
   return out
 
 
-def load(*, num_clients: int = 8, partition: str = "genre", vocab_size: int = 8000,
-         max_len: int = 64, seed: int = 0, limit: int | None = None,
-         test_limit: int | None = None, path: str | os.PathLike | None = None) -> FederatedData:
+def load(
+  *,
+  num_clients: int = 8,
+  partition: str = "genre",
+  vocab_size: int = 8000,
+  max_len: int = 64,
+  seed: int = 0,
+  limit: int | None = None,
+  test_limit: int | None = None,
+  path: str | os.PathLike | None = None,
+) -> FederatedData:
   """The federated translation task; see the module docstring.
 
   ``limit``: keep at most this many training pairs per node (the first, in canonical
@@ -448,8 +510,7 @@ def load(*, num_clients: int = 8, partition: str = "genre", vocab_size: int = 80
   """
   root = pathlib.Path(path).parent if path is not None else fetch.artifact_path(ARTIFACT)
   all_pairs = pairs(root / "pairs.tsv")
-  clients, tests, names = split(all_pairs, partition=partition, num_clients=num_clients,
-                                seed=seed)
+  clients, tests, names = split(all_pairs, partition=partition, num_clients=num_clients, seed=seed)
   if limit:
     clients = [c[:limit] for c in clients]
   tok = tokenizer(vocab_size, root)
@@ -466,12 +527,21 @@ def load(*, num_clients: int = 8, partition: str = "genre", vocab_size: int = 80
     keep = np.unique(np.linspace(0, len(test_pairs) - 1, test_limit).round().astype(int))
     test_pairs = [test_pairs[i] for i in keep]
   data = FederatedData(
-      clients=[arrays(c) for c in clients],
-      test=arrays(test_pairs),
-      client_names=names,
-      client_test=[arrays(t) for t in tests],
-      meta=dict(source="KJV -> Reina-Valera 1909 (SWORD modules)", task="translation",
-                vocab_size=tok.get_vocab_size(), max_len=max_len, tokenizer=tok,
-                pad_id=0, bos_id=bos, eos_id=eos, test_pairs=test_pairs,
-                partition=partition))
+    clients=[arrays(c) for c in clients],
+    test=arrays(test_pairs),
+    client_names=names,
+    client_test=[arrays(t) for t in tests],
+    meta=dict(
+      source="KJV -> Reina-Valera 1909 (SWORD modules)",
+      task="translation",
+      vocab_size=tok.get_vocab_size(),
+      max_len=max_len,
+      tokenizer=tok,
+      pad_id=0,
+      bos_id=bos,
+      eos_id=eos,
+      test_pairs=test_pairs,
+      partition=partition,
+    ),
+  )
   return data

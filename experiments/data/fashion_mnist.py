@@ -21,8 +21,18 @@ from tailopt.data.types import FederatedData, take
 
 __all__ = ["CLASS_NAMES", "MEAN", "STD", "load", "load_arrays", "read_idx"]
 
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-               "Sneaker", "Bag", "Ankle boot")
+CLASS_NAMES = (
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+)
 #: Mean and standard deviation of the training pixels scaled to [0, 1].
 MEAN, STD = 0.2860406, 0.3530242
 
@@ -45,8 +55,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   return data.reshape(shape)
 
 
-def load_arrays(split: str = "train", limit: int | None = None, standardize: bool = False,
-                cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+  split: str = "train",
+  limit: int | None = None,
+  standardize: bool = False,
+  cache_dir: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """``(images, labels)`` of one split: float32 ``(n, 28, 28, 1)``, int32 ``(n,)``.
 
   Args:
@@ -66,9 +80,17 @@ def load_arrays(split: str = "train", limit: int | None = None, standardize: boo
   return x, y.astype(np.int32)
 
 
-def load(num_clients: int = 10, partition_kind: str = "iid", beta: float = 0.5, seed: int = 0,
-         limit: int | None = None, test_limit: int | None = None, standardize: bool = False,
-         min_size: int = 10, cache_dir: str | os.PathLike | None = None) -> FederatedData:
+def load(
+  num_clients: int = 10,
+  partition_kind: str = "iid",
+  beta: float = 0.5,
+  seed: int = 0,
+  limit: int | None = None,
+  test_limit: int | None = None,
+  standardize: bool = False,
+  min_size: int = 10,
+  cache_dir: str | os.PathLike | None = None,
+) -> FederatedData:
   """Fashion-MNIST split across ``num_clients``.
 
   Args:
@@ -95,12 +117,22 @@ def load(num_clients: int = 10, partition_kind: str = "iid", beta: float = 0.5, 
   elif partition_kind == "sorted":
     parts = partition.sorted_by_label(y, num_clients)
   else:
-    raise ValueError(f"partition_kind must be 'iid', 'dirichlet' or 'sorted', got {partition_kind!r}.")
+    raise ValueError(
+      f"partition_kind must be 'iid', 'dirichlet' or 'sorted', got {partition_kind!r}."
+    )
   train = {"x": x, "y": y}
   return FederatedData(
-      clients=[take(train, p) for p in parts], test={"x": xt, "y": yt},
-      client_names=[f"client_{i}" for i in range(num_clients)],
-      meta={"source": "dataset-fashion-mnist", "num_classes": 10, "image_shape": (28, 28, 1),
-            "class_names": CLASS_NAMES, "partition": partition_kind,
-            "beta": beta if partition_kind == "dirichlet" else None, "seed": seed,
-            "standardized": standardize})
+    clients=[take(train, p) for p in parts],
+    test={"x": xt, "y": yt},
+    client_names=[f"client_{i}" for i in range(num_clients)],
+    meta={
+      "source": "dataset-fashion-mnist",
+      "num_classes": 10,
+      "image_shape": (28, 28, 1),
+      "class_names": CLASS_NAMES,
+      "partition": partition_kind,
+      "beta": beta if partition_kind == "dirichlet" else None,
+      "seed": seed,
+      "standardized": standardize,
+    },
+  )

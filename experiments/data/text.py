@@ -14,19 +14,37 @@ import numpy as np
 __all__ = ["LEAF_CHARS", "CharVocab", "normalize", "next_char_examples", "leaf_vocab"]
 
 #: LEAF's ``ALL_LETTERS``: newline, space, punctuation, digits, A-Z, a-z, '}'.
-LEAF_CHARS = ("\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]"
-              "abcdefghijklmnopqrstuvwxyz}")
+LEAF_CHARS = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
 assert len(LEAF_CHARS) == 80
 
 # Typographic characters folded to the ASCII the vocabulary has; "_" (the
 # Gutenberg italics marker) is dropped; "\r" and DOS end-of-file (^Z) removed.
-_FOLD = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-",
-    "\u2013": "-", "\u00a0": " ", "\t": " ", "\r": None, "\x1a": None, "_": None,
+_FOLD = str.maketrans(
+  {
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2014": "-",
+    "\u2013": "-",
+    "\u00a0": " ",
+    "\t": " ",
+    "\r": None,
+    "\x1a": None,
+    "_": None,
     "`": "'",
-    "\u00e6": "ae", "\u00c6": "AE", "\u0153": "oe", "\u00e9": "e", "\u00e8": "e",
-    "\u00ea": "e", "\u00e0": "a", "\u00e2": "a", "\u00ef": "i", "\u00f4": "o",
-})
+    "\u00e6": "ae",
+    "\u00c6": "AE",
+    "\u0153": "oe",
+    "\u00e9": "e",
+    "\u00e8": "e",
+    "\u00ea": "e",
+    "\u00e0": "a",
+    "\u00e2": "a",
+    "\u00ef": "i",
+    "\u00f4": "o",
+  }
+)
 
 
 def normalize(text: str) -> str:
@@ -57,8 +75,11 @@ class CharVocab:
     return len(self.chars)
 
   def _table(self) -> np.ndarray:
-    table = np.full(0x110000 if any(ord(c) > 255 for c in self.chars) else 256,
-                    self.chars.index(self.oov_char), dtype=np.int32)
+    table = np.full(
+      0x110000 if any(ord(c) > 255 for c in self.chars) else 256,
+      self.chars.index(self.oov_char),
+      dtype=np.int32,
+    )
     for i, c in enumerate(self.chars):
       table[ord(c)] = i
     return table
@@ -89,8 +110,9 @@ def leaf_vocab() -> CharVocab:
   return CharVocab(LEAF_CHARS, " ")
 
 
-def next_char_examples(ids: np.ndarray, seq_len: int = 80, stride: int = 1,
-                       targets: str = "next") -> dict[str, np.ndarray]:
+def next_char_examples(
+  ids: np.ndarray, seq_len: int = 80, stride: int = 1, targets: str = "next"
+) -> dict[str, np.ndarray]:
   """Sliding windows over a character-id stream.
 
   Window ``i`` starts at ``i * stride``. The arrays are read-only strided views

@@ -27,33 +27,40 @@ import numpy as np
 from tailopt.data import partition
 from tailopt.data.types import FederatedData, take
 
-__all__ = ["DatasetUnavailableError", "GLUE_TASKS", "cifar100", "glue", "read_source",
-           "squad", "wmt19"]
+__all__ = [
+  "DatasetUnavailableError",
+  "GLUE_TASKS",
+  "cifar100",
+  "glue",
+  "read_source",
+  "squad",
+  "wmt19",
+]
 
 #: GLUE task -> (text feature(s), number of classes (1 = regression), eval split).
 GLUE_TASKS: dict[str, tuple[tuple[str, ...], int, str]] = {
-    "cola": (("sentence",), 2, "validation"),
-    "sst2": (("sentence",), 2, "validation"),
-    "mrpc": (("sentence1", "sentence2"), 2, "validation"),
-    "qqp": (("question1", "question2"), 2, "validation"),
-    "stsb": (("sentence1", "sentence2"), 1, "validation"),
-    "mnli": (("premise", "hypothesis"), 3, "validation_matched"),
-    "qnli": (("question", "sentence"), 2, "validation"),
-    "rte": (("sentence1", "sentence2"), 2, "validation"),
-    "wnli": (("sentence1", "sentence2"), 2, "validation"),
+  "cola": (("sentence",), 2, "validation"),
+  "sst2": (("sentence",), 2, "validation"),
+  "mrpc": (("sentence1", "sentence2"), 2, "validation"),
+  "qqp": (("question1", "question2"), 2, "validation"),
+  "stsb": (("sentence1", "sentence2"), 1, "validation"),
+  "mnli": (("premise", "hypothesis"), 3, "validation_matched"),
+  "qnli": (("question", "sentence"), 2, "validation"),
+  "rte": (("sentence1", "sentence2"), 2, "validation"),
+  "wnli": (("sentence1", "sentence2"), 2, "validation"),
 }
 
 # Builders whose modules tfds does not register on import without TensorFlow.
 _BUILDER_MODULES = {
-    "glue": "tensorflow_datasets.text.glue",
-    "wmt19_translate": "tensorflow_datasets.translate.wmt19",
+  "glue": "tensorflow_datasets.text.glue",
+  "wmt19_translate": "tensorflow_datasets.translate.wmt19",
 }
 
 _STAND_INS = {
-    "glue": "experiments.data.movie_reviews (VADER movie-review sentences, SST-2's source)",
-    "cifar100": "experiments.data.fashion_mnist",
-    "wmt19_translate": "none offline; tests use tfds.testing.mock_data",
-    "squad": "experiments.data.gutenberg8 / shakespeare_roles text for causal-LM fine-tuning",
+  "glue": "experiments.data.movie_reviews (VADER movie-review sentences, SST-2's source)",
+  "cifar100": "experiments.data.fashion_mnist",
+  "wmt19_translate": "none offline; tests use tfds.testing.mock_data",
+  "squad": "experiments.data.gutenberg8 / shakespeare_roles text for causal-LM fine-tuning",
 }
 
 
@@ -64,8 +71,14 @@ class DatasetUnavailableError(RuntimeError):
 Tokenizer = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
-def read_source(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
-                download: bool = True, limit: int | None = None) -> list[dict[str, Any]]:
+def read_source(
+  name: str,
+  split: str,
+  *,
+  data_dir: str | os.PathLike | None = None,
+  download: bool = True,
+  limit: int | None = None,
+) -> list[dict[str, Any]]:
   """Read ``split`` of TFDS dataset ``name`` into a list of example dicts.
 
   Uses ``tfds.data_source`` (random access over ``array_record`` files; no
@@ -87,12 +100,13 @@ def read_source(name: str, split: str, *, data_dir: str | os.PathLike | None = N
   except Exception as e:  # tfds raises many types here (not found, no network, no TF).
     where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     raise DatasetUnavailableError(
-        f"TFDS dataset {name!r} (split {split!r}) is not available in {where} as "
-        f"array_record and could not be downloaded ({type(e).__name__}: {str(e)[:300]}). "
-        f"Fix: on a machine with internet run `tfds build {name} --file_format=array_record "
-        f"--data_dir {where}` (building needs `pip install tensorflow`), or pass "
-        f"download=True with network access. Offline stand-in: "
-        f"{_STAND_INS.get(family, 'none')}.") from e
+      f"TFDS dataset {name!r} (split {split!r}) is not available in {where} as "
+      f"array_record and could not be downloaded ({type(e).__name__}: {str(e)[:300]}). "
+      f"Fix: on a machine with internet run `tfds build {name} --file_format=array_record "
+      f"--data_dir {where}` (building needs `pip install tensorflow`), or pass "
+      f"download=True with network access. Offline stand-in: "
+      f"{_STAND_INS.get(family, 'none')}."
+    ) from e
   return [_decode(r) for r in rows]
 
 
@@ -108,8 +122,14 @@ def _decode(x: Any) -> Any:
   return x
 
 
-def _split_clients(train: dict[str, np.ndarray], labels: np.ndarray | None, num_clients: int,
-                   partition_kind: str, beta: float, seed: int) -> list[np.ndarray]:
+def _split_clients(
+  train: dict[str, np.ndarray],
+  labels: np.ndarray | None,
+  num_clients: int,
+  partition_kind: str,
+  beta: float,
+  seed: int,
+) -> list[np.ndarray]:
   n = len(next(iter(train.values())))
   if partition_kind == "iid" or labels is None:
     if partition_kind not in ("iid",) and labels is None:
@@ -119,22 +139,47 @@ def _split_clients(train: dict[str, np.ndarray], labels: np.ndarray | None, num_
     return partition.dirichlet(labels, num_clients, beta, seed, min_size=1)
   if partition_kind == "sorted":
     return partition.sorted_by_label(labels, num_clients)
-  raise ValueError(f"partition_kind must be 'iid', 'dirichlet' or 'sorted', got {partition_kind!r}.")
+  raise ValueError(
+    f"partition_kind must be 'iid', 'dirichlet' or 'sorted', got {partition_kind!r}."
+  )
 
 
-def _federate(train: dict, test: dict, labels: np.ndarray | None, num_clients: int,
-              partition_kind: str, beta: float, seed: int, meta: dict) -> FederatedData:
+def _federate(
+  train: dict,
+  test: dict,
+  labels: np.ndarray | None,
+  num_clients: int,
+  partition_kind: str,
+  beta: float,
+  seed: int,
+  meta: dict,
+) -> FederatedData:
   parts = _split_clients(train, labels, num_clients, partition_kind, beta, seed)
-  meta = dict(meta, partition=partition_kind, seed=seed,
-              beta=beta if partition_kind == "dirichlet" else None)
-  return FederatedData(clients=[take(train, p) for p in parts], test=test,
-                       client_names=[f"client_{i}" for i in range(num_clients)], meta=meta)
+  meta = dict(
+    meta, partition=partition_kind, seed=seed, beta=beta if partition_kind == "dirichlet" else None
+  )
+  return FederatedData(
+    clients=[take(train, p) for p in parts],
+    test=test,
+    client_names=[f"client_{i}" for i in range(num_clients)],
+    meta=meta,
+  )
 
 
-def glue(task: str, tokenizer: Tokenizer, *, num_clients: int = 8, partition_kind: str = "iid",
-         beta: float = 0.5, seed: int = 0, max_len: int = 128, limit: int | None = None,
-         test_limit: int | None = None, data_dir: str | os.PathLike | None = None,
-         download: bool = True) -> FederatedData:
+def glue(
+  task: str,
+  tokenizer: Tokenizer,
+  *,
+  num_clients: int = 8,
+  partition_kind: str = "iid",
+  beta: float = 0.5,
+  seed: int = 0,
+  max_len: int = 128,
+  limit: int | None = None,
+  test_limit: int | None = None,
+  data_dir: str | os.PathLike | None = None,
+  download: bool = True,
+) -> FederatedData:
   """GLUE ``task`` (e.g. ``"sst2"``); train split federated, validation as ``test``.
 
   Examples: ``{"x": ids, "mask": attention mask, "y": label}`` (``y`` float32
@@ -153,18 +198,41 @@ def glue(task: str, tokenizer: Tokenizer, *, num_clients: int = 8, partition_kin
 
   name = f"glue/{task}"
   train = convert(read_source(name, "train", data_dir=data_dir, download=download, limit=limit))
-  test = convert(read_source(name, eval_split, data_dir=data_dir, download=download,
-                             limit=test_limit))
+  test = convert(
+    read_source(name, eval_split, data_dir=data_dir, download=download, limit=test_limit)
+  )
   labels = train["y"] if num_classes > 1 else None
-  return _federate(train, test, labels, num_clients, partition_kind, beta, seed,
-                   {"source": f"tfds:{name}", "task": task, "num_classes": num_classes,
-                    "max_len": max_len, "text_features": keys, "eval_split": eval_split})
+  return _federate(
+    train,
+    test,
+    labels,
+    num_clients,
+    partition_kind,
+    beta,
+    seed,
+    {
+      "source": f"tfds:{name}",
+      "task": task,
+      "num_classes": num_classes,
+      "max_len": max_len,
+      "text_features": keys,
+      "eval_split": eval_split,
+    },
+  )
 
 
-def cifar100(*, num_clients: int = 10, partition_kind: str = "iid", beta: float = 0.5,
-             seed: int = 0, label: str = "label", limit: int | None = None,
-             test_limit: int | None = None, data_dir: str | os.PathLike | None = None,
-             download: bool = True) -> FederatedData:
+def cifar100(
+  *,
+  num_clients: int = 10,
+  partition_kind: str = "iid",
+  beta: float = 0.5,
+  seed: int = 0,
+  label: str = "label",
+  limit: int | None = None,
+  test_limit: int | None = None,
+  data_dir: str | os.PathLike | None = None,
+  download: bool = True,
+) -> FederatedData:
   """CIFAR-100: ``{"x": (n, 32, 32, 3) float32 in [0, 1], "y": int32}``.
 
   Args:
@@ -177,18 +245,42 @@ def cifar100(*, num_clients: int = 10, partition_kind: str = "iid", beta: float 
     x = np.stack([np.asarray(r["image"], np.uint8) for r in rows]).astype(np.float32) / 255.0
     return {"x": x, "y": np.array([int(r[label]) for r in rows], np.int32)}
 
-  train = convert(read_source("cifar100", "train", data_dir=data_dir, download=download, limit=limit))
-  test = convert(read_source("cifar100", "test", data_dir=data_dir, download=download,
-                             limit=test_limit))
-  return _federate(train, test, train["y"], num_clients, partition_kind, beta, seed,
-                   {"source": "tfds:cifar100", "num_classes": 100 if label == "label" else 20,
-                    "image_shape": (32, 32, 3), "label": label})
+  train = convert(
+    read_source("cifar100", "train", data_dir=data_dir, download=download, limit=limit)
+  )
+  test = convert(
+    read_source("cifar100", "test", data_dir=data_dir, download=download, limit=test_limit)
+  )
+  return _federate(
+    train,
+    test,
+    train["y"],
+    num_clients,
+    partition_kind,
+    beta,
+    seed,
+    {
+      "source": "tfds:cifar100",
+      "num_classes": 100 if label == "label" else 20,
+      "image_shape": (32, 32, 3),
+      "label": label,
+    },
+  )
 
 
-def wmt19(pair: str = "de-en", tokenizer: Tokenizer | None = None, *, source: str | None = None,
-          num_clients: int = 8, seed: int = 0, max_len: int = 128, limit: int | None = 100_000,
-          test_limit: int | None = None, data_dir: str | os.PathLike | None = None,
-          download: bool = True) -> FederatedData:
+def wmt19(
+  pair: str = "de-en",
+  tokenizer: Tokenizer | None = None,
+  *,
+  source: str | None = None,
+  num_clients: int = 8,
+  seed: int = 0,
+  max_len: int = 128,
+  limit: int | None = 100_000,
+  test_limit: int | None = None,
+  data_dir: str | os.PathLike | None = None,
+  download: bool = True,
+) -> FederatedData:
   """WMT19 ``pair`` (e.g. ``"de-en"``), translating ``source`` into the other language.
 
   Examples: ``{"x": source ids, "x_mask", "y": target ids, "y_mask"}``; the
@@ -208,16 +300,34 @@ def wmt19(pair: str = "de-en", tokenizer: Tokenizer | None = None, *, source: st
   def convert(rows):
     x, xm = tokenizer([r[src] for r in rows], max_len)
     y, ym = tokenizer([r[tgt] for r in rows], max_len)
-    return {"x": np.asarray(x, np.int32), "x_mask": np.asarray(xm, np.int32),
-            "y": np.asarray(y, np.int32), "y_mask": np.asarray(ym, np.int32)}
+    return {
+      "x": np.asarray(x, np.int32),
+      "x_mask": np.asarray(xm, np.int32),
+      "y": np.asarray(y, np.int32),
+      "y_mask": np.asarray(ym, np.int32),
+    }
 
   name = f"wmt19_translate/{pair}"
   train = convert(read_source(name, "train", data_dir=data_dir, download=download, limit=limit))
-  test = convert(read_source(name, "validation", data_dir=data_dir, download=download,
-                             limit=test_limit))
-  return _federate(train, test, None, num_clients, "iid", 0.0, seed,
-                   {"source": f"tfds:{name}", "task": "translation", "source_lang": src,
-                    "target_lang": tgt, "max_len": max_len})
+  test = convert(
+    read_source(name, "validation", data_dir=data_dir, download=download, limit=test_limit)
+  )
+  return _federate(
+    train,
+    test,
+    None,
+    num_clients,
+    "iid",
+    0.0,
+    seed,
+    {
+      "source": f"tfds:{name}",
+      "task": "translation",
+      "source_lang": src,
+      "target_lang": tgt,
+      "max_len": max_len,
+    },
+  )
 
 
 def squad_prompt(context: str, question: str) -> str:
@@ -225,10 +335,19 @@ def squad_prompt(context: str, question: str) -> str:
   return f"Context: {context}\nQuestion: {question}\nAnswer:"
 
 
-def squad(encode: Callable[[str], Sequence[int]], *, pad_id: int = 0, eos_id: int | None = None,
-          num_clients: int = 8, seed: int = 0, max_len: int = 512, limit: int | None = None,
-          test_limit: int | None = None, data_dir: str | os.PathLike | None = None,
-          download: bool = True) -> FederatedData:
+def squad(
+  encode: Callable[[str], Sequence[int]],
+  *,
+  pad_id: int = 0,
+  eos_id: int | None = None,
+  num_clients: int = 8,
+  seed: int = 0,
+  max_len: int = 512,
+  limit: int | None = None,
+  test_limit: int | None = None,
+  data_dir: str | os.PathLike | None = None,
+  download: bool = True,
+) -> FederatedData:
   """SQuAD v1.1 as causal-LM fine-tuning data (the paper's Qwen2.5 QA task).
 
   Each example is ``encode(prompt) + encode(" " + first answer) (+ eos)``,
@@ -252,17 +371,31 @@ def squad(encode: Callable[[str], Sequence[int]], *, pad_id: int = 0, eos_id: in
       p = list(encode(squad_prompt(r["context"], r["question"])))
       a = list(encode(" " + answer)) + ([eos_id] if eos_id is not None else [])
       a = a[:max_len]
-      p = p[max(0, len(p) + len(a) - max_len):]
+      p = p[max(0, len(p) + len(a) - max_len) :]
       seq = p + a
-      x[i, :len(seq)] = seq
-      mask[i, :len(seq)] = 1
-      loss[i, len(p):len(seq)] = 1
+      x[i, : len(seq)] = seq
+      mask[i, : len(seq)] = 1
+      loss[i, len(p) : len(seq)] = 1
       plen[i] = len(p)
     return {"x": x, "mask": mask, "loss_mask": loss, "prompt_len": plen}
 
   train = convert(read_source("squad", "train", data_dir=data_dir, download=download, limit=limit))
-  test = convert(read_source("squad", "validation", data_dir=data_dir, download=download,
-                             limit=test_limit))
-  return _federate(train, test, None, num_clients, "iid", 0.0, seed,
-                   {"source": "tfds:squad", "task": "causal_lm_qa", "max_len": max_len,
-                    "pad_id": pad_id, "eos_id": eos_id})
+  test = convert(
+    read_source("squad", "validation", data_dir=data_dir, download=download, limit=test_limit)
+  )
+  return _federate(
+    train,
+    test,
+    None,
+    num_clients,
+    "iid",
+    0.0,
+    seed,
+    {
+      "source": "tfds:squad",
+      "task": "causal_lm_qa",
+      "max_len": max_len,
+      "pad_id": pad_id,
+      "eos_id": eos_id,
+    },
+  )

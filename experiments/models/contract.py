@@ -38,15 +38,15 @@ Batch = Mapping[str, jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """A model as pure functions over a plain params pytree (see module docstring)."""
+  """A model as pure functions over a plain params pytree (see module docstring)."""
 
-    init: Callable[[jax.Array], Params]
-    loss: Callable[[Params, Batch], jax.Array]
-    evaluate: Callable[[Params, Batch], dict]
-    name: str
-    meta: dict = dataclasses.field(default_factory=dict)
+  init: Callable[[jax.Array], Params]
+  loss: Callable[[Params, Batch], jax.Array]
+  evaluate: Callable[[Params, Batch], dict]
+  name: str
+  meta: dict = dataclasses.field(default_factory=dict)
 
 
 def count_params(tree: Params) -> int:
-    """Total number of scalar entries in a pytree of arrays."""
-    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
+  """Total number of scalar entries in a pytree of arrays."""
+  return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))

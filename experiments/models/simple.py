@@ -11,6 +11,7 @@ from experiments.models.losses import classification_metrics
 
 def make_linear_regression(dim: int) -> Model:
   """``y_hat = x . w + b`` with mean squared error; evaluate reports ``loss`` (MSE)."""
+
   def init(key):
     del key
     return {"w": jnp.zeros((dim,), jnp.float32), "b": jnp.zeros((), jnp.float32)}
@@ -19,14 +20,14 @@ def make_linear_regression(dim: int) -> Model:
     return jnp.mean((batch["x"] @ params["w"] + params["b"] - batch["y"]) ** 2)
 
   def evaluate(params, batch):
-    return {"loss": loss(params, batch),
-            "count": jnp.asarray(batch["y"].shape[0], jnp.float32)}
+    return {"loss": loss(params, batch), "count": jnp.asarray(batch["y"].shape[0], jnp.float32)}
 
   return Model(init, loss, evaluate, "linear_regression", {"num_params": dim + 1})
 
 
 def make_logistic_regression(dim: int) -> Model:
   """Binary logistic regression (labels in {0, 1}); ``accuracy`` at threshold 0.5."""
+
   def init(key):
     del key
     return {"w": jnp.zeros((dim,), jnp.float32), "b": jnp.zeros((), jnp.float32)}
@@ -42,14 +43,16 @@ def make_logistic_regression(dim: int) -> Model:
   def evaluate(params, batch):
     z = logits(params, batch["x"])
     acc = jnp.mean(((z > 0).astype(jnp.int32) == batch["y"]).astype(jnp.float32))
-    return {"loss": loss(params, batch), "accuracy": acc,
-            "count": jnp.asarray(batch["y"].shape[0], jnp.float32)}
+    return {
+      "loss": loss(params, batch),
+      "accuracy": acc,
+      "count": jnp.asarray(batch["y"].shape[0], jnp.float32),
+    }
 
   return Model(init, loss, evaluate, "logistic_regression", {"num_params": dim + 1})
 
 
-def make_mlp_classifier(dim: int, num_classes: int, hidden: int = 64, depth: int = 2
-                        ) -> Model:
+def make_mlp_classifier(dim: int, num_classes: int, hidden: int = 64, depth: int = 2) -> Model:
   """A GELU MLP with ``depth`` hidden layers of width ``hidden``, softmax cross-entropy."""
   sizes = [dim] + [hidden] * depth + [num_classes]
 
@@ -57,8 +60,10 @@ def make_mlp_classifier(dim: int, num_classes: int, hidden: int = 64, depth: int
     params = {}
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
       key, k = jax.random.split(key)
-      params[f"dense_{i}"] = {"w": jax.random.normal(k, (a, b)) * jnp.sqrt(1.0 / a),
-                              "b": jnp.zeros((b,))}
+      params[f"dense_{i}"] = {
+        "w": jax.random.normal(k, (a, b)) * jnp.sqrt(1.0 / a),
+        "b": jnp.zeros((b,)),
+      }
     return params
 
   def apply(params, x):

@@ -27,23 +27,70 @@ work it names and every choice of ours is an option (spec ``async.md``):
   ``lax.scan``; ``state_dict``/``load_state_dict`` for resuming mid-run (:mod:`.simulator`).
 """
 
-from tailopt.asynchronous.baselines import (PRESETS, AsyncSetup, DelayedNesterovState,
-                                            async_local_sgd, dcasgd, delayed_nesterov,
-                                            fedasync, fedbuff)
-from tailopt.asynchronous.clock import (JOB_NOISE, SCHEMES, SPEED_MODELS, ClockConfig, Schedule,
-                                        dynamic_local_steps, make_schedule)
-from tailopt.asynchronous.compensation import (CompensationConfig, adaptive_lambda, compensate,
-                                               memory_report, update_mean_square)
+from tailopt.asynchronous.baselines import (
+  PRESETS,
+  AsyncSetup,
+  DelayedNesterovState,
+  async_local_sgd,
+  dcasgd,
+  delayed_nesterov,
+  fedasync,
+  fedbuff,
+)
+from tailopt.asynchronous.clock import (
+  JOB_NOISE,
+  SCHEMES,
+  SPEED_MODELS,
+  ClockConfig,
+  Schedule,
+  dynamic_local_steps,
+  make_schedule,
+)
+from tailopt.asynchronous.compensation import (
+  CompensationConfig,
+  adaptive_lambda,
+  compensate,
+  memory_report,
+  update_mean_square,
+)
 from tailopt.asynchronous.server import AsyncConfig, server_update
 from tailopt.asynchronous.simulator import SimState, Simulator
-from tailopt.asynchronous.staleness import (FAMILIES, REDUCTIONS, RateConfig,
-                                            reduce_staleness, staleness_scale)
+from tailopt.asynchronous.staleness import (
+  FAMILIES,
+  REDUCTIONS,
+  RateConfig,
+  reduce_staleness,
+  staleness_scale,
+)
 
 __all__ = [
-    "AsyncConfig", "AsyncSetup", "ClockConfig", "CompensationConfig", "DelayedNesterovState",
-    "FAMILIES", "JOB_NOISE", "PRESETS", "REDUCTIONS", "RateConfig", "SCHEMES", "SPEED_MODELS",
-    "Schedule", "SimState", "Simulator", "adaptive_lambda", "async_local_sgd", "compensate",
-    "dcasgd", "delayed_nesterov", "dynamic_local_steps", "fedasync", "fedbuff",
-    "make_schedule", "memory_report", "reduce_staleness", "server_update", "staleness_scale",
-    "update_mean_square",
+  "AsyncConfig",
+  "AsyncSetup",
+  "ClockConfig",
+  "CompensationConfig",
+  "DelayedNesterovState",
+  "FAMILIES",
+  "JOB_NOISE",
+  "PRESETS",
+  "REDUCTIONS",
+  "RateConfig",
+  "SCHEMES",
+  "SPEED_MODELS",
+  "Schedule",
+  "SimState",
+  "Simulator",
+  "adaptive_lambda",
+  "async_local_sgd",
+  "compensate",
+  "dcasgd",
+  "delayed_nesterov",
+  "dynamic_local_steps",
+  "fedasync",
+  "fedbuff",
+  "make_schedule",
+  "memory_report",
+  "reduce_staleness",
+  "server_update",
+  "staleness_scale",
+  "update_mean_square",
 ]

@@ -38,13 +38,14 @@ from tailopt.methods import Method, get_method
 
 
 class DelayedNesterovState(NamedTuple):
-  count: jax.Array    # arrivals seen
+  count: jax.Array  # arrivals seen
   momentum: optax.Updates
   buffer: optax.Updates
 
 
-def delayed_nesterov(learning_rate: float, momentum: float = 0.9, period: int = 1
-                     ) -> optax.GradientTransformation:
+def delayed_nesterov(
+  learning_rate: float, momentum: float = 0.9, period: int = 1
+) -> optax.GradientTransformation:
   r"""Delayed Nesterov (DN) outer rule (Liu et al. 2024, our reading of their Algorithm).
 
   Every update :math:`\Delta_t` is added to a buffer :math:`b`. The momentum is updated only
@@ -66,8 +67,7 @@ def delayed_nesterov(learning_rate: float, momentum: float = 0.9, period: int = 
 
   def init_fn(params):
     zeros = optax.tree_utils.tree_zeros_like(params)
-    return DelayedNesterovState(count=jnp.zeros([], jnp.int32), momentum=zeros,
-                                buffer=zeros)
+    return DelayedNesterovState(count=jnp.zeros([], jnp.int32), momentum=zeros, buffer=zeros)
 
   def update_fn(updates, state, params=None):
     del params
@@ -75,8 +75,7 @@ def delayed_nesterov(learning_rate: float, momentum: float = 0.9, period: int = 
     buf = jax.tree.map(lambda b, g: b + g, state.buffer, updates)
     boundary = (count % period) == 0
     m_new = jax.tree.map(lambda m, b: momentum * m + b / period, state.momentum, buf)
-    nest = jax.tree.map(lambda m, g: -learning_rate * (momentum * m + g / period),
-                        m_new, updates)
+    nest = jax.tree.map(lambda m, g: -learning_rate * (momentum * m + g / period), m_new, updates)
     plain = jax.tree.map(lambda g: -(learning_rate / period) * g, updates)
     out = jax.tree.map(lambda a, b: jnp.where(boundary, a, b), nest, plain)
     m = jax.tree.map(lambda a, b: jnp.where(boundary, a, b), m_new, state.momentum)
@@ -89,14 +88,21 @@ def delayed_nesterov(learning_rate: float, momentum: float = 0.9, period: int = 
 class AsyncSetup(NamedTuple):
   """What a preset returns: pass as ``Simulator(loss_fn, setup.method, data_fn,
   config=setup.config, outer=setup.outer, ...)``."""
+
   method: Method
   config: server_lib.AsyncConfig
   outer: Optional[optax.GradientTransformation] = None
 
 
-def fedasync(*, alpha: float = 0.6, inner_lr: float = 0.1, local_steps: int = 1,
-             rate: Optional[stale_lib.RateConfig] = None, inner: str = "sgd",
-             **config_kw) -> AsyncSetup:
+def fedasync(
+  *,
+  alpha: float = 0.6,
+  inner_lr: float = 0.1,
+  local_steps: int = 1,
+  rate: Optional[stale_lib.RateConfig] = None,
+  inner: str = "sgd",
+  **config_kw,
+) -> AsyncSetup:
   """FedAsync (Xie et al. 2019): scheme B, mixing weight ``alpha * s(tau)``.
 
   Default ``s`` is polynomial with a = 0.5 (one of FedAsync's families); ``alpha = 0.6`` is
@@ -104,59 +110,91 @@ def fedasync(*, alpha: float = 0.6, inner_lr: float = 0.1, local_steps: int = 1,
   """
   rate = rate or stale_lib.RateConfig("polynomial", a=0.5)
   method = get_method(f"avg-{inner}", inner_lr=inner_lr, outer_lr=alpha)
-  cfg = server_lib.AsyncConfig(scheme="async", local_steps=local_steps, rate=rate,
-                               pseudo_gradient="model_diff", **config_kw)
+  cfg = server_lib.AsyncConfig(
+    scheme="async", local_steps=local_steps, rate=rate, pseudo_gradient="model_diff", **config_kw
+  )
   return AsyncSetup(method, cfg)
 
 
-def fedbuff(*, buffer_size: int, server_lr: float = 1.0, server_momentum: float = 0.0,
-            inner_lr: float = 0.1, local_steps: int = 1, inner: str = "sgd",
-            **config_kw) -> AsyncSetup:
+def fedbuff(
+  *,
+  buffer_size: int,
+  server_lr: float = 1.0,
+  server_momentum: float = 0.0,
+  inner_lr: float = 0.1,
+  local_steps: int = 1,
+  inner: str = "sgd",
+  **config_kw,
+) -> AsyncSetup:
   """FedBuff (Nguyen et al. 2022): buffer K, weights 1/sqrt(1 + tau), server SGD/momentum."""
   if server_momentum:
-    method = get_method(f"avgm-{inner}", inner_lr=inner_lr, outer_lr=server_lr,
-                        momentum=server_momentum)
+    method = get_method(
+      f"avgm-{inner}", inner_lr=inner_lr, outer_lr=server_lr, momentum=server_momentum
+    )
   else:
     method = get_method(f"avg-{inner}", inner_lr=inner_lr, outer_lr=server_lr)
-  cfg = server_lib.AsyncConfig(scheme="buffered", buffer_size=buffer_size,
-                               local_steps=local_steps,
-                               rate=stale_lib.RateConfig("polynomial", a=0.5),
-                               reduction="weights", weight_normalization="count",
-                               **config_kw)
+  cfg = server_lib.AsyncConfig(
+    scheme="buffered",
+    buffer_size=buffer_size,
+    local_steps=local_steps,
+    rate=stale_lib.RateConfig("polynomial", a=0.5),
+    reduction="weights",
+    weight_normalization="count",
+    **config_kw,
+  )
   return AsyncSetup(method, cfg)
 
 
-def dcasgd(*, lr: float = 0.1, lam: float = 0.04, adaptive: bool = False,
-           lam0: float = 2.0, momentum: float = 0.95, **config_kw) -> AsyncSetup:
+def dcasgd(
+  *,
+  lr: float = 0.1,
+  lam: float = 0.04,
+  adaptive: bool = False,
+  lam0: float = 2.0,
+  momentum: float = 0.95,
+  **config_kw,
+) -> AsyncSetup:
   """DC-ASGD (Zheng et al. 2017), DC-ASGD-c (constant lam) or DC-ASGD-a (adaptive).
 
   The worker sends one gradient (z = 1, inner SGD with lr 1 so Delta = g); the server
   compensates it and takes an SGD step of ``lr``.
   """
   method = get_method("avg-sgd", inner_lr=1.0, outer_lr=lr)
-  comp = comp_lib.CompensationConfig(kind="adaptive" if adaptive else "constant", lam=lam,
-                                     lam0=lam0, momentum=momentum)
-  cfg = server_lib.AsyncConfig(scheme="async", local_steps=1, compensation=comp,
-                               **config_kw)
+  comp = comp_lib.CompensationConfig(
+    kind="adaptive" if adaptive else "constant", lam=lam, lam0=lam0, momentum=momentum
+  )
+  cfg = server_lib.AsyncConfig(scheme="async", local_steps=1, compensation=comp, **config_kw)
   return AsyncSetup(method, cfg)
 
 
-def async_local_sgd(*, num_workers: int, local_steps: int = 8, lr: float = 0.7,
-                    momentum: float = 0.9, period: Optional[int] = None,
-                    inner: str = "sgd", inner_lr: Optional[float] = None,
-                    dynamic: bool = True, **config_kw) -> AsyncSetup:
+def async_local_sgd(
+  *,
+  num_workers: int,
+  local_steps: int = 8,
+  lr: float = 0.7,
+  momentum: float = 0.9,
+  period: Optional[int] = None,
+  inner: str = "sgd",
+  inner_lr: Optional[float] = None,
+  dynamic: bool = True,
+  **config_kw,
+) -> AsyncSetup:
   """Async local SGD with Delayed Nesterov and dynamic local updates (Liu et al. 2024).
 
   ``period`` defaults to N = ``num_workers``; ``lr = 0.7, momentum = 0.9`` are DiLoCo's
   outer defaults (the paper builds on DiLoCo; Liu et al. use an AdamW inner, ``inner='adamw'``).
   """
-  method = get_method(f"nesterov-{inner}", inner_lr=inner_lr, outer_lr=lr,
-                      momentum=momentum)
+  method = get_method(f"nesterov-{inner}", inner_lr=inner_lr, outer_lr=lr, momentum=momentum)
   outer = delayed_nesterov(lr, momentum, period or num_workers)
-  cfg = server_lib.AsyncConfig(scheme="async", local_steps=local_steps,
-                               dynamic_local_steps=dynamic, **config_kw)
+  cfg = server_lib.AsyncConfig(
+    scheme="async", local_steps=local_steps, dynamic_local_steps=dynamic, **config_kw
+  )
   return AsyncSetup(method, cfg, outer)
 
 
-PRESETS = {"fedasync": fedasync, "fedbuff": fedbuff, "dcasgd": dcasgd,
-           "async_local_sgd": async_local_sgd}
+PRESETS = {
+  "fedasync": fedasync,
+  "fedbuff": fedbuff,
+  "dcasgd": dcasgd,
+  "async_local_sgd": async_local_sgd,
+}

@@ -83,6 +83,7 @@ class ClockConfig:
     comm_latency: c, seconds added to every job (pull + push).
     seed: seed of the whole schedule (speeds and job noise).
   """
+
   num_workers: int = 8
   speeds: str = "lognormal"
   step_times: Optional[tuple] = None
@@ -102,30 +103,36 @@ class ClockConfig:
 
   def validate(self):
     if not isinstance(self.num_workers, (int, np.integer)) or self.num_workers < 1:
-      raise ValueError(f"ClockConfig.num_workers must be an integer >= 1, got "
-                       f"{self.num_workers!r}.")
+      raise ValueError(
+        f"ClockConfig.num_workers must be an integer >= 1, got {self.num_workers!r}."
+      )
     if self.speeds not in SPEED_MODELS:
-      raise ValueError(f"Unknown ClockConfig.speeds={self.speeds!r}; choose one of "
-                       f"{SPEED_MODELS}.")
+      raise ValueError(f"Unknown ClockConfig.speeds={self.speeds!r}; choose one of {SPEED_MODELS}.")
     if self.job_noise not in JOB_NOISE:
-      raise ValueError(f"Unknown ClockConfig.job_noise={self.job_noise!r}; choose one of "
-                       f"{JOB_NOISE}.")
+      raise ValueError(
+        f"Unknown ClockConfig.job_noise={self.job_noise!r}; choose one of {JOB_NOISE}."
+      )
     if self.step_times is not None:
       if self.speeds != "fixed":
         raise ValueError("ClockConfig.step_times is only used with speeds='fixed'.")
       if len(self.step_times) != self.num_workers:
-        raise ValueError(f"ClockConfig.step_times has {len(self.step_times)} entries for "
-                         f"num_workers={self.num_workers}; give one per worker.")
+        raise ValueError(
+          f"ClockConfig.step_times has {len(self.step_times)} entries for "
+          f"num_workers={self.num_workers}; give one per worker."
+        )
       if min(self.step_times) <= 0:
         raise ValueError("ClockConfig.step_times must all be > 0 seconds per step.")
     if self.base_step_time <= 0:
       raise ValueError(f"ClockConfig.base_step_time={self.base_step_time} must be > 0.")
     if not 0.0 <= self.straggler_fraction <= 1.0:
-      raise ValueError(f"ClockConfig.straggler_fraction={self.straggler_fraction} must be "
-                       "in [0, 1].")
+      raise ValueError(
+        f"ClockConfig.straggler_fraction={self.straggler_fraction} must be in [0, 1]."
+      )
     if self.straggler_slowdown < 1.0:
-      raise ValueError(f"ClockConfig.straggler_slowdown={self.straggler_slowdown} must be "
-                       ">= 1 (a factor by which stragglers are slower).")
+      raise ValueError(
+        f"ClockConfig.straggler_slowdown={self.straggler_slowdown} must be "
+        ">= 1 (a factor by which stragglers are slower)."
+      )
     if self.speed_sigma < 0 or self.noise_sigma < 0:
       raise ValueError("ClockConfig.speed_sigma and noise_sigma must be >= 0.")
     if self.comm_latency < 0:
@@ -141,7 +148,7 @@ class ClockConfig:
       return np.asarray(self.step_times, np.float64)
     if self.speeds == "lognormal":
       return self.base_step_time * np.exp(self.speed_sigma * rng.standard_normal(n))
-    slow = rng.permutation(n)[:int(round(self.straggler_fraction * n))]
+    slow = rng.permutation(n)[: int(round(self.straggler_fraction * n))]
     s = np.full(n, self.base_step_time, np.float64)
     s[slow] *= self.straggler_slowdown
     return s
@@ -167,33 +174,34 @@ def dynamic_local_steps(step_times: np.ndarray, max_steps: int) -> np.ndarray:
 @dataclasses.dataclass
 class Job:
   worker: int
-  index: int          # the worker's job counter
-  pulled: int         # server version pulled
+  index: int  # the worker's job counter
+  pulled: int  # server version pulled
   start: float
   arrival: float
   steps: int
-  consumed_tick: int = -1   # tick whose server step applies it; -1: never (discarded)
-  step0: int = 0            # the worker's computed local steps before this job
+  consumed_tick: int = -1  # tick whose server step applies it; -1: never (discarded)
+  step0: int = 0  # the worker's computed local steps before this job
   slot: int = -1
 
 
 @dataclasses.dataclass
 class Schedule:
   """A precomputed event schedule in fixed-shape numpy arrays (see module doc)."""
+
   scheme: str
   num_workers: int
-  num_steps: int                 # T ticks = server steps
-  arrivals_per_step: int         # A
-  max_local_steps: int           # H (batch length of every job)
-  step_times: np.ndarray         # (N,) seconds per step
-  local_steps: np.ndarray        # (N,) H_w
-  tick_time: np.ndarray          # (T,) simulated time of each server step
-  arr: dict                      # slot, worker, pulled, valid: (T, A) int32; time (T, A)
-  wave0: list                    # sub-waves of version 0: dicts of (W,) arrays
-  waves: list                    # sub-waves of versions 1..T: dicts of (T, W) arrays
-  num_slots: int                 # M
+  num_steps: int  # T ticks = server steps
+  arrivals_per_step: int  # A
+  max_local_steps: int  # H (batch length of every job)
+  step_times: np.ndarray  # (N,) seconds per step
+  local_steps: np.ndarray  # (N,) H_w
+  tick_time: np.ndarray  # (T,) simulated time of each server step
+  arr: dict  # slot, worker, pulled, valid: (T, A) int32; time (T, A)
+  wave0: list  # sub-waves of version 0: dicts of (W,) arrays
+  waves: list  # sub-waves of versions 1..T: dicts of (T, W) arrays
+  num_slots: int  # M
   max_staleness: int
-  jobs: list                     # every job started (Job records)
+  jobs: list  # every job started (Job records)
   fingerprint: str
 
   @property
@@ -214,8 +222,9 @@ class Schedule:
   def tau_stats(self) -> dict:
     t = self.taus
     hist = np.bincount(t, minlength=1) if t.size else np.zeros(1, np.int64)
-    return dict(max=int(t.max(initial=0)), mean=float(t.mean()) if t.size else 0.0,
-                histogram=hist.tolist())
+    return dict(
+      max=int(t.max(initial=0)), mean=float(t.mean()) if t.size else 0.0, histogram=hist.tolist()
+    )
 
 
 def _xi(clock: ClockConfig, rng: np.random.Generator) -> float:
@@ -226,10 +235,17 @@ def _xi(clock: ClockConfig, rng: np.random.Generator) -> float:
   return float(np.exp(clock.noise_sigma * rng.standard_normal()))
 
 
-def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: int = 1,
-                  local_steps: int = 1, num_steps: int = 100,
-                  dynamic_local_steps_on: bool = False, ties: str = "batch",
-                  deadline: Optional[float] = None) -> Schedule:
+def make_schedule(
+  clock: ClockConfig,
+  *,
+  scheme: str = "buffered",
+  buffer_size: int = 1,
+  local_steps: int = 1,
+  num_steps: int = 100,
+  dynamic_local_steps_on: bool = False,
+  ties: str = "batch",
+  deadline: Optional[float] = None,
+) -> Schedule:
   """Simulates the clock for ``num_steps`` server steps and returns the :class:`Schedule`.
 
   Args:
@@ -261,22 +277,25 @@ def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: 
   if scheme in ("buffered", "async", "drop"):
     if not isinstance(buffer_size, (int, np.integer)) or not 1 <= buffer_size <= n:
       raise ValueError(
-          f"buffer_size K={buffer_size!r} must be an integer with 1 <= K <= num_workers="
-          f"{n} (the server cannot wait for more updates than there are workers).")
+        f"buffer_size K={buffer_size!r} must be an integer with 1 <= K <= num_workers="
+        f"{n} (the server cannot wait for more updates than there are workers)."
+      )
   if scheme == "deadline" and (deadline is None or deadline <= 0):
     raise ValueError("scheme='deadline' needs deadline > 0 (seconds per round).")
 
   s = clock.step_time_per_worker()
-  h_w = (dynamic_local_steps(s, local_steps) if dynamic_local_steps_on
-         else np.full(n, local_steps, np.int64))
+  h_w = (
+    dynamic_local_steps(s, local_steps)
+    if dynamic_local_steps_on
+    else np.full(n, local_steps, np.int64)
+  )
   rngs = [np.random.default_rng([clock.seed, 1, w]) for w in range(n)]
   counts = [0] * n
   jobs: list[Job] = []
 
   def new_job(w, t, v):
     dur = h_w[w] * s[w] * _xi(clock, rngs[w]) + clock.comm_latency
-    j = Job(worker=w, index=counts[w], pulled=v, start=t, arrival=t + dur,
-            steps=int(h_w[w]))
+    j = Job(worker=w, index=counts[w], pulled=v, start=t, arrival=t + dur, steps=int(h_w[w]))
     counts[w] += 1
     jobs.append(j)
     return len(jobs) - 1
@@ -326,8 +345,9 @@ def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: 
         close = jobs[kept[-1]].arrival
       else:
         kept = [i for i in order if jobs[i].arrival <= t0 + deadline] or order[:1]
-        close = (jobs[order[-1]].arrival if len(kept) == n
-                 else max(t0 + deadline, jobs[kept[-1]].arrival))
+        close = (
+          jobs[order[-1]].arrival if len(kept) == n else max(t0 + deadline, jobs[kept[-1]].arrival)
+        )
       ticks.append((close, sorted(kept, key=lambda i: jobs[i].worker)))
       t0 = close
 
@@ -344,10 +364,9 @@ def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: 
 
   # Slot allocation. Positions: wave of version v computed at 2v - 1; tick a reads at 2a.
   computed = [i for i, j in enumerate(jobs) if j.consumed_tick >= 0]
-  computed.sort(key=lambda i: (jobs[i].pulled, jobs[i].start, jobs[i].worker,
-                               jobs[i].index))
+  computed.sort(key=lambda i: (jobs[i].pulled, jobs[i].start, jobs[i].worker, jobs[i].index))
   free: list[int] = []
-  busy: list[tuple[int, int]] = []   # (read position, slot)
+  busy: list[tuple[int, int]] = []  # (read position, slot)
   num_slots = 0
   for i in computed:
     j = jobs[i]
@@ -364,11 +383,13 @@ def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: 
 
   # Arrival arrays.
   width = {"buffered": buffer_size, "async": 1, "drop": buffer_size}.get(scheme, n)
-  arr = dict(slot=np.full((num_steps, width), num_slots, np.int32),
-             worker=np.full((num_steps, width), n, np.int32),
-             pulled=np.zeros((num_steps, width), np.int32),
-             valid=np.zeros((num_steps, width), np.int32),
-             time=np.zeros((num_steps, width), np.float64))
+  arr = dict(
+    slot=np.full((num_steps, width), num_slots, np.int32),
+    worker=np.full((num_steps, width), n, np.int32),
+    pulled=np.zeros((num_steps, width), np.int32),
+    valid=np.zeros((num_steps, width), np.int32),
+    time=np.zeros((num_steps, width), np.float64),
+  )
   for tick, (_, ids) in enumerate(ticks):
     for c, i in enumerate(ids):
       j = jobs[i]
@@ -408,9 +429,14 @@ def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: 
     rec["valid"][idx] = 1
 
   def empty(shape):
-    return dict(worker=np.full(shape, n, np.int32), job=np.zeros(shape, np.int32),
-                slot=np.full(shape, num_slots, np.int32), step0=np.zeros(shape, np.int32),
-                steps=np.zeros(shape, np.int32), valid=np.zeros(shape, np.int32))
+    return dict(
+      worker=np.full(shape, n, np.int32),
+      job=np.zeros(shape, np.int32),
+      slot=np.full(shape, num_slots, np.int32),
+      step0=np.zeros(shape, np.int32),
+      steps=np.zeros(shape, np.int32),
+      valid=np.zeros(shape, np.int32),
+    )
 
   wave0 = []
   for sub in split(by_version.get(0, [])):
@@ -431,13 +457,36 @@ def make_schedule(clock: ClockConfig, *, scheme: str = "buffered", buffer_size: 
     waves.append(rec)
 
   h = hashlib.sha256()
-  h.update(json.dumps(dict(clock=clock.to_dict(), scheme=scheme, k=int(buffer_size),
-                           z=int(local_steps), t=int(num_steps),
-                           dyn=bool(dynamic_local_steps_on), ties=ties,
-                           deadline=deadline), sort_keys=True).encode())
+  h.update(
+    json.dumps(
+      dict(
+        clock=clock.to_dict(),
+        scheme=scheme,
+        k=int(buffer_size),
+        z=int(local_steps),
+        t=int(num_steps),
+        dyn=bool(dynamic_local_steps_on),
+        ties=ties,
+        deadline=deadline,
+      ),
+      sort_keys=True,
+    ).encode()
+  )
   h.update(tick_time.tobytes())
   return Schedule(
-      scheme=scheme, num_workers=n, num_steps=int(num_steps), arrivals_per_step=width,
-      max_local_steps=int(h_w.max()), step_times=s, local_steps=h_w, tick_time=tick_time,
-      arr=arr, wave0=wave0, waves=waves, num_slots=num_slots, max_staleness=max_tau,
-      jobs=jobs, fingerprint=h.hexdigest()[:16])
+    scheme=scheme,
+    num_workers=n,
+    num_steps=int(num_steps),
+    arrivals_per_step=width,
+    max_local_steps=int(h_w.max()),
+    step_times=s,
+    local_steps=h_w,
+    tick_time=tick_time,
+    arr=arr,
+    wave0=wave0,
+    waves=waves,
+    num_slots=num_slots,
+    max_staleness=max_tau,
+    jobs=jobs,
+    fingerprint=h.hexdigest()[:16],
+  )

@@ -55,6 +55,7 @@ class CompensationConfig:
     eps: epsilon under the square root (1e-7).
     order: ``'compensate_then_clip'`` (default) or ``'clip_then_compensate'``.
   """
+
   kind: str = "none"
   lam: float = 0.04
   lam0: float = 2.0
@@ -66,8 +67,7 @@ class CompensationConfig:
     if self.kind not in KINDS:
       raise ValueError(f"Unknown compensation kind {self.kind!r}; choose one of {KINDS}.")
     if self.order not in ORDERS:
-      raise ValueError(f"Unknown compensation order {self.order!r}; choose one of "
-                       f"{ORDERS}.")
+      raise ValueError(f"Unknown compensation order {self.order!r}; choose one of {ORDERS}.")
     if not 0.0 <= self.momentum < 1.0:
       raise ValueError(f"CompensationConfig.momentum={self.momentum} must be in [0, 1).")
     if self.lam < 0 or self.lam0 < 0 or self.eps < 0:
@@ -100,12 +100,18 @@ def adaptive_lambda(ms, lam0: float, eps: float):
 
 
 def tree_bytes(tree) -> int:
-  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)
-                 if hasattr(x, "dtype")))
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, "dtype")))
 
 
-def memory_report(param_bytes: int, *, num_slots: int, ring_size: int, snapshots: str,
-                  needs_snapshots: bool, adaptive: bool) -> dict:
+def memory_report(
+  param_bytes: int,
+  *,
+  num_slots: int,
+  ring_size: int,
+  snapshots: str,
+  needs_snapshots: bool,
+  adaptive: bool,
+) -> dict:
   """Bytes the server needs for compensation (and FedAsync mixing).
 
   Returns a dict with ``snapshot_mode``, ``snapshot_bytes`` (ring or per-job snapshots,
@@ -116,9 +122,13 @@ def memory_report(param_bytes: int, *, num_slots: int, ring_size: int, snapshots
   per_job = num_slots * param_bytes
   mode = resolve_snapshots(snapshots, num_slots, ring_size) if needs_snapshots else "none"
   used = {"ring": ring, "per_job": per_job, "none": 0}[mode]
-  return dict(snapshot_mode=mode, snapshot_bytes=used, ring_bytes_if_used=ring,
-              per_job_bytes_if_used=per_job,
-              mean_square_bytes=param_bytes if adaptive else 0)
+  return dict(
+    snapshot_mode=mode,
+    snapshot_bytes=used,
+    ring_bytes_if_used=ring,
+    per_job_bytes_if_used=per_job,
+    mean_square_bytes=param_bytes if adaptive else 0,
+  )
 
 
 def resolve_snapshots(snapshots: str, num_slots: int, ring_size: int) -> str:

@@ -79,6 +79,7 @@ class AsyncConfig:
     snapshots: ``'auto'``, ``'ring'`` or ``'per_job'`` store of pulled models.
     reset_inner_state: fresh inner optimizer state every job (default: kept per worker).
   """
+
   scheme: str = "buffered"
   buffer_size: Optional[int] = None
   local_steps: int = 1
@@ -98,35 +99,39 @@ class AsyncConfig:
     if isinstance(self.rate, dict):
       object.__setattr__(self, "rate", stale_lib.RateConfig(**self.rate))
     if isinstance(self.compensation, dict):
-      object.__setattr__(self, "compensation",
-                         comp_lib.CompensationConfig(**self.compensation))
+      object.__setattr__(self, "compensation", comp_lib.CompensationConfig(**self.compensation))
     alias = {"a": "buffered", "b": "async"}.get(str(self.scheme).lower())
     if alias:
       object.__setattr__(self, "scheme", alias)
     if self.scheme not in clock_lib.SCHEMES:
-      raise ValueError(f"Unknown scheme {self.scheme!r}; choose one of {clock_lib.SCHEMES}"
-                       " ('buffered' = scheme A, 'async' = scheme B).")
+      raise ValueError(
+        f"Unknown scheme {self.scheme!r}; choose one of {clock_lib.SCHEMES}"
+        " ('buffered' = scheme A, 'async' = scheme B)."
+      )
     if self.reduction not in stale_lib.REDUCTIONS:
-      raise ValueError(f"Unknown reduction {self.reduction!r}; choose one of "
-                       f"{stale_lib.REDUCTIONS}.")
+      raise ValueError(
+        f"Unknown reduction {self.reduction!r}; choose one of {stale_lib.REDUCTIONS}."
+      )
     if self.scale_order not in SCALE_ORDERS:
-      raise ValueError(f"Unknown scale_order {self.scale_order!r}; choose one of "
-                       f"{SCALE_ORDERS}.")
+      raise ValueError(f"Unknown scale_order {self.scale_order!r}; choose one of {SCALE_ORDERS}.")
     if self.weight_normalization not in NORMALIZATIONS:
-      raise ValueError(f"Unknown weight_normalization {self.weight_normalization!r}; "
-                       f"choose one of {NORMALIZATIONS}.")
+      raise ValueError(
+        f"Unknown weight_normalization {self.weight_normalization!r}; "
+        f"choose one of {NORMALIZATIONS}."
+      )
     if self.pseudo_gradient not in PSEUDO_GRADIENTS:
-      raise ValueError(f"Unknown pseudo_gradient {self.pseudo_gradient!r}; choose one of "
-                       f"{PSEUDO_GRADIENTS}.")
+      raise ValueError(
+        f"Unknown pseudo_gradient {self.pseudo_gradient!r}; choose one of {PSEUDO_GRADIENTS}."
+      )
     if self.snapshots not in comp_lib.SNAPSHOTS:
-      raise ValueError(f"Unknown snapshots {self.snapshots!r}; choose one of "
-                       f"{comp_lib.SNAPSHOTS}.")
+      raise ValueError(f"Unknown snapshots {self.snapshots!r}; choose one of {comp_lib.SNAPSHOTS}.")
     if self.ties not in clock_lib.TIES:
       raise ValueError(f"Unknown ties {self.ties!r}; choose one of {clock_lib.TIES}.")
     if not isinstance(self.local_steps, int) or self.local_steps < 1:
       raise ValueError(f"local_steps must be an integer >= 1, got {self.local_steps!r}.")
-    if self.buffer_size is not None and (not isinstance(self.buffer_size, int)
-                                         or self.buffer_size < 1):
+    if self.buffer_size is not None and (
+      not isinstance(self.buffer_size, int) or self.buffer_size < 1
+    ):
       raise ValueError(f"buffer_size K must be an integer >= 1, got {self.buffer_size!r}.")
 
   def k_for(self, num_workers: int) -> int:
@@ -137,8 +142,10 @@ class AsyncConfig:
       return num_workers
     k = self.buffer_size if self.buffer_size is not None else max(1, num_workers // 2)
     if k > num_workers:
-      raise ValueError(f"buffer_size K={k} > num_workers N={num_workers}: the server would "
-                       "wait forever. Use 1 <= K <= N.")
+      raise ValueError(
+        f"buffer_size K={k} > num_workers N={num_workers}: the server would "
+        "wait forever. Use 1 <= K <= N."
+      )
     return k
 
   @property
@@ -167,13 +174,25 @@ def _clip_each(clip: optax.GradientTransformation, deltas, tick):
 
   def one(tree):
     return clip.update(tree, clip.init(tree), None, round_index=tick)[0]
+
   return jax.vmap(one)(deltas)
 
 
-def server_update(cfg: AsyncConfig, outer: optax.GradientTransformation,
-                  outer_clip: Optional[optax.GradientTransformation], num_workers: int,
-                  params, outer_state, comp_state, deltas, diffs, taus, valid, tick,
-                  local_metrics: Optional[dict] = None):
+def server_update(
+  cfg: AsyncConfig,
+  outer: optax.GradientTransformation,
+  outer_clip: Optional[optax.GradientTransformation],
+  num_workers: int,
+  params,
+  outer_state,
+  comp_state,
+  deltas,
+  diffs,
+  taus,
+  valid,
+  tick,
+  local_metrics: Optional[dict] = None,
+):
   """One server step over a buffer (pure JAX; see module doc).
 
   Args:
@@ -205,13 +224,14 @@ def server_update(cfg: AsyncConfig, outer: optax.GradientTransformation,
     mask = lambda x: valid_f.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
     if comp.kind == "adaptive":
       sq_mean = jax.tree.map(
-          lambda d: jnp.sum(mask(d) * jnp.square(d.astype(jnp.float32)), axis=0)
-          / jnp.maximum(n_valid, 1.0), deltas)
+        lambda d: (
+          jnp.sum(mask(d) * jnp.square(d.astype(jnp.float32)), axis=0) / jnp.maximum(n_valid, 1.0)
+        ),
+        deltas,
+      )
       new_comp = comp_lib.update_mean_square(comp_state, sq_mean, comp.momentum)
-      lam = jax.tree.map(lambda l: l[None], comp_lib.adaptive_lambda(
-          new_comp, comp.lam0, comp.eps))
-      deltas = jax.tree.map(lambda d, x, l: (d + l * d * d * x).astype(d.dtype),
-                            deltas, diffs, lam)
+      lam = jax.tree.map(lambda l: l[None], comp_lib.adaptive_lambda(new_comp, comp.lam0, comp.eps))
+      deltas = jax.tree.map(lambda d, x, l: (d + l * d * d * x).astype(d.dtype), deltas, diffs, lam)
     else:
       new_comp = comp_state
       deltas = comp_lib.compensate(deltas, diffs, comp.lam)
@@ -225,26 +245,34 @@ def server_update(cfg: AsyncConfig, outer: optax.GradientTransformation,
     total = n_valid
   safe_total = jnp.where(total > 0, total, 1.0)
   agg = jax.tree.map(
-      lambda d, p: (jnp.tensordot(w, d.astype(jnp.float32), axes=1) / safe_total
-                    ).astype(p.dtype), deltas, params)
+    lambda d, p: (jnp.tensordot(w, d.astype(jnp.float32), axes=1) / safe_total).astype(p.dtype),
+    deltas,
+    params,
+  )
   if cfg.scale_order == "before_outer":
     agg = jax.tree.map(lambda a: a * scale.astype(a.dtype), agg)
   updates, new_outer = optax.with_extra_args_support(outer).update(
-      agg, outer_state, params, round_index=tick)
+    agg, outer_state, params, round_index=tick
+  )
   if cfg.scale_order == "after_outer":
     updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
   new_params = optax.apply_updates(params, updates)
   apply = (scale > 0) & (jnp.sum(w) > 0)
   keep = lambda new, old: jax.tree.map(  # noqa: E731
-      lambda a, b: jnp.where(apply, a, b), new, old)
+    lambda a, b: jnp.where(apply, a, b), new, old
+  )
   new_params = keep(new_params, params)
   new_outer = keep(new_outer, outer_state)
   new_comp = keep(new_comp, comp_state) if new_comp is not None else None
 
   metrics = dict(
-      scale=scale, applied=apply.astype(jnp.float32), num_updates=n_valid,
-      weight_sum=jnp.sum(w), delta_norm=clipping.global_norm(agg),
-      update_norm=clipping.global_norm(updates) * apply.astype(jnp.float32))
+    scale=scale,
+    applied=apply.astype(jnp.float32),
+    num_updates=n_valid,
+    weight_sum=jnp.sum(w),
+    delta_norm=clipping.global_norm(agg),
+    update_norm=clipping.global_norm(updates) * apply.astype(jnp.float32),
+  )
   metrics.update(clipping.measurements(new_outer, "outer_"))
   for name, v in (local_metrics or {}).items():
     metrics[name] = jnp.sum(valid_f * v) / jnp.maximum(n_valid, 1.0)

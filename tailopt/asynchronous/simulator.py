@@ -59,17 +59,18 @@ STATE_FORMAT = 2
 
 class SimState(NamedTuple):
   """Everything the simulation carries; a pytree (checkpoint with any pytree saver)."""
-  params: Any           # server model x_t
-  outer_state: Any      # outer optimizer state
-  comp_state: Any       # mean square of adaptive DC (or None)
-  inner_state: Any      # per-worker inner optimizer states, leading axis N
-  noise_state: Any      # per-worker noise-injection states (or None)
-  slot_delta: Any       # Delta of every computed, not yet applied job, leading axis M
-  slot_xp: Any          # per-job snapshots of x_pulled (snapshots='per_job') or None
-  slot_metrics: dict    # {name: (M,)} local metrics of the job in each slot (loss, ...)
-  ring: Any             # last R model versions (snapshots='ring') or None
-  tick: jax.Array       # int32: server steps done (= position in the event schedule)
-  key: jax.Array        # data PRNG key
+
+  params: Any  # server model x_t
+  outer_state: Any  # outer optimizer state
+  comp_state: Any  # mean square of adaptive DC (or None)
+  inner_state: Any  # per-worker inner optimizer states, leading axis N
+  noise_state: Any  # per-worker noise-injection states (or None)
+  slot_delta: Any  # Delta of every computed, not yet applied job, leading axis M
+  slot_xp: Any  # per-job snapshots of x_pulled (snapshots='per_job') or None
+  slot_metrics: dict  # {name: (M,)} local metrics of the job in each slot (loss, ...)
+  ring: Any  # last R model versions (snapshots='ring') or None
+  tick: jax.Array  # int32: server steps done (= position in the event schedule)
+  key: jax.Array  # data PRNG key
 
 
 def _is_key(x) -> bool:
@@ -92,8 +93,7 @@ def _gather(tree, idx):
 
 
 def _scatter(tree, idx, values):
-  return jax.tree.map(lambda a, v: a.at[idx].set(v.astype(a.dtype), mode="drop"),
-                      tree, values)
+  return jax.tree.map(lambda a, v: a.at[idx].set(v.astype(a.dtype), mode="drop"), tree, values)
 
 
 def _stack(tree, n):
@@ -123,15 +123,28 @@ class Simulator:
       ``data_fn`` as an argument of the jitted functions rather than baked in as constants.
   """
 
-  def __init__(self, loss_fn: Callable, method: Method, data_fn: Callable, *,
-               clock: clock_lib.ClockConfig, config: server_lib.AsyncConfig = None,
-               num_steps: int, outer: Optional[optax.GradientTransformation] = None,
-               outer_clip=None, noise: Optional[optax.GradientTransformation] = None,
-               has_aux: bool = False, devices: int = 1, data: Any = None):
+  def __init__(
+    self,
+    loss_fn: Callable,
+    method: Method,
+    data_fn: Callable,
+    *,
+    clock: clock_lib.ClockConfig,
+    config: server_lib.AsyncConfig = None,
+    num_steps: int,
+    outer: Optional[optax.GradientTransformation] = None,
+    outer_clip=None,
+    noise: Optional[optax.GradientTransformation] = None,
+    has_aux: bool = False,
+    devices: int = 1,
+    data: Any = None,
+  ):
     config = config or server_lib.AsyncConfig()
     if not isinstance(method, Method):
-      raise TypeError(f"method must be a tailopt.Method (tailopt.get_method(name) or "
-                      f"tailopt.Method(inner=..., outer=...)), got {type(method).__name__}.")
+      raise TypeError(
+        f"method must be a tailopt.Method (tailopt.get_method(name) or "
+        f"tailopt.Method(inner=..., outer=...)), got {type(method).__name__}."
+      )
     self.loss_fn, self.method, self.data_fn = loss_fn, method, data_fn
     self.clock, self.config, self.num_steps = clock, config, int(num_steps)
     self.noise, self.has_aux = noise, has_aux
@@ -140,33 +153,46 @@ class Simulator:
     self.num_workers = n
     k = config.k_for(n)
     self.schedule = clock_lib.make_schedule(
-        clock, scheme=config.scheme, buffer_size=k, local_steps=config.local_steps,
-        num_steps=self.num_steps, dynamic_local_steps_on=config.dynamic_local_steps,
-        ties=config.ties, deadline=config.deadline)
+      clock,
+      scheme=config.scheme,
+      buffer_size=k,
+      local_steps=config.local_steps,
+      num_steps=self.num_steps,
+      dynamic_local_steps_on=config.dynamic_local_steps,
+      ties=config.ties,
+      deadline=config.deadline,
+    )
     self.buffer_size = k
     sched = self.schedule
     self.outer = outer if outer is not None else method.outer
-    self.outer_clip = outer_clip if outer_clip is not None else (
-        method.outer_clip if outer is None else None)
+    self.outer_clip = (
+      outer_clip if outer_clip is not None else (method.outer_clip if outer is None else None)
+    )
     self.inner = method.inner
-    self.dynamic = bool(config.dynamic_local_steps and
-                        np.any(sched.local_steps != sched.max_local_steps))
+    self.dynamic = bool(
+      config.dynamic_local_steps and np.any(sched.local_steps != sched.max_local_steps)
+    )
     run = local_lib.make_local_run(loss_fn, self.inner, noise=noise, has_aux=has_aux)
     if self.dynamic:
       self._job = run
     else:
       self._job = lambda p, s, ns, b, v, s0, n_: run(p, s, ns, b, v, s0)
-    self.snapshot_mode = (comp_lib.resolve_snapshots(config.snapshots, sched.num_slots,
-                                                     sched.ring_size)
-                          if config.needs_snapshots else "none")
+    self.snapshot_mode = (
+      comp_lib.resolve_snapshots(config.snapshots, sched.num_slots, sched.ring_size)
+      if config.needs_snapshots
+      else "none"
+    )
     if devices < 1 or devices > len(jax.devices()):
       raise ValueError(f"devices={devices}; between 1 and {len(jax.devices())} available.")
     self.devices = int(devices)
     self._mesh = None
     if self.devices > 1:
-      self._mesh = jax.make_mesh((self.devices,), ("jobs",),
-                                 axis_types=(jax.sharding.AxisType.Auto,),
-                                 devices=jax.devices()[:self.devices])
+      self._mesh = jax.make_mesh(
+        (self.devices,),
+        ("jobs",),
+        axis_types=(jax.sharding.AxisType.Auto,),
+        devices=jax.devices()[: self.devices],
+      )
     self._wave0 = self._stack_subwaves([self._pad(w) for w in sched.wave0], time_axis=False)
     self._waves = self._stack_subwaves([self._pad(w) for w in sched.waves], time_axis=True)
     self._init_jit = jax.jit(self._init_fn)
@@ -181,8 +207,9 @@ class Simulator:
     extra = (-w) % d
     if not extra:
       return rec
-    fill = dict(worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0,
-                steps=0, valid=0)
+    fill = dict(
+      worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0, steps=0, valid=0
+    )
     out = {}
     for key, a in rec.items():
       pad = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
@@ -195,8 +222,9 @@ class Simulator:
     if not subs:
       return None
     width = max(w["valid"].shape[-1] for w in subs)
-    fill = dict(worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0,
-                steps=0, valid=0)
+    fill = dict(
+      worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0, steps=0, valid=0
+    )
     out = {}
     for key in subs[0]:
       arrs = []
@@ -214,8 +242,9 @@ class Simulator:
       return st
     if stacked["valid"].shape[0] == 1:
       return self._wave(st, jax.tree.map(lambda a: a[0], stacked), x_v, data, version)
-    return jax.lax.scan(lambda c, rec: (self._wave(c, rec, x_v, data, version), None), st,
-                        stacked)[0]
+    return jax.lax.scan(lambda c, rec: (self._wave(c, rec, x_v, data, version), None), st, stacked)[
+      0
+    ]
 
   @property
   def wave_widths(self) -> list:
@@ -237,9 +266,13 @@ class Simulator:
       x = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), x)
       return run(x, s, ns, b, v, s0, n_)
 
-    sharded = jax.shard_map(body, mesh=self._mesh,
-                            in_specs=(P(), P(ax), P(ax), P(ax), P(), P(ax), P(ax)),
-                            out_specs=P(ax), check_vma=True)
+    sharded = jax.shard_map(
+      body,
+      mesh=self._mesh,
+      in_specs=(P(), P(ax), P(ax), P(ax), P(), P(ax), P(ax)),
+      out_specs=P(ax),
+      check_vma=True,
+    )
     return sharded(x_v, inner_st, noise_st, batches, version, step0, steps)
 
   def _batches(self, data, w, j, keys):
@@ -253,25 +286,28 @@ class Simulator:
 
     def compute(st):
       w = jnp.minimum(rec["worker"], n - 1)
-      if self.config.reset_inner_state:   # a fresh inner.init for every job
+      if self.config.reset_inner_state:  # a fresh inner.init for every job
         inner_st = _stack(self.inner.init(x_v), valid.shape[0])
       else:
         inner_st = _gather(st.inner_state, w)
       noise_st = None if st.noise_state is None else _gather(st.noise_state, w)
       keys = jax.vmap(lambda wi, j: jax.random.fold_in(jax.random.fold_in(st.key, wi), j))(
-          w, rec["job"])
+        w, rec["job"]
+      )
       batches = self._batches(data, w, rec["job"], keys)
-      res = self._jobs(x_v, inner_st, noise_st, batches, version, rec["step0"],
-                       rec["steps"])
+      res = self._jobs(x_v, inner_st, noise_st, batches, version, rec["step0"], rec["steps"])
       widx = jnp.where(valid, rec["worker"], n)
       sidx = jnp.where(valid, rec["slot"], m)
       new = dict(
-          inner_state=_scatter(st.inner_state, widx, res.inner_state),
-          noise_state=(None if st.noise_state is None
-                       else _scatter(st.noise_state, widx, res.noise_state)),
-          slot_delta=_scatter(st.slot_delta, sidx, res.delta),
-          slot_metrics={k: v.at[sidx].set(res.metrics[k], mode="drop")
-                        for k, v in st.slot_metrics.items()})
+        inner_state=_scatter(st.inner_state, widx, res.inner_state),
+        noise_state=(
+          None if st.noise_state is None else _scatter(st.noise_state, widx, res.noise_state)
+        ),
+        slot_delta=_scatter(st.slot_delta, sidx, res.delta),
+        slot_metrics={
+          k: v.at[sidx].set(res.metrics[k], mode="drop") for k, v in st.slot_metrics.items()
+        },
+      )
       if st.slot_xp is not None:
         width = valid.shape[0]
         new["slot_xp"] = _scatter(st.slot_xp, sidx, _stack(x_v, width))
@@ -293,16 +329,22 @@ class Simulator:
       ring = _stack(zeros, self.schedule.ring_size)
       ring = jax.tree.map(lambda r, p: r.at[0].set(p), ring, params)
     st = SimState(
-        params=params, outer_state=self.outer.init(params),
-        comp_state=server_lib.init_comp_state(self.config, params),
-        inner_state=inner_state, noise_state=noise_state,
-        slot_delta=_stack(zeros, m), slot_xp=slot_xp,
-        slot_metrics={k: jnp.zeros((m,), jnp.float32)
-                      for k in self.local_metric_names(params)}, ring=ring,
-        tick=jnp.zeros([], jnp.int32), key=key)
+      params=params,
+      outer_state=self.outer.init(params),
+      comp_state=server_lib.init_comp_state(self.config, params),
+      inner_state=inner_state,
+      noise_state=noise_state,
+      slot_delta=_stack(zeros, m),
+      slot_xp=slot_xp,
+      slot_metrics={k: jnp.zeros((m,), jnp.float32) for k in self.local_metric_names(params)},
+      ring=ring,
+      tick=jnp.zeros([], jnp.int32),
+      key=key,
+    )
     if self._wave0 is not None:
-      st = self._waves_of(st, jax.tree.map(jnp.asarray, self._wave0), params, data,
-                          jnp.zeros([], jnp.int32))
+      st = self._waves_of(
+        st, jax.tree.map(jnp.asarray, self._wave0), params, data, jnp.zeros([], jnp.int32)
+      )
     return st
 
   def _tick(self, st: SimState, xs, data):
@@ -321,22 +363,33 @@ class Simulator:
       xp = _gather(st.slot_xp, sidx)
       diffs = jax.tree.map(lambda x, p: x[None] - p, st.params, xp)
     params, outer_state, comp_state, metrics = server_lib.server_update(
-        self.config, self.outer, self.outer_clip, self.num_workers, st.params,
-        st.outer_state, st.comp_state, deltas, diffs, taus, valid, t,
-        local_metrics={k: v[sidx] for k, v in st.slot_metrics.items()})
+      self.config,
+      self.outer,
+      self.outer_clip,
+      self.num_workers,
+      st.params,
+      st.outer_state,
+      st.comp_state,
+      deltas,
+      diffs,
+      taus,
+      valid,
+      t,
+      local_metrics={k: v[sidx] for k, v in st.slot_metrics.items()},
+    )
     ring = st.ring
     if ring is not None:
       slot = (t + 1) % self.schedule.ring_size
       ring = jax.tree.map(lambda r, p: r.at[slot].set(p), ring, params)
-    st = st._replace(params=params, outer_state=outer_state, comp_state=comp_state,
-                     ring=ring)
+    st = st._replace(params=params, outer_state=outer_state, comp_state=comp_state, ring=ring)
     st = self._waves_of(st, waves, params, data, t + 1)
     metrics["taus"] = jnp.where(valid, taus, -1)
     # Communication: every applied update is one node's Delta sent up; every job that
     # pulls the new version receives the model. Bytes of the arrays that would cross.
     metrics["bytes_up"] = metrics["num_updates"] * float(comp_lib.tree_bytes(st.params))
-    pulled = (jnp.zeros([], jnp.float32) if waves is None
-              else jnp.sum(waves["valid"].astype(jnp.float32)))
+    pulled = (
+      jnp.zeros([], jnp.float32) if waves is None else jnp.sum(waves["valid"].astype(jnp.float32))
+    )
     metrics["bytes_down"] = pulled * float(comp_lib.tree_bytes(st.params))
     return st._replace(tick=t + 1), metrics
 
@@ -346,8 +399,7 @@ class Simulator:
   def local_metric_names(self, params) -> list:
     """Names of the per-job metrics (averaged into each server step's metrics):
     ``loss``, ``nonfinite_frac`` and the inner state's measurements (``inner_*``)."""
-    names = jax.eval_shape(lambda p: clipping.measurements(self.inner.init(p), "inner_"),
-                           params)
+    names = jax.eval_shape(lambda p: clipping.measurements(self.inner.init(p), "inner_"), params)
     return ["loss", "nonfinite_frac"] + sorted(names)
 
   # ---------------------------------------------------------------- public API
@@ -367,17 +419,18 @@ class Simulator:
     t0 = int(state.tick)
     n = self.num_steps - t0 if num_steps is None else int(num_steps)
     if n < 1 or t0 + n > self.num_steps:
-      raise ValueError(f"run(num_steps={num_steps}) from server step {t0}: the schedule "
-                       f"has {self.num_steps} steps; ask for 1..{self.num_steps - t0}.")
+      raise ValueError(
+        f"run(num_steps={num_steps}) from server step {t0}: the schedule "
+        f"has {self.num_steps} steps; ask for 1..{self.num_steps - t0}."
+      )
     sl = slice(t0, t0 + n)
     sched = self.schedule
     arr = {k: jnp.asarray(sched.arr[k][sl]) for k in ("slot", "worker", "pulled", "valid")}
-    waves = (None if self._waves is None
-             else {k: jnp.asarray(v[sl]) for k, v in self._waves.items()})
+    waves = None if self._waves is None else {k: jnp.asarray(v[sl]) for k, v in self._waves.items()}
     state, metrics = self._run_jit(state, arr, waves, self.data)
     metrics = jax.device_get(metrics)
     metrics["time"] = sched.tick_time[sl].copy()
-    metrics["workers"] = sched.arr["worker"][sl].copy()    # N marks padding
+    metrics["workers"] = sched.arr["worker"][sl].copy()  # N marks padding
     metrics["pulled"] = np.where(sched.arr["valid"][sl] > 0, sched.arr["pulled"][sl], -1)
     metrics["version"] = np.arange(t0 + 1, t0 + n + 1)
     return state, metrics
@@ -391,21 +444,34 @@ class Simulator:
     of pending Deltas are the simulator's in-flight store)."""
     pb = comp_lib.tree_bytes(state.params)
     rep = comp_lib.memory_report(
-        pb, num_slots=self.schedule.num_slots, ring_size=self.schedule.ring_size,
-        snapshots=self.config.snapshots, needs_snapshots=self.needs_snapshots,
-        adaptive=self.config.compensation.kind == "adaptive")
-    rep.update(param_bytes=pb, outer_state_bytes=comp_lib.tree_bytes(state.outer_state),
-               inner_state_bytes=comp_lib.tree_bytes(state.inner_state),
-               inflight_delta_bytes=comp_lib.tree_bytes(state.slot_delta),
-               num_slots=self.schedule.num_slots, ring_size=self.schedule.ring_size,
-               max_staleness=self.schedule.max_staleness)
+      pb,
+      num_slots=self.schedule.num_slots,
+      ring_size=self.schedule.ring_size,
+      snapshots=self.config.snapshots,
+      needs_snapshots=self.needs_snapshots,
+      adaptive=self.config.compensation.kind == "adaptive",
+    )
+    rep.update(
+      param_bytes=pb,
+      outer_state_bytes=comp_lib.tree_bytes(state.outer_state),
+      inner_state_bytes=comp_lib.tree_bytes(state.inner_state),
+      inflight_delta_bytes=comp_lib.tree_bytes(state.slot_delta),
+      num_slots=self.schedule.num_slots,
+      ring_size=self.schedule.ring_size,
+      max_staleness=self.schedule.max_staleness,
+    )
     return rep
 
   def meta(self) -> dict:
     """JSON-able description of the run (configs and the schedule's fingerprint)."""
-    return dict(format=STATE_FORMAT, fingerprint=self.schedule.fingerprint,
-                num_steps=self.num_steps, method=self.method.name,
-                clock=self.clock.to_dict(), config=self.config.to_dict())
+    return dict(
+      format=STATE_FORMAT,
+      fingerprint=self.schedule.fingerprint,
+      num_steps=self.num_steps,
+      method=self.method.name,
+      clock=self.clock.to_dict(),
+      config=self.config.to_dict(),
+    )
 
   def state_dict(self, state: SimState):
     """``(tree, meta)``: a pytree of numpy arrays (dict of the :class:`SimState` fields,
@@ -421,8 +487,7 @@ class Simulator:
     """The structure of :meth:`state_dict`'s tree as ``jax.ShapeDtypeStruct`` leaves (a
     restore target for orbax), without computing anything."""
     if self._template is None:
-      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0),
-                                      self.data)
+      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0), self.data)
     conv = lambda l: jax.eval_shape(jax.random.key_data, l) if _is_key(l) else l  # noqa
     return {f: jax.tree.map(conv, getattr(self._template, f)) for f in SimState._fields}
 
@@ -434,28 +499,30 @@ class Simulator:
     """
     if meta.get("fingerprint") != self.schedule.fingerprint:
       raise ValueError(
-          "load_state_dict: the saved run's schedule fingerprint "
-          f"{meta.get('fingerprint')!r} differs from this simulator's "
-          f"{self.schedule.fingerprint!r}; build the Simulator with the same ClockConfig, "
-          "AsyncConfig and num_steps as the saved run.")
+        "load_state_dict: the saved run's schedule fingerprint "
+        f"{meta.get('fingerprint')!r} differs from this simulator's "
+        f"{self.schedule.fingerprint!r}; build the Simulator with the same ClockConfig, "
+        "AsyncConfig and num_steps as the saved run."
+      )
     if self._template is None:
       if params_like is None:
-        raise ValueError("load_state_dict needs params_like (or call init first) to know "
-                         "the state's structure.")
-      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0),
-                                      self.data)
+        raise ValueError(
+          "load_state_dict needs params_like (or call init first) to know the state's structure."
+        )
+      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0), self.data)
     fields = {}
     for f in SimState._fields:
       like = getattr(self._template, f)
       leaves = jax.tree.leaves(tree[f])
       like_leaves, treedef = jax.tree.flatten(like)
       if len(leaves) != len(like_leaves):
-        raise ValueError(f"load_state_dict: field {f!r} has {len(leaves)} arrays, expected "
-                         f"{len(like_leaves)}.")
+        raise ValueError(
+          f"load_state_dict: field {f!r} has {len(leaves)} arrays, expected {len(like_leaves)}."
+        )
       fields[f] = jax.tree.unflatten(
-          treedef, [_from_numpy(x, l) for x, l in zip(leaves, like_leaves)])
+        treedef, [_from_numpy(x, l) for x, l in zip(leaves, like_leaves)]
+      )
     st = SimState(**fields)
     if int(st.tick) != int(meta["tick"]):
-      raise ValueError(f"load_state_dict: state tick {int(st.tick)} != meta tick "
-                       f"{meta['tick']}.")
+      raise ValueError(f"load_state_dict: state tick {int(st.tick)} != meta tick {meta['tick']}.")
     return st

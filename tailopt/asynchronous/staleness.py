@@ -48,6 +48,7 @@ class RateConfig:
     tau_c: ``threshold`` concurrency (default: number of workers N).
     tau_max: ``drop`` cut-off (default 2N).
   """
+
   family: str = "constant"
   a: Optional[float] = None
   b: Optional[float] = None
@@ -56,8 +57,9 @@ class RateConfig:
 
   def __post_init__(self):
     if self.family not in FAMILIES:
-      raise ValueError(f"Unknown delay-aware rate family {self.family!r}; choose one of "
-                       f"{FAMILIES}.")
+      raise ValueError(
+        f"Unknown delay-aware rate family {self.family!r}; choose one of {FAMILIES}."
+      )
     for name in ("a", "b", "tau_c", "tau_max"):
       v = getattr(self, name)
       if v is not None and (v != v or v < 0):
@@ -65,13 +67,13 @@ class RateConfig:
 
   def resolved(self, num_workers: int) -> "RateConfig":
     """Fills defaults that depend on the family or on N."""
-    a = self.a if self.a is not None else {"polynomial": 0.5, "hinge": 10.0}.get(
-        self.family, 0.0)
+    a = self.a if self.a is not None else {"polynomial": 0.5, "hinge": 10.0}.get(self.family, 0.0)
     b = self.b if self.b is not None else (4.0 if self.family == "hinge" else 0.0)
     tau_c = self.tau_c if self.tau_c is not None else float(num_workers)
     tau_max = self.tau_max if self.tau_max is not None else float(2 * num_workers)
-    return dataclasses.replace(self, a=float(a), b=float(b), tau_c=float(tau_c),
-                               tau_max=float(tau_max))
+    return dataclasses.replace(
+      self, a=float(a), b=float(b), tau_c=float(tau_c), tau_max=float(tau_max)
+    )
 
 
 def staleness_scale(cfg: RateConfig, tau, num_workers: int = 1):
@@ -101,8 +103,7 @@ def reduce_staleness(cfg: RateConfig, reduction: str, taus, valid, num_workers: 
   or ``s(mean tau)`` over the valid entries.
   """
   if reduction not in REDUCTIONS:
-    raise ValueError(f"Unknown staleness reduction {reduction!r}; choose one of "
-                     f"{REDUCTIONS}.")
+    raise ValueError(f"Unknown staleness reduction {reduction!r}; choose one of {REDUCTIONS}.")
   valid = jnp.asarray(valid).astype(bool)
   taus = jnp.asarray(taus, jnp.float32)
   ones = valid.astype(jnp.float32)

@@ -28,8 +28,9 @@ def _check_clients(num_clients: int, n: int) -> None:
     raise ValueError(f"Cannot split {n} examples across {num_clients} clients.")
 
 
-def iid(labels_or_n: int | Sequence | np.ndarray, num_clients: int,
-        rng: RngLike = 0) -> list[np.ndarray]:
+def iid(
+  labels_or_n: int | Sequence | np.ndarray, num_clients: int, rng: RngLike = 0
+) -> list[np.ndarray]:
   """Shuffle and deal examples into ``num_clients`` near-equal shards.
 
   Args:
@@ -43,9 +44,14 @@ def iid(labels_or_n: int | Sequence | np.ndarray, num_clients: int,
   return [np.sort(p).astype(np.int64) for p in np.array_split(perm, num_clients)]
 
 
-def dirichlet(labels: Sequence | np.ndarray, num_clients: int, beta: float,
-              rng: RngLike = 0, min_size: int = 10,
-              max_tries: int = 1000) -> list[np.ndarray]:
+def dirichlet(
+  labels: Sequence | np.ndarray,
+  num_clients: int,
+  beta: float,
+  rng: RngLike = 0,
+  min_size: int = 10,
+  max_tries: int = 1000,
+) -> list[np.ndarray]:
   """Label-skewed split: per class, client shares ~ Dirichlet(beta * 1).
 
   The standard recipe of Hsu et al. (2019) / Yurochkin et al. (2019): for each
@@ -79,8 +85,9 @@ def dirichlet(labels: Sequence | np.ndarray, num_clients: int, beta: float,
     if min(len(o) for o in out) >= min_size:
       return out
   raise ValueError(
-      f"Dirichlet(beta={beta}) split gave a client fewer than {min_size} examples in "
-      f"{max_tries} tries; raise beta or lower min_size.")
+    f"Dirichlet(beta={beta}) split gave a client fewer than {min_size} examples in "
+    f"{max_tries} tries; raise beta or lower min_size."
+  )
 
 
 def sorted_by_label(labels: Sequence | np.ndarray, num_clients: int) -> list[np.ndarray]:
@@ -118,8 +125,9 @@ def label_skew(labels: Sequence | np.ndarray, parts: Sequence[np.ndarray]) -> fl
   return float(np.mean(tv))
 
 
-def sample_clients(num_clients: int, m: int, rng: RngLike = 0,
-                   weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
+def sample_clients(
+  num_clients: int, m: int, rng: RngLike = 0, weights: Sequence[float] | np.ndarray | None = None
+) -> np.ndarray:
   """Choose ``m`` distinct client ids for a round, sorted.
 
   Args:

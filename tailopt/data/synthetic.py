@@ -30,11 +30,20 @@ def _teacher_mlp(rng, dim, hidden, num_classes):
   return lambda x: np.argmax(np.tanh(x @ w1) @ w2, axis=-1)
 
 
-def make_task(task: str = "least_squares", *, num_clients: int = 8, dim: int = 20,
-              examples_per_client: int = 512, test_examples: int = 2048,
-              partition: str = "iid", heterogeneity: float = 1.0,
-              dirichlet_beta: float = 0.3, num_classes: int = 10,
-              label_noise: float = 0.1, seed: int = 0) -> FederatedData:
+def make_task(
+  task: str = "least_squares",
+  *,
+  num_clients: int = 8,
+  dim: int = 20,
+  examples_per_client: int = 512,
+  test_examples: int = 2048,
+  partition: str = "iid",
+  heterogeneity: float = 1.0,
+  dirichlet_beta: float = 0.3,
+  num_classes: int = 10,
+  label_noise: float = 0.1,
+  seed: int = 0,
+) -> FederatedData:
   """Generates a synthetic federated dataset (deterministic in ``seed``)."""
   if task not in TASKS:
     raise ValueError(f"Unknown synthetic task {task!r}; choose one of {TASKS}.")
@@ -42,8 +51,9 @@ def make_task(task: str = "least_squares", *, num_clients: int = 8, dim: int = 2
     raise ValueError(f"Unknown partition {partition!r}; choose one of {PARTITIONS}.")
   if partition in ("dirichlet", "sorted") and task == "least_squares":
     raise ValueError(
-        f"partition={partition!r} splits by label, but least_squares has real-valued "
-        "targets; use partition='shift' (covariate shift) or 'iid'.")
+      f"partition={partition!r} splits by label, but least_squares has real-valued "
+      "targets; use partition='shift' (covariate shift) or 'iid'."
+    )
   rng = np.random.default_rng(seed)
   w_star = rng.normal(size=(dim,)) / np.sqrt(dim)
   teacher = _teacher_mlp(rng, dim, 64, num_classes) if task == "mlp" else None
@@ -63,8 +73,9 @@ def make_task(task: str = "least_squares", *, num_clients: int = 8, dim: int = 2
     for i in range(num_clients):
       x = (rng.normal(size=(examples_per_client, dim)) + mus[i]).astype(np.float32)
       clients.append({"x": x, "y": label(x)})
-    xt = (rng.normal(size=(test_examples, dim))
-          + mus[rng.integers(0, num_clients, test_examples)]).astype(np.float32)
+    xt = (
+      rng.normal(size=(test_examples, dim)) + mus[rng.integers(0, num_clients, test_examples)]
+    ).astype(np.float32)
     test = {"x": xt, "y": label(xt)}
   else:
     x = rng.normal(size=(n + test_examples, dim)).astype(np.float32)
@@ -77,8 +88,14 @@ def make_task(task: str = "least_squares", *, num_clients: int = 8, dim: int = 2
     else:
       parts = partition_lib.sorted_by_label(train["y"], num_clients)
     clients = [take(train, idx) for idx in parts]
-  meta = dict(task=task, dim=dim, partition=partition, source="synthetic",
-              num_classes={"least_squares": 0, "logistic": 2, "mlp": num_classes}[task],
-              w_star=w_star if task != "mlp" else None)
-  return FederatedData(clients=clients, test=test,
-                       client_names=[f"client_{i}" for i in range(num_clients)], meta=meta)
+  meta = dict(
+    task=task,
+    dim=dim,
+    partition=partition,
+    source="synthetic",
+    num_classes={"least_squares": 0, "logistic": 2, "mlp": num_classes}[task],
+    w_star=w_star if task != "mlp" else None,
+  )
+  return FederatedData(
+    clients=clients, test=test, client_names=[f"client_{i}" for i in range(num_clients)], meta=meta
+  )

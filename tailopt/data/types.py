@@ -49,11 +49,9 @@ class FederatedData:
 
   def __post_init__(self):
     if len(self.client_names) != len(self.clients):
-      raise ValueError(
-          f"{len(self.clients)} clients but {len(self.client_names)} client_names.")
+      raise ValueError(f"{len(self.clients)} clients but {len(self.client_names)} client_names.")
     if self.client_test is not None and len(self.client_test) != len(self.clients):
-      raise ValueError(
-          f"{len(self.clients)} clients but {len(self.client_test)} client_test sets.")
+      raise ValueError(f"{len(self.clients)} clients but {len(self.client_test)} client_test sets.")
     for c in self.clients:
       num_examples(c)
     num_examples(self.test)
@@ -77,6 +75,8 @@ class FederatedData:
   def summary(self) -> str:
     """One line: clients, example counts and size spread."""
     s = self.client_sizes()
-    return (f"{self.num_clients} clients, {self.num_train} train / {self.num_test} test "
-            f"examples, per-client min/median/max {s.min() if len(s) else 0}/"
-            f"{int(np.median(s)) if len(s) else 0}/{s.max() if len(s) else 0}")
+    return (
+      f"{self.num_clients} clients, {self.num_train} train / {self.num_test} test "
+      f"examples, per-client min/median/max {s.min() if len(s) else 0}/"
+      f"{int(np.median(s)) if len(s) else 0}/{s.max() if len(s) else 0}"
+    )

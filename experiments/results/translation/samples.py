@@ -1,7 +1,8 @@
 """Greedy translations of a few test verses by each finished run (for reading by eye).
 
-    python experiments/results/translation/samples.py /tmp/translation_runs > samples.md
+python experiments/results/translation/samples.py /tmp/translation_runs > samples.md
 """
+
 import json
 import os
 import pathlib
@@ -23,8 +24,14 @@ for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
   params, _ = train.final_params(config, str(run))
   data, model = tasks.build_task(config)
   m = data.meta
-  out = model.meta["generate"](params, data.test["src"][picks], data.test["src_mask"][picks],
-                               bos_id=m["bos_id"], eos_id=m["eos_id"], steps=m["max_len"])
+  out = model.meta["generate"](
+    params,
+    data.test["src"][picks],
+    data.test["src_mask"][picks],
+    bos_id=m["bos_id"],
+    eos_id=m["eos_id"],
+    steps=m["max_len"],
+  )
   hyps = bt.detokenize(m["tokenizer"], np.asarray(out), m["eos_id"])
   print(f"## {run.name}\n")
   for i, h in zip(picks, hyps):

@@ -1,4 +1,5 @@
 """Table of the translation runs: python summarize.py RUNS_DIR > results.md."""
+
 import json
 import pathlib
 import sys
@@ -12,5 +13,7 @@ for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
     m = json.loads(line)
     if "eval/bleu" in m:
       wall = f"{s['wall_s']:.0f}" if m["round"] == s["rounds_done"] else ""
-      print(f"| {run.name} | {m['round']} | {m['eval/bleu']:.2f} | {m['eval/loss']:.3f} | "
-            f"{m['eval/accuracy']:.3f} | {wall} |")
+      print(
+        f"| {run.name} | {m['round']} | {m['eval/bleu']:.2f} | {m['eval/loss']:.3f} | "
+        f"{m['eval/accuracy']:.3f} | {wall} |"
+      )
