@@ -96,6 +96,9 @@ class _FollowerWriter:
   def write(self, round_index, metrics):
     del round_index, metrics
 
+  def write_hparams(self, hparams, metrics):
+    del hparams, metrics
+
   def close(self):
     pass
 
@@ -595,10 +598,12 @@ def _loop(
         raise RunInterrupted(os.path.abspath(workdir), t, engine.unit, stop.signame)
       if on_chunk_end is not None:
         on_chunk_end(t, rows[-1])
+  except BaseException:
+    writer.close()
+    raise
   finally:
     if bar is not None:
       bar.close()
-    writer.close()
   wall = time.perf_counter() - t0
   if tracker.diverged is None and not _finite_tree(engine.params(state)):
     tracker.diverged = f"non-finite parameters at {engine.unit} {t}"
@@ -607,6 +612,13 @@ def _loop(
   final = {k: v for k, v in tracker.last.items() if k.startswith("eval/") or k == "train/loss"}
   if diverged:
     final[config.report_metric] = math.inf * tracker.sign
+  # TensorBoard's HParams dashboard: the method, its hyperparameters and the final metrics.
+  hp = {"method": config.method, "seed": config.seed, **validate_lib.method_hparams(config)}
+  writer.write_hparams(
+    {k: v for k, v in hp.items() if isinstance(v, (int, float, str, bool))},
+    {k: float(v) for k, v in final.items() if math.isfinite(float(v))},
+  )
+  writer.close()
   per_s = (t - start) / max(wall, 1e-9)
   out = dict(
     workdir=os.path.abspath(workdir),

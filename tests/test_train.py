@@ -78,6 +78,11 @@ def test_outputs_and_summary(tmp_path):
   assert "eval/loss" in rows[5] and "eval/loss" not in rows[4]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
   assert "best eval/loss" in train_lib.format_summary(s)
+  # The run's method, hyperparameters and final metrics on TensorBoard's HParams tab.
+  ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+  hp = ea.EventAccumulator(str(tmp_path / "hparams"))
+  hp.Reload()
+  assert [e.value for e in hp.Scalars("eval/loss")] == [pytest.approx(s["final"]["eval/loss"])]
 
 
 def test_unreadable_checkpoint_is_an_error_naming_the_file(tmp_path):
