@@ -113,6 +113,12 @@ class Family:
   bi2clip: tuple = ()
   chance: float = 0.0      # accuracy counted for a diverged cell in the robustness spread
   title: str = ""
+  final_methods: tuple = ()   # methods run on every seed (empty: all); others on seeds[0]
+
+  def seeds_of(self, method) -> tuple:
+    if not self.final_methods or method in self.final_methods:
+      return tuple(self.seeds)
+    return tuple(self.seeds[:1])
 
   @property
   def higher_is_better(self) -> bool:
@@ -152,14 +158,49 @@ def _real_methods(lrs, uppers, full, *, fedbuff_lr=(0.5, 1.0, 2.0),
   return ms
 
 
-# Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study). Two-parameter grids
-# for the methods the robustness claim compares; learning-rate lines for the rest (compute).
-FM_FULL = ("sync-bi2clip", "bi2clip-A+rate+comp", "fedbuff", "fedasync")
-FM_METHODS = _real_methods([0.03, 0.1, 0.3], [0.01, 0.03, 0.1], FM_FULL)
+def _reduce(methods: dict, keep: dict) -> dict:
+  """``methods`` with each grid axis cut to ``keep[method][axis]`` (a list of values; an
+  axis not named keeps its middle value, a method not named keeps every value)."""
+  out = {}
+  for m, (v, grid, axis) in methods.items():
+    if m not in keep:
+      out[m] = (v, grid, axis)
+      continue
+    out[m] = (v, {k: list(keep[m].get(k, [vals[len(vals) // 2]]))
+                  for k, vals in grid.items()}, axis)
+  return out
+
+
+# Compute: a run took 3-8 minutes of wall clock on the shared CPU (most of it compilation),
+# so the image study is a few learning-rate lines and single points, and the language study
+# has two-parameter grids for four methods only; the other variants run at one common point.
+# Every run that was started is kept and listed (``--phase report``, "every run").
+_LR = "hparams.inner_lr"
+# Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study).
+FM_METHODS = _reduce(
+    _real_methods([0.03, 0.1, 0.3], [0.01, 0.03, 0.1], ()),
+    {"sync-bi2clip": {_LR: [0.03, 0.1, 0.3, 1.0]},
+     "bi2clip-A+rate+comp": {_LR: [0.03, 0.1, 0.3]},
+     "fedbuff": {_LR: [0.03, 0.1, 0.3], "hparams.outer_lr": [1.0]},
+     **{m: {_LR: [0.1]} for m in ("bi2clip-A", "bi2clip-A+rate", "bi2clip-A+comp",
+                                  "bi2clip-B", "bi2clip-B+rate", "bi2clip-B+comp",
+                                  "bi2clip-B+rate+comp", "fedasync")},
+     "dcasgd": {"hparams.outer_lr": [0.1]}})
+FM_FINAL = ("sync-bi2clip", "bi2clip-A+rate+comp", "fedbuff")
 # Language: MiniLM, trained head, movie-review sentences (configs/async_movie_reviews.py:study).
-MR_FULL = ("sync-bi2clip", "bi2clip-A", "bi2clip-A+rate+comp", "bi2clip-B",
-           "bi2clip-B+rate+comp", "fedbuff", "fedasync", "dcasgd")
-MR_METHODS = _real_methods([0.01, 0.03, 0.1], [0.003, 0.01, 0.03], MR_FULL)
+# (The first pass had lr {0.01, 0.03, 0.1}; its optima were at 0.1, so 0.3 was added.)
+MR_LRS = [0.01, 0.03, 0.1, 0.3]
+MR_FULL = ("sync-bi2clip", "bi2clip-A", "fedbuff", "fedasync")
+MR_METHODS = _reduce(
+    _real_methods(MR_LRS, [0.003, 0.01, 0.03], MR_FULL),
+    {"fedbuff": {_LR: [0.03, 0.1, 0.3], "hparams.outer_lr": [0.5, 1.0, 2.0]},
+     "fedasync": {_LR: [0.03, 0.1, 0.3], "hparams.outer_lr": [0.3, 0.6, 0.9]},
+     **{m: {_LR: [0.1]} for m in ("bi2clip-A+rate", "bi2clip-A+comp", "bi2clip-A+rate+comp",
+                                  "bi2clip-B", "bi2clip-B+rate", "bi2clip-B+comp",
+                                  "bi2clip-B+rate+comp")},
+     "dcasgd": {"hparams.outer_lr": [0.03, 0.1, 0.3]}})
+MR_FINAL = ("sync-bi2clip", "bi2clip-A", "bi2clip-A+rate+comp", "bi2clip-B+rate+comp",
+            "fedbuff", "fedasync")
 REAL_BASELINES = ("sync-bi2clip", "fedbuff", "fedasync", "dcasgd")
 REAL_BI2CLIP = tuple(m for m in FM_METHODS if m.startswith("bi2clip"))
 
@@ -170,13 +211,14 @@ FAMILIES = {
         budget=60.0, eval_every_time=5.0, severities=(4.0,), tune_severity=4.0,
         seeds=(0, 1, 2), metric="eval/accuracy", targets=(0.7, 0.75, 0.8),
         out="experiments/results/async_real/fashion_mnist", baselines=REAL_BASELINES,
-        bi2clip=REAL_BI2CLIP, chance=0.1, title="Fashion-MNIST, CNN"),
+        bi2clip=REAL_BI2CLIP, chance=0.1, title="Fashion-MNIST, CNN", final_methods=FM_FINAL),
     "movie_reviews": Family(
         name="movie_reviews", config="async_movie_reviews", base="study", methods=MR_METHODS,
         budget=60.0, eval_every_time=5.0, severities=(4.0,), tune_severity=4.0,
         seeds=(0, 1, 2), metric="eval/accuracy", targets=(0.7, 0.75, 0.78),
         out="experiments/results/async_real/movie_reviews", baselines=REAL_BASELINES,
-        bi2clip=REAL_BI2CLIP, chance=0.5, title="Movie reviews, MiniLM (trained head)"),
+        bi2clip=REAL_BI2CLIP, chance=0.5, title="Movie reviews, MiniLM (trained head)",
+        final_methods=MR_FINAL),
 }
 
 
@@ -245,9 +287,11 @@ def tune_jobs(fam="synthetic"):
           for p in grid_points(grid)]
 
 
-def best_points(workdir, fam="synthetic") -> dict:
+def best_points(workdir, fam="synthetic", strict=True) -> dict:
   """Each method's kept point: the best final report metric (ties: the first in grid
-  order) of its grid at the tuning severity on the first seed."""
+  order) of its grid at the tuning severity on the first seed. ``strict=False`` (the
+  report of a partial study) keeps the best of the finished cells and leaves out a method
+  with none."""
   f = family(fam)
   out = {}
   for m, (_, grid, _) in f.methods.items():
@@ -255,16 +299,20 @@ def best_points(workdir, fam="synthetic") -> dict:
     for p in grid_points(grid):
       path = os.path.join(run_dir(workdir, m, p, f.tune_severity, f.seeds[0]), "summary.json")
       if not os.path.exists(path):
-        raise SystemExit(f"tuning run missing: {path}; run --phase tune first.")
+        if strict:
+          raise SystemExit(f"tuning run missing: {path}; run --phase tune first.")
+        continue
       scored.append((_score(json.load(open(path))), p))
-    out[m] = min(scored, key=lambda x: x[0])[1]
+    if scored:
+      out[m] = min(scored, key=lambda x: x[0])[1]
   return out
 
 
 def final_jobs(workdir, fam="synthetic"):
   f = family(fam)
   best = best_points(workdir, f)
-  return [(m, best[m], s, seed) for m in f.methods for s in f.severities for seed in f.seeds]
+  return [(m, best[m], s, seed) for m in f.methods for s in f.severities
+          for seed in f.seeds_of(m)]
 
 
 def edge_report(workdir, fam) -> list[str]:
@@ -541,17 +589,21 @@ def spread_stats(values, chance: float) -> dict:
 def collect_real(workdir, fam) -> dict:
   """An accuracy family's results: every final run's curve, the grids and their spread."""
   f = family(fam)
-  best = best_points(workdir, f)
+  best = best_points(workdir, f, strict=False)
   res = {"family": f.name, "metric": f.metric, "budget": f.budget,
          "targets": list(f.targets), "seeds": list(f.seeds),
          "severities": list(f.severities), "tune_severity": f.tune_severity,
          "methods": {}, "grids": {}}
   for m in f.methods:
+    if m not in best:
+      continue
     runs = {}
     for s in f.severities:
       per_seed = []
-      for seed in f.seeds:
+      for seed in f.seeds_of(m):
         d = run_dir(workdir, m, best[m], s, seed)
+        if not os.path.exists(os.path.join(d, "summary.json")):
+          continue   # a partial study: this seed did not run
         sm = json.load(open(os.path.join(d, "summary.json")))
         tau = json.load(open(os.path.join(d, "tau.json")))
         cur = _curve_of(d, f.metric)
@@ -566,18 +618,38 @@ def collect_real(workdir, fam) -> dict:
     res["methods"][m] = {"point": best[m], "runs": runs}
   for m, (_, grid, axis) in f.methods.items():
     keys = list(grid)
-    cells = {}
+    cells, missing = {}, []
     for p in grid_points(grid):
-      sm = json.load(open(os.path.join(run_dir(workdir, m, p, f.tune_severity, f.seeds[0]),
-                                        "summary.json")))
-      cells[point_name(p)] = _final_value(sm, f.metric)
+      path = os.path.join(run_dir(workdir, m, p, f.tune_severity, f.seeds[0]), "summary.json")
+      if not os.path.exists(path):
+        missing.append(point_name(p))
+        continue
+      cells[point_name(p)] = _final_value(json.load(open(path)), f.metric)
+    if not cells:
+      continue
     entry = dict(keys=keys, values=[grid[k] for k in keys], col_label=axis, cells=cells,
-                 stats=spread_stats(list(cells.values()), f.chance))
+                 missing=missing, stats=spread_stats(list(cells.values()), f.chance))
     if len(keys) == 2:
       a, b = keys
-      entry["matrix"] = [[cells[point_name({a: x, b: y})] for y in grid[b]] for x in grid[a]]
+      entry["matrix"] = [[cells.get(point_name({a: x, b: y}), math.nan) for y in grid[b]]
+                         for x in grid[a]]
     res["grids"][m] = entry
+  res["all_runs"] = every_run(workdir, f)
   return res
+
+
+def every_run(workdir, fam) -> list:
+  """Every finished run under ``workdir`` (grid or not: first passes, widened grids), as
+  (method, point, severity/seed folder, final metric); the count the write-up gives."""
+  f = family(fam)
+  out = []
+  for m in sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []:
+    for p in sorted(os.listdir(os.path.join(workdir, m))):
+      for r in sorted(os.listdir(os.path.join(workdir, m, p))):
+        path = os.path.join(workdir, m, p, r, "summary.json")
+        if os.path.exists(path):
+          out.append([m, p, r, _final_value(json.load(open(path)), f.metric)])
+  return out
 
 
 def _pm(vals, digits=1, scale=100.0):
@@ -594,18 +666,20 @@ def write_tables_real(res, fam, out) -> str:
   lines = [f"{f.title}: budget {res['budget']:g} simulated seconds, 2 of 8 workers slowed S "
            f"times; tuned at S = {res['tune_severity']:g} on seed {res['seeds'][0]}, kept "
            f"point run on seeds {res['seeds']}. Accuracies in percent.", ""]
-  lines += [f"### Final eval accuracy at the budget: mean ± std [min, max] over {n} seeds", "",
+  lines += ["### Final eval accuracy at the budget: mean ± std [min, max] over the seeds "
+            "run (n)", "",
             "| method | kept point | " + " | ".join(f"S = {s}" for s in sev)
             + " | best during the run (mean) |",
             "|---|---|" + "---|" * len(sev) + "---|"]
   for m, info in res["methods"].items():
-    cells = [_pm([r["final"] for r in info["runs"][s]]) for s in sev]
-    bests = np.mean([r["best"] for r in info["runs"][sev[-1]]]) * 100
+    cells = [(_pm([r["final"] for r in info["runs"][s]]) + f" (n = {len(info['runs'][s])})")
+             if info["runs"][s] else "not run" for s in sev]
+    bests = np.mean([r["best"] for r in info["runs"][sev[-1]]] or [math.nan]) * 100
     lines.append(f"| {m} | {point_name(info['point'])} | " + " | ".join(cells)
                  + f" | {bests:.1f} |")
   for target in res["targets"]:
-    lines += ["", f"### Simulated seconds to eval accuracy ≥ {100 * target:g}% (mean over "
-              f"the seeds that reach it; (k/{n}) = seeds that reach it in the budget)", "",
+    lines += ["", f"### Simulated seconds to eval accuracy ≥ {100 * target:g}% (mean ± std "
+              "over the seeds that reach it; (k/n) = seeds that reach it in the budget)", "",
               "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
               "|---|" + "---|" * len(sev)]
     for m, info in res["methods"].items():
@@ -613,8 +687,8 @@ def write_tables_real(res, fam, out) -> str:
       for s in sev:
         ts = [r["time_to"][str(target)] for r in info["runs"][s]]
         hit = [t for t in ts if t is not None]
-        cells.append("— (0/%d)" % n if not hit else
-                     f"{np.mean(hit):.1f} ± {np.std(hit):.1f} ({len(hit)}/{n})")
+        cells.append(f"— (0/{len(ts)})" if not hit else
+                     f"{np.mean(hit):.1f} ± {np.std(hit):.1f} ({len(hit)}/{len(ts)})")
       lines.append(f"| {m} | " + " | ".join(cells) + " |")
   lines += ["", "### Staleness (mean / max tau over seeds) and server steps in the budget", "",
             "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
@@ -624,7 +698,8 @@ def write_tables_real(res, fam, out) -> str:
     for s in sev:
       rs = info["runs"][s]
       cells.append(f"{np.mean([r['tau_mean'] for r in rs]):.2f} / "
-                   f"{max(r['tau_max'] for r in rs)} ({rs[0]['server_steps']} steps)")
+                   f"{max(r['tau_max'] for r in rs)} ({rs[0]['server_steps']} steps)"
+                   if rs else "not run")
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   lines += ["", f"### Robustness: final eval accuracy over each method's grid (S = "
             f"{res['tune_severity']:g}, seed {res['seeds'][0]}; a diverged cell counts as "
@@ -639,7 +714,8 @@ def write_tables_real(res, fam, out) -> str:
                  f"{100 * st['median']:.1f} | {100 * st['worst']:.1f} | "
                  f"{100 * st['range']:.1f} | {100 * st['iqr']:.1f} | "
                  f"{st['within_1pt'] * st['cells']:.0f}/{st['cells']} | "
-                 f"{st['within_2pt'] * st['cells']:.0f}/{st['cells']} | {st['diverged']} |")
+                 f"{st['within_2pt'] * st['cells']:.0f}/{st['cells']} | {st['diverged']} |"
+                 + (f" ({len(g['missing'])} cells not run)" if g.get("missing") else ""))
   lines += ["", "### Every grid (final eval accuracy, %; * = kept point)", ""]
   for m, g in res["grids"].items():
     if "matrix" not in g:
@@ -658,6 +734,11 @@ def write_tables_real(res, fam, out) -> str:
         row.append(("div" if not math.isfinite(v) else f"{100 * v:.1f}") + star)
       lines.append(f"| {x:g} | " + " | ".join(row) + " |")
     lines.append("")
+  runs = res.get("all_runs", [])
+  lines += [f"### Every run ({len(runs)}; final eval accuracy, %)", "",
+            "| method | point | run | accuracy |", "|---|---|---|---|"]
+  for m, p, r, v in runs:
+    lines.append(f"| {m} | {p} | {r} | {'div' if not math.isfinite(v) else f'{100 * v:.1f}'} |")
   text = "\n".join(lines)
   with open(os.path.join(out, "tables.md"), "w") as fh:
     fh.write(text + "\n")

@@ -130,23 +130,36 @@ def _encode_once(data, model, batch_size: int):
   parameters, initialisation, loss and metrics. The same function of the trainable
   parameters as the head-only MiniLM, without a forward pass of the encoder per step."""
   import hashlib
+  import os
   import jax
   import numpy as np
+  from tailopt.data.fetch import cache_dir
   from tailopt.models import bert
   from tailopt.models.base import Model, classification_metrics, softmax_xent
   if model.meta.get("trainable") != "head":
     raise ValueError("config.data.encode_once needs config.model.kwargs.trainable='head'.")
   frozen, cfg = model.meta["frozen"], model.meta["config"]
   pool = jax.jit(lambda ids, m: bert.mean_pool(bert.encode(frozen, cfg, ids, m), m))
+  where = os.path.join(cache_dir(), "minilm-encoded")  # shared by a study's processes
 
   def featurize(ex):
     ids, m = np.asarray(ex["input_ids"]), np.asarray(ex["attention_mask"])
     key = hashlib.sha1(ids.tobytes() + m.tobytes()).hexdigest() + str(ids.shape)
-    if key not in _ENCODED:  # in-process cache: a study's runs share the examples
+    path = os.path.join(where, key + ".npy")
+    if key not in _ENCODED and os.path.exists(path):  # a study's runs share the examples
+      _ENCODED[key] = np.load(path)
+    if key not in _ENCODED:
       x = [np.asarray(pool(ids[i:i + batch_size], m[i:i + batch_size]))
            for i in range(0, len(ids), batch_size)]
       _ENCODED[key] = (np.concatenate(x) if x else np.zeros((0, cfg.hidden_size))
                        ).astype(np.float32)
+      try:  # atomic: concurrent runs may write the same file
+        os.makedirs(where, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npy"
+        np.save(tmp, _ENCODED[key])
+        os.replace(tmp, path)
+      except OSError:
+        pass
     return {"x": _ENCODED[key], "y": ex["y"]}
 
   data.clients = [featurize(c) for c in data.clients]

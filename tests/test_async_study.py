@@ -34,10 +34,13 @@ def test_real_families_cover_the_methods_and_validate(name):
   assert f.metric == "eval/accuracy" and f.higher_is_better and len(f.seeds) >= 3
   dirs = {S.run_dir("w", *job) for job in S.tune_jobs(f)}
   assert len(dirs) == len(S.tune_jobs(f))  # no two runs share a directory
-  full = S.FM_FULL if name == "fashion_mnist" else S.MR_FULL
+  if name == "movie_reviews":   # the two-parameter robustness grids
+    for m in S.MR_FULL:
+      assert all(len(v) >= 3 for v in f.methods[m][1].values()), m
+  assert set(f.final_methods) <= set(f.methods) and "sync-bi2clip" in f.final_methods
+  assert f.seeds_of("dcasgd") == (0,) and f.seeds_of("sync-bi2clip") == (0, 1, 2)
   for m, (_, grid, _) in f.methods.items():
-    lens = [len(v) for v in grid.values()]
-    assert lens == ([3, 3] if m in full else [3, 1]), m
+    assert len(grid) == 2 and all(len(v) >= 1 for v in grid.values()), m
     c = S.run_config(m, S.grid_points(grid)[0], f.tune_severity, 1, f)
     validate(c, tasks.TASKS)
     assert c.mode == "async" and c.seed == 1 and c.time_budget == f.budget
@@ -108,3 +111,31 @@ def test_accuracy_report_end_to_end(tmp_path):
   for png in ("accuracy_vs_time_S4.png", "accuracy_vs_steps_S4.png", "robustness_boxplot.png",
               "robustness_heatmaps.png"):
     assert (out / png).stat().st_size > 1000
+
+
+def test_encode_once_is_the_head_only_minilm():
+  """configs/async_movie_reviews.py's ``encode_once``: the same loss and metrics as the
+  head-only MiniLM at the same parameters (the encoder's output computed once)."""
+  import jax
+  from _data_helpers import need
+  from configs import async_movie_reviews
+  need("vader")
+  need("minilm")
+  c = async_movie_reviews.get_config("runlocal")
+  c.data.limit = 40
+  assert c.data.encode_once and c.model.kwargs.trainable == "head"
+  data_h, head = tasks.TASKS[c.task](c)
+  c.data.encode_once = False
+  data_b, full = tasks.TASKS[c.task](c)
+  params = full.init(jax.random.key(3))
+  assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), params,
+                                   head.init(jax.random.key(3))))
+  params = jax.tree.map(lambda x: x + 0.3, params)   # not the initial head
+  batch_b, batch_h = data_b.test, data_h.test   # 8 sentences
+  assert batch_h["x"].shape == (len(batch_b["y"]), 384) and len(batch_b["y"]) >= 4
+  np.testing.assert_allclose(head.loss(params, batch_h), full.loss(params, batch_b),
+                             rtol=1e-4)
+  mh, mb = head.evaluate(params, batch_h), full.evaluate(params, batch_b)
+  assert set(mh) == set(mb)
+  for k in mh:
+    np.testing.assert_allclose(mh[k], mb[k], rtol=1e-4, atol=1e-5)
