@@ -113,6 +113,7 @@ def test_accuracy_report_end_to_end(tmp_path):
     assert (out / png).stat().st_size > 1000
 
 
+@pytest.mark.slow   # a MiniLM forward pass: about 90 s on the shared CPU
 def test_encode_once_is_the_head_only_minilm():
   """configs/async_movie_reviews.py's ``encode_once``: the same loss and metrics as the
   head-only MiniLM at the same parameters (the encoder's output computed once)."""
