@@ -92,10 +92,11 @@ def _merge(tree, part, ids, f):
   )
 
 
-def _split_norm(tree, axis_name: str, n: int) -> jax.Array:
-  """The global L2 norm of a ``tree`` that every device on ``axis_name`` holds whole:
-  each device sums the squares of its own 1/n of every leaf (a slice at its axis index),
-  and one scalar ``psum`` adds them, instead of n devices each reading the whole tree."""
+def _split_sq(tree, axis_name: str, n: int) -> jax.Array:
+  """This device's share of the squared L2 norm of a ``tree`` that every device on
+  ``axis_name`` holds whole: the squares of its own 1/n of every leaf (a slice at its axis
+  index). A ``psum`` of the shares is the squared norm, instead of n devices each reading
+  the whole tree."""
   i = jax.lax.axis_index(axis_name)
   total = jnp.zeros([], jnp.float32)
   for g in jax.tree.leaves(tree):
@@ -107,7 +108,35 @@ def _split_norm(tree, axis_name: str, n: int) -> jax.Array:
     flat = jnp.pad(flat, (0, chunk * n - flat.size))
     part = jax.lax.dynamic_slice(flat, (i * chunk,), (chunk,))
     total += jnp.sum(jnp.square(part))
-  return jnp.sqrt(jax.lax.psum(total, axis_name))
+  return total
+
+
+PACK_LIMIT = 1 << 16  # leaves up to this size cross the client axis in one buffer
+
+
+def _psum_packed(tree, axis_name: str):
+  """``psum`` of a tree whose small leaves travel together: every leaf of at most
+  ``PACK_LIMIT`` elements (per dtype) is concatenated into one buffer and summed in one
+  collective (each collective is a rendezvous of the devices); larger leaves go alone."""
+  leaves, treedef = jax.tree.flatten(tree)
+  out = list(leaves)
+  groups = {}
+  for i, x in enumerate(leaves):
+    if x.size <= PACK_LIMIT:
+      groups.setdefault(jnp.dtype(x.dtype), []).append(i)
+    else:
+      out[i] = jax.lax.psum(x, axis_name)
+  for idx in groups.values():
+    if len(idx) == 1:
+      out[idx[0]] = jax.lax.psum(leaves[idx[0]], axis_name)
+      continue
+    flat = jax.lax.psum(jnp.concatenate([jnp.ravel(leaves[i]) for i in idx]), axis_name)
+    start = 0
+    for i in idx:
+      n = leaves[i].size
+      out[i] = flat[start : start + n].reshape(leaves[i].shape)
+      start += n
+  return jax.tree.unflatten(treedef, out)
 
 
 def _own_copy(x):
@@ -591,12 +620,12 @@ def build_round(
     through the compressor when there is one. Returns (mean, comm_state, bytes_up)."""
     if compressor is None:
 
-      def wmean(x, p):
+      def wsum(x):
         acc = jnp.promote_types(x.dtype, jnp.float32)  # float32, or wider (float64)
-        wx = jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
-        return (jax.lax.psum(wx, ax) / total_w.astype(acc)).astype(p.dtype)
+        return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
 
-      mean = jax.tree.map(wmean, deltas, like)
+      summed = _psum_packed(jax.tree.map(wsum, deltas), ax)
+      mean = jax.tree.map(lambda t, p: (t / total_w.astype(t.dtype)).astype(p.dtype), summed, like)
       # What crosses: each Delta in its accumulation dtype (float32, or wider).
       sent = jax.tree.map(
         lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
@@ -691,7 +720,10 @@ def build_round(
     new_noise = (
       None if noise_state is None else jax.tree.map(keep_active, res.noise_state, noise_state)
     )
-    total_w = jax.lax.psum(jnp.sum(w), ax)
+    # Scalars cross the client axis together (each psum is a rendezvous of the devices).
+    total_w, n_active = jax.lax.psum(
+      jnp.stack([jnp.sum(w), jnp.sum(active.astype(jnp.float32))]), ax
+    )
     total_w = jnp.where(total_w > 0, total_w, 1.0)
     dkey = jax.random.fold_in(ckey, 2**31 - 1)  # not a client index
 
@@ -763,20 +795,17 @@ def build_round(
         ],
       )
 
-    n_active = jax.lax.psum(jnp.sum(active.astype(jnp.float32)), ax)
-    amean = lambda v: (
-      jax.lax.psum(  # noqa: E731
-        jnp.sum(jnp.where(active, v, 0.0)), ax
-      )
-      / jnp.maximum(n_active, 1.0)
-    )
-    metrics = {k_: amean(v) for k_, v in res.metrics.items()}
+    # The clients' metrics (means over the active ones) and the norms' shares: one psum.
+    names = sorted(res.metrics)
+    local = [jnp.sum(jnp.where(active, res.metrics[k_], 0.0)) for k_ in names]
+    if fragments is None:
+      n_ax = mesh.shape[ax]
+      local += [_split_sq(delta, ax, n_ax), _split_sq(updates, ax, n_ax)]
+    summed = jax.lax.psum(jnp.stack(local).astype(jnp.float32), ax)
+    metrics = {k_: summed[i] / jnp.maximum(n_active, 1.0) for i, k_ in enumerate(names)}
     if fragments is None:
       metrics.update(clipping.measurements(outer_state, "outer_"))
-      n_ax = mesh.shape[ax]
-      metrics.update(
-        delta_norm=_split_norm(delta, ax, n_ax), update_norm=_split_norm(updates, ax, n_ax)
-      )
+      metrics.update(delta_norm=jnp.sqrt(summed[-2]), update_norm=jnp.sqrt(summed[-1]))
     else:
       metrics.update(outer_meas)
       metrics.update(delta_norm=norms[0], update_norm=norms[1])
