@@ -270,7 +270,11 @@ class AsyncEngine:
 
   def run(self, state, t: int, n: int):
     state, metrics = self.sim.run(state, n)  # blocks on the chunk's results
-    return state, _rows(metrics)
+    rows = _rows(metrics)
+    taus = np.asarray(metrics["taus"])
+    if rows and (taus >= 0).any():  # the chunk's staleness, as a TensorBoard histogram
+      rows[-1]["hist/tau"] = taus[taus >= 0]
+    return state, rows
 
   def start(self, workdir, state):
     del state

@@ -99,6 +99,9 @@ class _FollowerWriter:
   def write_hparams(self, hparams, metrics):
     del hparams, metrics
 
+  def write_histogram(self, round_index, tag, values):
+    del round_index, tag, values
+
   def close(self):
     pass
 
@@ -580,6 +583,10 @@ def _loop(
           )
         rows[-1].update({f"eval/{k}": v for k, v in ev.items()})
       for row in rows:
+        # ``hist/<tag>`` entries (arrays, e.g. the staleness of a chunk's updates) are
+        # TensorBoard histograms, not metric columns.
+        for key in [k for k in row if k.startswith("hist/")]:
+          writer.write_histogram(row["round"], key[len("hist/") :], row.pop(key))
         writer.write(row["round"], {k: v for k, v in row.items() if k != "round"})
         tracker(row)
       if t == n + start:

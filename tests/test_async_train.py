@@ -102,6 +102,11 @@ def test_runlocal_end_to_end_outputs(tmp_path):
   tau = json.load(open(tmp_path / "tau.json"))
   assert sum(tau["histogram"]) == tau["updates"] == 16 and len(tau["per_worker"]) == 8
   assert (tmp_path / "tau_histogram.png").stat().st_size > 1000
+  # Each chunk's staleness is also a TensorBoard histogram (all 16 updates in all).
+  ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+  acc = ea.EventAccumulator(str(tmp_path), size_guidance={ea.HISTOGRAMS: 0})
+  acc.Reload()
+  assert sum(h.histogram_value.num for h in acc.Histograms("tau")) == 16
   tb = os.listdir(tmp_path / "by_time")
   by_time = tensorboard_scalars(tmp_path / "by_time")["train/loss"]
   assert len(tb) == 1 and [(s, v, w) for s, v, w in by_time] == [
