@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Reproduces experiments/results/async_real/ (the asynchronous image and language studies,
-# issue 12 items 3-4). Every run is experiments.train (the one loop, async engine) of
+# Reproduces experiments/results/async_real/ (the asynchronous image and language studies).
+# Every run is experiments.train (the one loop, async engine) of
 # configs/async_fashion_mnist.py:study or configs/async_movie_reviews.py:study with the fields
 # of experiments/async_study.py:run_config. Per family:
 #   phase tune : every method's grid at straggler slowdown S = 4 on seed 0 (fashion_mnist 20
 #                runs, movie_reviews 67; the two-parameter grids are the robustness sweep)
 #   phase final: the kept point on seeds 1 and 2 (seed 0 is reused): every method of
-#                movie_reviews (24 runs), 6 of the 12 of fashion_mnist (12 runs)
+#                movie_reviews (24 runs) and of fashion_mnist (24 runs)
 #   phase report: tables.md, results.json, accuracy_vs_time_S4.png, accuracy_vs_steps_S4.png,
 #                robustness_boxplot.png, robustness_heatmaps.png
 # Both families at once, SHARDS processes each (3), niced; see
