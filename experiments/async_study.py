@@ -544,6 +544,30 @@ def _mean_time(per_seed, target):
   return None if any(t is None for t in ts) else float(np.mean(ts))
 
 
+def _staleness_table(res, sev) -> list:
+  """The staleness table of a study's report (both families): mean / max tau over the
+  seeds and the server steps in the budget, per method and severity."""
+  lines = [
+    "",
+    "### Staleness (mean / max tau over seeds) and server steps in the budget",
+    "",
+    "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
+    "|---|" + "---|" * len(sev),
+  ]
+  for m, info in res["methods"].items():
+    cells = []
+    for s in sev:
+      rs = info["runs"][s]
+      cells.append(
+        f"{np.mean([r['tau_mean'] for r in rs]):.2f} / "
+        f"{max(r['tau_max'] for r in rs)} ({rs[0]['server_steps']} steps)"
+        if rs
+        else "not run"
+      )
+    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  return lines
+
+
 def write_tables(res, out) -> str:
   sev = [f"{s:g}" for s in res["severities"]]
   lines = [
@@ -576,22 +600,7 @@ def write_tables(res, out) -> str:
       lines.append(
         f"| {m} | " + " | ".join(_fmt_t(_mean_time(info["runs"][s], target)) for s in sev) + " |"
       )
-  lines += [
-    "",
-    "### Staleness (mean / max tau over seeds) and server steps in the budget",
-    "",
-    "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
-    "|---|" + "---|" * len(sev),
-  ]
-  for m, info in res["methods"].items():
-    cells = []
-    for s in sev:
-      rs = info["runs"][s]
-      cells.append(
-        f"{np.mean([r['tau_mean'] for r in rs]):.2f} / "
-        f"{max(r['tau_max'] for r in rs)} ({rs[0]['server_steps']} steps)"
-      )
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  lines += _staleness_table(res, sev)
   lines += ["", "### Sensitivity grids (S = 4, seed 0; final eval loss)", ""]
   for m, h in res["heatmaps"].items():
     v = np.asarray(h["final_loss"], float)
@@ -924,24 +933,7 @@ def write_tables_real(res, fam, out) -> str:
           else f"{np.mean(hit):.1f} ± {np.std(hit):.1f} ({len(hit)}/{len(ts)})"
         )
       lines.append(f"| {m} | " + " | ".join(cells) + " |")
-  lines += [
-    "",
-    "### Staleness (mean / max tau over seeds) and server steps in the budget",
-    "",
-    "| method | " + " | ".join(f"S = {s}" for s in sev) + " |",
-    "|---|" + "---|" * len(sev),
-  ]
-  for m, info in res["methods"].items():
-    cells = []
-    for s in sev:
-      rs = info["runs"][s]
-      cells.append(
-        f"{np.mean([r['tau_mean'] for r in rs]):.2f} / "
-        f"{max(r['tau_max'] for r in rs)} ({rs[0]['server_steps']} steps)"
-        if rs
-        else "not run"
-      )
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  lines += _staleness_table(res, sev)
   lines += [
     "",
     f"### Robustness: final eval accuracy over each method's grid (S = "

@@ -139,6 +139,22 @@ def _psum_packed(tree, axis_name: str):
   return jax.tree.unflatten(treedef, out)
 
 
+def _place(tree, sharding):
+  """Places a host tree at ``sharding`` (one sharding, or a tree of them). On several
+  processes, every process passes the same global values and only its own devices'
+  shards are taken; leaves that already are ``jax.Array``s are left as they are."""
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  one = lambda x, sh: (  # noqa: E731
+    x
+    if isinstance(x, jax.Array)
+    else jax.make_array_from_callback(np.shape(x), sh, lambda idx, x=x: np.asarray(x)[idx])
+  )
+  if isinstance(sharding, jax.sharding.Sharding):
+    return jax.tree.map(lambda x: one(x, sharding), tree)
+  return jax.tree.map(one, tree, sharding)
+
+
 def _own_copy(x):
   """A strongly typed copy of ``x`` that the donating round may free."""
   if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
@@ -249,16 +265,7 @@ class Round:
   def place_clients(self, tree):
     """Places a host tree of per-client values (leading axis ``num_clients``, e.g. inner
     states from a :class:`tailopt.ClientStateStore`) where the round keeps them."""
-    shardings = self.placement(tree, True)
-    if jax.process_count() == 1:
-      return jax.device_put(tree, shardings)
-    return jax.tree.map(
-      lambda x, sh: jax.make_array_from_callback(
-        np.shape(x), sh, lambda idx, x=x: np.asarray(x)[idx]
-      ),
-      tree,
-      shardings,
-    )
+    return _place(tree, self.placement(tree, True))
 
   def state_shardings(self, state: RoundState) -> RoundState:
     """Where each part of a round state lives (see :meth:`placement`)."""
@@ -351,19 +358,7 @@ class Round:
     :meth:`local_clients` and :meth:`shard_local_batch`.
     """
     self.check_batch(batch)
-    sharding = self._shardings()[1]
-    if jax.process_count() == 1:
-      return jax.device_put(batch, sharding)
-    return jax.tree.map(
-      lambda x: (
-        x
-        if isinstance(x, jax.Array)
-        else jax.make_array_from_callback(
-          np.shape(x), sharding, lambda idx, x=x: np.asarray(x)[idx]
-        )
-      ),
-      batch,
-    )
+    return _place(batch, self._shardings()[1])
 
   def shard_local_batch(self, local_batch):
     """The global batch from this process's rows (leaves ``(len(local_clients()), z,
@@ -420,18 +415,7 @@ class Round:
     if not isinstance(weights, jax.Array):
       weights = np.asarray(weights, np.float32)
     if jax.process_count() > 1:
-      batches = jax.tree.map(
-        lambda x: (
-          x
-          if isinstance(x, jax.Array)
-          else jax.make_array_from_callback(
-            np.shape(x),
-            NamedSharding(self.mesh, P(None, self.axis_name)),
-            lambda idx, x=x: np.asarray(x)[idx],
-          )
-        ),
-        batches,
-      )
+      batches = _place(batches, NamedSharding(self.mesh, P(None, self.axis_name)))
     return self._steps(state, batches, weights)
 
   def _check_live(self, state):
