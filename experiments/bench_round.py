@@ -3,7 +3,10 @@
 Measures, side by side in one process, the median wall time of one TailOPT round for
 bi2clip, fedavg, adam-biclip, adam2 and diloco on an MLP of >= 1M parameters, and of the
 bare work: the same number of ``value_and_grad`` calls (plain ``x -= lr * g`` steps, no
-optimizer transform, no averaging, no outer step) in the same shard_map/scan/vmap layout.
+optimizer transform, no averaging, no outer step) in the same shard_map/scan/vmap layout,
+and of the floor of any synchronous round: that bare work plus each client's Delta, one
+``psum`` of the Deltas and their mean applied (``/floor``: what a method adds beyond
+averaging itself: its rules, the per-step non-finite check, the metrics).
 Optimizer-state bytes are measured from the state pytrees (per node and on the server).
 Compressed variants of the first method (``--compressors``) are timed in the same
 interleaved loop, with the bytes a node sends per round. Prints tables and, as the last
@@ -99,10 +102,14 @@ def tree_bytes(tree) -> int:
   return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)))
 
 
-def bare_work(loss_fn, mesh, z, clients, lr=0.01):
+def bare_work(loss_fn, mesh, z, clients, lr=0.01, average=False):
   """z value_and_grad + SGD steps per client in the round's layout (shard_map over the
   clients, scan over the steps, vmap over a device's clients when it holds several),
-  nothing else: no optimizer transform, no averaging, no outer step."""
+  nothing else: no optimizer transform, no averaging, no outer step.
+
+  ``average=True``: the least a synchronous round adds to that, the floor of every
+  method: each client's Delta, one ``psum`` of the Deltas over the clients, and the
+  global model moved by their mean (plain FedAvg, no metrics, no checks)."""
   grad = jax.value_and_grad(loss_fn)
   k = clients // mesh.shape["clients"]
 
@@ -116,13 +123,19 @@ def bare_work(loss_fn, mesh, z, clients, lr=0.01):
   def body(params, batch):
     x = jax.tree.map(lambda p: jax.lax.pcast(p, "clients", to="varying"), params)
     if k == 1:
-      out = client(x, jax.tree.map(lambda a: a[0], batch))
-      return jax.tree.map(lambda a: a[None], out)
-    return jax.vmap(client, in_axes=(None, 0))(x, batch)
+      out = jax.tree.map(lambda a: a[None], client(x, jax.tree.map(lambda a: a[0], batch)))
+    else:
+      out = jax.vmap(client, in_axes=(None, 0))(x, batch)
+    if not average:
+      return out
+    x_end, losses = out
+    total = jax.tree.map(
+      lambda p, e: jax.lax.psum(jnp.sum(p[None] - e, axis=0), "clients"), x, x_end
+    )
+    return jax.tree.map(lambda p, t: p - t * (1.0 / clients), params, total), losses
 
-  f = jax.shard_map(
-    body, mesh=mesh, in_specs=(P(), P("clients")), out_specs=(P("clients"), P("clients"))
-  )
+  first = P() if average else P("clients")
+  f = jax.shard_map(body, mesh=mesh, in_specs=(P(), P("clients")), out_specs=(first, P("clients")))
   return jax.jit(f)
 
 
@@ -308,6 +321,15 @@ def main(args):
   bbatch = jax.device_put(batch, NamedSharding(mesh, P("clients")))
   jax.block_until_ready(bare(params, bbatch))
   runners["bare"] = lambda: bare(params, bbatch)
+  floor = bare_work(mlp_loss, mesh, z, C, average=True)
+  floor_params = [jax.device_put(params, NamedSharding(mesh, P()))]
+
+  def run_floor():
+    floor_params[0], losses = floor(floor_params[0], bbatch)
+    return losses
+
+  jax.block_until_ready(run_floor())
+  runners["bare + average"] = run_floor
   # Data parallel: step s takes every client's s-th minibatch, split over the devices.
   dp, dp_tx = data_parallel(mlp_loss, mesh, z)
   dp_batch = jax.device_put(
@@ -383,18 +405,23 @@ def main(args):
   }
   out["data_parallel_s"] = med["data parallel"]
   out["naive_loop_s"] = med["naive loop"]
-  dpm = med["data parallel"]
+  out["bare_average_s"] = med["bare + average"]
+  dpm, flm = med["data parallel"], med["bare + average"]
+
+  def row(name, ms, extra=""):
+    print(
+      f"{name:<15}{ms * 1e3:>9.1f}{'':>9}{ms / med['bare']:>8.2f}{ms / flm:>8.2f}"
+      f"{ms / dpm:>7.2f}{extra}"
+    )
+
   print(
-    f"{'method':<14}{'round ms':>10}{'/fedavg':>9}{'/bare':>8}{'/DP':>7}{'node B':>12}"
-    f"{'server B':>12}"
+    f"{'method':<15}{'round ms':>9}{'/fedavg':>9}{'/bare':>8}{'/floor':>8}{'/DP':>7}"
+    f"{'node B':>12}{'server B':>12}"
   )
-  print(f"{'bare work':<14}{med['bare'] * 1e3:>10.1f}{'':>9}{1.0:>8.2f}{med['bare'] / dpm:>7.2f}")
-  print(f"{'data parallel':<14}{dpm * 1e3:>10.1f}{'':>9}{dpm / med['bare']:>8.2f}{1.0:>7.2f}")
-  print(
-    f"{'naive loop':<14}{med['naive loop'] * 1e3:>10.1f}{'':>9}"
-    f"{med['naive loop'] / med['bare']:>8.2f}{med['naive loop'] / dpm:>7.2f}"
-    f"   ({methods[0]}, one client at a time)"
-  )
+  row("bare work", med["bare"])
+  row("bare + average", flm, "   (floor: + Delta, one psum, the mean applied)")
+  row("data parallel", dpm)
+  row("naive loop", med["naive loop"], f"   ({methods[0]}, one client at a time)")
   for name in methods:
     state, rnd = states[name][0], states[name][1]
     node_b = tree_bytes(state.inner_state) // C
@@ -403,6 +430,7 @@ def main(args):
       "median_round_s": med[name],
       "ratio_to_fedavg": med[name] / med["fedavg"] if "fedavg" in med else None,
       "ratio_to_bare": med[name] / med["bare"],
+      "ratio_to_bare_average": med[name] / flm,
       "ratio_to_data_parallel": med[name] / dpm,
       "ratio_to_naive_loop": med[name] / med["naive loop"],
       "node_state_bytes": node_b,
@@ -413,9 +441,9 @@ def main(args):
     out["methods"][name] = r
     rf = r["ratio_to_fedavg"]
     print(
-      f"{name:<14}{med[name] * 1e3:>10.1f}{(rf or float('nan')):>9.3f}"
-      f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}"
-      f"{server_b:>12,}"
+      f"{name:<15}{med[name] * 1e3:>9.1f}{(rf or float('nan')):>9.3f}"
+      f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_bare_average']:>8.3f}"
+      f"{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}{server_b:>12,}"
     )
   if mesh_row is not None:
     st2 = states[mesh_row][0]

@@ -33,15 +33,16 @@ class LocalResult(NamedTuple):
 def nonfinite(tree) -> jax.Array:
   """1.0 if any coordinate of ``tree`` is NaN or infinite, else 0.0.
 
-  Takes the largest ``|g|`` (NaN propagates through max): it cannot overflow on huge
-  finite values, as a plain sum can (3e38 + 3e38), and a max reduction stays as cheap as a
-  sum on XLA:CPU, unlike a boolean ``all(isfinite)`` (about 25% of a round there).
+  Sums ``g - g`` per leaf: every finite coordinate contributes an exact 0 and a NaN or an
+  infinity contributes NaN (``inf - inf``), so the sum is 0 or NaN. It cannot overflow on
+  huge finite values, as a plain sum can (3e38 + 3e38), and, unlike ``max(|g|)``, it shares
+  no subexpression with a clip's ``|g|`` that XLA would then write out in full.
   """
   leaves = jax.tree.leaves(tree)
   if not leaves:
     return jnp.zeros([], jnp.float32)
-  top = jnp.max(jnp.stack([jnp.max(jnp.abs(g)).astype(jnp.float32) for g in leaves]))
-  return (~jnp.isfinite(top)).astype(jnp.float32)
+  total = sum(jnp.sum(g - g).astype(jnp.float32) for g in leaves)
+  return jnp.isnan(total).astype(jnp.float32)
 
 
 def match_vma(new, old):

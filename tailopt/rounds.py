@@ -609,7 +609,11 @@ def build_round(
         return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
 
       summed = _psum_packed(jax.tree.map(wsum, deltas), ax)
-      mean = jax.tree.map(lambda t, p: (t / total_w.astype(t.dtype)).astype(p.dtype), summed, like)
+      # A product with the scalar reciprocal (not a division: XLA keeps a division in a
+      # pass of its own) fuses into the outer rule's and the norms' reads of the mean.
+      mean = jax.tree.map(
+        lambda t, p: (t * (1.0 / total_w.astype(t.dtype))).astype(p.dtype), summed, like
+      )
       # What crosses: each Delta in its accumulation dtype (float32, or wider).
       sent = jax.tree.map(
         lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
