@@ -441,7 +441,7 @@ def test_qwen25_config_validates():
 
 @pytest.mark.slow
 def test_qwen25_runlocal_trains(tmp_path, qwen_gguf):
-  """configs/qwen25.py:runlocal end to end (about 5 minutes on 2 shared CPU cores)."""
+  """configs/qwen25.py:runlocal end to end (about 2 minutes on 2 shared CPU cores)."""
   import importlib
   import math
 
