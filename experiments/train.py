@@ -310,6 +310,12 @@ def make_engine(config, data, model):
   examples, an impossible clock) is a one-line :class:`ConfigError`."""
   try:
     if validate_lib.is_async(config):
+      if jax.process_count() > 1:
+        raise ConfigError(
+          f"config.mode='async' runs in one process (the simulator plays all "
+          f"{config.clients} workers on one host's devices, config.devices); start it "
+          "without --coordinator/--num_processes/--multihost."
+        )
       from experiments import async_train
 
       return async_train.AsyncEngine(config, data, model)

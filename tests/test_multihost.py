@@ -112,3 +112,15 @@ def test_two_processes_match_one_and_resume_bit_identically(tmp_path):
   rows2 = [json.loads(line) for line in open(os.path.join(two, "metrics.jsonl"))]
   strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
   assert strip(rows2) == strip(rows)
+
+
+def test_async_config_on_several_processes_is_one_line_error(tmp_path, monkeypatch):
+  """The asynchronous simulator runs in one process: on several it says so and how to
+  start it, before anything is built or written."""
+  from experiments.validate import ConfigError
+
+  config = cli.load_config("configs/async_synthetic.py:runlocal", ["progress=False"])
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  with pytest.raises(ConfigError, match="runs in one process.*without --coordinator") as e:
+    train.train(config, str(tmp_path / "run"), quiet=True)
+  assert "\n" not in str(e.value)
