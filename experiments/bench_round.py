@@ -312,7 +312,8 @@ def main(args):
   }
   print(
     f"# devices={n_dev} ({jax.devices()[0].platform}) clients={C} z={z} batch={B} "
-    f"MLP params={n_params:,} ({tree_bytes(params) / 2**20:.1f} MiB)"
+    f"MLP params={n_params:,} ({tree_bytes(params) / 2**20:.1f} MiB) "
+    f"load average {os.getloadavg()[0]:.2f}"
   )
 
   # Interleave the measurements (round-robin) so drift affects every method alike.
@@ -401,6 +402,7 @@ def main(args):
     "clients": C,
     "local_steps": z,
     "bare_round_s": med["bare"],
+    "load_average_1min": os.getloadavg()[0],  # after the timings: was the machine idle?
     "methods": {},
   }
   out["data_parallel_s"] = med["data parallel"]
