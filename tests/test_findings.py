@@ -112,6 +112,26 @@ def test_huge_finite_gradient_is_not_nonfinite():
   assert float(res.metrics["nonfinite_frac"]) == 1.0
 
 
+@pytest.mark.parametrize(
+  "leaves, expected",
+  [
+    ([[1.0, -np.inf]], 1.0),
+    ([[np.nan, 0.0]], 1.0),
+    ([[np.inf], [np.nan]], 1.0),
+    ([[3e38, 3e38, -3e38]], 0.0),  # huge finite: no overflow to inf
+    ([[0.0], [1e-45]], 0.0),
+  ],
+)
+def test_nonfinite_per_leaf(leaves, expected):
+  from tailopt.local import nonfinite
+
+  for dtype in (jnp.float32, jnp.bfloat16):
+    tree = {f"l{i}": jnp.asarray(v, jnp.float32).astype(dtype) for i, v in enumerate(leaves)}
+    if dtype == jnp.bfloat16 and expected == 0.0:
+      tree = {k: jnp.clip(v, -1e38, 1e38) for k, v in tree.items()}  # bf16 range
+    assert float(jax.jit(nonfinite)(tree)) == expected
+
+
 # 4. float64 parameters are averaged in float64.
 def test_float64_params_are_averaged_in_float64():
   with jax.enable_x64(True):
