@@ -226,24 +226,26 @@ def _reduce(methods: dict, keep: dict) -> dict:
 # has two-parameter grids for four methods only; the other variants run at one common point.
 # Every run that was started is kept and listed (``--phase report``, "every run").
 _LR = "hparams.inner_lr"
-# Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study).
+# Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study). The four
+# methods of claim 3c (async Bi²Clip A, synchronous Bi²Clip, FedBuff, FedAsync) get the
+# two-parameter robustness grid, lr {0.03, 0.1, 0.3, 1} x u~ or their second parameter
+# (asyncstudy2; the first study had learning-rate lines only, every run kept); the other
+# eight run at the grid centre, DC-ASGD at lr 0.1.
+FM_LRS = [0.03, 0.1, 0.3, 1.0]
+FM_FULL = ("sync-bi2clip", "bi2clip-A", "fedbuff", "fedasync")
 FM_METHODS = _reduce(
-  _real_methods([0.03, 0.1, 0.3], [0.01, 0.03, 0.1], ()),
+  _real_methods(FM_LRS, [0.01, 0.03, 0.1], FM_FULL),
   {
-    "sync-bi2clip": {_LR: [0.03, 0.1, 0.3, 1.0]},
     "bi2clip-A+rate+comp": {_LR: [0.03, 0.1, 0.3]},
-    "fedbuff": {_LR: [0.03, 0.1, 0.3, 1.0], "hparams.outer_lr": [1.0]},  # 1.0: widened
     **{
       m: {_LR: [0.1]}
       for m in (
-        "bi2clip-A",
         "bi2clip-A+rate",
         "bi2clip-A+comp",
         "bi2clip-B",
         "bi2clip-B+rate",
         "bi2clip-B+comp",
         "bi2clip-B+rate+comp",
-        "fedasync",
       )
     },
     "dcasgd": {"hparams.outer_lr": [0.1]},
@@ -254,13 +256,17 @@ FM_FINAL = tuple(FM_METHODS)  # every method on every seed
 # (Widened in passes, every run kept: the first pass had lr {0.01, 0.03, 0.1}, whose optima
 # were at 0.1, so 0.3 was added; then lr 1.0 and u~ 0.1 for async Bi²Clip A, whose optimum
 # was at lr 0.3, u~ 0.03, then u~ 0.3 when it moved to u~ 0.1; lr 1.0 and server lr 4 for
-# FedBuff, whose optimum was at the corner lr 0.3, server lr 2; lr 1.0 for FedAsync.)
+# FedBuff, whose optimum was at the corner lr 0.3, server lr 2; lr 1.0 for FedAsync; then
+# (asyncstudy2) u~ 1 and 3 for async Bi²Clip A, whose optimum was at the edge u~ 0.3.)
 MR_LRS = [0.01, 0.03, 0.1, 0.3]
 MR_FULL = ("sync-bi2clip", "bi2clip-A", "fedbuff", "fedasync")
 MR_METHODS = _reduce(
   _real_methods(MR_LRS, [0.003, 0.01, 0.03], MR_FULL),
   {
-    "bi2clip-A": {_LR: MR_LRS + [1.0], "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1, 0.3]},
+    "bi2clip-A": {
+      _LR: MR_LRS + [1.0],
+      "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0],  # 1, 3: asyncstudy2
+    },
     "fedbuff": {_LR: [0.03, 0.1, 0.3, 1.0], "hparams.outer_lr": [0.5, 1.0, 2.0, 4.0]},
     "fedasync": {_LR: [0.03, 0.1, 0.3, 1.0], "hparams.outer_lr": [0.3, 0.6, 0.9]},
     **{
@@ -279,6 +285,7 @@ MR_METHODS = _reduce(
   },
 )
 MR_FINAL = tuple(MR_METHODS)  # every method on every seed
+REAL_SEVERITIES = (1.0, 4.0, 16.0)  # straggler slowdowns of the final phase
 REAL_BASELINES = ("sync-bi2clip", "fedbuff", "fedasync", "dcasgd")
 REAL_BI2CLIP = tuple(m for m in FM_METHODS if m.startswith("bi2clip"))
 
@@ -291,7 +298,7 @@ FAMILIES = {
     methods=FM_METHODS,
     budget=60.0,
     eval_every_time=5.0,
-    severities=(4.0,),
+    severities=REAL_SEVERITIES,
     tune_severity=4.0,
     seeds=(0, 1, 2),
     metric="eval/accuracy",
@@ -310,7 +317,7 @@ FAMILIES = {
     methods=MR_METHODS,
     budget=60.0,
     eval_every_time=5.0,
-    severities=(4.0,),
+    severities=REAL_SEVERITIES,
     tune_severity=4.0,
     seeds=(0, 1, 2),
     metric="eval/accuracy",
@@ -419,15 +426,16 @@ def best_points(workdir, fam="synthetic", strict=True, only=None) -> dict:
   return out
 
 
-def final_jobs(workdir, fam="synthetic", only=None):
+def final_jobs(workdir, fam="synthetic", only=None, severities=None):
+  """The final phase: each method's kept point at every severity (or ``severities``, a
+  subset of the family's) on its seeds."""
   f = family(fam)
+  sev = f.severities if severities is None else tuple(severities)
+  if not set(sev) <= set(f.severities):
+    raise ValueError(f"severities {sev} are not all in the family's {f.severities}.")
   best = best_points(workdir, f, only=only)
   return [
-    (m, best[m], s, seed)
-    for m in f.methods
-    if m in best
-    for s in f.severities
-    for seed in f.seeds_of(m)
+    (m, best[m], s, seed) for m in f.methods if m in best for s in sev for seed in f.seeds_of(m)
   ]
 
 
@@ -899,7 +907,7 @@ def write_tables_real(res, fam, out) -> str:
     "",
     "| method | kept point | "
     + " | ".join(f"S = {s}" for s in sev)
-    + " | best during the run (mean) |",
+    + f" | best during the run (S = {res['tune_severity']:g}, mean) |",
     "|---|---|" + "---|" * len(sev) + "---|",
   ]
   for m, info in res["methods"].items():
@@ -909,7 +917,8 @@ def write_tables_real(res, fam, out) -> str:
       else "not run"
       for s in sev
     ]
-    bests = np.mean([r["best"] for r in info["runs"][sev[-1]]] or [math.nan]) * 100
+    tuned = info["runs"].get(f"{res['tune_severity']:g}", [])
+    bests = np.mean([r["best"] for r in tuned] or [math.nan]) * 100
     lines.append(
       f"| {m} | {point_name(info['point'])} | " + " | ".join(cells) + f" | {bests:.1f} |"
     )
@@ -1017,7 +1026,9 @@ def plot_real(res, fam, out):
     return np.where(idx >= 0, curve[np.maximum(idx, 0), 2], np.nan)
 
   def band(ax, m, s, xkey="time"):
-    runs = res["methods"][m]["runs"][s]
+    runs = res["methods"][m]["runs"].get(s)
+    if not runs:
+      return  # not run at this severity
     if xkey == "time":
       ys, x = np.stack([interp(np.asarray(r["curve"])) for r in runs]), tgrid
     else:
@@ -1186,6 +1197,11 @@ def main(argv=None):
   ap.add_argument("--phase", choices=("tune", "final", "report", "edges", "all"), default="all")
   ap.add_argument("--shard", default="0/1", help="i/n: run every n-th job from the i-th")
   ap.add_argument("--methods", default="", help="comma-separated: only these methods' jobs")
+  ap.add_argument(
+    "--severities",
+    default="",
+    help="comma-separated straggler slowdowns: the final phase at only these (default all)",
+  )
   args = ap.parse_args(argv)
   f = family(args.family)
   workdir = args.workdir or (
@@ -1202,7 +1218,8 @@ def main(argv=None):
       print("\n".join(edge_report(workdir, f)) or "every kept point is inside its grid")
       continue
     only = args.methods.split(",") if args.methods else None
-    jobs = tune_jobs(f) if ph == "tune" else final_jobs(workdir, f, only)
+    sev = [float(x) for x in args.severities.split(",")] if args.severities else None
+    jobs = tune_jobs(f) if ph == "tune" else final_jobs(workdir, f, only, sev)
     if only:
       jobs = [j for j in jobs if j[0] in only]
     mine = jobs[i::n]
