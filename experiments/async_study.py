@@ -124,6 +124,9 @@ class Family:
   chance: float = 0.0  # accuracy counted for a diverged cell in the robustness spread
   title: str = ""
   final_methods: tuple = ()  # methods run on every seed (empty: all); others on seeds[0]
+  # Robustness on equal-shape sub-grids: (label, method, {axis: values}) each; the same
+  # spread statistics as the full grids, over the cells of the sub-grid.
+  matched: tuple = ()
 
   def seeds_of(self, method) -> tuple:
     if not self.final_methods or method in self.final_methods:
@@ -229,13 +232,17 @@ _LR = "hparams.inner_lr"
 # Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study). The four
 # methods of claim 3c (async Bi²Clip A, synchronous Bi²Clip, FedBuff, FedAsync) get the
 # two-parameter robustness grid, lr {0.03, 0.1, 0.3, 1} x u~ or their second parameter
-# (asyncstudy2; the first study had learning-rate lines only, every run kept); the other
-# eight run at the grid centre, DC-ASGD at lr 0.1.
+# (asyncstudy2; the first study had learning-rate lines only, every run kept), widened
+# once where the kept point was on an edge (Bi²Clip A: lr 0.01, u~ 0.003; FedBuff: server lr
+# 0.25; FedAsync: alpha 0.15); the other eight run at the grid centre, DC-ASGD at lr 0.1.
 FM_LRS = [0.03, 0.1, 0.3, 1.0]
 FM_FULL = ("sync-bi2clip", "bi2clip-A", "fedbuff", "fedasync")
 FM_METHODS = _reduce(
   _real_methods(FM_LRS, [0.01, 0.03, 0.1], FM_FULL),
   {
+    "bi2clip-A": {_LR: [0.01] + FM_LRS, "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1]},
+    "fedbuff": {_LR: FM_LRS, "hparams.outer_lr": [0.25, 0.5, 1.0, 2.0]},
+    "fedasync": {_LR: FM_LRS, "hparams.outer_lr": [0.15, 0.3, 0.6, 0.9]},
     "bi2clip-A+rate+comp": {_LR: [0.03, 0.1, 0.3]},
     **{
       m: {_LR: [0.1]}
@@ -285,6 +292,50 @@ MR_METHODS = _reduce(
   },
 )
 MR_FINAL = tuple(MR_METHODS)  # every method on every seed
+_U, _SLR = "hparams.outer_upper", "hparams.outer_lr"
+
+
+def _matched(label, lrs, second) -> tuple:
+  """Equal-shape sub-grids for the robustness comparison: ``lrs`` x ``second[method]``."""
+  return tuple(
+    (label, m, {_LR: list(lrs), (_U if "bi2clip" in m else _SLR): list(v)})
+    for m, v in second.items()
+  )
+
+
+FM_MATCHED = _matched(
+  "4 × 3, lr 0.03–1",
+  FM_LRS,
+  {
+    "bi2clip-A": [0.01, 0.03, 0.1],
+    "sync-bi2clip": [0.01, 0.03, 0.1],
+    "fedbuff": [0.5, 1.0, 2.0],
+    "fedasync": [0.3, 0.6, 0.9],
+  },
+) + _matched(
+  "3 × 3, lr 0.03–0.3",
+  FM_LRS[:3],
+  {
+    "bi2clip-A": [0.01, 0.03, 0.1],
+    "sync-bi2clip": [0.01, 0.03, 0.1],
+    "fedbuff": [0.5, 1.0, 2.0],
+    "fedasync": [0.3, 0.6, 0.9],
+  },
+)
+MR_MATCHED = _matched(
+  "3 × 3, lr 0.03–0.3",
+  [0.03, 0.1, 0.3],
+  {
+    "bi2clip-A": [0.003, 0.01, 0.03],
+    "sync-bi2clip": [0.003, 0.01, 0.03],
+    "fedbuff": [0.5, 1.0, 2.0],
+    "fedasync": [0.3, 0.6, 0.9],
+  },
+) + _matched(
+  "4 × 3, lr 0.03–1",
+  [0.03, 0.1, 0.3, 1.0],
+  {"bi2clip-A": [0.003, 0.01, 0.03], "fedbuff": [0.5, 1.0, 2.0], "fedasync": [0.3, 0.6, 0.9]},
+)
 REAL_SEVERITIES = (1.0, 4.0, 16.0)  # straggler slowdowns of the final phase
 REAL_BASELINES = ("sync-bi2clip", "fedbuff", "fedasync", "dcasgd")
 REAL_BI2CLIP = tuple(m for m in FM_METHODS if m.startswith("bi2clip"))
@@ -309,6 +360,7 @@ FAMILIES = {
     chance=0.1,
     title="Fashion-MNIST, CNN",
     final_methods=FM_FINAL,
+    matched=FM_MATCHED,
   ),
   "movie_reviews": Family(
     name="movie_reviews",
@@ -328,6 +380,7 @@ FAMILIES = {
     chance=0.5,
     title="Movie reviews, MiniLM (trained head)",
     final_methods=MR_FINAL,
+    matched=MR_MATCHED,
   ),
 }
 
@@ -866,6 +919,13 @@ def collect_real(workdir, fam) -> dict:
         [cells.get(point_name({a: x, b: y}), math.nan) for y in grid[b]] for x in grid[a]
       ]
     res["grids"][m] = entry
+  res["matched"] = []
+  for label, m, sub in f.matched:
+    vals = [res["grids"].get(m, {}).get("cells", {}).get(point_name(p)) for p in grid_points(sub)]
+    if vals and all(v is not None for v in vals):
+      res["matched"].append(
+        dict(label=label, method=m, grid=sub, stats=spread_stats(vals, f.chance))
+      )
   res["all_runs"] = every_run(workdir, f)
   return res
 
@@ -967,6 +1027,27 @@ def write_tables_real(res, fam, out) -> str:
       f"{st['within_2pt'] * st['cells']:.0f}/{st['cells']} | {st['diverged']} |"
       + (f" ({len(g['missing'])} cells not run)" if g.get("missing") else "")
     )
+  if res.get("matched"):
+    lines += [
+      "",
+      "### Robustness on matched sub-grids (the same learning rates and as many values of "
+      "the second parameter; cells of the grids above)",
+      "",
+      "| sub-grid | method | grid | cells | best | median | worst | max − min | IQR | "
+      "within 1 pt | within 2 pt |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in res["matched"]:
+      st = g["stats"]
+      desc = " × ".join(
+        f"{k.split('.')[-1]} {{{', '.join(f'{x:g}' for x in v)}}}" for k, v in g["grid"].items()
+      )
+      lines.append(
+        f"| {g['label']} | {g['method']} | {desc} | {st['cells']} | {100 * st['best']:.1f} | "
+        f"{100 * st['median']:.1f} | {100 * st['worst']:.1f} | {100 * st['range']:.1f} | "
+        f"{100 * st['iqr']:.1f} | {st['within_1pt'] * st['cells']:.0f}/{st['cells']} | "
+        f"{st['within_2pt'] * st['cells']:.0f}/{st['cells']} |"
+      )
   lines += ["", "### Every grid (final eval accuracy, %; * = kept point)", ""]
   for m, g in res["grids"].items():
     if "matrix" not in g:

@@ -127,6 +127,7 @@ def test_accuracy_report_end_to_end(tmp_path):
     bi2clip=("bi2clip-A", "bi2clip-B+rate+comp", "bi2clip-A+rate+comp"),
     chance=0.1,
     title="fake",
+    matched=S._matched("2 × 2", [0.1, 0.3], {"bi2clip-A": [0.01, 0.1], "fedbuff": [0.5, 1.0]}),
   )
   rng = np.random.default_rng(0)
   for m, (_, grid, _) in methods.items():
@@ -153,6 +154,11 @@ def test_accuracy_report_end_to_end(tmp_path):
   res = json.load(open(out / "results.json"))
   assert set(res["grids"]) == set(methods) and len(res["methods"]["dcasgd"]["runs"]["4"]) == 3
   assert res["grids"]["fedbuff"]["stats"]["cells"] == 6
+  assert [(g["method"], g["stats"]["cells"]) for g in res["matched"]] == [
+    ("bi2clip-A", 4),
+    ("fedbuff", 4),
+  ]
+  assert "matched sub-grids" in text
   assert (
     len(res["methods"]["fedbuff"]["runs"]["16"]) == 3
     and res["methods"]["fedbuff"]["runs"]["1"] == []
