@@ -39,7 +39,8 @@ eight async Bi²Clip variants, FedBuff, FedAsync, DC-ASGD), every method on a tw
 grid (learning rate x clipping threshold for Bi²Clip, learning rate x its second parameter
 for the baselines) that is also its robustness sweep: the spread of final accuracy over the
 grid per method (max - min, interquartile range, fraction of cells within 1 point of the
-best). Final phase: the kept point on seeds 0, 1, 2.
+best). Final phase: the kept point at S = 1, 4 and 16 (``--severities`` picks some) on seeds
+0, 1, 2.
 """
 
 from __future__ import annotations
@@ -224,9 +225,9 @@ def _reduce(methods: dict, keep: dict) -> dict:
   return out
 
 
-# Compute: a run took 3-8 minutes of wall clock on the shared CPU (most of it compilation),
-# so the image study is a few learning-rate lines and single points, and the language study
-# has two-parameter grids for four methods only; the other variants run at one common point.
+# Compute: a run took 0.5-8 minutes of wall clock on the shared CPU (most of it
+# compilation), so both studies have two-parameter grids for four methods only (the claim 3c
+# comparison); the other variants run at one common point or on a learning-rate line.
 # Every run that was started is kept and listed (``--phase report``, "every run").
 _LR = "hparams.inner_lr"
 # Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study). The four
