@@ -448,12 +448,16 @@ def run_one(workdir, method, point, severity, seed, log=print, fam="synthetic"):
 _score = score  # the sweep's rule: final report metric (eval/loss), a diverged run is worst
 
 
-def tune_jobs(fam="synthetic"):
+def tune_jobs(fam="synthetic", seed=None, where=None):
+  """Every grid cell at the tuning severity on the tuning seed (or ``seed``: a check of the
+  grid on another seed, not used for selection), optionally only the cells whose fields
+  match ``where`` ({field: value})."""
   f = family(fam)
   return [
-    (m, p, f.tune_severity, f.seeds[0])
+    (m, p, f.tune_severity, f.seeds[0] if seed is None else seed)
     for m, (_, grid, _) in f.methods.items()
     for p in grid_points(grid)
+    if all(p.get(k) == v for k, v in (where or {}).items())
   ]
 
 
@@ -1284,6 +1288,12 @@ def main(argv=None):
     default="",
     help="comma-separated straggler slowdowns: the final phase at only these (default all)",
   )
+  ap.add_argument(
+    "--seed", type=int, default=None, help="tune phase: run the grid on this seed instead"
+  )
+  ap.add_argument(
+    "--where", default="", help="tune phase: only cells with these fields, e.g. hparams.inner_lr=1"
+  )
   args = ap.parse_args(argv)
   f = family(args.family)
   workdir = args.workdir or (
@@ -1301,7 +1311,8 @@ def main(argv=None):
       continue
     only = args.methods.split(",") if args.methods else None
     sev = [float(x) for x in args.severities.split(",")] if args.severities else None
-    jobs = tune_jobs(f) if ph == "tune" else final_jobs(workdir, f, only, sev)
+    where = {k: float(v) for k, v in (kv.split("=") for kv in args.where.split(",") if kv)}
+    jobs = tune_jobs(f, args.seed, where) if ph == "tune" else final_jobs(workdir, f, only, sev)
     if only:
       jobs = [j for j in jobs if j[0] in only]
     mine = jobs[i::n]

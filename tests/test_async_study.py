@@ -38,6 +38,9 @@ def test_real_families_cover_the_methods_and_validate(name):
   assert f.severities == (1.0, 4.0, 16.0) and f.tune_severity == 4.0
   dirs = {S.run_dir("w", *job) for job in S.tune_jobs(f)}
   assert len(dirs) == len(S.tune_jobs(f))  # no two runs share a directory
+  row = S.tune_jobs(f, 1, {"hparams.inner_lr": 0.1})  # one grid row on another seed
+  assert row and all(j[1]["hparams.inner_lr"] == 0.1 and j[2:] == (4.0, 1) for j in row)
+  assert len(row) < len(S.tune_jobs(f)) and not S.tune_jobs(f, where={"hparams.inner_lr": 5.0})
   for m in S.MR_FULL if name == "movie_reviews" else S.FM_FULL:  # the robustness grids
     assert all(len(v) >= 3 for v in f.methods[m][1].values()), m
   assert set(f.final_methods) <= set(f.methods) and "sync-bi2clip" in f.final_methods

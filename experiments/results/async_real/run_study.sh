@@ -8,6 +8,7 @@
 #   phase final: the kept point at S = 1, 4 and 16 on seeds 0, 1, 2 (S = 4 seed 0 is the
 #                tuning run, reused): 12 methods x 3 severities x 3 seeds = 108 runs per
 #                family, 96 of them new
+#   fashion_mnist only: the lr 1 row of the four robustness grids on seeds 1 and 2 (30 runs)
 #   phase report: tables.md, results.json, accuracy_vs_time_S{1,4,16}.png,
 #                accuracy_vs_steps_S{1,4,16}.png, robustness_boxplot.png,
 #                robustness_heatmaps.png
@@ -26,6 +27,14 @@ fam_study() {  # family shards
     done
     wait
   done
+  if [ "$fam" = fashion_mnist ]; then  # the lr 1 row of the robustness grids on seeds 1, 2
+    for seed in 1 2; do
+      nice -n "$NICE" python -m experiments.async_study --family "$fam" --workdir "$runs" \
+        --phase tune --seed $seed --where hparams.inner_lr=1 \
+        --methods sync-bi2clip,bi2clip-A,fedbuff,fedasync &
+    done
+    wait
+  fi
   python -m experiments.async_study --family "$fam" --workdir "$runs" --phase edges
   python -m experiments.async_study --family "$fam" --workdir "$runs" --phase report \
     --out "experiments/results/async_real/$fam"
@@ -60,4 +69,8 @@ wait
 #   7. --phase final (all severities) for fashion_mnist sync-bi2clip,bi2clip-A,fedbuff,
 #      fedasync and movie_reviews bi2clip-A, and --phase final --severities 1,16 for the
 #      remaining variants (movie_reviews, then fashion_mnist), each as --shard i/2;
-#   8. --phase report for each family.
+#   8. a check of the Fashion-MNIST lr 1 row on seeds 1 and 2 (not used for selection):
+#        python -m experiments.async_study --family fashion_mnist --workdir \
+#          runs/async_fashion_mnist --phase tune --seed S --where hparams.inner_lr=1 \
+#          --methods sync-bi2clip,bi2clip-A,fedbuff,fedasync      (S = 1, 2; 15 runs each)
+#   9. --phase report for each family.
