@@ -39,7 +39,8 @@ eight async Bi²Clip variants, FedBuff, FedAsync, DC-ASGD), every method on a tw
 grid (learning rate x clipping threshold for Bi²Clip, learning rate x its second parameter
 for the baselines) that is also its robustness sweep: the spread of final accuracy over the
 grid per method (max - min, interquartile range, fraction of cells within 1 point of the
-best). Final phase: the kept point on seeds 0, 1, 2.
+best). Final phase: the kept point at S = 1, 4 and 16 (``--severities`` picks some) on seeds
+0, 1, 2.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ class Family:
   chance: float = 0.0  # accuracy counted for a diverged cell in the robustness spread
   title: str = ""
   final_methods: tuple = ()  # methods run on every seed (empty: all); others on seeds[0]
+  # Robustness on equal-shape sub-grids: (label, method, {axis: values}) each; the same
+  # spread statistics as the full grids, over the cells of the sub-grid.
+  matched: tuple = ()
 
   def seeds_of(self, method) -> tuple:
     if not self.final_methods or method in self.final_methods:
@@ -221,29 +225,35 @@ def _reduce(methods: dict, keep: dict) -> dict:
   return out
 
 
-# Compute: a run took 3-8 minutes of wall clock on the shared CPU (most of it compilation),
-# so the image study is a few learning-rate lines and single points, and the language study
-# has two-parameter grids for four methods only; the other variants run at one common point.
+# Compute: a run took 0.5-8 minutes of wall clock on the shared CPU (most of it
+# compilation), so both studies have two-parameter grids for four methods only (the claim 3c
+# comparison); the other variants run at one common point or on a learning-rate line.
 # Every run that was started is kept and listed (``--phase report``, "every run").
 _LR = "hparams.inner_lr"
-# Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study).
+# Image: the CNN on Fashion-MNIST (configs/async_fashion_mnist.py:study). The four
+# methods of claim 3c (async Bi²Clip A, synchronous Bi²Clip, FedBuff, FedAsync) get the
+# two-parameter robustness grid, lr {0.03, 0.1, 0.3, 1} x u~ or their second parameter
+# (asyncstudy2; the first study had learning-rate lines only, every run kept), widened
+# once where the kept point was on an edge (Bi²Clip A: lr 0.01, u~ 0.003; FedBuff: server lr
+# 0.25; FedAsync: alpha 0.15); the other eight run at the grid centre, DC-ASGD at lr 0.1.
+FM_LRS = [0.03, 0.1, 0.3, 1.0]
+FM_FULL = ("sync-bi2clip", "bi2clip-A", "fedbuff", "fedasync")
 FM_METHODS = _reduce(
-  _real_methods([0.03, 0.1, 0.3], [0.01, 0.03, 0.1], ()),
+  _real_methods(FM_LRS, [0.01, 0.03, 0.1], FM_FULL),
   {
-    "sync-bi2clip": {_LR: [0.03, 0.1, 0.3, 1.0]},
+    "bi2clip-A": {_LR: [0.01] + FM_LRS, "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1]},
+    "fedbuff": {_LR: FM_LRS, "hparams.outer_lr": [0.25, 0.5, 1.0, 2.0]},
+    "fedasync": {_LR: FM_LRS, "hparams.outer_lr": [0.15, 0.3, 0.6, 0.9]},
     "bi2clip-A+rate+comp": {_LR: [0.03, 0.1, 0.3]},
-    "fedbuff": {_LR: [0.03, 0.1, 0.3, 1.0], "hparams.outer_lr": [1.0]},  # 1.0: widened
     **{
       m: {_LR: [0.1]}
       for m in (
-        "bi2clip-A",
         "bi2clip-A+rate",
         "bi2clip-A+comp",
         "bi2clip-B",
         "bi2clip-B+rate",
         "bi2clip-B+comp",
         "bi2clip-B+rate+comp",
-        "fedasync",
       )
     },
     "dcasgd": {"hparams.outer_lr": [0.1]},
@@ -254,13 +264,17 @@ FM_FINAL = tuple(FM_METHODS)  # every method on every seed
 # (Widened in passes, every run kept: the first pass had lr {0.01, 0.03, 0.1}, whose optima
 # were at 0.1, so 0.3 was added; then lr 1.0 and u~ 0.1 for async Bi²Clip A, whose optimum
 # was at lr 0.3, u~ 0.03, then u~ 0.3 when it moved to u~ 0.1; lr 1.0 and server lr 4 for
-# FedBuff, whose optimum was at the corner lr 0.3, server lr 2; lr 1.0 for FedAsync.)
+# FedBuff, whose optimum was at the corner lr 0.3, server lr 2; lr 1.0 for FedAsync; then
+# (asyncstudy2) u~ 1 and 3 for async Bi²Clip A, whose optimum was at the edge u~ 0.3.)
 MR_LRS = [0.01, 0.03, 0.1, 0.3]
 MR_FULL = ("sync-bi2clip", "bi2clip-A", "fedbuff", "fedasync")
 MR_METHODS = _reduce(
   _real_methods(MR_LRS, [0.003, 0.01, 0.03], MR_FULL),
   {
-    "bi2clip-A": {_LR: MR_LRS + [1.0], "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1, 0.3]},
+    "bi2clip-A": {
+      _LR: MR_LRS + [1.0],
+      "hparams.outer_upper": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0],  # 1, 3: asyncstudy2
+    },
     "fedbuff": {_LR: [0.03, 0.1, 0.3, 1.0], "hparams.outer_lr": [0.5, 1.0, 2.0, 4.0]},
     "fedasync": {_LR: [0.03, 0.1, 0.3, 1.0], "hparams.outer_lr": [0.3, 0.6, 0.9]},
     **{
@@ -279,6 +293,51 @@ MR_METHODS = _reduce(
   },
 )
 MR_FINAL = tuple(MR_METHODS)  # every method on every seed
+_U, _SLR = "hparams.outer_upper", "hparams.outer_lr"
+
+
+def _matched(label, lrs, second) -> tuple:
+  """Equal-shape sub-grids for the robustness comparison: ``lrs`` x ``second[method]``."""
+  return tuple(
+    (label, m, {_LR: list(lrs), (_U if "bi2clip" in m else _SLR): list(v)})
+    for m, v in second.items()
+  )
+
+
+FM_MATCHED = _matched(
+  "4 × 3, lr 0.03–1",
+  FM_LRS,
+  {
+    "bi2clip-A": [0.01, 0.03, 0.1],
+    "sync-bi2clip": [0.01, 0.03, 0.1],
+    "fedbuff": [0.5, 1.0, 2.0],
+    "fedasync": [0.3, 0.6, 0.9],
+  },
+) + _matched(
+  "3 × 3, lr 0.03–0.3",
+  FM_LRS[:3],
+  {
+    "bi2clip-A": [0.01, 0.03, 0.1],
+    "sync-bi2clip": [0.01, 0.03, 0.1],
+    "fedbuff": [0.5, 1.0, 2.0],
+    "fedasync": [0.3, 0.6, 0.9],
+  },
+)
+MR_MATCHED = _matched(
+  "3 × 3, lr 0.03–0.3",
+  [0.03, 0.1, 0.3],
+  {
+    "bi2clip-A": [0.003, 0.01, 0.03],
+    "sync-bi2clip": [0.003, 0.01, 0.03],
+    "fedbuff": [0.5, 1.0, 2.0],
+    "fedasync": [0.3, 0.6, 0.9],
+  },
+) + _matched(
+  "4 × 3, lr 0.03–1",
+  [0.03, 0.1, 0.3, 1.0],
+  {"bi2clip-A": [0.003, 0.01, 0.03], "fedbuff": [0.5, 1.0, 2.0], "fedasync": [0.3, 0.6, 0.9]},
+)
+REAL_SEVERITIES = (1.0, 4.0, 16.0)  # straggler slowdowns of the final phase
 REAL_BASELINES = ("sync-bi2clip", "fedbuff", "fedasync", "dcasgd")
 REAL_BI2CLIP = tuple(m for m in FM_METHODS if m.startswith("bi2clip"))
 
@@ -291,7 +350,7 @@ FAMILIES = {
     methods=FM_METHODS,
     budget=60.0,
     eval_every_time=5.0,
-    severities=(4.0,),
+    severities=REAL_SEVERITIES,
     tune_severity=4.0,
     seeds=(0, 1, 2),
     metric="eval/accuracy",
@@ -302,6 +361,7 @@ FAMILIES = {
     chance=0.1,
     title="Fashion-MNIST, CNN",
     final_methods=FM_FINAL,
+    matched=FM_MATCHED,
   ),
   "movie_reviews": Family(
     name="movie_reviews",
@@ -310,7 +370,7 @@ FAMILIES = {
     methods=MR_METHODS,
     budget=60.0,
     eval_every_time=5.0,
-    severities=(4.0,),
+    severities=REAL_SEVERITIES,
     tune_severity=4.0,
     seeds=(0, 1, 2),
     metric="eval/accuracy",
@@ -321,6 +381,7 @@ FAMILIES = {
     chance=0.5,
     title="Movie reviews, MiniLM (trained head)",
     final_methods=MR_FINAL,
+    matched=MR_MATCHED,
   ),
 }
 
@@ -387,12 +448,16 @@ def run_one(workdir, method, point, severity, seed, log=print, fam="synthetic"):
 _score = score  # the sweep's rule: final report metric (eval/loss), a diverged run is worst
 
 
-def tune_jobs(fam="synthetic"):
+def tune_jobs(fam="synthetic", seed=None, where=None):
+  """Every grid cell at the tuning severity on the tuning seed (or ``seed``: a check of the
+  grid on another seed, not used for selection), optionally only the cells whose fields
+  match ``where`` ({field: value})."""
   f = family(fam)
   return [
-    (m, p, f.tune_severity, f.seeds[0])
+    (m, p, f.tune_severity, f.seeds[0] if seed is None else seed)
     for m, (_, grid, _) in f.methods.items()
     for p in grid_points(grid)
+    if all(p.get(k) == v for k, v in (where or {}).items())
   ]
 
 
@@ -419,15 +484,16 @@ def best_points(workdir, fam="synthetic", strict=True, only=None) -> dict:
   return out
 
 
-def final_jobs(workdir, fam="synthetic", only=None):
+def final_jobs(workdir, fam="synthetic", only=None, severities=None):
+  """The final phase: each method's kept point at every severity (or ``severities``, a
+  subset of the family's) on its seeds."""
   f = family(fam)
+  sev = f.severities if severities is None else tuple(severities)
+  if not set(sev) <= set(f.severities):
+    raise ValueError(f"severities {sev} are not all in the family's {f.severities}.")
   best = best_points(workdir, f, only=only)
   return [
-    (m, best[m], s, seed)
-    for m in f.methods
-    if m in best
-    for s in f.severities
-    for seed in f.seeds_of(m)
+    (m, best[m], s, seed) for m in f.methods if m in best for s in sev for seed in f.seeds_of(m)
   ]
 
 
@@ -858,6 +924,13 @@ def collect_real(workdir, fam) -> dict:
         [cells.get(point_name({a: x, b: y}), math.nan) for y in grid[b]] for x in grid[a]
       ]
     res["grids"][m] = entry
+  res["matched"] = []
+  for label, m, sub in f.matched:
+    vals = [res["grids"].get(m, {}).get("cells", {}).get(point_name(p)) for p in grid_points(sub)]
+    if vals and all(v is not None for v in vals):
+      res["matched"].append(
+        dict(label=label, method=m, grid=sub, stats=spread_stats(vals, f.chance))
+      )
   res["all_runs"] = every_run(workdir, f)
   return res
 
@@ -899,7 +972,7 @@ def write_tables_real(res, fam, out) -> str:
     "",
     "| method | kept point | "
     + " | ".join(f"S = {s}" for s in sev)
-    + " | best during the run (mean) |",
+    + f" | best during the run (S = {res['tune_severity']:g}, mean) |",
     "|---|---|" + "---|" * len(sev) + "---|",
   ]
   for m, info in res["methods"].items():
@@ -909,7 +982,8 @@ def write_tables_real(res, fam, out) -> str:
       else "not run"
       for s in sev
     ]
-    bests = np.mean([r["best"] for r in info["runs"][sev[-1]]] or [math.nan]) * 100
+    tuned = info["runs"].get(f"{res['tune_severity']:g}", [])
+    bests = np.mean([r["best"] for r in tuned] or [math.nan]) * 100
     lines.append(
       f"| {m} | {point_name(info['point'])} | " + " | ".join(cells) + f" | {bests:.1f} |"
     )
@@ -958,6 +1032,27 @@ def write_tables_real(res, fam, out) -> str:
       f"{st['within_2pt'] * st['cells']:.0f}/{st['cells']} | {st['diverged']} |"
       + (f" ({len(g['missing'])} cells not run)" if g.get("missing") else "")
     )
+  if res.get("matched"):
+    lines += [
+      "",
+      "### Robustness on matched sub-grids (the same learning rates and as many values of "
+      "the second parameter; cells of the grids above)",
+      "",
+      "| sub-grid | method | grid | cells | best | median | worst | max − min | IQR | "
+      "within 1 pt | within 2 pt |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in res["matched"]:
+      st = g["stats"]
+      desc = " × ".join(
+        f"{k.split('.')[-1]} {{{', '.join(f'{x:g}' for x in v)}}}" for k, v in g["grid"].items()
+      )
+      lines.append(
+        f"| {g['label']} | {g['method']} | {desc} | {st['cells']} | {100 * st['best']:.1f} | "
+        f"{100 * st['median']:.1f} | {100 * st['worst']:.1f} | {100 * st['range']:.1f} | "
+        f"{100 * st['iqr']:.1f} | {st['within_1pt'] * st['cells']:.0f}/{st['cells']} | "
+        f"{st['within_2pt'] * st['cells']:.0f}/{st['cells']} |"
+      )
   lines += ["", "### Every grid (final eval accuracy, %; * = kept point)", ""]
   for m, g in res["grids"].items():
     if "matrix" not in g:
@@ -1017,7 +1112,9 @@ def plot_real(res, fam, out):
     return np.where(idx >= 0, curve[np.maximum(idx, 0), 2], np.nan)
 
   def band(ax, m, s, xkey="time"):
-    runs = res["methods"][m]["runs"][s]
+    runs = res["methods"][m]["runs"].get(s)
+    if not runs:
+      return  # not run at this severity
     if xkey == "time":
       ys, x = np.stack([interp(np.asarray(r["curve"])) for r in runs]), tgrid
     else:
@@ -1186,6 +1283,17 @@ def main(argv=None):
   ap.add_argument("--phase", choices=("tune", "final", "report", "edges", "all"), default="all")
   ap.add_argument("--shard", default="0/1", help="i/n: run every n-th job from the i-th")
   ap.add_argument("--methods", default="", help="comma-separated: only these methods' jobs")
+  ap.add_argument(
+    "--severities",
+    default="",
+    help="comma-separated straggler slowdowns: the final phase at only these (default all)",
+  )
+  ap.add_argument(
+    "--seed", type=int, default=None, help="tune phase: run the grid on this seed instead"
+  )
+  ap.add_argument(
+    "--where", default="", help="tune phase: only cells with these fields, e.g. hparams.inner_lr=1"
+  )
   args = ap.parse_args(argv)
   f = family(args.family)
   workdir = args.workdir or (
@@ -1202,7 +1310,9 @@ def main(argv=None):
       print("\n".join(edge_report(workdir, f)) or "every kept point is inside its grid")
       continue
     only = args.methods.split(",") if args.methods else None
-    jobs = tune_jobs(f) if ph == "tune" else final_jobs(workdir, f, only)
+    sev = [float(x) for x in args.severities.split(",")] if args.severities else None
+    where = {k: float(v) for k, v in (kv.split("=") for kv in args.where.split(",") if kv)}
+    jobs = tune_jobs(f, args.seed, where) if ph == "tune" else final_jobs(workdir, f, only, sev)
     if only:
       jobs = [j for j in jobs if j[0] in only]
     mine = jobs[i::n]

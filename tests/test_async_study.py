@@ -35,11 +35,14 @@ def test_real_families_cover_the_methods_and_validate(name):
   }
   assert set(f.methods) == want
   assert f.metric == "eval/accuracy" and f.higher_is_better and len(f.seeds) >= 3
+  assert f.severities == (1.0, 4.0, 16.0) and f.tune_severity == 4.0
   dirs = {S.run_dir("w", *job) for job in S.tune_jobs(f)}
   assert len(dirs) == len(S.tune_jobs(f))  # no two runs share a directory
-  if name == "movie_reviews":  # the two-parameter robustness grids
-    for m in S.MR_FULL:
-      assert all(len(v) >= 3 for v in f.methods[m][1].values()), m
+  row = S.tune_jobs(f, 1, {"hparams.inner_lr": 0.1})  # one grid row on another seed
+  assert row and all(j[1]["hparams.inner_lr"] == 0.1 and j[2:] == (4.0, 1) for j in row)
+  assert len(row) < len(S.tune_jobs(f)) and not S.tune_jobs(f, where={"hparams.inner_lr": 5.0})
+  for m in S.MR_FULL if name == "movie_reviews" else S.FM_FULL:  # the robustness grids
+    assert all(len(v) >= 3 for v in f.methods[m][1].values()), m
   assert set(f.final_methods) <= set(f.methods) and "sync-bi2clip" in f.final_methods
   assert f.seeds_of("sync-bi2clip") == (0, 1, 2)
   assert f.seeds_of("dcasgd") == (0, 1, 2)  # every method on 3 seeds, both families
@@ -117,7 +120,7 @@ def test_accuracy_report_end_to_end(tmp_path):
     methods=methods,
     budget=60.0,
     eval_every_time=5.0,
-    severities=(4.0,),
+    severities=(1.0, 4.0, 16.0),
     tune_severity=4.0,
     seeds=(0, 1, 2),
     metric="eval/accuracy",
@@ -127,6 +130,7 @@ def test_accuracy_report_end_to_end(tmp_path):
     bi2clip=("bi2clip-A", "bi2clip-B+rate+comp", "bi2clip-A+rate+comp"),
     chance=0.1,
     title="fake",
+    matched=S._matched("2 × 2", [0.1, 0.3], {"bi2clip-A": [0.01, 0.1], "fedbuff": [0.5, 1.0]}),
   )
   rng = np.random.default_rng(0)
   for m, (_, grid, _) in methods.items():
@@ -139,13 +143,33 @@ def test_accuracy_report_end_to_end(tmp_path):
     "high edge" not in e and "low edge" not in e or "outer" in e
     for e in S.edge_report(str(tmp_path / "w"), f)
   )
+  # The final phase at some severities only (--severities): kept points, every seed.
+  jobs = S.final_jobs(str(tmp_path / "w"), f, only=["fedbuff", "dcasgd"], severities=[16.0])
+  assert len(jobs) == 6 and {j[2] for j in jobs} == {16.0}
+  assert {j[0] for j in jobs} == {"fedbuff", "dcasgd"}
+  with pytest.raises(ValueError, match="severities"):
+    S.final_jobs(str(tmp_path / "w"), f, severities=[2.0])
+  for m, p, sev, seed in jobs:  # S = 16 for two methods only; S = 1 for none
+    _fake_run(S.run_dir(str(tmp_path / "w"), m, p, sev, seed), [(5.0, 0.3), (60.0, 0.5)])
   out = tmp_path / "out"
   text = S.report(str(tmp_path / "w"), str(out), f)
   assert "Robustness" in text and "| fedbuff |" in text and "within 1 pt" in text
   res = json.load(open(out / "results.json"))
   assert set(res["grids"]) == set(methods) and len(res["methods"]["dcasgd"]["runs"]["4"]) == 3
   assert res["grids"]["fedbuff"]["stats"]["cells"] == 6
+  assert [(g["method"], g["stats"]["cells"]) for g in res["matched"]] == [
+    ("bi2clip-A", 4),
+    ("fedbuff", 4),
+  ]
+  assert "matched sub-grids" in text
+  assert (
+    len(res["methods"]["fedbuff"]["runs"]["16"]) == 3
+    and res["methods"]["fedbuff"]["runs"]["1"] == []
+  )
+  assert res["methods"]["bi2clip-A"]["runs"]["16"] == [] and "not run" in text
   for png in (
+    "accuracy_vs_time_S1.png",
+    "accuracy_vs_time_S16.png",
     "accuracy_vs_time_S4.png",
     "accuracy_vs_steps_S4.png",
     "robustness_boxplot.png",
