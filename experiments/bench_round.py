@@ -42,6 +42,11 @@ def _parse():
     "fixed<b> (BiClip range grid), ef+<x> (error feedback), stream<F>",
   )
   p.add_argument(
+    "--unchecked",
+    default="fedavg,bi2clip",
+    help="methods also timed with check_finite=False (no per-step non-finite check)",
+  )
+  p.add_argument(
     "--mesh-model",
     type=int,
     default=4,
@@ -369,6 +374,9 @@ def main(args):
   if args.mesh_model > 1 and n_dev % args.mesh_model == 0 and C % (n_dev // args.mesh_model) == 0:
     mesh_row = f"{methods[0]} 2-D"
     variants[mesh_row] = (methods[0], {"mesh": tailopt.client_mesh(model=args.mesh_model)})
+  unchecked = [f"{m} unchecked" for m in filter(None, args.unchecked.split(","))]
+  for name in unchecked:
+    variants[name] = (name.split()[0], {"check_finite": False})
   for name, (method_name, extra) in variants.items():
     extra = dict(extra)
     rnd = tailopt.build_round(
@@ -412,19 +420,19 @@ def main(args):
 
   def row(name, ms, extra=""):
     print(
-      f"{name:<15}{ms * 1e3:>9.1f}{'':>9}{ms / med['bare']:>8.2f}{ms / flm:>8.2f}"
+      f"{name:<18}{ms * 1e3:>9.1f}{'':>9}{ms / med['bare']:>8.2f}{ms / flm:>8.2f}"
       f"{ms / dpm:>7.2f}{extra}"
     )
 
   print(
-    f"{'method':<15}{'round ms':>9}{'/fedavg':>9}{'/bare':>8}{'/floor':>8}{'/DP':>7}"
+    f"{'method':<18}{'round ms':>9}{'/fedavg':>9}{'/bare':>8}{'/floor':>8}{'/DP':>7}"
     f"{'node B':>12}{'server B':>12}"
   )
   row("bare work", med["bare"])
   row("bare + average", flm, "   (floor: + Delta, one psum, the mean applied)")
   row("data parallel", dpm)
   row("naive loop", med["naive loop"], f"   ({methods[0]}, one client at a time)")
-  for name in methods:
+  for name in methods + unchecked:
     state, rnd = states[name][0], states[name][1]
     node_b = tree_bytes(state.inner_state) // C
     server_b = tree_bytes(state.outer_state)
@@ -443,7 +451,7 @@ def main(args):
     out["methods"][name] = r
     rf = r["ratio_to_fedavg"]
     print(
-      f"{name:<15}{med[name] * 1e3:>9.1f}{(rf or float('nan')):>9.3f}"
+      f"{name:<18}{med[name] * 1e3:>9.1f}{(rf or float('nan')):>9.3f}"
       f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_bare_average']:>8.3f}"
       f"{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}{server_b:>12,}"
     )
@@ -477,7 +485,7 @@ def main(args):
   print(f"\n{'variant':<22}{'round ms':>10}{f'/{base}':>10}{'bytes up':>12}{'/fp32':>8}")
   up0 = float(states[base][3]["bytes_up"])
   for name in variants:
-    if name in methods or name == mesh_row:
+    if name in methods or name == mesh_row or name in unchecked:
       continue
     up = float(states[name][3]["bytes_up"])
     r = {

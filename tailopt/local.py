@@ -72,6 +72,7 @@ def make_local_run(
   *,
   noise: Optional[optax.GradientTransformation] = None,
   has_aux: bool = False,
+  check_finite: bool = True,
 ):
   """Returns ``run(params, inner_state, noise_state, batches, round_index=0, step0=0,
   num_steps=None) -> LocalResult``.
@@ -83,6 +84,10 @@ def make_local_run(
   step read them (:func:`tailopt.indexed_hyperparams`); the inner state's own counters are
   never touched. ``num_steps`` (a traced int, optional) runs only the first ``num_steps``
   of the z scanned steps (dynamic local updates); the rest leave the carry unchanged.
+  ``check_finite`` (default) reports ``nonfinite_frac``, the fraction of steps whose
+  gradient had a NaN or an infinity (counted before the inner rule, which may clip them
+  away); it reads every gradient once more per step. ``False`` drops the check and the
+  metric.
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
   inner = optax.with_extra_args_support(inner)
@@ -93,16 +98,16 @@ def make_local_run(
       (loss, _), g = grad_fn(x, batch)
     else:
       loss, g = grad_fn(x, batch)
-    bad = nonfinite(g)
+    bad = nonfinite(g) if check_finite else None
     ns2 = ns
     if noise is not None:
       g, ns2 = noise.update(g, ns, x)
     updates, s2 = inner.update(g, s, x, round_index=r, step_index=k)
     s2 = match_vma(s2, s)
     x2 = optax.apply_updates(x, updates)
-    stats = dict(
-      loss=loss.astype(jnp.float32), nonfinite_frac=bad, **clipping.measurements(s2, "inner_")
-    )
+    stats = dict(loss=loss.astype(jnp.float32), **clipping.measurements(s2, "inner_"))
+    if check_finite:
+      stats["nonfinite_frac"] = bad
     if n is None:
       return (x2, s2, ns2, k + 1, i + 1, r, n), stats
     active = i < n

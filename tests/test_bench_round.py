@@ -29,6 +29,8 @@ def test_bench_round_smoke():
   for name in ("fedavg", "bi2clip"):
     r = out["methods"][name]
     assert r["ratio_to_bare_average"] == pytest.approx(r["median_round_s"] / out["bare_average_s"])
+  unchecked = out["methods"]["bi2clip unchecked"]
+  assert unchecked["node_state_bytes"] == out["methods"]["bi2clip"]["node_state_bytes"]
   assert set(out["compressed"]) == {"fedavg+int8"}
   assert out["compressed"]["fedavg+int8"]["bytes_ratio"] < 0.5
   assert out["mesh_2d"]["params_bytes_per_device"] < out["mesh_2d"]["params_bytes_per_device_1d"]

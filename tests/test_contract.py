@@ -243,19 +243,48 @@ def test_round_metric_names_are_pinned(name, extra):
   assert set(metrics) == BASE_ROUND | extra
 
 
-def test_simulator_metric_names_are_pinned():
+def test_round_without_finite_check_drops_only_that_metric():
+  """``check_finite=False``: the same numbers, no ``nonfinite_frac``."""
+  runs = {}
+  for check in (True, False):
+    rnd = tailopt.build_round(
+      _loss, tailopt.get_method("bi2clip"), local_steps=2, num_clients=8, check_finite=check
+    )
+    state, metrics = rnd(rnd.init({"w": jnp.ones(3)}), _batch(8, 2, np.random.default_rng(1)))
+    runs[check] = (state.params, metrics)
+  assert set(runs[True][1]) - set(runs[False][1]) == {"nonfinite_frac"}
+  np.testing.assert_array_equal(runs[True][0]["w"], runs[False][0]["w"])
+  for k, v in runs[False][1].items():
+    np.testing.assert_array_equal(v, runs[True][1][k])
+
+
+def _simulator(check_finite=True):
   def data_fn(worker, job, key):
     del worker, job
     return {"x": jax.random.normal(key, (2, 4, 3)), "y": jnp.zeros((2, 4))}
 
-  sim = A.Simulator(
+  return A.Simulator(
     _loss,
     tailopt.get_method("bi2clip"),
     data_fn,
     clock=A.ClockConfig(num_workers=4),
     config=A.AsyncConfig(scheme="buffered", buffer_size=2, local_steps=2),
     num_steps=3,
+    check_finite=check_finite,
   )
+
+
+def test_simulator_without_finite_check_drops_only_that_metric():
+  out = {}
+  for check in (True, False):
+    sim = _simulator(check)
+    out[check] = sim.run(sim.init({"w": jnp.ones(3)}), 3)
+  assert set(out[True][1]) - set(out[False][1]) == {"nonfinite_frac"}
+  np.testing.assert_array_equal(out[True][0].params["w"], out[False][0].params["w"])
+
+
+def test_simulator_metric_names_are_pinned():
+  sim = _simulator()
   _, metrics = sim.run(sim.init({"w": jnp.zeros(3)}), 3)
   assert {
     "loss",

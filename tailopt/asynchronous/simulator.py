@@ -121,6 +121,8 @@ class Simulator:
     devices: number of devices to split each wave over (default 1: vmap on one device).
     data: optional pytree of arrays (e.g. the device-resident dataset) passed to
       ``data_fn`` as an argument of the jitted functions rather than baked in as constants.
+    check_finite: report ``nonfinite_frac`` (the fraction of local steps whose gradient
+      had a NaN or an infinity), as the synchronous round; ``False`` drops the check.
   """
 
   def __init__(
@@ -138,6 +140,7 @@ class Simulator:
     has_aux: bool = False,
     devices: int = 1,
     data: Any = None,
+    check_finite: bool = True,
   ):
     config = config or server_lib.AsyncConfig()
     if not isinstance(method, Method):
@@ -148,6 +151,7 @@ class Simulator:
     self.loss_fn, self.method, self.data_fn = loss_fn, method, data_fn
     self.clock, self.config, self.num_steps = clock, config, int(num_steps)
     self.noise, self.has_aux = noise, has_aux
+    self.check_finite = bool(check_finite)
     self.data = data
     n = clock.num_workers
     self.num_workers = n
@@ -172,7 +176,9 @@ class Simulator:
     self.dynamic = bool(
       config.dynamic_local_steps and np.any(sched.local_steps != sched.max_local_steps)
     )
-    run = local_lib.make_local_run(loss_fn, self.inner, noise=noise, has_aux=has_aux)
+    run = local_lib.make_local_run(
+      loss_fn, self.inner, noise=noise, has_aux=has_aux, check_finite=check_finite
+    )
     if self.dynamic:
       self._job = run
     else:
@@ -398,9 +404,10 @@ class Simulator:
 
   def local_metric_names(self, params) -> list:
     """Names of the per-job metrics (averaged into each server step's metrics):
-    ``loss``, ``nonfinite_frac`` and the inner state's measurements (``inner_*``)."""
+    ``loss``, ``nonfinite_frac`` (with ``check_finite``) and the inner state's measurements
+    (``inner_*``)."""
     names = jax.eval_shape(lambda p: clipping.measurements(self.inner.init(p), "inner_"), params)
-    return ["loss", "nonfinite_frac"] + sorted(names)
+    return ["loss"] + (["nonfinite_frac"] if self.check_finite else []) + sorted(names)
 
   # ---------------------------------------------------------------- public API
   def init(self, params, seed: int = 0) -> SimState:
