@@ -33,7 +33,7 @@ def _parse():
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--width", type=int, default=512)
   p.add_argument("--depth", type=int, default=5)
-  p.add_argument("--repeats", type=int, default=15)
+  p.add_argument("--repeats", type=int, default=21)
   p.add_argument("--methods", default="bi2clip,fedavg,adam-biclip,adam2,diloco")
   p.add_argument(
     "--compressors",
