@@ -50,6 +50,7 @@ def base_config() -> config_dict.ConfigDict:
   c.batch_size = 32
   c.rounds = 200
   c.eval_every = 20
+  c.eval_at_start = False  # also evaluate the initial model, logged as round 0
   c.eval_batch_size = 1024
   c.checkpoint_every = 50
   c.keep_checkpoints = 2

@@ -24,10 +24,14 @@ from configs.common import REAL_METHODS, base_config, model_section, parse_varia
 
 
 def get_config(arg: str = ""):
-  v = parse_variants(arg, {"runlocal", "squad"}, "configs/qwen25.py")
+  v = parse_variants(arg, {"runlocal", "squad", "study"}, "configs/qwen25.py")
   c = base_config()
   c.task = "qwen25_text"
-  c.data = dict(seq_len=128, max_chars_per_work=200_000, stride=128, test_stride=512)
+  # encode_once: the frozen embedding and first blocks run once per sequence, not per step
+  # (the same function of the trained blocks; experiments.models.llama.split_at_frozen).
+  c.data = dict(
+    seq_len=128, max_chars_per_work=200_000, stride=128, test_stride=512, encode_once=True
+  )
   c.model = model_section("qwen2.5", trainable="last_n_layers:2")
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method
@@ -51,6 +55,22 @@ def get_config(arg: str = ""):
     c.data = dict(max_len=384, limit=0, data_dir="")
     c.model.kwargs.update(hf="Qwen/Qwen2.5-0.5B-Instruct")
     c.batch_size, c.eval_batch_size = 4, 8
+  if "study" in v:  # the CPU study (experiments/results/qwen25/): all 24 blocks, the last trains
+    c.model.kwargs.update(trainable="last_n_layers:1")
+    c.data.update(seq_len=64, max_chars_per_work=20_000, stride=64, test_stride=128)
+    c.clients, c.data_clients = 4, 8  # 4 of the 8 nodes take part in each round
+    c.local_steps, c.batch_size, c.eval_batch_size = 2, 2, 16
+    c.rounds, c.eval_every, c.eval_at_start, c.checkpoint_every = 16, 4, True, 4
+    # Bi2Clip's thresholds from the gradient's coordinate magnitudes at the start (one batch
+    # of 2 windows: median 5e-4, 10th percentile 7e-5, 99th 9e-3, max 1.2).
+    c.tuned["bi2clip"].update(inner_upper=0.01, inner_lower=1e-4, outer_upper=1e-3)
+    c.sweep.methods = ["fedavg", "bi2clip", "diloco"]
+    c.sweep.seeds = [0, 1, 2]
+    c.sweep.grids = {
+      "fedavg": ["hparams.inner_lr=0.003,0.01,0.03"],
+      "bi2clip": ["hparams.inner_lr=0.03,0.1,0.3"],
+      "diloco": ["hparams.inner_lr=0.0001,0.0003,0.001"],
+    }
   if "runlocal" in v:
     c.model.kwargs.update(trainable="last_n_layers:1", num_layers=2)
     if c.task == "squad":

@@ -15,7 +15,11 @@ def get_config(arg: str = ""):
   v = parse_variants(arg, {"runlocal"}, "configs/smollm2.py")
   c = base_config()
   c.task = "smollm2_text"
-  c.data = dict(seq_len=128, max_chars_per_work=200_000, stride=128, test_stride=512)
+  # encode_once: the frozen embedding and first blocks run once per sequence, not per step
+  # (the same function of the trained blocks; experiments.models.llama.split_at_frozen).
+  c.data = dict(
+    seq_len=128, max_chars_per_work=200_000, stride=128, test_stride=512, encode_once=True
+  )
   c.model = model_section("smollm2", trainable="last_n_layers:4")
   c.method = "bi2clip"
   c.tuned[c.method] = dict(  # the tuned point of the config's method

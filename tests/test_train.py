@@ -85,6 +85,37 @@ def test_outputs_and_summary(tmp_path):
   assert [e.value for e in hp.Scalars("eval/loss")] == [pytest.approx(s["final"]["eval/loss"])]
 
 
+def test_eval_at_start_logs_the_initial_model_once(tmp_path):
+  """``eval_at_start``: round 0 holds the initial model's eval metrics, once, through a kill
+  before the first checkpoint and through a resume; the training numbers are unchanged."""
+  from experiments import tasks as tasks_lib
+
+  cfg = small_config(eval_at_start=True)
+  plain = train_lib.train(small_config(), str(tmp_path / "plain"), quiet=True)
+
+  def kill(r, _):
+    if r == 2:  # before the first checkpoint (round 4): the run restarts from round 0
+      raise Interrupt
+
+  with pytest.raises(Interrupt):
+    train_lib.train(cfg, str(tmp_path / "run"), on_chunk_end=kill, quiet=True)
+  s = train_lib.train(cfg, str(tmp_path / "run"), quiet=True)
+  rows = read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
+  assert [r["round"] for r in rows] == list(range(0, 13))
+  assert set(rows[0]) == {"round"} | {k for k in rows[6] if k.startswith("eval/")}
+  data, model = tasks_lib.build_task(cfg)
+  p0 = model.init(jax.random.key(cfg.seed))
+  want = train_lib.evaluate(jax.jit(model.evaluate), p0, data.test, cfg.eval_batch_size)
+  assert rows[0]["eval/loss"] == pytest.approx(want["loss"], rel=1e-6)
+  assert rows[0]["eval/loss"] > rows[12]["eval/loss"]
+  plain_rows = read_jsonl(str(tmp_path / "plain" / "metrics.jsonl"))
+  assert [r["train/loss"] for r in rows[1:]] == [r["train/loss"] for r in plain_rows]
+  assert s["final"] == plain["final"]
+  assert ckpt_lib.config_fingerprint(cfg.to_dict()) == ckpt_lib.config_fingerprint(
+    small_config().to_dict()
+  )
+
+
 def test_unreadable_checkpoint_is_an_error_naming_the_file(tmp_path):
   cfg = small_config(rounds=4)
   train_lib.train(cfg, str(tmp_path), quiet=True)

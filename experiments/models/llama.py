@@ -46,7 +46,7 @@ import numpy as np
 from experiments.models import layers as L
 from experiments.models.contract import Model
 from experiments.models.losses import lm_inputs, masked_token_loss, token_metrics
-from experiments.models.trainable import layer_stacks, scan_layers, with_trainable
+from experiments.models.trainable import layer_stacks, merge_params, scan_layers, with_trainable
 from experiments.models.checkpoints import GGUF, artifact_file, find_gguf
 from experiments.models.tokenization import Tokenizer
 
@@ -321,13 +321,13 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   return x * cos[None, :, None, :] + rot * sin[None, :, None, :]
 
 
-def forward(params: dict, cfg: LlamaConfig, tokens: jax.Array) -> jax.Array:
-  """Logits (B, L, V) for int tokens (B, L), causal attention."""
-  b, length = tokens.shape
+def run_blocks(params: dict, cfg: LlamaConfig, h: jax.Array) -> jax.Array:
+  """The transformer blocks of ``params`` (its stacks in order: ``frozen_layers`` then
+  ``layers``) on input states ``h`` (B, L, D), positions 0..L-1, causal attention."""
+  b, length, _ = h.shape
   hd, eps = cfg.head_dim, cfg.norm_eps
   cos, sin = rope_tables(length, hd, cfg.rope_theta)
   mask = L.causal_mask(length)
-  h = params["embed"][tokens]
 
   def block(h, p):
     x = L.rms_norm(p["attn_norm"], h, eps)
@@ -341,9 +341,18 @@ def forward(params: dict, cfg: LlamaConfig, tokens: jax.Array) -> jax.Array:
     x = L.rms_norm(p["ffn_norm"], h, eps)
     return h + (jax.nn.silu(x @ p["gate"]) * (x @ p["up"])) @ p["down"]
 
-  h = scan_layers(block, h, params)
+  return scan_layers(block, h, params)
+
+
+def lm_logits(params: dict, cfg: LlamaConfig, h: jax.Array) -> jax.Array:
+  """Final RMSNorm and LM head (the tied embedding or the untied ``head``) on states (B, L, D)."""
   head = params["embed"].T if cfg.tied_embeddings else params["head"]
-  return L.rms_norm(params["final_norm"], h, eps) @ head
+  return L.rms_norm(params["final_norm"], h, cfg.norm_eps) @ head
+
+
+def forward(params: dict, cfg: LlamaConfig, tokens: jax.Array) -> jax.Array:
+  """Logits (B, L, V) for int tokens (B, L), causal attention."""
+  return lm_logits(params, cfg, run_blocks(params, cfg, params["embed"][tokens]))
 
 
 def greedy_generate(
@@ -466,6 +475,56 @@ def make_llama(
     full(params), cfg, prompt, n, eos_id
   )
   return model
+
+
+def split_at_frozen(model: Model) -> tuple:
+  """Cut a ``trainable='last_n_layers:N'`` LM where training starts: ``(encode, tail)``.
+
+  ``encode(frozen, tokens)`` (jittable; ``frozen`` is :data:`encoder_params` of the model)
+  runs the frozen embedding and first blocks, ``(B, L) int -> (B, L, D)``. ``tail`` is a
+  :class:`Model` on batches ``{'h', 'y'[, 'mask']}`` of those states with the model's
+  params, init, loss and metrics: for ``h = encode(x)`` its loss is the full model's loss
+  on ``{'x', 'y'[, 'mask']}``, and so are its gradients (the blocks have no dropout, so the
+  frozen part's output is fixed). Training then runs the frozen blocks once per example
+  instead of at every step. The LM head stays a frozen constant of the tail.
+  """
+  trainable = model.meta.get("trainable")
+  if not (isinstance(trainable, str) and trainable.startswith("last_n_layers:")):
+    raise ValueError(
+      f"encode_once needs config.model.kwargs.trainable='last_n_layers:N'; got {trainable!r}."
+    )
+  cfg, frozen = model.meta["config"], model.meta["frozen"]
+  head_key = "embed" if cfg.tied_embeddings else "head"
+  head = {head_key: frozen[head_key]}
+
+  def encode(enc: dict, tokens):
+    h = enc["embed"][tokens]
+    if "frozen_layers" in enc:
+      h = run_blocks({"layers": enc["frozen_layers"]}, cfg, h)
+    return h
+
+  def logits(params, batch):
+    p = merge_params(params, jax.lax.optimization_barrier(head))
+    return lm_logits(p, cfg, run_blocks(p, cfg, batch["h"]))
+
+  def loss(params, batch):
+    return masked_token_loss(logits(params, batch), batch["y"], batch.get("mask"))
+
+  def evaluate(params, batch):
+    return token_metrics(logits(params, batch), batch["y"], batch.get("mask"))
+
+  drop = ("frozen", "full_params", "loss_with_frozen", "apply", "generate")
+  meta = {k: v for k, v in model.meta.items() if k not in drop}
+  meta.update(encode_once=True)
+  tail = Model(init=model.init, loss=loss, evaluate=evaluate, name=model.name + "_tail", meta=meta)
+  return encode, tail
+
+
+def encoder_params(model: Model) -> dict:
+  """The frozen part :func:`split_at_frozen`'s ``encode`` runs: the embedding and the frozen
+  blocks (``frozen_layers``, absent when every block trains)."""
+  frozen = model.meta["frozen"]
+  return {k: frozen[k] for k in ("embed", "frozen_layers") if k in frozen}
 
 
 def make_qwen2(
