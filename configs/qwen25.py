@@ -10,7 +10,14 @@ Measured with the full GGUF (fp32 on CPU): greedy chat answer to "What is the ca
 France?" -> "The capital of France is Paris."; perplexity 15.08 on an 83-token English paragraph
 (tests/test_models_llama.py).
 
+Training runs on the states entering the trained blocks, computed once per window by the
+frozen embedding and blocks (``data.encode_once``; the same function of the trained blocks).
+
 Variants:
+  ``study``     the CPU study of experiments/results/qwen25/: all 24 blocks, the last one
+                trained; 64-token windows of the first 20,000 characters of each work; 4 of the
+                8 nodes per round, 2 local steps of 2 windows, 16 rounds; the initial model
+                evaluated as round 0. Its sweep grids are the study's.
   ``runlocal``  2 of the 24 blocks, the last one trained, 2 short rounds: a CPU smoke run
                 (117 s wall and 7.7 GiB peak memory on 2 CPU cores shared with another job:
                 45 s compiling, 21 s parsing the GGUF's 151,936-token vocabulary in the gguf
