@@ -74,8 +74,8 @@ def get_config(arg: str = ""):
     c.sweep.methods = ["fedavg", "bi2clip", "diloco"]
     c.sweep.seeds = [0, 1, 2]
     c.sweep.grids = {
-      "fedavg": ["hparams.inner_lr=0.003,0.01,0.03"],
-      "bi2clip": ["hparams.inner_lr=0.03,0.1,0.3"],
+      "fedavg": ["hparams.inner_lr=0.0003,0.001,0.003,0.01,0.03"],
+      "bi2clip": ["hparams.inner_lr=0.01,0.03,0.1,0.3"],
       "diloco": ["hparams.inner_lr=0.0001,0.0003,0.001"],
     }
   if "runlocal" in v:
