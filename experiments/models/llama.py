@@ -480,7 +480,7 @@ def make_llama(
 def split_at_frozen(model: Model) -> tuple:
   """Cut a ``trainable='last_n_layers:N'`` LM where training starts: ``(encode, tail)``.
 
-  ``encode(frozen, tokens)`` (jittable; ``frozen`` is :data:`encoder_params` of the model)
+  ``encode(frozen, tokens)`` (jittable; ``frozen`` is :func:`encoder_params` of the model)
   runs the frozen embedding and first blocks, ``(B, L) int -> (B, L, D)``. ``tail`` is a
   :class:`Model` on batches ``{'h', 'y'[, 'mask']}`` of those states with the model's
   params, init, loss and metrics: for ``h = encode(x)`` its loss is the full model's loss
