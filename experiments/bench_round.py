@@ -6,8 +6,17 @@ bare work: the same number of ``value_and_grad`` calls (plain ``x -= lr * g`` st
 optimizer transform, no averaging, no outer step) in the same shard_map/scan/vmap layout,
 and of the floor of any synchronous round: that bare work plus each client's Delta, one
 ``psum`` of the Deltas and their mean applied (``/floor``: what a method adds beyond
-averaging itself: its rules, the per-step non-finite check, the metrics).
-Optimizer-state bytes are measured from the state pytrees (per node and on the server).
+averaging itself: its rules, the per-step non-finite check, the metrics). Two data-parallel
+loops over the same examples and steps are the baselines a user would otherwise write: the
+primary one (``data parallel``, ``/DP``) is a ``shard_map`` over the client axis with one
+``pmean`` of the gradient per step, the stronger of the two; the second (``data parallel
+(GSPMD)``, ``/DP-GSPMD``) is the same SGD written on the global batch and partitioned by
+GSPMD (both give the same parameters: checked once, ``data_parallel_max_abs_diff``).
+Every baseline and method is timed once per repeat, round-robin, and each ratio is paired:
+the median (and min-max range) over the repeats of the per-repeat ratio of two timings
+taken in the same repeat, not a ratio of medians. The load average is recorded before the
+timings (and after them). Optimizer-state bytes are measured from the state pytrees (per
+node and on the server).
 Compressed variants of the first method (``--compressors``) are timed in the same
 interleaved loop, with the bytes a node sends per round. Prints tables and, as the last
 line, one JSON object.
@@ -144,10 +153,35 @@ def bare_work(loss_fn, mesh, z, clients, lr=0.01, average=False):
   return jax.jit(f)
 
 
+def data_parallel_shard_map(loss_fn, mesh, z, lr=0.01):
+  """The strongest data-parallel loop over the same examples: ``shard_map`` over the
+  clients axis, each device holding its slice of the global batch (every client's s-th
+  minibatch, split over the devices). Each step: ``value_and_grad`` on the device's slice,
+  one ``lax.pmean`` of the gradient, an SGD update; the z steps in one ``lax.scan``, jitted,
+  params donated. Only the gradient crosses devices (the losses stay on their device)."""
+  grad = jax.value_and_grad(loss_fn)
+
+  def body(params, batch):  # batch leaves: (z, clients * B / devices, ...) on each device
+    def step(x, b):
+      # The local gradient (x made varying, so grad does not sum it over the devices),
+      # then one explicit mean over the devices.
+      loss, g = grad(jax.tree.map(lambda p: jax.lax.pcast(p, "clients", to="varying"), x), b)
+      g = jax.lax.pmean(g, "clients")
+      return jax.tree.map(lambda p, q: p - lr * q, x, g), loss
+
+    return jax.lax.scan(step, params, batch)
+
+  f = jax.shard_map(
+    body, mesh=mesh, in_specs=(P(), P(None, "clients")), out_specs=(P(), P("clients"))
+  )
+  return jax.jit(f, donate_argnums=0)
+
+
 def data_parallel(loss_fn, mesh, z, lr=0.01):
-  """Plain optax data parallelism over the same examples: z steps of SGD on the global
-  batch (the clients' minibatches of a step together, split over the devices), the
-  gradient averaged every step (GSPMD all-reduce), all z steps in one jitted scan."""
+  """Plain optax data parallelism written on the global batch (the second, GSPMD column):
+  z steps of SGD on the global batch (the clients' minibatches of a step together, split
+  over the devices), the gradient averaged every step (GSPMD all-reduce), all z steps in
+  one jitted scan. Slower than :func:`data_parallel_shard_map` on the same work."""
   tx = optax.sgd(lr)
   grad = jax.value_and_grad(loss_fn)
   rep = NamedSharding(mesh, P())
@@ -288,7 +322,14 @@ def fused_rounds(R: int, repeats: int) -> dict:
     ts["sep"].append(time_it(separate, 1))
     ts["fused"].append(time_it(fused, 1))
   sep, fus = float(np.median(ts["sep"])), float(np.median(ts["fused"]))
-  return {"rounds": R, "separate_s": sep, "fused_s": fus, "speedup": sep / fus}
+  speedup = np.asarray(ts["sep"]) / np.asarray(ts["fused"])  # paired, per repeat
+  return {
+    "rounds": R,
+    "separate_s": sep,
+    "fused_s": fus,
+    "speedup": float(np.median(speedup)),
+    "speedup_range": [float(speedup.min()), float(speedup.max())],
+  }
 
 
 def time_it(fn, repeats):
@@ -350,7 +391,22 @@ def main(args):
     return losses
 
   jax.block_until_ready(run_dp())
-  runners["data parallel"] = run_dp
+  # The primary data-parallel column: the same steps as a shard_map loop (params donated).
+  dps = data_parallel_shard_map(mlp_loss, mesh, z)
+  dps_params = [jax.tree.map(jnp.copy, jax.device_put(params, NamedSharding(mesh, P())))]
+
+  def run_dps():
+    dps_params[0], losses = dps(dps_params[0], dp_batch)
+    return losses
+
+  jax.block_until_ready(run_dps())
+  # One call each from the same params: the two loops do the same arithmetic.
+  dp_diff = max(
+    float(jnp.max(jnp.abs(a - b)))
+    for a, b in zip(jax.tree.leaves(dps_params[0]), jax.tree.leaves(dp_state[0]))
+  )
+  runners["data parallel"] = run_dps
+  runners["data parallel (GSPMD)"] = run_dp
   naive, naive_init = naive_loop(mlp_loss, tailopt.get_method(args.methods.split(",")[0]), z)
   per_client = [jax.device_put({k: v[i] for k, v in batch.items()}) for i in range(C)]
   naive_state = [jax.device_put(params), None]
@@ -398,63 +454,106 @@ def main(args):
       return m
 
     runners[name] = run
+  load_before = os.getloadavg()
+  print(
+    f"# load average before the timings: {load_before[0]:.2f} {load_before[1]:.2f} "
+    f"{load_before[2]:.2f} (1, 5, 15 min; {os.cpu_count()} CPUs)"
+  )
   samples = {k: [] for k in runners}
   for _ in range(args.repeats):
     for k, fn in runners.items():
       samples[k].append(time_it(fn, 1))
   med = {k: float(np.median(v)) for k, v in samples.items()}
+  times = {k: np.asarray(v) for k, v in samples.items()}
+
+  def paired(a, b):
+    """The per-repeat ratios of a's time to b's (both timed in the same repeat): their
+    median and their [min, max] over the repeats."""
+    r = times[a] / times[b]
+    return float(np.median(r)), [float(r.min()), float(r.max())]
 
   out = {
     "model_params": n_params,
     "devices": n_dev,
     "clients": C,
     "local_steps": z,
+    "repeats": args.repeats,
+    "ratios": "paired: median over the repeats of the per-repeat ratio; *_range: [min, max]",
     "bare_round_s": med["bare"],
+    "load_average_before": list(load_before),  # 1, 5, 15 min, before the timings
     "load_average_1min": os.getloadavg()[0],  # after the timings: was the machine idle?
     "methods": {},
+    "samples_s": {k: list(map(float, v)) for k, v in samples.items()},  # per repeat, in order
   }
-  out["data_parallel_s"] = med["data parallel"]
+  out["data_parallel_s"] = med["data parallel"]  # the shard_map loop (primary)
+  out["data_parallel_gspmd_s"] = med["data parallel (GSPMD)"]
+  out["data_parallel_max_abs_diff"] = dp_diff  # shard_map vs GSPMD params after one call
   out["naive_loop_s"] = med["naive loop"]
   out["bare_average_s"] = med["bare + average"]
-  dpm, flm = med["data parallel"], med["bare + average"]
+  # The ratio columns: name in the JSON, header, runner it divides by.
+  columns = [
+    ("bare", "/bare", "bare"),
+    ("bare_average", "/floor", "bare + average"),
+    ("data_parallel", "/DP", "data parallel"),
+    ("data_parallel_gspmd", "/DP-GSPMD", "data parallel (GSPMD)"),
+    ("naive_loop", "/naive", "naive loop"),
+  ]
+  widths = [8, 8, 7, 11, 8]
 
-  def row(name, ms, extra=""):
-    print(
-      f"{name:<18}{ms * 1e3:>9.1f}{'':>9}{ms / med['bare']:>8.2f}{ms / flm:>8.2f}"
-      f"{ms / dpm:>7.2f}{extra}"
+  def ratios(name):
+    r = {}
+    for key, _, ref in columns:
+      r[f"ratio_to_{key}"], r[f"ratio_to_{key}_range"] = paired(name, ref)
+    return r
+
+  def row(label, name, extra="", rf=None):
+    r = ratios(name)
+    cells = "".join(f"{r[f'ratio_to_{k}']:>{w}.3f}" for (k, _, _), w in zip(columns, widths))
+    rf = "" if rf is None else f"{rf:.3f}"
+    print(f"{label:<22}{med[name] * 1e3:>9.1f}{rf:>9}{cells}{extra}")
+    return r
+
+  def range_row(label, r):
+    cells = "".join(
+      f"{'{:.2f}-{:.2f}'.format(*r[f'ratio_to_{k}_range']):>12}" for k, _, _ in columns
     )
+    print(f"{label:<22}{cells}")
 
-  print(
-    f"{'method':<18}{'round ms':>9}{'/fedavg':>9}{'/bare':>8}{'/floor':>8}{'/DP':>7}"
-    f"{'node B':>12}{'server B':>12}"
-  )
-  row("bare work", med["bare"])
-  row("bare + average", flm, "   (floor: + Delta, one psum, the mean applied)")
-  row("data parallel", dpm)
-  row("naive loop", med["naive loop"], f"   ({methods[0]}, one client at a time)")
+  header = "".join(f"{h:>{w}}" for (_, h, _), w in zip(columns, widths))
+  print(f"\n{'method':<22}{'round ms':>9}{'/fedavg':>9}{header}{'node B':>12}{'server B':>12}")
+  baselines = {
+    "bare work": ("bare", ""),
+    "bare + average": ("bare + average", "   (floor: + Delta, one psum, the mean applied)"),
+    "data parallel": ("data parallel", "   (shard_map, one pmean of the gradient per step)"),
+    "data parallel (GSPMD)": ("data parallel (GSPMD)", "   (the same SGD on the global batch)"),
+    "naive loop": ("naive loop", f"   ({methods[0]}, one client at a time)"),
+  }
+  out["baselines"] = {}
+  for label, (name, extra) in baselines.items():
+    out["baselines"][name] = {"median_round_s": med[name], **row(label, name, extra)}
   for name in methods + unchecked:
     state, rnd = states[name][0], states[name][1]
     node_b = tree_bytes(state.inner_state) // C
     server_b = tree_bytes(state.outer_state)
+    rf, rf_range = paired(name, "fedavg") if "fedavg" in med else (None, None)
     r = {
       "median_round_s": med[name],
-      "ratio_to_fedavg": med[name] / med["fedavg"] if "fedavg" in med else None,
-      "ratio_to_bare": med[name] / med["bare"],
-      "ratio_to_bare_average": med[name] / flm,
-      "ratio_to_data_parallel": med[name] / dpm,
-      "ratio_to_naive_loop": med[name] / med["naive loop"],
+      "ratio_to_fedavg": rf,
+      "ratio_to_fedavg_range": rf_range,
+      **ratios(name),
       "node_state_bytes": node_b,
       "server_state_bytes": server_b,
       "node_state_param_copies": round(node_b / tree_bytes(params), 3),
       "server_state_param_copies": round(server_b / tree_bytes(params), 3),
     }
     out["methods"][name] = r
-    rf = r["ratio_to_fedavg"]
-    print(
-      f"{name:<18}{med[name] * 1e3:>9.1f}{(rf or float('nan')):>9.3f}"
-      f"{r['ratio_to_bare']:>8.3f}{r['ratio_to_bare_average']:>8.3f}"
-      f"{r['ratio_to_data_parallel']:>7.2f}{node_b:>12,}{server_b:>12,}"
-    )
+    row(name, name, f"{node_b:>12,}{server_b:>12,}", rf)
+  print(f"\nthe same ratios' range over the {args.repeats} repeats (min-max):")
+  print(f"{'method':<22}" + "".join(f"{h:>12}" for _, h, _ in columns))
+  for label, (name, _) in baselines.items():
+    range_row(label, out["baselines"][name])
+  for name in methods + unchecked:
+    range_row(name, out["methods"][name])
   if mesh_row is not None:
     st2 = states[mesh_row][0]
     per_dev = lambda tree: max(  # noqa: E731
@@ -466,16 +565,18 @@ def main(args):
       )
       for d in jax.devices()
     )
+    ratio_1d, ratio_1d_range = paired(mesh_row, methods[0])
     r = {
       "mesh": f"{n_dev // args.mesh_model} clients x {args.mesh_model} model",
       "median_round_s": med[mesh_row],
-      "ratio_to_1d": med[mesh_row] / med[methods[0]],
+      "ratio_to_1d": ratio_1d,
+      "ratio_to_1d_range": ratio_1d_range,
       "params_bytes_per_device": per_dev(st2.params),
       "params_bytes_per_device_1d": per_dev(states[methods[0]][0].params),
     }
     out["mesh_2d"] = r
     print(
-      f"{mesh_row:<14}{med[mesh_row] * 1e3:>10.1f}   ({r['mesh']}: "
+      f"\n{mesh_row:<14}{med[mesh_row] * 1e3:>10.1f}   ({r['mesh']}: "
       f"{r['ratio_to_1d']:.2f}x the 1-D round; params per device "
       f"{r['params_bytes_per_device']:,} B vs {r['params_bytes_per_device_1d']:,} B; "
       f"{C // (n_dev // args.mesh_model)} clients per group)"
@@ -488,9 +589,11 @@ def main(args):
     if name in methods or name == mesh_row or name in unchecked:
       continue
     up = float(states[name][3]["bytes_up"])
+    ratio, ratio_range = paired(name, base)
     r = {
       "median_round_s": med[name],
-      "ratio_to_uncompressed": med[name] / med[base],
+      "ratio_to_uncompressed": ratio,
+      "ratio_to_uncompressed_range": ratio_range,
       "bytes_up": up,
       "bytes_ratio": up / up0,
     }
@@ -505,7 +608,7 @@ def main(args):
     print(
       f"\nmain job (configs/synthetic.py), {f['rounds']} rounds: separate calls "
       f"{f['separate_s'] * 1e3:.1f} ms, one fused dispatch {f['fused_s'] * 1e3:.1f} ms: "
-      f"{f['speedup']:.2f}x faster"
+      f"{f['speedup']:.2f}x faster ({f['speedup_range'][0]:.2f}-{f['speedup_range'][1]:.2f})"
     )
   if args.init_clients:
     import subprocess
