@@ -218,15 +218,20 @@ class ClipMonitorState(NamedTuple):
 
 def _subsample(g, max_samples):
   """At most ``max_samples`` coordinates of ``g``, at fixed pseudo-random positions (a
-  regular stride would alias with periodic structure, e.g. rows of a matrix)."""
-  flat = jnp.ravel(g)
-  if max_samples is None or flat.size <= max_samples:
-    return flat
-  idx = np.sort(np.random.default_rng(flat.size).choice(flat.size, max_samples, replace=False))
-  return flat[idx.astype(np.int32)]
+  regular stride would alias with periodic structure, e.g. rows of a matrix); ``g`` itself
+  when it is that small. Never reshapes ``g``, so it works on explicitly sharded arrays
+  (the sampled coordinates come back replicated)."""
+  if max_samples is None or g.size <= max_samples:
+    return g
+  idx = np.sort(np.random.default_rng(g.size).choice(g.size, max_samples, replace=False))
+  where = tuple(i.astype(np.int32) for i in np.unravel_index(idx, g.shape))
+  explicit = any(axis is not None for axis in jax.typeof(g).sharding.spec)
+  return g.at[where].get(out_sharding=jax.P() if explicit else None)
 
 
-def clip_fractions(before, after, max_samples: Optional[int] = STAT_SAMPLES):
+def clip_fractions(
+  before, after, max_samples: Optional[int] = STAT_SAMPLES
+) -> tuple[jax.Array, jax.Array]:
   """Fractions of coordinates a clipping stage shrank (``|after| < |before|``: cut from
   above) and grew (``|after| > |before|``: raised from below). Two float32 scalars.
 
@@ -253,10 +258,12 @@ def _fractions(sub_before, sub_after, sizes):
   for b, a, size in zip(sub_before, sub_after, sizes):
     bb = jnp.abs(b).astype(jnp.float32)
     aa = jnp.abs(a).astype(jnp.float32)
-    w = size / max(bb.size, 1)
-    above += w * jnp.sum(jnp.where(aa < bb, 1.0, 0.0))
-    below += w * jnp.sum(jnp.where(aa > bb, 1.0, 0.0))
-  return above / n, below / n
+    # Counts in float32 whatever ``jax_enable_x64`` says (a weakly typed 1.0 would be
+    # float64 there and promote the float32 accumulator of a scan carry).
+    w = jnp.float32(size / max(bb.size, 1))
+    above += w * jnp.sum(aa < bb, dtype=jnp.float32)
+    below += w * jnp.sum(aa > bb, dtype=jnp.float32)
+  return above / jnp.float32(n), below / jnp.float32(n)
 
 
 def monitor_clip(

@@ -73,7 +73,7 @@ def make_local_run(
   noise: Optional[optax.GradientTransformation] = None,
   has_aux: bool = False,
   check_finite: bool = True,
-):
+) -> Callable[..., LocalResult]:
   """Returns ``run(params, inner_state, noise_state, batches, round_index=0, step0=0,
   num_steps=None) -> LocalResult``.
 

@@ -1,10 +1,15 @@
 """The transform contract, in the manner of optax's ``contrib/_common_test.py``.
 
-Every transform factory of tailopt and the inner and outer transform of every
-``get_method`` pair: jit; float32 and bfloat16 kept; state structure stable across
-updates; ``optax.inject_hyperparams`` on every float argument under jit; schedules
-accepted; inside ``optax.MultiSteps`` and a user's ``optax.chain``; extra arguments
-accepted. Also pins the metric names the round and the simulator emit.
+The factory list is derived from the public API: every function in ``tailopt.__all__`` and
+``tailopt.asynchronous.__all__`` whose return annotation is a ``GradientTransformation``
+(``FACTORIES`` must name exactly those, with the arguments to build each), the inner and
+outer transform of every ``get_method`` rule, and the rules inside every asynchronous preset.
+Each is checked under ``jax_enable_x64`` off and on: jit; float32 and bfloat16 kept; state
+structure stable across updates; ``optax.inject_hyperparams`` on every float argument under
+jit; schedules accepted; inside ``optax.MultiSteps`` and a user's ``optax.chain``; extra
+arguments accepted; it minimises a small quadratic (optax's convergence check); the state's
+and updates' shardings follow sharded parameters and stay the same across updates (no
+recompilation). Also pins the metric names the round and the simulator emit.
 """
 
 import functools
@@ -35,6 +40,7 @@ FACTORIES = {
   "fedopt_adam": (tailopt.fedopt_adam, dict(learning_rate=0.1, b1=0.9, b2=0.99), {}),
   "fedopt_yogi": (tailopt.fedopt_yogi, dict(learning_rate=0.1, b1=0.9, b2=0.99), {}),
   "indexed_hyperparams": (tailopt.indexed_hyperparams(optax.sgd), dict(learning_rate=0.1), {}),
+  "delayed_nesterov": (A.delayed_nesterov, dict(learning_rate=0.1, momentum=0.9), dict(period=2)),
 }
 # Arguments that may be schedules (of the count, or of the round for indexed_hyperparams).
 SCHEDULABLE = {
@@ -47,6 +53,7 @@ SCHEDULABLE = {
   "fedopt_adam": ("learning_rate",),
   "fedopt_yogi": ("learning_rate",),
   "indexed_hyperparams": ("learning_rate",),
+  "delayed_nesterov": ("learning_rate",),
 }
 
 PAIRS = [f"{o}-{i}" for o in tailopt.OUTER_RULES for i in tailopt.INNER_RULES]
@@ -56,6 +63,62 @@ RULES = [("inner", f"avg-{i}") for i in tailopt.INNER_RULES] + [
   ("outer", f"{o}-sgd") for o in tailopt.OUTER_RULES
 ]
 RULE_IDS = [f"{level}:{name.split('-')[0 if level == 'outer' else 1]}" for level, name in RULES]
+
+# Required arguments of the asynchronous presets (each returns an ``AsyncSetup``).
+PRESET_ARGS = {"fedbuff": dict(buffer_size=4), "async_local_sgd": dict(num_workers=4)}
+
+
+def _public_functions():
+  for mod in (tailopt, A):
+    for name in mod.__all__:
+      obj = getattr(mod, name)
+      if inspect.isfunction(obj):
+        yield mod.__name__, name, obj
+
+
+def _returns(fn, what):
+  return what in str(inspect.signature(fn).return_annotation)
+
+
+def _preset_rules():
+  """``(id, transform)`` of every rule inside every public asynchronous preset."""
+  out = []
+  for _, name, fn in _public_functions():
+    if _returns(fn, "AsyncSetup"):
+      setup = fn(**PRESET_ARGS.get(name, {}))
+      out += [(f"{name}:inner", setup.method.inner), (f"{name}:outer", setup.method.outer)]
+      if setup.outer is not None:
+        out.append((f"{name}:server", setup.outer))
+  return out
+
+
+PRESET_RULES = _preset_rules()
+
+
+@pytest.fixture(params=[False, True], ids=["x32", "x64"])
+def x64(request):
+  """Runs the test with ``jax_enable_x64`` off and on (it changes weak types)."""
+  with jax.enable_x64(request.param):
+    yield request.param
+
+
+def test_every_public_function_says_what_it_returns():
+  # The factory list below is derived from return annotations: one missing hides a factory.
+  missing = [
+    f"{m}.{n}"
+    for m, n, fn in _public_functions()
+    if inspect.signature(fn).return_annotation is inspect.Signature.empty
+  ]
+  assert missing == []
+
+
+def test_factories_are_exactly_the_public_transform_factories():
+  public = {n for _, n, fn in _public_functions() if _returns(fn, "GradientTransformation")}
+  assert public == set(FACTORIES), (
+    f"public factories without a contract entry: {sorted(public - set(FACTORIES))}; "
+    f"entries that are not public: {sorted(set(FACTORIES) - public)}"
+  )
+  assert len(PRESET_RULES) >= 8  # four presets, two rules each (and DN's server rule)
 
 
 def _params(dtype):
@@ -125,13 +188,13 @@ def _float_hparams(name, level):
 # ----------------------------------------------------------------- factories
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_factory_jit_dtype_and_stable_state(name, dtype):
+def test_factory_jit_dtype_and_stable_state(name, dtype, x64):
   factory, floats, static = FACTORIES[name]
   _contract(factory(**static, **floats), dtype)
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_factory_inject_hyperparams_every_float_under_jit(name):
+def test_factory_inject_hyperparams_every_float_under_jit(name, x64):
   factory, floats, static = FACTORIES[name]
   injected = optax.inject_hyperparams(
     _keyword_factory(functools.partial(factory, **static), floats)
@@ -143,7 +206,7 @@ def test_factory_inject_hyperparams_every_float_under_jit(name):
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULABLE))
-def test_factory_accepts_schedules(name):
+def test_factory_accepts_schedules(name, x64):
   factory, floats, static = FACTORIES[name]
   kw = dict(floats)
   for arg in SCHEDULABLE[name]:
@@ -155,7 +218,7 @@ def test_factory_accepts_schedules(name):
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_factory_in_multisteps_user_chain_and_extra_args(name):
+def test_factory_in_multisteps_user_chain_and_extra_args(name, x64):
   factory, floats, static = FACTORIES[name]
   tx = factory(**static, **floats)
   _contract(optax.MultiSteps(tx, every_k_schedule=2), steps=4)
@@ -175,7 +238,7 @@ def test_every_pair_is_its_two_rules():
 
 
 @pytest.mark.parametrize("level,name", RULES, ids=RULE_IDS)
-def test_rule_contract(level, name):
+def test_rule_contract(level, name, x64):
   tx = _pair_tx(name, level)
   for dtype in (jnp.float32, jnp.bfloat16):
     _contract(tx, dtype, extra=dict(round_index=jnp.int32(2), step_index=jnp.int32(5)))
@@ -184,7 +247,7 @@ def test_rule_contract(level, name):
 
 
 @pytest.mark.parametrize("level,name", RULES, ids=RULE_IDS)
-def test_rule_inject_hyperparams_every_float_under_jit(level, name):
+def test_rule_inject_hyperparams_every_float_under_jit(level, name, x64):
   floats = _float_hparams(name, level)
   assert floats, name
   injected = optax.inject_hyperparams(
@@ -196,11 +259,98 @@ def test_rule_inject_hyperparams_every_float_under_jit(level, name):
 
 
 @pytest.mark.parametrize("level,name", RULES, ids=RULE_IDS)
-def test_rule_accepts_schedules(level, name):
+def test_rule_accepts_schedules(level, name, x64):
   kw = {f"{level}_lr": optax.constant_schedule(0.01)}
   got = _contract(_pair_tx(name, level, **kw), extra=dict(round_index=jnp.int32(4)))
   want = _contract(_pair_tx(name, level, **{f"{level}_lr": 0.01}))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, want)
+
+
+@pytest.mark.parametrize("name", [n for n, _ in PRESET_RULES])
+def test_preset_rule_contract(name, x64):
+  tx = dict(PRESET_RULES)[name]
+  for dtype in (jnp.float32, jnp.bfloat16):
+    _contract(tx, dtype, extra=dict(round_index=jnp.int32(2), step_index=jnp.int32(5)))
+  _contract(optax.MultiSteps(tx, every_k_schedule=2), steps=4)
+
+
+# ----------------------------------------------------------------- convergence, sharding
+def _as_descent(name, tx):
+  """The factory as a descent rule: clipping and scaling stages get an SGD step after them."""
+  if name in ("bi_clip", "l2_clip", "monitor_clip", "inject_noise", "scale_by_fedopt"):
+    return optax.chain(tx, optax.sgd(0.1))
+  return tx
+
+
+def _all_descent_rules():
+  rules = {}
+  for name, (factory, floats, static) in FACTORIES.items():
+    if name == "inject_noise":  # Gaussian noise of scale 1e-3: converges to the noise floor
+      floats = dict(floats, scale=1e-3)
+      static = dict(static, distribution="gaussian")
+    rules[f"factory:{name}"] = _as_descent(name, factory(**static, **floats))
+  for (level, name), rid in zip(RULES, RULE_IDS):
+    rules[f"rule:{rid}"] = _pair_tx(name, level, **{f"{level}_lr": 0.05})
+  return rules  # the presets' rules are named rules (above) and delayed_nesterov
+
+
+DESCENT_RULES = _all_descent_rules()
+_CURVATURE = {"w": jnp.linspace(0.2, 1.0, 12).reshape(3, 4), "b": jnp.array([0.3, 0.6, 1.0])}
+
+
+def _quadratic(params):
+  t = _grads(jnp.float32)  # the target
+  return sum(
+    0.5 * jnp.sum(h * (p - q) ** 2)
+    for p, q, h in zip(jax.tree.leaves(params), jax.tree.leaves(t), jax.tree.leaves(_CURVATURE))
+  )
+
+
+@pytest.mark.parametrize("name", sorted(DESCENT_RULES))
+def test_minimises_a_quadratic(name, x64):
+  """optax's convergence check: 600 steps on a diagonal quadratic cut the loss 100-fold."""
+  tx = optax.with_extra_args_support(DESCENT_RULES[name])
+  params = _params(jnp.float32)
+
+  @jax.jit
+  def run(params):
+    def step(carry, i):
+      p, s = carry
+      g = jax.grad(_quadratic)(p)
+      u, s = tx.update(g, s, p, round_index=i, step_index=i)
+      return (optax.apply_updates(p, u), s), None
+
+    (p, _), _ = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(600, dtype=jnp.int32))
+    return p
+
+  final = run(params)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(final))
+  assert float(_quadratic(final)) < 1e-2 * float(_quadratic(params)), name
+
+
+@pytest.mark.parametrize("name", sorted(DESCENT_RULES))
+def test_sharding_types_stable_across_init_update_and_jit(name, x64):
+  """optax's sharding check (``optax/_src/sharding_test.py``): under an explicitly sharded
+  mesh the state's types (shape, dtype and sharding) after ``update`` equal those after
+  ``init``, eagerly and under jit, so a state fed back never recompiles; the updates keep
+  the params' types; ``init`` accepts abstract params."""
+  tx = optax.with_extra_args_support(DESCENT_RULES[name])
+  assert tx.init(jax.ShapeDtypeStruct((2, 8, 4), jnp.float32)) is not None
+  mesh = jax.make_mesh((8,), ("x",), axis_types=(jax.sharding.AxisType.Explicit,))
+  spec = jax.sharding.NamedSharding(mesh, jax.P(None, "x"))
+  types = lambda tree: jax.tree.map(jax.typeof, tree)
+  with jax.set_mesh(mesh):
+    params = {"w": jnp.linspace(-1.0, 1.0, 64, dtype=jnp.float32).reshape(2, 8, 4)}
+    params = jax.device_put(params, spec)
+    grads = jax.tree.map(lambda p: 0.5 * p + 0.1, params)
+    extra = dict(round_index=jnp.int32(1), step_index=jnp.int32(1))
+    state0 = tx.init(params)
+    assert types(jax.jit(tx.init)(params)) == types(state0), name
+    updates, state1 = tx.update(grads, state0, params, **extra)
+    assert types(state1) == types(state0), name
+    assert types(updates) == types(params), name
+    _, state2 = jax.jit(functools.partial(tx.update, **extra))(grads, state0, params)
+    assert types(state2) == types(state1), name
 
 
 # ----------------------------------------------------------------- metric names
@@ -243,6 +393,56 @@ def test_round_metric_names_are_pinned(name, extra):
   assert set(metrics) == BASE_ROUND | extra
 
 
+X64_METHODS = {
+  "bi2clip": dict(
+    inner_lr=0.05, inner_upper=1.0, inner_lower=0.01, outer_lr=1.0, outer_upper=0.5
+  ),  # the x64 bug's report
+  "adam-biclip": {},
+  "avg-l2clip": {},
+  "yogi-biclip": {},
+}
+
+
+def _x64_round(method):
+  rnd = tailopt.build_round(_loss, method, local_steps=2, num_clients=8)
+  state, metrics = rnd(
+    rnd.init({"w": jnp.zeros(3, jnp.float32)}), _batch(8, 2, np.random.default_rng(3))
+  )
+  return state.params["w"], metrics
+
+
+@pytest.mark.parametrize("name", [*X64_METHODS, "user-monitor-clip"])
+def test_round_under_x64_keeps_float32_and_the_numbers(name):
+  """Every monitored clip stage crashed under ``jax_enable_x64`` (a weakly typed count
+  promoted the float32 scan carry); the round now runs and gives the x32 numbers."""
+  if name == "user-monitor-clip":
+    make = lambda: tailopt.Method(
+      inner=optax.chain(tailopt.monitor_clip(optax.clip(0.5)), optax.sgd(0.1)),
+      outer=optax.chain(tailopt.monitor_clip(optax.clip_by_global_norm(0.1)), optax.sgd(1.0)),
+    )
+  else:
+    make = lambda: tailopt.get_method(name, **X64_METHODS[name])
+  want, want_metrics = _x64_round(make())
+  with jax.enable_x64(True):
+    got, metrics = _x64_round(make())
+  assert got.dtype == jnp.float32
+  assert all(v.dtype == jnp.float32 for v in metrics.values()), metrics
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  for k, v in want_metrics.items():
+    np.testing.assert_allclose(metrics[k], v, rtol=1e-6, err_msg=k)
+
+
+def test_simulator_under_x64_keeps_float32_and_the_numbers():
+  want = _simulator().run(_simulator().init({"w": jnp.ones(3, jnp.float32)}), 3)
+  with jax.enable_x64(True):
+    sim = _simulator()
+    got = sim.run(sim.init({"w": jnp.ones(3, jnp.float32)}), 3)
+  assert got[0].params["w"].dtype == jnp.float32
+  np.testing.assert_allclose(got[0].params["w"], want[0].params["w"], rtol=1e-6)
+  for k in ("outer_clip_above", "inner_clip_above", "loss"):
+    np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-6, err_msg=k)
+
+
 def test_round_without_finite_check_drops_only_that_metric():
   """``check_finite=False``: the same numbers, no ``nonfinite_frac``."""
   runs = {}
@@ -261,7 +461,8 @@ def test_round_without_finite_check_drops_only_that_metric():
 def _simulator(check_finite=True):
   def data_fn(worker, job, key):
     del worker, job
-    return {"x": jax.random.normal(key, (2, 4, 3)), "y": jnp.zeros((2, 4))}
+    x = jax.random.normal(key, (2, 4, 3), jnp.float32)  # float64 by default under x64
+    return {"x": x, "y": jnp.zeros((2, 4), jnp.float32)}
 
   return A.Simulator(
     _loss,

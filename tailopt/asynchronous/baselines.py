@@ -44,7 +44,7 @@ class DelayedNesterovState(NamedTuple):
 
 
 def delayed_nesterov(
-  learning_rate: float, momentum: float = 0.9, period: int = 1
+  learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9, period: int = 1
 ) -> optax.GradientTransformation:
   r"""Delayed Nesterov (DN) outer rule (Liu et al. 2024, our reading of their Algorithm).
 
@@ -59,10 +59,14 @@ def delayed_nesterov(
                        x \leftarrow x - \eta(\beta m + \Delta_t / N);\; b \leftarrow 0
 
   With ``period = 1`` this is ordinary Nesterov SGD (``optax.sgd(lr, momentum, nesterov=True)``).
+  ``learning_rate`` may be a schedule of the arrival count (``optax`` convention: evaluated at
+  the number of updates before this one); ``learning_rate`` and ``momentum`` may be traced
+  (``optax.inject_hyperparams``), in which case the range check of ``momentum`` is skipped.
+  ``period`` is static (it shapes the schedule of boundaries).
   """
-  if period < 1:
-    raise ValueError(f"delayed_nesterov: period={period} must be >= 1.")
-  if not 0.0 <= momentum < 1.0:
+  if int(period) != period or period < 1:
+    raise ValueError(f"delayed_nesterov: period={period} must be an integer >= 1.")
+  if isinstance(momentum, (int, float)) and not 0.0 <= momentum < 1.0:
     raise ValueError(f"delayed_nesterov: momentum={momentum} must be in [0, 1).")
 
   def init_fn(params):
@@ -71,12 +75,17 @@ def delayed_nesterov(
 
   def update_fn(updates, state, params=None):
     del params
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
     count = state.count + 1
     buf = jax.tree.map(lambda b, g: b + g, state.buffer, updates)
     boundary = (count % period) == 0
-    m_new = jax.tree.map(lambda m, b: momentum * m + b / period, state.momentum, buf)
-    nest = jax.tree.map(lambda m, g: -learning_rate * (momentum * m + g / period), m_new, updates)
-    plain = jax.tree.map(lambda g: -(learning_rate / period) * g, updates)
+
+    def cast(x, like):  # keep each leaf's dtype (a float64 lr under x64 must not promote)
+      return jnp.asarray(x).astype(like.dtype)
+
+    m_new = jax.tree.map(lambda m, b: cast(momentum * m + b / period, m), state.momentum, buf)
+    nest = jax.tree.map(lambda m, g: cast(-lr * (momentum * m + g / period), g), m_new, updates)
+    plain = jax.tree.map(lambda g: cast(-(lr / period) * g, g), updates)
     out = jax.tree.map(lambda a, b: jnp.where(boundary, a, b), nest, plain)
     m = jax.tree.map(lambda a, b: jnp.where(boundary, a, b), m_new, state.momentum)
     buf = jax.tree.map(lambda b: jnp.where(boundary, jnp.zeros_like(b), b), buf)

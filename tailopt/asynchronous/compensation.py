@@ -37,6 +37,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import optax
 
 KINDS = ("none", "constant", "adaptive")
 ORDERS = ("compensate_then_clip", "clip_then_compensate")
@@ -78,7 +79,7 @@ class CompensationConfig:
     return self.kind != "none"
 
 
-def compensate(delta, diff, lam):
+def compensate(delta, diff, lam) -> optax.Updates:
   r""":math:`\Delta + \lambda \Delta \odot \Delta \odot (x_\text{now} - x_\text{pulled})`.
 
   ``delta``, ``diff`` (= x_now - x_pulled) and ``lam`` (scalar or tree like ``delta``) are
@@ -89,12 +90,12 @@ def compensate(delta, diff, lam):
   return jax.tree.map(lambda d, x, l: d + l * d * d * x, delta, diff, lam)
 
 
-def update_mean_square(ms, sq_mean, momentum: float):
+def update_mean_square(ms, sq_mean, momentum: float) -> optax.Updates:
   """``MS <- m MS + (1 - m) mean_k Delta_k^2`` (tree-wise)."""
   return jax.tree.map(lambda a, b: momentum * a + (1.0 - momentum) * b, ms, sq_mean)
 
 
-def adaptive_lambda(ms, lam0: float, eps: float):
+def adaptive_lambda(ms, lam0: float, eps: float) -> optax.Updates:
   """``lambda = lam0 / sqrt(MS + eps)`` elementwise."""
   return jax.tree.map(lambda a: lam0 / jnp.sqrt(a + eps), ms)
 

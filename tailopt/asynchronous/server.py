@@ -38,7 +38,7 @@ Any tailopt method plugs in: its inner transform runs the local jobs, its outer 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -192,7 +192,7 @@ def server_update(
   valid,
   tick,
   local_metrics: Optional[dict] = None,
-):
+) -> tuple[optax.Params, optax.OptState, Any, dict]:
   """One server step over a buffer (pure JAX; see module doc).
 
   Args:

@@ -76,7 +76,7 @@ class RateConfig:
     )
 
 
-def staleness_scale(cfg: RateConfig, tau, num_workers: int = 1):
+def staleness_scale(cfg: RateConfig, tau, num_workers: int = 1) -> jnp.ndarray:
   """:math:`s(\\tau)` elementwise (float32); ``tau`` may be a float (mean reduction)."""
   c = cfg.resolved(num_workers)
   t = jnp.maximum(jnp.asarray(tau, jnp.float32), 0.0)
@@ -95,7 +95,9 @@ def staleness_scale(cfg: RateConfig, tau, num_workers: int = 1):
   raise AssertionError(c.family)
 
 
-def reduce_staleness(cfg: RateConfig, reduction: str, taus, valid, num_workers: int = 1):
+def reduce_staleness(
+  cfg: RateConfig, reduction: str, taus, valid, num_workers: int = 1
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Per-update weights ``w_k`` and the step scale ``s`` for a buffer.
 
   Returns ``(w, scale)``: with ``'weights'`` reduction ``w_k = s(tau_k)`` (masked) and
