@@ -65,8 +65,25 @@ def base_config() -> config_dict.ConfigDict:
   c.progress = True
   c.report_metric = "eval/loss"
   c.report_mode = "min"
-  # Grids for experiments.sweep: {method: ["field=v1,v2,...", ...]}; "*" applies to all.
-  c.sweep = config_dict.ConfigDict({"methods": [], "seeds": [0], "grids": {}})
+  # The study rules of experiments.sweep: grids {method: ["field=v1,v2,...", ...]} ("*"
+  # applies to all), tuned on tune_seeds at `rounds`, the kept point reported on
+  # report_seeds (at least 5, none a tuning seed) for report_rounds (0 = rounds), quality
+  # tabulated at `budgets` (empty = 25/50/100% of rounds and report_rounds). A kept point on
+  # a grid edge extends that axis geometrically (at most max_extensions steps per side)
+  # unless bounds (["field=low,high", ...], None = open side) declares the edge.
+  c.sweep = config_dict.ConfigDict(
+    {
+      "methods": [],
+      "grids": {},
+      "tune_seeds": [0],
+      "report_seeds": [1, 2, 3, 4, 5],
+      "report_rounds": 0,
+      "budgets": [],
+      "bounds": [],
+      "max_extensions": 4,
+      "reference": "",  # the method the others are compared with (default: bi2clip if run)
+    }
+  )
   return c
 
 

@@ -37,7 +37,6 @@ def get_config(arg: str = ""):
   c.eval_batch_size = 1000
   c.report_metric, c.report_mode = "eval/accuracy", "max"
   c.sweep.methods = REAL_METHODS
-  c.sweep.seeds = [0, 1]
   c.sweep.grids = {
     "fedavg": ["hparams.inner_lr=0.03,0.1,0.3"],
     "avg-l2clip": ["hparams.inner_lr=0.03,0.1,0.3", "hparams.inner_upper=1.0"],

@@ -31,7 +31,6 @@ def get_config(arg: str = ""):
   c.eval_batch_size = 512
   c.report_metric, c.report_mode = "eval/loss", "min"
   c.sweep.methods = REAL_METHODS
-  c.sweep.seeds = [0, 1]
   c.sweep.grids = {
     "fedavg": ["hparams.inner_lr=0.1,0.3,1.0"],
     "avg-l2clip": ["hparams.inner_lr=0.1,0.3,1.0", "hparams.inner_upper=1.0"],
@@ -74,11 +73,11 @@ def get_config(arg: str = ""):
     }
     c.compression.kind, c.compression.block = "int", 64
     c.sweep.methods = ["fedavg", "bi2clip"]
-    c.sweep.seeds = [0]
     c.sweep.grids = {
       "*": ["compression.bits=32,4,2", "compression.error_feedback=False,True"],
       "bi2clip": ["compression.kind=int,fixed"],
     }
+    c.sweep.bounds = ["compression.bits=2,32"]  # the widths a node can send
   if "runlocal" in v:
     c.data.seq_len, c.data.max_chars_per_work, c.data.test_stride = 32, 4000, 64
     c.data.stride = 4

@@ -72,7 +72,6 @@ def get_config(arg: str = ""):
     # of 2 windows: median 5e-4, 10th percentile 7e-5, 99th 9e-3, max 1.2).
     c.tuned["bi2clip"].update(inner_upper=0.01, inner_lower=1e-4, outer_upper=1e-3)
     c.sweep.methods = ["fedavg", "bi2clip", "diloco"]
-    c.sweep.seeds = [0, 1, 2]
     c.sweep.grids = {
       "fedavg": ["hparams.inner_lr=0.0003,0.001,0.003,0.01,0.03"],
       "bi2clip": ["hparams.inner_lr=0.01,0.03,0.1,0.3"],

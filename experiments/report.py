@@ -1,14 +1,25 @@
-"""Tables and plots from run directories.
+"""Tables and plots of a study, regenerated from its stored runs; ``--check`` tests its rules.
 
-    python -m experiments.report runs/sweep_dir            # one sweep -> report.md, PNGs
-    python -m experiments.report --combine out/ a/ b/ ...  # several sweeps -> one table
+    python -m experiments.report DIR                  # every study (sweep.json) under DIR,
+                                                      # and DIR/table.md when there are several
+    python -m experiments.report DIR --check          # exit 1 with one line per problem
+    python -m experiments.report --combine OUT A B .. # several studies -> one table
+    python -m experiments.report RUNS --export OUT    # copy a study's per-seed runs to OUT
 
-For a sweep (``sweep.json`` written by :mod:`experiments.sweep`) it writes
-``report.md`` (best setting per method; mean ± std over seeds of the final and of the
-best value of the report metric; diverged seeds counted) and ``curves_<metric>.png``
-(metric vs round per method, mean with a min-max band over seeds). When the runs log
-``train/bytes_cumulative`` it adds a table of every grid point's final metric against the
-bytes a node sent and received, and ``quality_vs_bytes.png``.
+For a study (``sweep.json`` from :mod:`experiments.sweep`) it writes ``report.md``:
+
+* the kept point of each method, the grid edges it sits on (if any), and the report metric
+  at every budget: ``mean ± h`` over the report seeds, with ``n`` stated and ``h`` the
+  half-width of the 95% t interval (:mod:`experiments.stats`); diverged seeds counted;
+* every method against the reference method at every budget: the difference of means and
+  Welch's p-value;
+* every tried grid point's tuning score;
+* ``curves_<metric>.png`` (mean over report seeds with the 95% band);
+* when the runs log ``train/bytes_cumulative``, quality against bytes per grid point.
+
+``--check`` (:mod:`experiments.study_check`) lists every rule a study breaks: a kept point on
+an open grid edge, too few or reused report seeds, runs of mixed code, length or config, a
+budget or CI that cannot be computed, a folder with no study in it.
 """
 
 from __future__ import annotations
@@ -17,9 +28,12 @@ import argparse
 import json
 import math
 import os
+import shutil
+import sys
 
 import numpy as np
 
+from experiments import stats as stats_lib
 from experiments.metrics_log import read_jsonl
 
 
@@ -29,15 +43,31 @@ def _load(run_dir):
   return summary, rows
 
 
-def _mean_std(values):
-  v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
-  if not len(v):
-    return math.nan, math.nan
-  return float(v.mean()), float(v.std())
+def find_studies(root: str) -> list[str]:
+  """Every folder under ``root`` (itself included) holding a ``sweep.json``, sorted."""
+  found = []
+  for d, dirs, files in os.walk(root):
+    if "sweep.json" in files:
+      found.append(d)
+      dirs[:] = []  # a study's run folders hold no studies
+    dirs.sort()
+  return sorted(found)
+
+
+def value_at(rows, metric: str, round_: int):
+  """The metric logged at ``round_`` (None if the run never logged it: diverged or short)."""
+  for r in rows:
+    if r.get("round") == round_ and metric in r:
+      v = r[metric]
+      return v if v is not None and math.isfinite(v) else None
+  return None
 
 
 def method_stats(sweep_dir: str) -> dict:
+  """Per method: kept point, edges, metric, and per budget the per-seed values and their
+  :class:`experiments.stats.Summary`."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+  budgets = sweep.get("budgets") or []
   out = {}
   for method, info in sweep["methods"].items():
     runs = [
@@ -48,69 +78,127 @@ def method_stats(sweep_dir: str) -> dict:
     if not runs:
       continue
     metric = runs[0][0]["report_metric"]
-    finals = [s["final"].get(metric) if not s["diverged"] else None for s, _ in runs]
-    bests = [s.get("best") for s, _ in runs]
-    curves = []
-    for _, rows in runs:
-      pts = [(r["round"], r[metric]) for r in rows if metric in r]
-      curves.append(pts)
+    per_budget = {}
+    for b in budgets or [runs[0][0].get("done")]:
+      values = [value_at(rows, metric, b) for _, rows in runs]
+      per_budget[int(b)] = dict(values=values, summary=stats_lib.summarize(values))
     out[method] = dict(
       best_setting=info["best"],
+      edges=info.get("edges", []),
       metric=metric,
       mode=runs[0][0]["report_mode"],
-      final=_mean_std(finals),
-      best=_mean_std(bests),
+      budgets=per_budget,
       seeds=len(runs),
-      diverged=sum(s["diverged"] for s, _ in runs),
-      curves=curves,
+      curves=[[(r["round"], r[metric]) for r in rows if metric in r] for _, rows in runs],
       grid=info["grid"],
       wall_s=sum(s["wall_s"] for s, _ in runs),
     )
   return out
 
 
-def _fmt(ms):
-  m, s = ms
-  return "diverged" if math.isnan(m) else f"{m:.4g} ± {s:.2g}"
+def _edges_text(edges) -> str:
+  if not edges:
+    return "interior"
+  return "; ".join(f"{e['field'].split('.')[-1]} {e['side']} edge ({e['status']})" for e in edges)
 
 
-def markdown_table(stats: dict, title: str = "") -> str:
+def _better(mode: str):
+  return (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
+
+
+def markdown_table(stats: dict, sweep: dict) -> str:
+  """The kept points and the metric at every budget, mean ± 95% CI over the report seeds."""
   if not stats:
     return "(no finished runs)\n"
-  metric = next(iter(stats.values()))["metric"]
-  mode = next(iter(stats.values()))["mode"]
+  first = next(iter(stats.values()))
+  metric, mode = first["metric"], first["mode"]
+  budgets = sorted(first["budgets"])
+  last = budgets[-1]
+  n = first["seeds"]
+  tune = sweep.get("tune_seeds", [])
   lines = [
-    f"### {title}" if title else "",
-    f"Metric: `{metric}` ({'lower' if mode == 'min' else 'higher'} is better); "
-    "mean ± std over seeds at the best grid setting (tuned on the first seed).",
+    f"Metric: `{metric}` ({'lower' if mode == 'min' else 'higher'} is better) at "
+    f"{', '.join(map(str, budgets))} rounds. Tuned on seed(s) {tune} at "
+    f"{sweep.get('tune_rounds')} rounds; mean ± 95% CI (t, n − 1) over n = {n} report "
+    f"seeds {sweep.get('report_seeds')}, none a tuning seed. {_code_text(sweep)}",
     "",
-    "| method | best setting | final | best during run | seeds | diverged |",
-    "|---|---|---|---|---|---|",
+    "| method | kept point | grid edges | " + " | ".join(f"{b} rounds" for b in budgets) + " | n |",
+    "|---|---|---|" + "---|" * len(budgets) + "---|",
   ]
-  key = lambda m: stats[m]["final"][0] if mode == "min" else -stats[m]["final"][0]
-  order = sorted(stats, key=lambda m: (math.isnan(stats[m]["final"][0]), key(m)))
+  key = lambda m: stats[m]["budgets"][last]["summary"].mean
+  sign = 1 if mode == "min" else -1
+  order = sorted(
+    stats, key=lambda m: (math.isnan(key(m)), sign * key(m) if not math.isnan(key(m)) else 0)
+  )
   for m in order:
     s = stats[m]
+    cells = " | ".join(stats_lib.fmt(s["budgets"][b]["summary"]) for b in budgets)
     lines.append(
-      f"| {m} | {s['best_setting']} | {_fmt(s['final'])} | {_fmt(s['best'])} | "
-      f"{s['seeds']} | {s['diverged']} |"
+      f"| {m} | {s['best_setting']} | {_edges_text(s['edges'])} | {cells} | {s['seeds']} |"
     )
   return "\n".join(lines) + "\n"
 
 
+def _code_text(sweep) -> str:
+  code = sweep.get("code") or {}
+  if not code.get("commit"):
+    return "Code version unknown."
+  return f"Code: commit {code['commit'][:10]}{' (with local edits)' if code.get('dirty') else ''}."
+
+
+def comparison_table(stats: dict, reference: str) -> str:
+  """Every method against ``reference`` at every budget: difference of means (method −
+  reference) and Welch's two-sided p-value over the report seeds."""
+  if reference not in stats or len(stats) < 2:
+    return ""
+  ref = stats[reference]
+  budgets = sorted(ref["budgets"])
+  better = _better(ref["mode"])
+  lines = [
+    f"Each method against **{reference}**: difference of means (method − {reference}), "
+    "Welch's two-sided p-value, and which is better at p < 0.05 (else: no difference shown).",
+    "",
+    "| method | " + " | ".join(f"{b} rounds" for b in budgets) + " |",
+    "|---|" + "---|" * len(budgets),
+  ]
+  for m, s in stats.items():
+    if m == reference:
+      continue
+    cells = []
+    for b in budgets:
+      a, r = s["budgets"][b], ref["budgets"][b]
+      sa, sr = a["summary"], r["summary"]
+      if sa.n == 0 or sr.n == 0:
+        cells.append("diverged" if sa.n == 0 else f"{reference} diverged")
+        continue
+      p = stats_lib.welch_p(a["values"], r["values"])
+      verdict = ""
+      if not math.isnan(p) and p < 0.05:
+        verdict = f", {m} better" if better(sa.mean, sr.mean) else f", {reference} better"
+      cells.append(f"{sa.mean - sr.mean:+.3g} ({stats_lib.fmt_p(p)}{verdict})")
+    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def grid_table(stats: dict) -> str:
-  lines = ["| method | grid point | score (first seed; lower is better) |", "|---|---|---|"]
+  lines = [
+    "| method | grid point | tuning score (mean over tuning seeds; lower is better) | added |",
+    "|---|---|---|---|",
+  ]
   for m, s in stats.items():
     for name, g in sorted(s["grid"].items(), key=lambda kv: kv[1]["score"]):
-      lines.append(f"| {m} | {name} | {g['score']:.4g} |")
+      added = "extension" if g.get("extension") else ""
+      lines.append(f"| {m} | {name} | {g['score']:.4g} | {added} |")
   return "\n".join(lines) + "\n"
 
 
 def plot_curves(stats: dict, path: str, title: str = ""):
+  """The metric against rounds per method: mean over report seeds, 95% t band."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from scipy import stats as sps
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for m, s in stats.items():
@@ -126,13 +214,14 @@ def plot_curves(stats: dict, path: str, title: str = ""):
         mat[i, j] = v if v is not None and math.isfinite(v) else np.nan
     with np.errstate(all="ignore"):
       mean = np.nanmean(mat, 0)
-    (line,) = ax.plot(rounds, mean, label=f"{m}{' (diverged)' if s['diverged'] else ''}")
-    ax.fill_between(
-      rounds, np.nanmin(mat, 0), np.nanmax(mat, 0), alpha=0.15, color=line.get_color()
-    )
+      n = np.sum(np.isfinite(mat), 0)
+      half = sps.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(mat, 0, ddof=1) / np.sqrt(n)
+    diverged = sum(1 for c in curves if not c or not math.isfinite(c[-1][1]))
+    (line,) = ax.plot(rounds, mean, label=f"{m}{f' ({diverged} diverged)' if diverged else ''}")
+    ax.fill_between(rounds, mean - half, mean + half, alpha=0.15, color=line.get_color())
   metric = next(iter(stats.values()))["metric"]
   ax.set_xlabel("round")
-  ax.set_ylabel(metric)
+  ax.set_ylabel(f"{metric} (mean, 95% CI over report seeds)")
   if next(iter(stats.values()))["mode"] == "min":
     ax.set_yscale("log")
   ax.set_title(title or metric)
@@ -147,8 +236,8 @@ BYTES = "train/bytes_cumulative"
 
 
 def cost_stats(sweep_dir: str) -> list[dict]:
-  """Per method and grid point: the final report metric (mean ± std over seeds) and the
-  bytes one node sent and received over the run (``train/bytes_cumulative``)."""
+  """Per method and grid point: the final report metric over its runs (every seed it ran
+  on) and the bytes one node sent and received over the run (``train/bytes_cumulative``)."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   groups = {}
   for method, info in sweep["methods"].items():
@@ -159,14 +248,11 @@ def cost_stats(sweep_dir: str) -> list[dict]:
         for d in (os.listdir(point_dir) if os.path.isdir(point_dir) else [])
       )
       for run in runs:
-        if not os.path.exists(os.path.join(run, "summary.json")):
-          continue
-        _cost_row(groups, method, run)
+        if os.path.exists(os.path.join(run, "summary.json")):
+          _cost_row(groups, method, run)
   out = []
   for g in groups.values():
-    finals = g.pop("finals")
-    g["seeds"] = len(finals)
-    g["final"] = _mean_std(finals)
+    g["final"] = stats_lib.summarize(g.pop("finals"))
     out.append(g)
   return out
 
@@ -177,33 +263,31 @@ def _cost_row(groups, method, run):
   total = [row[BYTES] for row in rows if BYTES in row]
   final = None if summary["diverged"] else summary["final"].get(summary["report_metric"])
   g = groups.setdefault(
-    (method, point),
-    dict(
-      method=method, point=point, metric=summary["report_metric"], finals=[], bytes=None, diverged=0
-    ),
+    (method, point, summary.get("done")),
+    dict(method=method, point=point, rounds=summary.get("done"), metric=summary["report_metric"]),
   )
-  g["finals"].append(final)
-  g["diverged"] += int(summary["diverged"])
+  g.setdefault("finals", []).append(final)
   if total:
     g["bytes"] = float(total[-1])
 
 
 def cost_table(rows: list[dict]) -> str:
   lines = [
-    "| method | setting | total bytes per node | final | seeds | diverged |",
+    "| method | setting | rounds | total bytes per node | final (mean ± 95% CI) | n |",
     "|---|---|---|---|---|---|",
   ]
-  for g in sorted(rows, key=lambda g: (g["method"], -(g["bytes"] or 0))):
-    b = "—" if g["bytes"] is None else f"{g['bytes']:,.0f}"
+  for g in sorted(rows, key=lambda g: (g["method"], g["rounds"] or 0, -(g.get("bytes") or 0))):
+    b = "—" if g.get("bytes") is None else f"{g['bytes']:,.0f}"
+    s = g["final"]
     lines.append(
-      f"| {g['method']} | {g['point']} | {b} | {_fmt(g['final'])} | "
-      f"{g['seeds']} | {g['diverged']} |"
+      f"| {g['method']} | {g['point']} | {g['rounds']} | {b} | {stats_lib.fmt(s)} | "
+      f"{s.n + s.diverged} |"
     )
   return "\n".join(lines) + "\n"
 
 
 def plot_quality_vs_bytes(rows: list[dict], path: str, title: str = ""):
-  """Final metric (mean, with a std bar over seeds) against total bytes, per method."""
+  """Final metric (mean, 95% CI bar) against total bytes, per method."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -212,15 +296,15 @@ def plot_quality_vs_bytes(rows: list[dict], path: str, title: str = ""):
   fig, ax = plt.subplots(figsize=(7.5, 4.5))
   for method in sorted({g["method"] for g in rows}):
     pts = sorted(
-      (g for g in rows if g["method"] == method and g["bytes"]), key=lambda g: g["bytes"]
+      (g for g in rows if g["method"] == method and g.get("bytes")), key=lambda g: g["bytes"]
     )
     x = [g["bytes"] for g in pts]
-    y = [g["final"][0] for g in pts]
-    e = [g["final"][1] for g in pts]
+    y = [g["final"].mean for g in pts]
+    e = [0.0 if math.isnan(g["final"].ci95) else g["final"].ci95 for g in pts]
     ax.errorbar(x, y, yerr=e, fmt="o", ms=4, capsize=2, label=method, alpha=0.85)
   metric = rows[0]["metric"] if rows else "metric"
   ax.set_xscale("log")
-  finals = [g["final"][0] for g in rows if math.isfinite(g["final"][0])]
+  finals = [g["final"].mean for g in rows if math.isfinite(g["final"].mean)]
   if finals and min(finals) > 0 and max(finals) / min(finals) > 10:
     ax.set_yscale("log")
   ax.set_xlabel("bytes sent + received per node over the run")
@@ -234,34 +318,48 @@ def plot_quality_vs_bytes(rows: list[dict], path: str, title: str = ""):
 
 
 def write_report(sweep_dir: str) -> str:
+  """Writes ``report.md``, ``results.json`` and the plots of one study; returns the text."""
+  from experiments.rundir import atomic_write
+
+  sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   stats = method_stats(sweep_dir)
   name = os.path.basename(os.path.normpath(sweep_dir))
   metric = next(iter(stats.values()))["metric"] if stats else "metric"
   png = f"curves_{metric.replace('/', '_')}.png"
   if stats:
     plot_curves(stats, os.path.join(sweep_dir, png), title=name)
-  text = (
-    f"# Sweep {name}\n\n" + markdown_table(stats) + f"\n![curves]({png})\n\n"
-    "## Every grid point\n\n" + grid_table(stats)
-  )
+  reference = sweep.get("reference") or next(iter(stats), "")
+  text = f"# Study {name}\n\n" + markdown_table(stats, sweep)
+  comparison = comparison_table(stats, reference)
+  if comparison:
+    text += "\n" + comparison
+  text += f"\n![curves]({png})\n\n## Every grid point\n\n" + grid_table(stats)
   costs = cost_stats(sweep_dir) if stats else []
-  if any(g["bytes"] for g in costs):
+  if any(g.get("bytes") for g in costs):
     plot_quality_vs_bytes(costs, os.path.join(sweep_dir, "quality_vs_bytes.png"), name)
     text += (
-      "\n## Quality against bytes\n\nEvery grid point, mean ± std over its seeds."
+      "\n## Quality against bytes\n\nEvery grid point, mean ± 95% CI over its runs."
       "\n\n" + cost_table(costs) + "\n![quality vs bytes](quality_vs_bytes.png)\n"
     )
-  with open(os.path.join(sweep_dir, "report.md"), "w") as f:
-    f.write(text)
-  with open(os.path.join(sweep_dir, "results.json"), "w") as f:
-    json.dump(
-      {m: {k: v for k, v in s.items() if k != "curves"} for m, s in stats.items()}, f, indent=2
-    )
+  atomic_write(os.path.join(sweep_dir, "report.md"), text)
+  results = {
+    m: {
+      "best_setting": s["best_setting"],
+      "edges": s["edges"],
+      "metric": s["metric"],
+      "budgets": {
+        str(b): {"values": v["values"], **v["summary"]._asdict()} for b, v in s["budgets"].items()
+      },
+    }
+    for m, s in stats.items()
+  }
+  atomic_write(os.path.join(sweep_dir, "results.json"), json.dumps(results, indent=2))
   return text
 
 
 def combine(out_dir: str, sweep_dirs: list[str]) -> str:
-  """One table (methods x sweeps) of final metric mean ± std, plus each sweep's plot."""
+  """One table (methods × studies) of the metric at each study's longest budget and its
+  tuning budget, mean ± 95% CI, plus each study's curves."""
   os.makedirs(out_dir, exist_ok=True)
   all_stats = {os.path.basename(os.path.normpath(d)): method_stats(d) for d in sweep_dirs}
   methods = []
@@ -273,11 +371,11 @@ def combine(out_dir: str, sweep_dirs: list[str]) -> str:
     cells = []
     for c in cols:
       s = all_stats[c].get(m)
-      cells.append(
-        "—"
-        if s is None
-        else _fmt(s["final"]) + (f" ({s['diverged']} div.)" if s["diverged"] else "")
-      )
+      if s is None:
+        cells.append("—")
+        continue
+      b = max(s["budgets"])
+      cells.append(f"{stats_lib.fmt(s['budgets'][b]['summary'])} (n={s['seeds']})")
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   table = "\n".join(lines) + "\n"
   for c, s in all_stats.items():
@@ -288,17 +386,69 @@ def combine(out_dir: str, sweep_dirs: list[str]) -> str:
   return table
 
 
+def export(sweep_dir: str, out_dir: str) -> None:
+  """Copies a study to ``out_dir`` with every per-seed run (tuning and report) it used:
+  ``sweep.json`` and per run ``summary.json``, ``config.json``, ``code.json`` and the
+  ``metrics.jsonl`` rows that hold an ``eval/`` metric (no checkpoints or event files); then
+  writes the report there. ``python -m experiments.report OUT`` regenerates it."""
+  sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+  runs = set()
+  for info in sweep["methods"].values():
+    runs.update(info["runs"])
+    for cell in info["grid"].values():
+      runs.update(cell.get("runs", []))
+  for rel in sorted(runs):
+    src, dst = os.path.join(sweep_dir, rel), os.path.join(out_dir, rel)
+    os.makedirs(dst, exist_ok=True)
+    for f in ("summary.json", "config.json", "code.json"):
+      if os.path.exists(os.path.join(src, f)):
+        shutil.copyfile(os.path.join(src, f), os.path.join(dst, f))
+    rows = read_jsonl(os.path.join(src, "metrics.jsonl"))
+    with open(os.path.join(dst, "metrics.jsonl"), "w") as f:
+      for r in rows:
+        if any(k.startswith("eval/") or k == BYTES for k in r):
+          keep = {k: v for k, v in r.items() if k == "round" or k.startswith("eval/") or k == BYTES}
+          f.write(json.dumps(keep) + "\n")
+  shutil.copyfile(os.path.join(sweep_dir, "sweep.json"), os.path.join(out_dir, "sweep.json"))
+  write_report(out_dir)
+
+
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(
+    prog="python -m experiments.report", description=__doc__.splitlines()[0]
+  )
   p.add_argument("dirs", nargs="+")
   p.add_argument("--combine", default=None, help="output folder for a combined table")
+  p.add_argument("--check", action="store_true", help="exit 1 listing every broken study rule")
+  p.add_argument("--export", default=None, help="copy the study in DIR (runs included) here")
   args = p.parse_args(argv)
+  if args.check:
+    from experiments import study_check
+
+    problems = [line for d in args.dirs for line in study_check.check(d)]
+    for line in problems:
+      print(line)
+    print(f"{len(problems)} problem(s) in {', '.join(args.dirs)}", file=sys.stderr)
+    return 1 if problems else 0
+  if args.export:
+    if len(args.dirs) != 1:
+      p.error("--export takes one study folder")
+    export(args.dirs[0], args.export)
+    return 0
   if args.combine:
     print(combine(args.combine, args.dirs))
-  else:
-    for d in args.dirs:
-      print(write_report(d))
+    return 0
+  for d in args.dirs:
+    studies = find_studies(d)
+    if not studies:
+      print(f"error: no sweep.json under {d}; give a study folder made by experiments.sweep")
+      return 1
+    for s in studies:
+      print(write_report(s))
+    if len(studies) > 1:  # one study in several settings: the side-by-side table too
+      print(combine(d, studies))
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -1,19 +1,29 @@
-"""Hyperparameter grids x methods x seeds, sequential and resumable.
+"""Studies under one set of rules: tune on tuning seeds, extend grids until the kept point is
+interior, report on fresh seeds at several budgets. Sequential and resumable.
 
     python -m experiments.sweep --config configs/synthetic.py:study --workdir runs/s \\
-        [--methods fedavg,bi2clip] [--seeds 0,1,2] [--set noise.alpha=1.1] \\
-        [--grid 'hparams.inner_lr=0.01,0.1'] [--protocol tune-first|full]
+        [--methods fedavg,bi2clip] [--set noise.alpha=1.1] [--grid 'hparams.inner_lr=0.01,0.1'] \\
+        [--tune-seeds 0] [--report-seeds 1,2,3,4,5]
 
-Each method's grid is the cartesian product of the config's ``sweep.grids['*']`` and
-``sweep.grids[method]`` (``"field=v1,v2"`` strings; ``--grid`` adds to every method).
-Protocol ``tune-first`` (default) runs every grid point on the first seed, picks the best
-point per method by the config's ``report_metric`` (final value; a diverged run is worst),
-then runs that point on the remaining seeds. ``full`` runs every point on every seed and
-picks by the mean over seeds. Every cell is an ordinary run of the one loop
-(``experiments.train``, either mode); a finished cell returns its stored summary, so rerunning
-the command resumes. At the end it writes ``report.md``, plots and ``results.json`` (see
-:mod:`experiments.report`). ``experiments.async_study`` reuses :func:`run_cell` and
-:func:`score` with its own grid and report.
+The rules (``config.sweep``, see ``configs/common.py``):
+
+1. **Tune.** Each method's grid is the cartesian product of ``sweep.grids['*']`` and
+   ``sweep.grids[method]`` (``"field=v1,v2"`` strings; ``--grid`` adds to every method).
+   Every point runs on every tuning seed for ``config.rounds`` rounds; its score is the mean
+   over those seeds of the final report metric (a diverged run scores worst).
+2. **Interior.** When the best point sits on the edge of a numeric axis (no tried value on
+   one side of it, the other fields held), that axis is extended by a geometric step (the
+   edge's neighbour ratio; an arithmetic step for axes with values <= 0) and the new point
+   is tuned, until the best point is interior or the edge is a hard bound: declared in
+   ``sweep.bounds`` (``'field=low,high'``), zero, or the method diverges past it. At most
+   ``sweep.max_extensions`` steps per side; an edge left open is recorded and printed.
+3. **Report.** The kept point runs on ``sweep.report_seeds`` (at least 5, none a tuning
+   seed) for ``sweep.report_rounds`` rounds (0: ``config.rounds``); the report reads the
+   metric of each seed at every budget of ``sweep.budgets``.
+
+Every cell is an ordinary run of the one loop (``experiments.train``); a finished cell returns
+its stored summary, so rerunning the command resumes. At the end it writes ``sweep.json``
+and the report (:mod:`experiments.report`; ``--check`` tests the rules).
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 from experiments.cli import parse_assignment, set_field  # noqa: E402
 from experiments.rundir import atomic_write  # noqa: E402
+from experiments.validate import ConfigError  # noqa: E402
+
+MIN_REPORT_SEEDS = 5
 
 
 def method_grid(config, method: str, extra=()) -> list[dict]:
@@ -62,12 +75,15 @@ def score(summary: dict) -> float:
   return v if summary["report_mode"] == "min" else -v
 
 
-def cell_config(base_config, method, point, seed):
-  """The config of one cell: the base config with the method, seed and grid point set."""
+def cell_config(base_config, method, point, seed, rounds=None):
+  """The config of one cell: the base config with the method, seed, grid point (and run
+  length) set."""
   cfg = base_config.copy_and_resolve_references()
   cfg.method = method
   cfg.seed = seed
   cfg.progress = False
+  if rounds:
+    cfg.rounds = rounds
   for field, value in point.items():
     set_field(cfg, field, value)
   return cfg
@@ -80,54 +96,231 @@ def run_cell(cfg, workdir, quiet=True):
   return train.train(cfg, workdir, quiet=quiet)
 
 
-def sweep(
-  config, workdir: str, methods=None, seeds=None, extra_grid=(), protocol="tune-first", log=print
-) -> dict:
-  methods = methods or list(config.sweep.methods) or [config.method]
-  seeds = seeds or list(config.sweep.seeds) or [config.seed]
-  os.makedirs(workdir, exist_ok=True)
-  results = {"config": config.to_dict(), "protocol": protocol, "methods": {}}
-  t0 = time.time()
-  for method in methods:
-    grid = method_grid(config, method, extra_grid)
-    tune_seeds = seeds[:1] if protocol == "tune-first" else seeds
-    cells = {}
-    for point in grid:
-      name = cell_name(point)
-      runs = []
-      for seed in tune_seeds:
-        d = os.path.join(workdir, method, name, f"seed{seed}")
-        s = run_cell(cell_config(config, method, point, seed), d)
-        runs.append(s)
-        log(
-          f"[{time.time() - t0:7.1f}s] {method:<12} {name:<40} seed={seed} "
-          f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
-          f"{' DIVERGED' if s['diverged'] else ''}"
-        )
-      cells[name] = {"point": point, "score": sum(score(r) for r in runs) / len(runs)}
-    best_name = min(cells, key=lambda n: cells[n]["score"])
-    best = cells[best_name]
-    for seed in seeds:
-      if seed in tune_seeds:
-        continue
-      d = os.path.join(workdir, method, best_name, f"seed{seed}")
-      s = run_cell(cell_config(config, method, best["point"], seed), d)
-      log(
-        f"[{time.time() - t0:7.1f}s] {method:<12} {best_name:<40} seed={seed} "
-        f"{s['report_metric']}={s['final'].get(s['report_metric'], float('nan')):.5g}"
-        f"{' DIVERGED' if s['diverged'] else ''}"
+def study_plan(config, methods=None) -> dict:
+  """The rules of ``config.sweep`` resolved and checked (one-line ConfigErrors)."""
+  sw = config.sweep
+  tune_seeds = [int(s) for s in sw.tune_seeds]
+  report_seeds = [int(s) for s in sw.report_seeds]
+  if not tune_seeds:
+    raise ConfigError("config.sweep.tune_seeds is empty; give at least one tuning seed.")
+  if len(report_seeds) < MIN_REPORT_SEEDS or len(set(report_seeds)) != len(report_seeds):
+    raise ConfigError(
+      f"config.sweep.report_seeds={report_seeds}: give at least {MIN_REPORT_SEEDS} distinct "
+      "report seeds, e.g. --report-seeds 1,2,3,4,5."
+    )
+  if set(tune_seeds) & set(report_seeds):
+    raise ConfigError(
+      f"config.sweep.report_seeds share {sorted(set(tune_seeds) & set(report_seeds))} with "
+      "tune_seeds; report on fresh seeds only."
+    )
+  rounds = int(config.rounds)
+  report_rounds = int(sw.report_rounds) or rounds
+  if report_rounds < rounds:
+    raise ConfigError(
+      f"config.sweep.report_rounds={report_rounds} is below config.rounds={rounds}; report "
+      "runs are at least as long as the tuning runs."
+    )
+  every = int(config.eval_every)
+  budgets = sorted({int(b) for b in sw.budgets} or _default_budgets(rounds, report_rounds, every))
+  bad = [b for b in budgets if b > report_rounds or (b % every and b != report_rounds)]
+  if bad:
+    raise ConfigError(
+      f"config.sweep.budgets {bad} are not evaluation rounds of a {report_rounds}-round run "
+      f"(eval_every={every}); use multiples of {every} up to {report_rounds}."
+    )
+  methods = list(methods or sw.methods or [config.method])
+  reference = sw.reference or ("bi2clip" if "bi2clip" in methods else methods[0])
+  return dict(
+    methods=methods,
+    tune_seeds=tune_seeds,
+    report_seeds=report_seeds,
+    tune_rounds=rounds,
+    report_rounds=report_rounds,
+    budgets=budgets,
+    reference=reference,
+    bounds=_bounds(sw.bounds),
+    max_extensions=int(sw.max_extensions),
+  )
+
+
+def _bounds(specs) -> dict:
+  """``["field=low,high", ...]`` (``None`` for an open side) -> ``{field: [low, high]}``."""
+  out = {}
+  for spec in specs:
+    field, values = parse_assignment(spec)
+    if len(values) != 2 or not all(v is None or _numeric(v) for v in values):
+      raise ConfigError(
+        f"config.sweep.bounds entry {spec!r} must be 'field=low,high' with numbers or None, "
+        "e.g. 'compression.bits=2,32' or 'hparams.inner_lr=None,1.0'."
       )
+    out[field] = values
+  return out
+
+
+def _default_budgets(rounds: int, report_rounds: int, every: int) -> set:
+  """25% and 50% of the tuning length (rounded to evaluation rounds), it, and the report
+  length."""
+  early = {round(rounds * f / every) * every for f in (0.25, 0.5)}
+  return {b for b in early if b > 0} | {rounds, report_rounds}
+
+
+def _numeric(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _tuned_axes(grid: list[dict]) -> dict:
+  """Numeric fields with more than one value in the grid: ``{field: sorted values}``."""
+  axes = {}
+  for field in grid[0] if grid else {}:
+    values = sorted({p[field] for p in grid})
+    if len(values) > 1 and all(_numeric(v) for v in values):
+      axes[field] = values
+  return axes
+
+
+def _line(cells: dict, best: dict, field: str, finite: bool = False) -> list:
+  """Sorted values of ``field`` tried with every other field as in ``best`` (``finite``:
+  only points that did not diverge)."""
+  same = lambda c: all(c["point"][k] == best[k] for k in best if k != field)
+  keep = lambda c: same(c) and (not finite or c["score"] != math.inf)
+  return sorted({c["point"][field] for c in cells.values() if keep(c)})
+
+
+def _step(values: list, side: str):
+  """The next value past the ``side`` edge of sorted ``values``: a geometric step when all
+  are positive, else an arithmetic one; None when there is no step (zero edge)."""
+  lo, hi = (values[0], values[1]) if side == "low" else (values[-2], values[-1])
+  if lo > 0:
+    ratio = hi / lo
+    new = lo / ratio if side == "low" else hi * ratio
+  else:
+    new = lo - (hi - lo) if side == "low" else hi + (hi - lo)
+  if side == "low" and values[0] == 0:
+    return None
+  return float(f"{new:.3g}")
+
+
+def _edge_status(cells, best, field, side, bounds):
+  """Why ``best`` may sit on the ``side`` edge of ``field``: '' when it does not."""
+  values = _line(cells, best, field, finite=True)
+  v = best[field]
+  if (side == "low" and v != values[0]) or (side == "high" and v != values[-1]):
+    return ""
+  past = [x for x in _line(cells, best, field) if (x < v if side == "low" else x > v)]
+  if past:  # tried, and every point past it diverged
+    return "diverges past it"
+  bound = bounds.get(field, [None, None])[0 if side == "low" else 1]
+  if bound is not None and ((side == "low" and v <= bound) or (side == "high" and v >= bound)):
+    return "declared bound"
+  if side == "low" and v == 0:
+    return "zero"
+  if len(values) < 2:
+    return "open"
+  nxt = _step(values, side)
+  if bound is not None and not _within(nxt, [bound, None] if side == "low" else [None, bound]):
+    return "declared bound"  # the next step would cross it
+  return "open"
+
+
+def tune(config, workdir, method, plan, extra_grid=(), log=print) -> dict:
+  """Step 1 and 2 of the rules for one method: ``{"cells", "best", "edges"}``."""
+  grid = method_grid(config, method, extra_grid)
+  axes = _tuned_axes(grid)
+  cells = {}
+
+  def run_point(point, extension=False):
+    name = cell_name(point)
+    if name in cells:
+      return cells[name]
+    runs, scores = [], []
+    for seed in plan["tune_seeds"]:
+      rel = os.path.join(method, name, f"seed{seed}")
+      s = run_cell(cell_config(config, method, point, seed), os.path.join(workdir, rel))
+      runs.append(rel)
+      scores.append(score(s))
+      _log(log, method, name, seed, s, "tune")
+    mean = sum(scores) / len(scores)  # inf if any seed diverged
+    cells[name] = dict(point=point, score=mean, runs=runs, extension=extension)
+    return cells[name]
+
+  for point in grid:
+    run_point(point)
+  steps = {(f, side): 0 for f in axes for side in ("low", "high")}
+  while True:
+    best = min(cells.values(), key=lambda c: c["score"])["point"]
+    todo = []
+    for field in axes:
+      for side in ("low", "high"):
+        status = _edge_status(cells, best, field, side, plan["bounds"])
+        if status == "open" and steps[(field, side)] < plan["max_extensions"]:
+          new = _step(_line(cells, best, field, finite=True), side)
+          if new is not None and _within(new, plan["bounds"].get(field)):
+            todo.append((field, side, new))
+    if not todo:
+      break
+    for field, side, new in todo:
+      steps[(field, side)] += 1
+      run_point(dict(best, **{field: new}), extension=True)
+  best = min(cells.values(), key=lambda c: c["score"])["point"]
+  edges = []
+  for field in axes:
+    for side in ("low", "high"):
+      status = _edge_status(cells, best, field, side, plan["bounds"])
+      if status:
+        edges.append(dict(field=field, side=side, value=best[field], status=status))
+  return dict(cells=cells, best=cell_name(best), best_point=best, edges=edges)
+
+
+def _within(value, bound) -> bool:
+  lo, hi = bound if bound else (None, None)
+  return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+def _log(log, method, name, seed, s, phase):
+  metric = s["report_metric"]
+  log(
+    f"[{time.strftime('%H:%M:%S')}] {phase:<6} {method:<12} {name:<40} seed={seed} "
+    f"{metric}={s['final'].get(metric, float('nan')):.5g}{' DIVERGED' if s['diverged'] else ''}"
+  )
+
+
+def sweep(config, workdir: str, methods=None, extra_grid=(), log=print) -> dict:
+  """Runs the study of ``config`` in ``workdir`` (resuming) and writes ``sweep.json`` and
+  the report; returns what ``sweep.json`` holds."""
+  from experiments import provenance
+
+  plan = study_plan(config, methods)
+  os.makedirs(workdir, exist_ok=True)
+  results = {"rules": 2, "config": config.to_dict(), **plan, "methods": {}}
+  results["code"] = provenance.code_version()
+  for method in plan["methods"]:
+    tuned = tune(config, workdir, method, plan, extra_grid, log)
+    runs = []
+    for seed in plan["report_seeds"]:
+      rel = os.path.join(method, tuned["best"], f"seed{seed}")
+      cfg = cell_config(config, method, tuned["best_point"], seed, plan["report_rounds"])
+      s = run_cell(cfg, os.path.join(workdir, rel))
+      _log(log, method, tuned["best"], seed, s, "report")
+      runs.append(rel)
+    open_edges = [e for e in tuned["edges"] if e["status"] == "open"]
+    for e in open_edges:
+      log(f"{method}: kept point {tuned['best']} is on the open {e['side']} edge of {e['field']}")
     results["methods"][method] = {
-      "grid": {n: {"point": c["point"], "score": c["score"]} for n, c in cells.items()},
-      "best": best_name,
-      "best_point": best["point"],
-      "runs": [os.path.join(method, best_name, f"seed{s}") for s in seeds],
+      "grid": tuned["cells"],
+      "best": tuned["best"],
+      "best_point": tuned["best_point"],
+      "edges": tuned["edges"],
+      "runs": runs,
     }
   atomic_write(os.path.join(workdir, "sweep.json"), json.dumps(results, indent=2, default=str))
   from experiments import report
 
   report.write_report(workdir)
   return results
+
+
+def _seeds(text):
+  return [int(s) for s in text.split(",") if s.strip()] if text else None
 
 
 def main(argv=None):
@@ -137,10 +330,10 @@ def main(argv=None):
   p.add_argument("--config", required=True, help="configs/<x>.py[:variant]")
   p.add_argument("--workdir", required=True)
   p.add_argument("--methods", default="")
-  p.add_argument("--seeds", default="")
+  p.add_argument("--tune-seeds", default="", help="e.g. 0 (default: config.sweep.tune_seeds)")
+  p.add_argument("--report-seeds", default="", help="e.g. 1,2,3,4,5 (config.sweep.report_seeds)")
   p.add_argument("--set", action="append", default=[], help="field=value override")
   p.add_argument("--grid", action="append", default=[], help="field=v1,v2 for every method")
-  p.add_argument("--protocol", choices=("tune-first", "full"), default="tune-first")
   p.add_argument("--debug", action="store_true", help="print tracebacks of user errors")
   args = p.parse_args(argv)
 
@@ -151,9 +344,12 @@ def main(argv=None):
     config = cli.load_config(args.config, args.set)
     for spec in args.grid:
       parse_assignment(spec)
+    if _seeds(args.tune_seeds):
+      config.sweep.tune_seeds = _seeds(args.tune_seeds)
+    if _seeds(args.report_seeds):
+      config.sweep.report_seeds = _seeds(args.report_seeds)
     methods = [m for m in args.methods.split(",") if m] or None
-    seeds = [int(s) for s in args.seeds.split(",") if s] or None
-    sweep(config, args.workdir, methods, seeds, args.grid, args.protocol)
+    sweep(config, args.workdir, methods, args.grid)
 
   return cli.run_cli(run, args.debug)
 

@@ -32,6 +32,7 @@ from ml_collections import config_dict
 
 import tailopt
 from experiments import checkpoint as ckpt_lib
+from experiments import provenance
 from experiments import tasks as tasks_lib
 from experiments import validate as validate_lib
 from experiments.metrics_log import MetricWriter, read_jsonl
@@ -513,6 +514,7 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, st
       atomic_write(
         os.path.join(workdir, "config.json"), json.dumps(config.to_dict(), indent=2, default=str)
       )
+      _record_code(workdir, resumed=start > 0)
     engine.start(workdir, state)
     writer = (
       MetricWriter(workdir, time_axis=validate_lib.is_async(config))
@@ -543,6 +545,28 @@ def _train_locked(config, workdir, fingerprint, horizon, on_chunk_end, quiet, st
     )
   finally:
     ckpt.close()
+
+
+def _record_code(workdir: str, resumed: bool) -> list:
+  """Writes ``code.json``: every code version (commit, dirty) this run has run under; a
+  fresh start forgets the versions of whatever ran in ``workdir`` before."""
+  path = os.path.join(workdir, "code.json")
+  previous = None
+  if resumed and os.path.exists(path):
+    try:
+      previous = json.load(open(path))
+    except (OSError, json.JSONDecodeError):
+      previous = [{"commit": None, "dirty": None}]  # unreadable: the earlier code is unknown
+  versions = provenance.merge(previous, provenance.code_version())
+  atomic_write(path, json.dumps(versions))
+  return versions
+
+
+def _code_versions(workdir: str) -> list:
+  try:
+    return json.load(open(os.path.join(workdir, "code.json")))
+  except (OSError, json.JSONDecodeError):
+    return [{"commit": None, "dirty": None}]
 
 
 def _evaluate_all(config, model, eval_fn, params, data) -> dict:
@@ -672,6 +696,7 @@ def _loop(
     final=final,
     fingerprint=fingerprint,
     horizon=horizon,
+    code=_code_versions(workdir),
   )
   out.update(engine.summary(state, t, out))
   out["engine_rows"] = engine.summary_rows(out)

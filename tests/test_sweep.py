@@ -1,10 +1,15 @@
-"""Sweeps: grids, best-point selection, resumability, reports."""
+"""Studies: grids, tuning seeds apart from report seeds, grids extended to interior optima,
+budgets, resumability, reports."""
 
 import json
+import math
 import os
+
+import pytest
 
 from configs import synthetic as synthetic_config
 from experiments import report, sweep
+from experiments.validate import ConfigError
 
 
 def tiny_config():
@@ -24,27 +29,120 @@ def test_method_grid_is_a_cartesian_product():
   assert sweep.method_grid(c, "fedavg", ["hparams.inner_lr=0.5"]) == [{"hparams.inner_lr": 0.5}]
 
 
-def test_sweep_picks_best_point_resumes_and_reports(tmp_path):
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
+    ("report_seeds", [1, 2, 3, 4], "at least 5 distinct report seeds"),
+    ("report_seeds", [0, 1, 2, 3, 4], r"share \[0\] with tune_seeds"),
+    ("budgets", [4, 6], r"budgets \[4\] are not evaluation rounds"),
+    ("report_rounds", 3, "below config.rounds=6"),
+    ("tune_seeds", [], "tune_seeds is empty"),
+  ],
+)
+def test_study_plan_refuses_what_breaks_the_rules(field, value, message):
   c = tiny_config()
+  c.sweep[field] = value
+  with pytest.raises(ConfigError, match=message):
+    sweep.study_plan(c)
+
+
+def test_study_plan_defaults_budgets_and_reference():
+  c = tiny_config()
+  c.rounds, c.eval_every, c.sweep.report_rounds = 40, 10, 80
+  plan = sweep.study_plan(c, ["fedavg", "bi2clip"])
+  assert plan["budgets"] == [10, 20, 40, 80] and plan["reference"] == "bi2clip"
+  assert plan["tune_seeds"] == [0] and plan["report_seeds"] == [1, 2, 3, 4, 5]
+
+
+# ----------------------------------------------------------------- grids extended to interior
+def _fake_runs(monkeypatch, loss_of_lr, diverge_above=math.inf):
+  """run_cell replaced by a known score of the learning rate (no training)."""
+  calls = []
+
+  def run_cell(cfg, workdir, quiet=True):
+    lr = cfg.hparams.inner_lr
+    calls.append(lr)
+    return {
+      "diverged": lr > diverge_above,
+      "final": {"eval/loss": loss_of_lr(lr)},
+      "report_metric": "eval/loss",
+      "report_mode": "min",
+    }
+
+  monkeypatch.setattr(sweep, "run_cell", run_cell)
+  return calls
+
+
+def _tune(grid, bounds=None, max_extensions=4):
+  c = tiny_config()
+  c.sweep.grids = {"fedavg": [f"hparams.inner_lr={grid}"]}
+  c.sweep.bounds = bounds or []
+  c.sweep.max_extensions = max_extensions
+  return sweep.tune(c, "/nonexistent", "fedavg", sweep.study_plan(c), log=lambda _: None)
+
+
+def test_an_edge_optimum_extends_its_axis_geometrically_until_interior(monkeypatch):
+  calls = _fake_runs(monkeypatch, lambda lr: (math.log10(lr) - math.log10(0.003)) ** 2)
+  t = _tune("0.1,0.3,1.0")
+  # 0.1 is the low edge: steps of the edge's neighbour ratio (3) down to 0.00123, past 0.003.
+  assert calls == [0.1, 0.3, 1.0, 0.0333, 0.0111, 0.0037, 0.00123]
+  assert t["best_point"] == {"hparams.inner_lr": 0.0037} and t["edges"] == []
+  assert all(t["cells"][sweep.cell_name({"hparams.inner_lr": v})]["extension"] for v in calls[3:])
+
+
+def test_an_edge_the_method_diverges_past_is_a_hard_bound(monkeypatch):
+  _fake_runs(monkeypatch, lambda lr: 1.0 / lr, diverge_above=2.0)
+  t = _tune("0.1,0.3,1.0")
+  assert t["best_point"] == {"hparams.inner_lr": 1.0}
+  assert t["edges"] == [
+    dict(field="hparams.inner_lr", side="high", value=1.0, status="diverges past it")
+  ]
+
+
+def test_declared_bounds_zero_and_exhausted_extensions(monkeypatch):
+  calls = _fake_runs(monkeypatch, lambda lr: 1.0 / (lr + 1e-9))
+  t = _tune("0.1,0.3,1.0", bounds=["hparams.inner_lr=None,1.0"])
+  assert calls == [0.1, 0.3, 1.0]  # nothing run past a declared bound
+  assert t["edges"][0]["status"] == "declared bound"
+  calls.clear()
+  t = _tune("0.1,0.3,1.0", max_extensions=2)  # still improving after 2 steps: left open
+  assert calls == [0.1, 0.3, 1.0, 3.33, 11.1]
+  assert t["edges"][0]["status"] == "open" and t["best_point"] == {"hparams.inner_lr": 11.1}
+  _fake_runs(monkeypatch, lambda lr: lr)
+  t = _tune("0.0,0.05")
+  assert t["edges"][0]["status"] == "zero"
+
+
+# ----------------------------------------------------------------- a real study, end to end
+def test_study_tunes_reports_on_fresh_seeds_resumes_and_checks(tmp_path):
+  c = tiny_config()
+  c.sweep.report_rounds = 9
   logs = []
-  res = sweep.sweep(c, str(tmp_path), methods=["fedavg", "bi2clip"], seeds=[0, 1], log=logs.append)
-  # inner_lr = 0 never moves the model, so the 0.05 point must win for both methods.
-  for m in ("fedavg", "bi2clip"):
-    assert res["methods"][m]["best"] == "inner_lr=0.05"
-    assert os.path.exists(tmp_path / m / "inner_lr=0.05" / "seed1" / "summary.json")
-    assert not os.path.exists(tmp_path / m / "inner_lr=0.0" / "seed1")
-  assert len(logs) == 6  # 2 methods x (2 grid points on seed 0 + 1 more seed)
+  res = sweep.sweep(c, str(tmp_path), methods=["fedavg"], log=logs.append)
+  m = res["methods"]["fedavg"]
+  # inner_lr = 0 never moves the model, so 0.05 wins; the zero edge is a hard bound and the
+  # high edge is extended (0.05 -> 0.1 ...) until 0.05 or a later value is interior.
+  assert m["best"] != "inner_lr=0.0" and all(e["status"] != "open" for e in m["edges"])
+  assert len(m["runs"]) == 5 and all(f"seed{s}" in r for s, r in zip(range(1, 6), m["runs"]))
+  for rel in m["runs"]:
+    summary = json.load(open(tmp_path / rel / "summary.json"))
+    assert summary["total"] == 9 and summary["seed"] in (1, 2, 3, 4, 5)
+    assert summary["code"][0]["commit"]  # provenance recorded
   text = (tmp_path / "report.md").read_text()
-  assert "| fedavg | inner_lr=0.05 |" in text and "| bi2clip | inner_lr=0.05 |" in text
-  assert (tmp_path / "curves_eval_loss.png").stat().st_size > 1000
-  stats = json.load(open(tmp_path / "results.json"))
-  assert stats["bi2clip"]["seeds"] == 2
+  assert "n = 5 report seeds" in text and "| 3 rounds | 6 rounds | 9 rounds |" in text
+  assert "95% CI" in text and (tmp_path / "curves_eval_loss.png").stat().st_size > 1000
+  results = json.load(open(tmp_path / "results.json"))
+  assert sorted(results["fedavg"]["budgets"]) == ["3", "6", "9"]  # 25/50/100% of 6, and 9
+  assert results["fedavg"]["budgets"]["9"]["n"] == 5
   # A second call finds every cell finished and trains nothing.
   mtimes = {p: os.path.getmtime(p) for p in tmp_path.glob("*/*/seed*/summary.json")}
-  sweep.sweep(c, str(tmp_path), methods=["fedavg", "bi2clip"], seeds=[0, 1], log=lambda _: None)
+  sweep.sweep(c, str(tmp_path), methods=["fedavg"], log=lambda _: None)
   assert mtimes == {p: os.path.getmtime(p) for p in tmp_path.glob("*/*/seed*/summary.json")}
-  table = report.combine(str(tmp_path / "combined"), [str(tmp_path)])
-  assert "| fedavg |" in table
+  # Exported with its runs, the study regenerates its report from the stored files.
+  report.export(str(tmp_path), str(tmp_path / "exported"))
+  exported = (tmp_path / "exported" / "report.md").read_text()
+  assert exported.split("\n", 1)[1] == text.split("\n", 1)[1]  # all but the title (the folder)
+  assert not list((tmp_path / "exported").glob("**/checkpoints"))
 
 
 def test_score_ranks_diverged_last():

@@ -1,0 +1,160 @@
+"""The rules a study must keep before its numbers are quoted (``experiments.report --check``).
+
+:func:`check` returns one line per broken rule, each naming the folder, the kind and what
+to do:
+
+* ``study``: no ``sweep.json`` under the folder, or one made before these rules;
+* ``edge``: a method's kept point sits on an open grid edge (extend the grid or declare the
+  bound in ``config.sweep.bounds``);
+* ``seeds``: fewer than 5 report seeds, a report seed that is also a tuning seed, or a
+  report run missing;
+* ``code``: the study's runs came from more than one code version, from a checkout with
+  local edits, or from unknown code;
+* ``budget``: runs of other lengths than the study's, or a budget a report run never
+  logged;
+* ``config``: report runs whose configs differ beyond method, seed, length and the grid
+  fields;
+* ``ci``: a method with fewer than 2 report runs (no interval).
+
+All the studies under one folder form one set of tables, so they must also share one code
+version and the same budgets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from experiments.report import find_studies, value_at
+from experiments.metrics_log import read_jsonl
+
+MIN_REPORT_SEEDS = 5
+# Config fields a study may vary between its report runs.
+VARYING = {"method", "seed", "rounds", "hparams", "tuned", "progress"}
+
+
+def _read(path):
+  try:
+    return json.load(open(path))
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def check(root: str) -> list[str]:
+  """Every broken rule of every study under ``root``, one line each."""
+  studies = find_studies(root)
+  if not studies:
+    return [f"{root}: study: no sweep.json here; re-run it with python -m experiments.sweep"]
+  problems, versions, budgets = [], {}, {}
+  for d in studies:
+    found, code, sweep = _check_study(d)
+    problems += found
+    versions[d] = code
+    if sweep is not None:
+      budgets[d] = (sweep.get("tune_rounds"), sweep.get("report_rounds"), tuple(sweep["budgets"]))
+  if len({frozenset(v) for v in versions.values() if v}) > 1:
+    problems.append(
+      f"{root}: code: its studies come from different code versions "
+      f"({', '.join(sorted({_short(c) for v in versions.values() for c in v}))}); "
+      "re-run them at one commit"
+    )
+  if len(set(budgets.values())) > 1:
+    problems.append(
+      f"{root}: budget: its studies use different run lengths or budgets "
+      f"({sorted(set(budgets.values()))}); give them one budget"
+    )
+  return problems
+
+
+def _key(version: dict) -> tuple:
+  return (version.get("commit"), version.get("dirty"))
+
+
+def _short(version) -> str:
+  commit, dirty = version
+  return f"{(commit or 'unknown')[:10]}{'+edits' if dirty else ''}"
+
+
+def _check_study(d: str):
+  sweep = _read(os.path.join(d, "sweep.json"))
+  if sweep is None or sweep.get("rules") != 2:
+    return (
+      [f"{d}: study: sweep.json was made before the study rules; re-run it with experiments.sweep"],
+      set(),
+      None,
+    )
+  out = []
+  tune, report = list(sweep["tune_seeds"]), list(sweep["report_seeds"])
+  if len(report) < MIN_REPORT_SEEDS:
+    out.append(f"{d}: seeds: {len(report)} report seeds; report on at least {MIN_REPORT_SEEDS}")
+  if set(tune) & set(report):
+    out.append(f"{d}: seeds: report seeds {sorted(set(tune) & set(report))} are tuning seeds")
+  versions = set()
+  configs = {}
+  for method, info in sweep["methods"].items():
+    for e in info.get("edges", []):
+      if e["status"] == "open":
+        out.append(
+          f"{d}: edge: {method} kept {info['best']}, on the open {e['side']} edge of "
+          f"{e['field']}; extend the grid or declare the bound in config.sweep.bounds"
+        )
+    grid_fields = {f for c in info["grid"].values() for f in c["point"]}
+    if len(info["runs"]) < 2:
+      out.append(f"{d}: ci: {method} has {len(info['runs'])} report run(s); no interval")
+    for rel in info["runs"]:
+      out += _check_run(d, rel, sweep["report_rounds"], sweep["budgets"], versions)
+      cfg = _read(os.path.join(d, rel, "config.json"))
+      if cfg is not None:
+        configs[f"{method}/{rel}"] = _comparable(cfg, grid_fields)
+    for cell in info["grid"].values():
+      for rel in cell.get("runs", []):
+        out += _check_run(d, rel, sweep["tune_rounds"], [], versions)
+  distinct = {json.dumps(c, sort_keys=True, default=str) for c in configs.values()}
+  if len(distinct) > 1:
+    out.append(
+      f"{d}: config: report runs differ beyond method, seed, length and grid fields "
+      f"({len(distinct)} configs); re-run them from one config"
+    )
+  if len(versions) > 1:
+    out.append(
+      f"{d}: code: runs from {len(versions)} code versions "
+      f"({', '.join(sorted(_short(v) for v in versions))}); re-run at one commit"
+    )
+  for v in versions:
+    if v[0] is None:
+      out.append(f"{d}: code: runs from unknown code (no git commit recorded)")
+    elif v[1]:
+      out.append(f"{d}: code: runs from {v[0][:10]} with local edits; commit, then re-run")
+  return out, versions, sweep
+
+
+def _comparable(cfg: dict, grid_fields: set) -> dict:
+  cfg = {k: v for k, v in cfg.items() if k not in VARYING}
+  for field in grid_fields:
+    *path, last = field.split(".")
+    node = cfg
+    for p in path:
+      node = node.get(p, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict):
+      node.pop(last, None)
+  return cfg
+
+
+def _check_run(d, rel, rounds, budgets, versions) -> list[str]:
+  run = os.path.join(d, rel)
+  summary = _read(os.path.join(run, "summary.json"))
+  if summary is None:
+    return [f"{d}: seeds: run {rel} is missing (no summary.json); re-run the study to finish it"]
+  out = []
+  for v in summary.get("code") or [{"commit": None, "dirty": None}]:
+    versions.add(_key(v))
+  total = summary.get("total")
+  if total != rounds:
+    out.append(f"{d}: budget: run {rel} is {total} rounds long, the study's are {rounds}")
+  if budgets and not summary.get("diverged"):
+    rows = read_jsonl(os.path.join(run, "metrics.jsonl"))
+    metric = summary["report_metric"]
+    missing = [b for b in budgets if value_at(rows, metric, b) is None]
+    if missing:
+      out.append(f"{d}: budget: run {rel} logged no {metric} at rounds {missing}")
+  return out
