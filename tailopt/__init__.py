@@ -33,6 +33,7 @@ from tailopt.noise import (
   InjectNoiseState,
   hill_estimator,
   inject_noise,
+  noise_tail_index,
   sample_noise,
   stable_tail_index,
 )
@@ -98,4 +99,5 @@ __all__ = [
   "DISTRIBUTIONS",
   "hill_estimator",
   "stable_tail_index",
+  "noise_tail_index",
 ]

@@ -21,6 +21,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tailopt import schedules as sched_lib
@@ -218,3 +219,61 @@ def stable_tail_index(samples, k1: Optional[int] = None) -> jax.Array:
   tiny = jnp.finfo(jnp.float32).tiny
   inv = (jnp.mean(jnp.log(jnp.abs(y) + tiny)) - jnp.mean(jnp.log(jnp.abs(x) + tiny))) / math.log(k1)
   return jnp.clip(1.0 / inv, 0.0, 2.0)
+
+
+def noise_tail_index(draws, estimator: str = "stable", k: Optional[int] = None) -> jax.Array:
+  r"""Tail index of the noise in ``K`` independent draws of a random vector, per coordinate.
+
+  ``draws`` has shape ``(K, ...)``: e.g. ``K`` minibatch gradients (or pseudo-gradients)
+  at one point. Their mean (the true gradient) is unknown and the coordinates' scales can
+  differ by orders of magnitude, so pooling the raw coordinates reads scale differences as
+  heavy tails. Instead:
+
+  1. Disjoint pairs are differenced, :math:`D_j = X_{2j} - X_{2j+1}`: the mean cancels
+     exactly and, for symmetric :math:`\alpha`-stable noise, :math:`D_j` is again
+     :math:`\alpha`-stable and the :math:`D_j` stay independent (centring by the sample
+     mean would couple them and bias the estimate up).
+  2. ``estimator='stable'`` (Mohammadi et al. 2015): blocks of :math:`k_1` differences are
+     summed *within each coordinate*, so each coordinate's scale cancels in
+
+     .. math::
+
+         \frac{1}{\hat\alpha} = \frac{1}{\log k_1}\Big(\overline{\log|Y|}
+                                 - \overline{\log|D|}\Big),
+
+     the means over every coordinate and block. ``k`` is :math:`k_1` (default
+     :math:`\max(2, \lfloor\sqrt{K/2}\rfloor)`). Result clipped to (0, 2].
+  3. ``estimator='hill'``: each coordinate's differences are divided by their median
+     :math:`|D|` (a robust scale, finite for every :math:`\alpha`) and Hill's estimator runs
+     on the pooled standardised values (``k`` its order statistics; default
+     :math:`\sqrt{n}`). Reads > 2 for light (e.g. Gaussian) tails.
+
+  Coordinates with any zero difference (no noise) are left out. Recovers a known
+  :math:`\alpha` in {1.1, 1.5, 1.8, 2.0} within 0.1 from 32 draws of 4,000 coordinates whose
+  scales span four decades (``tests/test_noise.py``).
+  """
+  x = jnp.asarray(draws, jnp.float32)
+  if x.ndim < 1 or x.shape[0] < 4:
+    raise ValueError(f"noise_tail_index needs at least 4 draws on axis 0, got shape {x.shape}.")
+  x = x.reshape(x.shape[0], -1)
+  d = x[0 : x.shape[0] // 2 * 2 : 2] - x[1 : x.shape[0] // 2 * 2 : 2]
+  keep = jnp.all(d != 0, axis=0)
+  if estimator == "hill":
+    scale = jnp.median(jnp.abs(d), axis=0)
+    kept = np.asarray(keep)  # concrete: the Hill path is not traced
+    return hill_estimator(d[:, kept] / scale[kept], k)
+  if estimator != "stable":
+    raise ValueError(f"noise_tail_index: estimator={estimator!r}; use 'stable' or 'hill'.")
+  pairs = d.shape[0]
+  k1 = k if k is not None else max(2, int(math.sqrt(pairs)))
+  k2 = pairs // k1
+  if k1 < 2 or k2 < 1:
+    raise ValueError(f"noise_tail_index: k={k1} needs 2 <= k <= {pairs} (the pairs of draws).")
+  d = d[: k1 * k2]
+  y = jnp.sum(d.reshape(k2, k1, -1), axis=1)
+  w = keep.astype(jnp.float32)
+  n = jnp.maximum(jnp.sum(w), 1.0)
+  tiny = jnp.finfo(jnp.float32).tiny
+  log_y = jnp.sum(jnp.mean(jnp.log(jnp.abs(y) + tiny), 0) * w) / n
+  log_d = jnp.sum(jnp.mean(jnp.log(jnp.abs(d) + tiny), 0) * w) / n
+  return jnp.clip(math.log(k1) / (log_y - log_d), 0.0, 2.0)

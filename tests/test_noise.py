@@ -80,3 +80,37 @@ def test_errors():
     tailopt.inject_noise("student_t")
   with pytest.raises(ValueError, match="1 <= k < n"):
     tailopt.hill_estimator(jnp.ones(10), k=10)
+
+
+def _draws(alpha, rng, k=32, d=3000):
+  """``k`` draws of a ``d``-vector: symmetric alpha-stable noise (scipy's sampler, an
+  independent reference) with per-coordinate scales spanning four decades, around a mean."""
+  from scipy.stats import levy_stable
+
+  scales = 10.0 ** rng.uniform(-3, 1, d)
+  if alpha == 2.0:
+    x = rng.normal(size=(k, d))
+  else:
+    x = levy_stable.rvs(alpha, 0.0, size=(k, d), random_state=rng)
+  return x * scales + 5.0 * rng.normal(size=d)
+
+
+@pytest.mark.parametrize("alpha", [1.1, 1.5, 1.8, 2.0])
+def test_noise_tail_index_recovers_known_alpha_despite_scales(alpha):
+  rng = np.random.default_rng(int(alpha * 10))
+  draws = _draws(alpha, rng)
+  assert abs(float(tailopt.noise_tail_index(draws)) - alpha) <= 0.1
+  # Pooling the raw coordinates (the old measurement) reads the scale spread as heavy tails.
+  pooled = draws - draws.mean(0)
+  assert float(tailopt.stable_tail_index(rng.permutation(pooled.ravel()))) < alpha - 0.3
+
+
+def test_noise_tail_index_hill_standardised_and_errors():
+  rng = np.random.default_rng(7)
+  scales = 10.0 ** rng.uniform(-3, 1, 3000)
+  draws = rng.standard_t(1.5, size=(64, 3000)) * scales  # Pareto-type tail, index = df
+  assert abs(float(tailopt.noise_tail_index(draws, "hill")) - 1.5) <= 0.15
+  with pytest.raises(ValueError, match="at least 4 draws"):
+    tailopt.noise_tail_index(np.ones((3, 5)))
+  with pytest.raises(ValueError, match="estimator='x'"):
+    tailopt.noise_tail_index(rng.normal(size=(8, 5)), "x")
