@@ -1,0 +1,1 @@
+"""Experiment configs: each ``configs/<family>.py`` has ``get_config(variant)``."""
