@@ -29,7 +29,7 @@ buffers are donated. Multi-host: pass a mesh over ``jax.devices()`` after
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -208,6 +208,171 @@ def model_spec(shape, size: int, axis: Optional[str]) -> tuple:
   if best is not None:
     spec[best] = axis
   return tuple(spec)
+
+
+def _stack(tree, n: int):
+  """``tree`` with every leaf repeated along a new leading axis of length ``n`` (one row per
+  client)."""
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), tree)
+
+
+def _keep_active(active, new, old):
+  """Per-client trees (leading axis k): ``new`` for the clients taking part (``active``),
+  ``old`` for the others."""
+
+  def one(n, o):
+    mask = active.reshape((-1,) + (1,) * (jnp.ndim(n) - 1))
+    return jnp.where(mask, n, o)
+
+  return jax.tree.map(one, new, old)
+
+
+class ClientWeights(NamedTuple):
+  r"""The aggregation weights of one device's k clients (inside ``shard_map``): :math:`w_i`
+  is 1, the client's example count, or 0 for a client not taking part this round."""
+
+  w: jax.Array  # (k,) float32 w_i
+  active: jax.Array  # (k,) bool, w_i > 0
+  total: jax.Array  # sum_i w_i over all clients of all devices (1 when all are 0)
+  participants: jax.Array  # number of active clients over all devices (float32)
+
+  @classmethod
+  def over(cls, w, active, axis_name: str) -> "ClientWeights":
+    """Both totals in one ``psum`` (each collective is a rendezvous of the devices)."""
+    total_w, n_active = jax.lax.psum(
+      jnp.stack([jnp.sum(w), jnp.sum(active.astype(jnp.float32))]), axis_name
+    )
+    return cls(w, active, jnp.where(total_w > 0, total_w, 1.0), n_active)
+
+
+class Aggregator(Protocol):
+  r"""How the clients' pseudo-gradients cross the client axis (inside ``shard_map``):
+
+  .. math::
+
+      \Delta_t = \frac{\sum_i w_i \hat\Delta_i}{\sum_i w_i}
+
+  where :math:`\hat\Delta_i` is what node i sends (:math:`\Delta_i` itself, or its
+  compressed payload, decoded). Every device ends with the same :math:`\Delta_t`."""
+
+  def init(self, params, num_clients: int) -> Any:
+    """The per-client communication state (leading axis ``num_clients``), or None."""
+
+  def aggregate(self, deltas, state, weights: ClientWeights, like, key) -> tuple:
+    """``(Delta_t, state, bytes_up)``: the weighted mean over all clients of ``deltas``
+    (this device's k clients' Deltas, leading axis k), shaped and typed like ``like``; the
+    clients' new state (kept for those not taking part); the bytes one node sends."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanAggregator:
+  r"""The plain weighted mean: each device forms :math:`\sum_{i \in \text{dev}} w_i \Delta_i`
+  in float32 (or wider), one packed ``psum`` over the client axis adds the devices'
+  (:func:`_psum_packed`), and a product with :math:`1 / \sum_i w_i` gives
+  :math:`\Delta_t`. What crosses: each :math:`\Delta_i` in its accumulation dtype."""
+
+  axis_name: str
+
+  def init(self, params, num_clients: int):
+    return None
+
+  def aggregate(self, deltas, state, weights: ClientWeights, like, key):
+    w, total_w = weights.w, weights.total
+
+    def wsum(x):
+      acc = jnp.promote_types(x.dtype, jnp.float32)  # float32, or wider (float64)
+      return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
+
+    summed = _psum_packed(jax.tree.map(wsum, deltas), self.axis_name)
+    # A product with the scalar reciprocal (not a division: XLA keeps a division in a
+    # pass of its own) fuses into the outer rule's and the norms' reads of the mean.
+    mean = jax.tree.map(
+      lambda t, p: (t * (1.0 / total_w.astype(t.dtype))).astype(p.dtype), summed, like
+    )
+    # What crosses: each Delta in its accumulation dtype (float32, or wider).
+    sent = jax.tree.map(
+      lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
+      deltas,
+      like,
+    )
+    return mean, state, compression.payload_bytes(sent)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressedAggregator:
+  r"""The compressed gather: node i sends :math:`C(\Delta_i)` (with error feedback,
+  :math:`C(\Delta_i + e_i)` and keeps :math:`e_i \leftarrow \Delta_i + e_i - \hat C(\cdot)`
+  in its state); the payloads (codes and scales) are all-gathered over the client axis and
+  every device decodes and averages them, :math:`\Delta_t = \sum_i w_i \hat C(\Delta_i) /
+  \sum_i w_i`, in float32. Node i's randomness (stochastic rounding) is ``fold_in(key, i)``.
+  """
+
+  axis_name: str
+  compressor: compression.Compressor
+
+  def init(self, params, num_clients: int):
+    return _stack(self.compressor.init(params), num_clients)
+
+  def aggregate(self, deltas, state, weights: ClientWeights, like, key):
+    ax, comp = self.axis_name, self.compressor
+    k = jax.tree.leaves(deltas)[0].shape[0]
+    first = jax.lax.axis_index(ax) * k
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, first + i))(jnp.arange(k))
+    payload, new_state = jax.vmap(comp.compress)(deltas, state, keys)
+    per_node = compression.payload_bytes(payload) // k
+    # What crosses the axis: the codes and scales, gathered replicated (invariant).
+    gathered = jax.lax.all_gather(payload, ax, tiled=True, to="invarying")
+    w_all = jax.lax.all_gather(weights.w, ax, tiled=True, to="invarying")
+    shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.float32), like)
+
+    def add(total, xs):
+      pay, wi = xs
+      dec = comp.decompress(pay, shapes)
+      return jax.tree.map(lambda t, d: t + wi * d, total, dec), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), like)
+    total, _ = jax.lax.scan(add, zeros, (gathered, w_all))
+    mean = jax.tree.map(lambda t, p: (t / weights.total).astype(p.dtype), total, like)
+    return mean, _keep_active(weights.active, new_state, state), per_node
+
+
+@dataclasses.dataclass(frozen=True)
+class Broadcast:
+  r"""The server's update as the nodes receive it: :math:`\hat u_t = D(C(u_t))` through
+  the stateless ``down_compressor`` (every replica applies the same decoded update), or
+  :math:`u_t` itself. ``__call__`` returns ``(received, bytes_down)``."""
+
+  down_compressor: Optional[compression.Compressor] = None
+
+  def __call__(self, updates, key):
+    down = self.down_compressor
+    if down is None:
+      return updates, compression.payload_bytes(updates)
+    payload, _ = down.compress(updates, down.init(updates), key)
+    shapes = jax.tree.map(lambda u: jax.ShapeDtypeStruct(jnp.shape(u), u.dtype), updates)
+    return down.decompress(payload, shapes), compression.payload_bytes(payload)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerPhase:
+  r"""The server's step on the aggregated pseudo-gradient, replicated on every device after
+  the reduction (as in data-parallel training):
+
+  .. math::
+
+      u_t, s_{t+1} = \mathrm{OuterUpdate}(\Delta_t, s_t, x_t;\ t)
+
+  The outer rule gets the round index as ``round_index`` (its schedules read it). The
+  caller applies :math:`x_{t+1} = x_t + \hat u_t` after the :class:`Broadcast`."""
+
+  outer: optax.GradientTransformation
+
+  def init(self, params):
+    return self.outer.init(params)
+
+  def __call__(self, delta, state, params, round_idx):
+    outer = optax.with_extra_args_support(self.outer)
+    return outer.update(delta, state, params, round_index=round_idx)
 
 
 @dataclasses.dataclass
@@ -602,61 +767,16 @@ def build_round(
   )
   z = rnd.local_steps
   inner_tx = method.inner
-  outer_tx = optax.with_extra_args_support(method.outer)
+  if compressor is None:
+    aggregator = MeanAggregator(axis_name)
+  else:
+    aggregator = CompressedAggregator(axis_name, compressor)
+  broadcast = Broadcast(down_compressor)
+  server = ServerPhase(method.outer)
   local_run = local_lib.make_local_run(
     loss_fn, inner_tx, noise=noise, has_aux=has_aux, check_finite=check_finite
   )
   ax = axis_name
-
-  def aggregate(deltas, comm_state, w, total_w, like, ckey):
-    """Weighted mean over all clients of the per-client ``deltas`` (leading axis k),
-    through the compressor when there is one. Returns (mean, comm_state, bytes_up)."""
-    if compressor is None:
-
-      def wsum(x):
-        acc = jnp.promote_types(x.dtype, jnp.float32)  # float32, or wider (float64)
-        return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
-
-      summed = _psum_packed(jax.tree.map(wsum, deltas), ax)
-      # A product with the scalar reciprocal (not a division: XLA keeps a division in a
-      # pass of its own) fuses into the outer rule's and the norms' reads of the mean.
-      mean = jax.tree.map(
-        lambda t, p: (t * (1.0 / total_w.astype(t.dtype))).astype(p.dtype), summed, like
-      )
-      # What crosses: each Delta in its accumulation dtype (float32, or wider).
-      sent = jax.tree.map(
-        lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
-        deltas,
-        like,
-      )
-      return mean, comm_state, compression.payload_bytes(sent)
-    k = jax.tree.leaves(deltas)[0].shape[0]
-    first = jax.lax.axis_index(ax) * k
-    keys = jax.vmap(lambda i: jax.random.fold_in(ckey, first + i))(jnp.arange(k))
-    payload, comm_state = jax.vmap(compressor.compress)(deltas, comm_state, keys)
-    per_node = compression.payload_bytes(payload) // k
-    # What crosses the axis: the codes and scales, gathered replicated (invariant).
-    gathered = jax.lax.all_gather(payload, ax, tiled=True, to="invarying")
-    w_all = jax.lax.all_gather(w, ax, tiled=True, to="invarying")
-    shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.float32), like)
-
-    def add(total, xs):
-      pay, wi = xs
-      dec = compressor.decompress(pay, shapes)
-      return jax.tree.map(lambda t, d: t + wi * d, total, dec), None
-
-    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), like)
-    total, _ = jax.lax.scan(add, zeros, (gathered, w_all))
-    mean = jax.tree.map(lambda t, p: (t / total_w).astype(p.dtype), total, like)
-    return mean, comm_state, per_node
-
-  def broadcast(updates, dkey):
-    """The server's update as the nodes receive it, and its bytes."""
-    if down_compressor is None:
-      return updates, compression.payload_bytes(updates)
-    payload, _ = down_compressor.compress(updates, down_compressor.init(updates), dkey)
-    shapes = jax.tree.map(lambda u: jax.ShapeDtypeStruct(jnp.shape(u), u.dtype), updates)
-    return down_compressor.decompress(payload, shapes), compression.payload_bytes(payload)
 
   def run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0):
     """The device's k clients' local runs: one client runs unbatched (no vmap), several
@@ -717,11 +837,8 @@ def build_round(
     new_noise = (
       None if noise_state is None else jax.tree.map(keep_active, res.noise_state, noise_state)
     )
-    # Scalars cross the client axis together (each psum is a rendezvous of the devices).
-    total_w, n_active = jax.lax.psum(
-      jnp.stack([jnp.sum(w), jnp.sum(active.astype(jnp.float32))]), ax
-    )
-    total_w = jnp.where(total_w > 0, total_w, 1.0)
+    weights = ClientWeights.over(w, active, ax)
+    n_active = weights.participants
     dkey = jax.random.fold_in(ckey, 2**31 - 1)  # not a client index
 
     def sync(part_ids, f, outer_st, comm_st):
@@ -734,9 +851,8 @@ def build_round(
         x_end = jax.tree.map(lambda a, d: a - d, x0, res.delta)
         deltas = _select(jax.tree.map(lambda g, x: g[None] - x, params, x_end), part_ids, f)
         like = _select(params, part_ids, f)
-      delta, comm_new, up = aggregate(deltas, comm_st, w, total_w, like, ckey)
-      comm_new = None if comm_st is None else jax.tree.map(keep_active, comm_new, comm_st)
-      updates, outer_new = outer_tx.update(delta, outer_st, like, round_index=round_idx)
+      delta, comm_new, up = aggregator.aggregate(deltas, comm_st, weights, like, ckey)
+      updates, outer_new = server(delta, outer_st, like, round_idx)
       updates, down = broadcast(updates, dkey)
       new_like = optax.apply_updates(like, updates)
       new_params = new_like if part_ids is None else _merge(params, new_like, part_ids, f)
