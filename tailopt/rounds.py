@@ -227,6 +227,88 @@ def _keep_active(active, new, old):
   return jax.tree.map(one, new, old)
 
 
+class ClientOutput(NamedTuple):
+  """What one device's k clients bring back from a round (leading axis k everywhere)."""
+
+  start: Any  # x_i at the start: x_t, or the client's own model when streaming
+  delta: Any  # Delta_i = start - x_i after the z steps
+  inner_state: Any  # new inner states; a client not taking part keeps its old one
+  noise_state: Any  # likewise the noise-injection states (None without noise)
+  metrics: dict  # per client: loss, nonfinite_frac, inner_<measurement> (step means)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientPhase:
+  r"""The clients' side of a round, for one device's k clients inside ``shard_map``:
+
+  .. math::
+
+      x_i \leftarrow x_t;\quad \text{repeat } z:\ x_i \leftarrow x_i +
+      \mathrm{InnerUpdate}(g_i(x_i) + \xi_i);\qquad \Delta_i = x_t - x_i
+
+  The z steps run in one ``lax.scan`` (``run_local``, from
+  :func:`tailopt.local.make_local_run`): the per-client noise :math:`\xi_i` (optional, its
+  own PRNG stream per client), the inner state carried from round to round (or a fresh
+  ``inner.init(x_t)`` with ``reset_inner_state``), and the per-step non-finite check
+  (``check_finite``). Streaming (``fragments``): each client starts from its own model
+  instead of :math:`x_t`. A client with weight 0 keeps its inner and noise states.
+  """
+
+  run_local: Any  # (x, inner_state, noise_state, batches, round_index, step0) -> LocalResult
+  inner: optax.GradientTransformation
+  local_steps: int
+  axis_name: str
+  reset_inner_state: bool = False
+  client_loop: str = "vmap"  # or "sequential"
+
+  def __call__(
+    self, params, local_params, inner_state, noise_state, batch, active, round_idx
+  ) -> ClientOutput:
+    ax = self.axis_name
+    step0 = round_idx * self.local_steps
+    k = jax.tree.leaves(batch)[0].shape[0]  # this device's clients (all, or the sampled)
+    if local_params is None:
+      x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
+      in_x = None
+    else:  # streaming: each client's own model
+      x0, in_x = local_params, 0
+    if self.reset_inner_state:
+      fresh = self.inner.init(params)  # a fresh init, exactly as at the start of a run
+      start_state = _stack(jax.tree.map(lambda a: jax.lax.pcast(a, ax, to="varying"), fresh), k)
+    else:
+      start_state = inner_state
+    res = self.run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0)
+    return ClientOutput(
+      start=x0,
+      delta=res.delta,
+      inner_state=_keep_active(active, res.inner_state, inner_state),
+      noise_state=_keep_active(active, res.noise_state, noise_state),
+      metrics=res.metrics,
+    )
+
+  def run_clients(self, x0, in_x, start_state, noise_state, batch, round_idx, step0):
+    """The device's k clients' local runs: one client runs unbatched (no vmap), several
+    run vmapped (``client_loop='vmap'``) or one after another (``'sequential'``, the
+    memory of one client's activations). ``in_x``: 0 when every client has its own
+    ``x0`` (leading axis k), None when they share it."""
+    k = jax.tree.leaves(batch)[0].shape[0]
+    if k == 1 or self.client_loop == "sequential":
+
+      def one(args):
+        x, s, ns, b = args
+        return self.run_local(x0 if in_x is None else x, s, ns, b, round_idx, step0)
+
+      xs = None if in_x is None else x0
+      if k == 1:
+        sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+        out = one((sq(xs), sq(start_state), sq(noise_state), sq(batch)))
+        return jax.tree.map(lambda a: a[None], out)
+      return jax.lax.map(one, (xs, start_state, noise_state, batch))
+    return jax.vmap(self.run_local, in_axes=(in_x, 0, 0, 0, None, None))(
+      x0, start_state, noise_state, batch, round_idx, step0
+    )
+
+
 class ClientWeights(NamedTuple):
   r"""The aggregation weights of one device's k clients (inside ``shard_map``): :math:`w_i`
   is 1, the client's example count, or 0 for a client not taking part this round."""
@@ -765,39 +847,23 @@ def build_round(
     client_loop,
     bool(check_finite),
   )
-  z = rnd.local_steps
-  inner_tx = method.inner
   if compressor is None:
     aggregator = MeanAggregator(axis_name)
   else:
     aggregator = CompressedAggregator(axis_name, compressor)
   broadcast = Broadcast(down_compressor)
   server = ServerPhase(method.outer)
-  local_run = local_lib.make_local_run(
-    loss_fn, inner_tx, noise=noise, has_aux=has_aux, check_finite=check_finite
+  client_phase = ClientPhase(
+    run_local=local_lib.make_local_run(
+      loss_fn, method.inner, noise=noise, has_aux=has_aux, check_finite=check_finite
+    ),
+    inner=method.inner,
+    local_steps=int(local_steps),
+    axis_name=axis_name,
+    reset_inner_state=reset_inner_state,
+    client_loop=client_loop,
   )
   ax = axis_name
-
-  def run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0):
-    """The device's k clients' local runs: one client runs unbatched (no vmap), several
-    run vmapped (``client_loop='vmap'``) or one after another (``'sequential'``, the
-    memory of one client's activations)."""
-    k = jax.tree.leaves(batch)[0].shape[0]
-    if k == 1 or client_loop == "sequential":
-
-      def one(args):
-        x, s, ns, b = args
-        return local_run(x0 if in_x is None else x, s, ns, b, round_idx, step0)
-
-      xs = None if in_x is None else x0
-      if k == 1:
-        sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
-        out = one((sq(xs), sq(start_state), sq(noise_state), sq(batch)))
-        return jax.tree.map(lambda a: a[None], out)
-      return jax.lax.map(one, (xs, start_state, noise_state, batch))
-    return jax.vmap(local_run, in_axes=(in_x, 0, 0, 0, None, None))(
-      x0, start_state, noise_state, batch, round_idx, step0
-    )
 
   def shard_body(
     params,
@@ -811,32 +877,10 @@ def build_round(
     local_params,
     ckey,
   ):
-    step0 = round_idx * z
-    k = jax.tree.leaves(batch)[0].shape[0]  # this device's clients (all, or the sampled)
-    if local_params is None:
-      x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
-      in_x = None
-    else:  # streaming: each client's own model
-      x0, in_x = local_params, 0
-    if reset_inner_state:
-      fresh = inner_tx.init(params)  # a fresh init, exactly as at the start of a run
-      fresh = jax.tree.map(lambda a: jax.lax.pcast(a, ax, to="varying"), fresh)
-      start_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)
-    else:
-      start_state = inner_state
-    res = run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0)
-
     w = weights
     active = w > 0
-
-    def keep_active(new, old):
-      mask = active.reshape((-1,) + (1,) * (jnp.ndim(new) - 1))
-      return jnp.where(mask, new, old)
-
-    new_inner = jax.tree.map(keep_active, res.inner_state, inner_state)
-    new_noise = (
-      None if noise_state is None else jax.tree.map(keep_active, res.noise_state, noise_state)
-    )
+    res = client_phase(params, local_params, inner_state, noise_state, batch, active, round_idx)
+    x0, new_inner, new_noise = res.start, res.inner_state, res.noise_state
     weights = ClientWeights.over(w, active, ax)
     n_active = weights.participants
     dkey = jax.random.fold_in(ckey, 2**31 - 1)  # not a client index
@@ -896,7 +940,7 @@ def build_round(
       # Clients continue from their own model; the synchronized fragment restarts from
       # the new global model.
       x_end = jax.tree.map(lambda a, d: a - d, x0, res.delta)
-      x_end = jax.tree.map(keep_active, x_end, local_params)
+      x_end = _keep_active(active, x_end, local_params)
       f_now = round_idx % fragments
       leaves, treedef = jax.tree.flatten(x_end)
       g_leaves = jax.tree.leaves(new_params)
