@@ -565,11 +565,11 @@ class FragmentSchedule:
     """``(one outer state per fragment, one aggregator state per fragment (None for the
     plain mean), the clients' own models: x_0 each)``."""
     ids = fragment_ids(params, self.fragments)
-    parts = [_select(params, ids, f) for f in range(self.fragments)]
-    outer_state = tuple(server.init(part) for part in parts)
+    trees = [_select(params, ids, f) for f in range(self.fragments)]
+    outer_state = tuple(server.init(tree) for tree in trees)
     comm_state = None
     if not isinstance(aggregator, MeanAggregator):
-      comm_state = tuple(aggregator.init(part, num_clients) for part in parts)
+      comm_state = tuple(aggregator.init(tree, num_clients) for tree in trees)
     return outer_state, comm_state, _stack(params, num_clients)
 
   def __call__(
