@@ -24,12 +24,30 @@ Example::
 The whole run compiles once: the round index lives in the state as an array. State
 buffers are donated. Multi-host: pass a mesh over ``jax.devices()`` after
 ``jax.distributed.initialize()``; nothing here is host-local.
+
+The pieces, in the order a round runs them (each a top-level name here):
+
+* :class:`Participation`: the clients that take part (``participation=m``) and compute.
+* :class:`ClientPhase`: each client's z local steps in ``lax.scan`` (per-client noise, inner
+  state, per-step non-finite check) and its :math:`\Delta_i`.
+* :class:`Aggregator`: :math:`\Delta_i \to \Delta_t` across the client axis, either
+  :class:`MeanAggregator` (the plain weighted mean) or :class:`CompressedAggregator`
+  (compressed payloads gathered; error-feedback state per client).
+* :class:`ServerPhase`: the outer rule on :math:`\Delta_t`; :class:`Broadcast`: its update
+  as the nodes receive it (``down_compressor``).
+* :class:`Schedule`: the leaves a round synchronizes through :meth:`RoundParts.sync`
+  (aggregate, server phase, broadcast): all of them (:class:`FullSchedule`) or fragment
+  ``round % F`` (:class:`FragmentSchedule`, streaming).
+* :func:`_device_round` (the ``shard_map`` body) and :func:`_round_step` (the jitted
+  round) tie them together; a :class:`Round` holds the settings, its :class:`RoundParts`
+  and the compiled programs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional
+import functools
+from typing import Any, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -210,28 +228,671 @@ def model_spec(shape, size: int, axis: Optional[str]) -> tuple:
   return tuple(spec)
 
 
-@dataclasses.dataclass
+def _stack(tree, n: int):
+  """``tree`` with every leaf repeated along a new leading axis of length ``n`` (one row per
+  client)."""
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), tree)
+
+
+def _keep_active(active, new, old):
+  """Per-client trees (leading axis k): ``new`` for the clients taking part (``active``),
+  ``old`` for the others."""
+
+  def one(n, o):
+    mask = active.reshape((-1,) + (1,) * (jnp.ndim(n) - 1))
+    return jnp.where(mask, n, o)
+
+  return jax.tree.map(one, new, old)
+
+
+class ClientOutput(NamedTuple):
+  """What one device's k clients bring back from a round (leading axis k everywhere)."""
+
+  start: Any  # x_i at the start: x_t, or the client's own model when streaming
+  delta: Any  # Delta_i = start - x_i after the z steps
+  inner_state: Any  # new inner states; a client not taking part keeps its old one
+  noise_state: Any  # likewise the noise-injection states (None without noise)
+  metrics: dict  # per client: loss, nonfinite_frac, inner_<measurement> (step means)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientPhase:
+  r"""The clients' side of a round, for one device's k clients inside ``shard_map``:
+
+  .. math::
+
+      x_i \leftarrow x_t;\quad \text{repeat } z:\ x_i \leftarrow x_i +
+      \mathrm{InnerUpdate}(g_i(x_i) + \xi_i);\qquad \Delta_i = x_t - x_i
+
+  The z steps run in one ``lax.scan`` (``run_local``, from
+  :func:`tailopt.local.make_local_run`): the per-client noise :math:`\xi_i` (optional, its
+  own PRNG stream per client), the inner state carried from round to round (or a fresh
+  ``inner.init(x_t)`` with ``reset_inner_state``), and the per-step non-finite check
+  (``check_finite``). Streaming (``fragments``): each client starts from its own model
+  instead of :math:`x_t`. A client with weight 0 keeps its inner and noise states.
+  """
+
+  run_local: Any  # (x, inner_state, noise_state, batches, round_index, step0) -> LocalResult
+  inner: optax.GradientTransformation
+  local_steps: int
+  axis_name: str
+  reset_inner_state: bool = False
+  client_loop: str = "vmap"  # or "sequential"
+
+  def __call__(
+    self, params, local_params, inner_state, noise_state, batch, active, round_idx
+  ) -> ClientOutput:
+    ax = self.axis_name
+    step0 = round_idx * self.local_steps
+    k = jax.tree.leaves(batch)[0].shape[0]  # this device's clients (all, or the sampled)
+    if local_params is None:
+      x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
+      in_x = None
+    else:  # streaming: each client's own model
+      x0, in_x = local_params, 0
+    if self.reset_inner_state:
+      fresh = self.inner.init(params)  # a fresh init, exactly as at the start of a run
+      start_state = _stack(jax.tree.map(lambda a: jax.lax.pcast(a, ax, to="varying"), fresh), k)
+    else:
+      start_state = inner_state
+    res = self.run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0)
+    return ClientOutput(
+      start=x0,
+      delta=res.delta,
+      inner_state=_keep_active(active, res.inner_state, inner_state),
+      noise_state=_keep_active(active, res.noise_state, noise_state),
+      metrics=res.metrics,
+    )
+
+  def run_clients(self, x0, in_x, start_state, noise_state, batch, round_idx, step0):
+    """The device's k clients' local runs: one client runs unbatched (no vmap), several
+    run vmapped (``client_loop='vmap'``) or one after another (``'sequential'``, the
+    memory of one client's activations). ``in_x``: 0 when every client has its own
+    ``x0`` (leading axis k), None when they share it."""
+    k = jax.tree.leaves(batch)[0].shape[0]
+    if k == 1 or self.client_loop == "sequential":
+
+      def one(args):
+        x, s, ns, b = args
+        return self.run_local(x0 if in_x is None else x, s, ns, b, round_idx, step0)
+
+      xs = None if in_x is None else x0
+      if k == 1:
+        sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+        out = one((sq(xs), sq(start_state), sq(noise_state), sq(batch)))
+        return jax.tree.map(lambda a: a[None], out)
+      return jax.lax.map(one, (xs, start_state, noise_state, batch))
+    return jax.vmap(self.run_local, in_axes=(in_x, 0, 0, 0, None, None))(
+      x0, start_state, noise_state, batch, round_idx, step0
+    )
+
+
+class ClientWeights(NamedTuple):
+  r"""The aggregation weights of one device's k clients (inside ``shard_map``): :math:`w_i`
+  is 1, the client's example count, or 0 for a client not taking part this round."""
+
+  w: jax.Array  # (k,) float32 w_i
+  active: jax.Array  # (k,) bool, w_i > 0
+  total: jax.Array  # sum_i w_i over all clients of all devices (1 when all are 0)
+  participants: jax.Array  # number of active clients over all devices (float32)
+
+  @classmethod
+  def over(cls, w, active, axis_name: str) -> ClientWeights:
+    """Both totals in one ``psum`` (each collective is a rendezvous of the devices)."""
+    total_w, n_active = jax.lax.psum(
+      jnp.stack([jnp.sum(w), jnp.sum(active.astype(jnp.float32))]), axis_name
+    )
+    return cls(w, active, jnp.where(total_w > 0, total_w, 1.0), n_active)
+
+
+class Aggregator(Protocol):
+  r"""How the clients' pseudo-gradients cross the client axis (inside ``shard_map``):
+
+  .. math::
+
+      \Delta_t = \frac{\sum_i w_i \hat\Delta_i}{\sum_i w_i}
+
+  where :math:`\hat\Delta_i` is what node i sends (:math:`\Delta_i` itself, or its
+  compressed payload, decoded). Every device ends with the same :math:`\Delta_t`."""
+
+  def init(self, params, num_clients: int) -> Any:
+    """The per-client communication state (leading axis ``num_clients``), or None."""
+
+  def aggregate(self, deltas, state, weights: ClientWeights, like, key) -> tuple:
+    """``(Delta_t, state, bytes_up)``: the weighted mean over all clients of ``deltas``
+    (this device's k clients' Deltas, leading axis k), shaped and typed like ``like``; the
+    clients' new state (kept for those not taking part); the bytes one node sends."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanAggregator:
+  r"""The plain weighted mean: each device forms :math:`\sum_{i \in \text{dev}} w_i \Delta_i`
+  in float32 (or wider), one packed ``psum`` over the client axis adds the devices'
+  (:func:`_psum_packed`), and a product with :math:`1 / \sum_i w_i` gives
+  :math:`\Delta_t`. What crosses: each :math:`\Delta_i` in its accumulation dtype."""
+
+  axis_name: str
+
+  def init(self, params, num_clients: int):
+    return None
+
+  def aggregate(self, deltas, state, weights: ClientWeights, like, key):
+    w, total_w = weights.w, weights.total
+
+    def wsum(x):
+      acc = jnp.promote_types(x.dtype, jnp.float32)  # float32, or wider (float64)
+      return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
+
+    summed = _psum_packed(jax.tree.map(wsum, deltas), self.axis_name)
+    # A product with the scalar reciprocal (not a division: XLA keeps a division in a
+    # pass of its own) fuses into the outer rule's and the norms' reads of the mean.
+    mean = jax.tree.map(
+      lambda t, p: (t * (1.0 / total_w.astype(t.dtype))).astype(p.dtype), summed, like
+    )
+    # What crosses: each Delta in its accumulation dtype (float32, or wider).
+    sent = jax.tree.map(
+      lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
+      deltas,
+      like,
+    )
+    return mean, state, compression.payload_bytes(sent)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressedAggregator:
+  r"""The compressed gather: node i sends :math:`C(\Delta_i)` (with error feedback,
+  :math:`C(\Delta_i + e_i)` and keeps :math:`e_i \leftarrow \Delta_i + e_i - \hat C(\cdot)`
+  in its state); the payloads (codes and scales) are all-gathered over the client axis and
+  every device decodes and averages them, :math:`\Delta_t = \sum_i w_i \hat C(\Delta_i) /
+  \sum_i w_i`, in float32. Node i's randomness (stochastic rounding) is ``fold_in(key, i)``.
+  """
+
+  axis_name: str
+  compressor: compression.Compressor
+
+  def init(self, params, num_clients: int):
+    return _stack(self.compressor.init(params), num_clients)
+
+  def aggregate(self, deltas, state, weights: ClientWeights, like, key):
+    ax, comp = self.axis_name, self.compressor
+    k = jax.tree.leaves(deltas)[0].shape[0]
+    first = jax.lax.axis_index(ax) * k
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, first + i))(jnp.arange(k))
+    payload, new_state = jax.vmap(comp.compress)(deltas, state, keys)
+    per_node = compression.payload_bytes(payload) // k
+    # What crosses the axis: the codes and scales, gathered replicated (invariant).
+    gathered = jax.lax.all_gather(payload, ax, tiled=True, to="invarying")
+    w_all = jax.lax.all_gather(weights.w, ax, tiled=True, to="invarying")
+    shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.float32), like)
+
+    def add(total, xs):
+      pay, wi = xs
+      dec = comp.decompress(pay, shapes)
+      return jax.tree.map(lambda t, d: t + wi * d, total, dec), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), like)
+    total, _ = jax.lax.scan(add, zeros, (gathered, w_all))
+    mean = jax.tree.map(lambda t, p: (t / weights.total).astype(p.dtype), total, like)
+    return mean, _keep_active(weights.active, new_state, state), per_node
+
+
+@dataclasses.dataclass(frozen=True)
+class Broadcast:
+  r"""The server's update as the nodes receive it: :math:`\hat u_t = D(C(u_t))` through
+  the stateless ``down_compressor`` (every replica applies the same decoded update), or
+  :math:`u_t` itself. ``__call__`` returns ``(received, bytes_down)``."""
+
+  down_compressor: Optional[compression.Compressor] = None
+
+  def __call__(self, updates, key):
+    down = self.down_compressor
+    if down is None:
+      return updates, compression.payload_bytes(updates)
+    payload, _ = down.compress(updates, down.init(updates), key)
+    shapes = jax.tree.map(lambda u: jax.ShapeDtypeStruct(jnp.shape(u), u.dtype), updates)
+    return down.decompress(payload, shapes), compression.payload_bytes(payload)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerPhase:
+  r"""The server's step on the aggregated pseudo-gradient, replicated on every device after
+  the reduction (as in data-parallel training):
+
+  .. math::
+
+      u_t, s_{t+1} = \mathrm{OuterUpdate}(\Delta_t, s_t, x_t;\ t)
+
+  The outer rule gets the round index as ``round_index`` (its schedules read it). The
+  caller applies :math:`x_{t+1} = x_t + \hat u_t` after the :class:`Broadcast`."""
+
+  outer: optax.GradientTransformation
+
+  def init(self, params):
+    return self.outer.init(params)
+
+  def __call__(self, delta, state, params, round_idx):
+    outer = optax.with_extra_args_support(self.outer)
+    return outer.update(delta, state, params, round_index=round_idx)
+
+
+class SyncResult(NamedTuple):
+  """One synchronization of a set of leaves (:meth:`RoundParts.sync`)."""
+
+  params: Any  # x_{t+1} = x_t + u_t on those leaves
+  outer_state: Any  # s_{t+1}
+  comm_state: Any  # the aggregator's per-client state
+  updates: Any  # u_t as the nodes received it
+  delta: Any  # Delta_t
+  bytes_up: Any  # what one node sends
+  bytes_down: Any  # and what it receives
+
+
+class ScheduleOutput(NamedTuple):
+  """What a synchronization schedule hands back to the device round."""
+
+  params: Any  # x_{t+1}
+  outer_state: Any
+  comm_state: Any
+  local_params: Any  # the clients' own models (streaming), else None
+  metrics: dict  # outer_<measurement>, and delta_norm / update_norm when computed here
+  norm_shares: list  # this device's shares of |Delta_t|^2 and |u_t|^2 to psum, or []
+  bytes_up: Any  # bytes one participating node sends this round
+  bytes_down: Any  # and receives
+  bytes_cumulative: jax.Array  # bytes up + down of one node through this round
+
+
+class Schedule(Protocol):
+  """Which leaves a round synchronizes, and the states that takes."""
+
+  def init(self, params, num_clients: int, aggregator: Aggregator, server: ServerPhase):
+    """``(outer_state, comm_state, local_params)`` of a new run."""
+
+  def __call__(
+    self, parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
+  ) -> ScheduleOutput:
+    """Synchronizes this round's leaves from the ``clients``' output
+    (:meth:`RoundParts.sync`); ``weights``: :class:`ClientWeights`; ``keys``: (the
+    aggregator's, the broadcast's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FullSchedule:
+  r"""Every round synchronizes every leaf: :math:`\Delta_t` from all the clients'
+  :math:`\Delta_i = x_t - x_i`, one outer state, :math:`x_{t+1} = x_t + \hat u_t`."""
+
+  def init(self, params, num_clients: int, aggregator: Aggregator, server: ServerPhase):
+    """``(outer state, the aggregator's per-client state, None)``: no per-client models."""
+    return server.init(params), aggregator.init(params, num_clients), None
+
+  def __call__(
+    self, parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
+  ) -> ScheduleOutput:
+    out = parts.sync(clients.delta, params, outer_state, comm_state, weights, round_idx, keys)
+    ax, n = parts.axis_name, parts.num_devices
+    return ScheduleOutput(
+      params=out.params,
+      outer_state=out.outer_state,
+      comm_state=out.comm_state,
+      local_params=None,
+      metrics=clipping.measurements(out.outer_state, "outer_"),
+      # Each device squares 1/n of the replicated Delta_t and u_t; the round's psum adds.
+      norm_shares=[_split_sq(out.delta, ax, n), _split_sq(out.updates, ax, n)],
+      bytes_up=out.bytes_up,
+      bytes_down=out.bytes_down,
+      # Static per round, so a closed form of the round index: nothing to carry or restore.
+      bytes_cumulative=(round_idx + 1).astype(jnp.float32) * float(out.bytes_up + out.bytes_down),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class FragmentSchedule:
+  r"""Streaming synchronization: the parameter leaves are split into F fragments
+  (:func:`fragment_ids`) and round t synchronizes fragment :math:`f = t \bmod F` only, so a
+  round sends 1/F of the model. Clients keep their own models :math:`x_i` between syncs:
+
+  .. math::
+
+      \Delta_i^{(f)} = x_t^{(f)} - x_i^{(f)},\qquad
+      x_{t+1}^{(f)} = x_t^{(f)} + \hat u_t^{(f)},\qquad x_i^{(f)} \leftarrow x_{t+1}^{(f)}
+
+  through the round's aggregator, server phase and broadcast (:meth:`RoundParts.sync`) on
+  the fragment's leaves; the outer rule and the aggregator keep one state per fragment. The
+  F branches are one ``lax.switch`` on the round index."""
+
+  fragments: int
+
+  def init(self, params, num_clients: int, aggregator: Aggregator, server: ServerPhase):
+    """``(one outer state per fragment, one aggregator state per fragment (None for the
+    plain mean), the clients' own models: x_0 each)``."""
+    ids = fragment_ids(params, self.fragments)
+    trees = [_select(params, ids, f) for f in range(self.fragments)]
+    outer_state = tuple(server.init(tree) for tree in trees)
+    comm_state = None
+    if not isinstance(aggregator, MeanAggregator):
+      comm_state = tuple(aggregator.init(tree, num_clients) for tree in trees)
+    return outer_state, comm_state, _stack(params, num_clients)
+
+  def __call__(
+    self, parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
+  ) -> ScheduleOutput:
+    ids = fragment_ids(params, self.fragments)
+    frag_bytes = {}  # fragment -> bytes up + down, static, filled while tracing
+
+    def branch(f):
+      def run(outer_states, comm_st):
+        # Delta of the fragment since its last sync, x_global - x_local.
+        x_end = jax.tree.map(lambda a, d: a - d, clients.start, clients.delta)
+        deltas = _select(jax.tree.map(lambda g, x: g[None] - x, params, x_end), ids, f)
+        like = _select(params, ids, f)
+        c_in = None if comm_st is None else comm_st[f]
+        out = parts.sync(deltas, like, outer_states[f], c_in, weights, round_idx, keys)
+        outer_states = tuple(out.outer_state if g == f else o for g, o in enumerate(outer_states))
+        if comm_st is not None:
+          comm_st = tuple(out.comm_state if g == f else c for g, c in enumerate(comm_st))
+        frag_bytes[f] = out.bytes_up + out.bytes_down
+        metrics = dict(
+          clipping.measurements(outer_states[f], "outer_"),
+          delta_norm=clipping.global_norm(out.delta),
+          update_norm=clipping.global_norm(out.updates),
+        )
+        up, down = jnp.float32(out.bytes_up), jnp.float32(out.bytes_down)
+        return _merge(params, out.params, ids, f), outer_states, comm_st, metrics, up, down
+
+      return run
+
+    new_params, outer_state, comm_state, metrics, up, down = jax.lax.switch(
+      round_idx % self.fragments,
+      [branch(f) for f in range(self.fragments)],
+      outer_state,
+      comm_state,
+    )
+    new_local = self.restart(clients, local_params, new_params, ids, weights.active, round_idx)
+    # Bytes through this round: a closed form of the round index (nothing to carry).
+    per = np.asarray([frag_bytes[f] for f in range(self.fragments)], np.float64)
+    prefix = jnp.asarray(np.concatenate([[0.0], np.cumsum(per)]), jnp.float32)
+    n, nf = round_idx + 1, self.fragments
+    cumulative = (n // nf).astype(jnp.float32) * float(per.sum()) + prefix[n % nf]
+    return ScheduleOutput(
+      new_params, outer_state, comm_state, new_local, metrics, [], up, down, cumulative
+    )
+
+  def restart(self, clients, local_params, new_params, ids, active, round_idx):
+    """The clients' own models after the round: each continues from its own (a client not
+    taking part keeps its old one), and the synchronized fragment restarts from the new
+    global model."""
+    x_end = jax.tree.map(lambda a, d: a - d, clients.start, clients.delta)
+    x_end = _keep_active(active, x_end, local_params)
+    f_now = round_idx % self.fragments
+    leaves, treedef = jax.tree.flatten(x_end)
+    g_leaves = jax.tree.leaves(new_params)
+    return jax.tree.unflatten(
+      treedef,
+      [
+        jnp.where(f_now == i, jnp.broadcast_to(g, x.shape).astype(x.dtype), x)
+        for x, g, i in zip(leaves, g_leaves, ids)
+      ],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Participation:
+  r"""Client sampling: each round, ``m`` of the M clients are drawn uniformly without
+  replacement (``m=None``: all take part); the others get weight 0, so they neither count in
+  the mean nor change their states. Only the sampled clients compute: :attr:`padded` of
+  them (m rounded up to a multiple of the client-axis devices; the extra ones unsampled,
+  of weight 0) have their states and batches gathered before the device round and
+  scattered back after it."""
+
+  num_clients: int
+  m: Optional[int]
+  num_devices: int
+
+  @property
+  def padded(self) -> int:
+    """How many clients compute each round."""
+    if self.m is None:
+      return self.num_clients
+    return min(self.num_clients, -(-self.m // self.num_devices) * self.num_devices)
+
+  def sample(self, key, weights):
+    """``(weights, idx)``: the weights with the unsampled clients' set to 0, and the sorted
+    indices of the clients that compute (None when all of them do)."""
+    if self.m is None:
+      return weights, None
+    perm = jax.random.permutation(key, self.num_clients)
+    mask = jnp.zeros((self.num_clients,), jnp.float32).at[perm[: self.m]].set(1.0)
+    weights = weights * mask
+    if self.padded == self.num_clients:
+      return weights, None
+    return weights, jnp.sort(perm[: self.padded])
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundParts:
+  """The named pieces of a round, as :func:`build_round` assembles them."""
+
+  client: ClientPhase
+  aggregator: Aggregator  # MeanAggregator or CompressedAggregator
+  server: ServerPhase
+  broadcast: Broadcast
+  schedule: Schedule  # FullSchedule, or FragmentSchedule (streaming)
+  sampling: Participation
+  mesh: jax.sharding.Mesh
+  axis_name: str
+
+  @property
+  def num_devices(self) -> int:
+    """The devices on the client axis."""
+    return self.mesh.shape[self.axis_name]
+
+  def sync(self, deltas, like, outer_state, comm_state, weights, round_idx, keys) -> SyncResult:
+    r"""Synchronizes the leaves of ``like`` from the clients' ``deltas``: the aggregate
+    :math:`\Delta_t`, the server phase's :math:`u_t`, the broadcast :math:`\hat u_t`, and
+    :math:`x_{t+1} = x_t + \hat u_t`. ``keys``: (the aggregator's, the broadcast's)."""
+    up_key, down_key = keys
+    delta, comm_state, up = self.aggregator.aggregate(deltas, comm_state, weights, like, up_key)
+    updates, outer_state = self.server(delta, outer_state, like, round_idx)
+    updates, down = self.broadcast(updates, down_key)
+    new = optax.apply_updates(like, updates)
+    return SyncResult(new, outer_state, comm_state, updates, delta, up, down)
+
+
+def _device_round(
+  parts: RoundParts,
+  params,
+  outer_state,
+  inner_state,
+  noise_state,
+  batch,
+  w,
+  round_idx,
+  comm_state,
+  local_params,
+  ckey,
+):
+  """The round on one device's k clients, the body of ``shard_map`` (manual over the client
+  axis): the client phase, the weights' totals, the schedule's synchronization (aggregate,
+  server phase, broadcast), and the metrics: the clients' means over the active ones and
+  the norms' shares in one ``psum``."""
+  ax = parts.axis_name
+  active = w > 0
+  clients = parts.client(params, local_params, inner_state, noise_state, batch, active, round_idx)
+  weights = ClientWeights.over(w, active, ax)
+  keys = (ckey, jax.random.fold_in(ckey, 2**31 - 1))  # the broadcast's: not a client index
+  synced = parts.schedule(
+    parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
+  )
+  names = sorted(clients.metrics)
+  local = [jnp.sum(jnp.where(active, clients.metrics[k], 0.0)) for k in names]
+  summed = jax.lax.psum(jnp.stack(local + synced.norm_shares).astype(jnp.float32), ax)
+  metrics = {k: summed[i] / jnp.maximum(weights.participants, 1.0) for i, k in enumerate(names)}
+  if synced.norm_shares:
+    metrics.update(delta_norm=jnp.sqrt(summed[-2]), update_norm=jnp.sqrt(summed[-1]))
+  metrics.update(
+    synced.metrics,
+    participants=weights.participants,
+    bytes_up=jnp.float32(synced.bytes_up),
+    bytes_down=jnp.float32(synced.bytes_down),
+    bytes_cumulative=synced.bytes_cumulative,
+  )
+  return (
+    synced.params,
+    synced.outer_state,
+    clients.inner_state,
+    clients.noise_state,
+    synced.comm_state,
+    synced.local_params,
+    metrics,
+  )
+
+
+def _round_step(device_round, sampling: Participation, pin, state: RoundState, batch, weights):
+  """One round on the global arrays: draws the round's clients (:class:`Participation`),
+  runs ``device_round`` (the ``shard_map`` of :func:`_device_round`) on those that compute,
+  and puts their new states back. ``pin``: the state's shardings (with a model axis, so
+  every part stays on its placement), or None."""
+  rng, key = jax.random.split(state.rng)
+  weights, idx = sampling.sample(key, weights)
+  ckey = jax.random.fold_in(key, 1)  # compression's randomness (stochastic rounding)
+  per_client = (state.inner_state, state.noise_state, state.comm_state, state.local_params)
+  ins = per_client + (batch, weights)
+  if idx is not None:
+    # Only the sampled clients compute: gather their states and batches (padded to a
+    # multiple of the devices with unsampled clients of weight 0, which stay unchanged),
+    # run them, scatter the new states back.
+    ins = jax.tree.map(lambda x: x[idx], ins)
+  inner_s, noise_s, comm_s, local_s, b, w = ins
+  params, outer_state, *outs, metrics = device_round(
+    state.params, state.outer_state, inner_s, noise_s, b, w, state.round, comm_s, local_s, ckey
+  )
+  outs = tuple(outs)
+  if idx is not None:
+    outs = jax.tree.map(lambda full, part: full.at[idx].set(part), per_client, outs)
+  inner_state, noise_state, comm_state, local_params = outs
+  new_state = RoundState(
+    params=params,
+    outer_state=outer_state,
+    inner_state=inner_state,
+    noise_state=noise_state,
+    round=state.round + 1,
+    rng=rng,
+    comm_state=comm_state,
+    local_params=local_params,
+  )
+  if pin is not None:
+    new_state = jax.lax.with_sharding_constraint(new_state, pin(new_state))
+  return new_state, metrics
+
+
+def _compile_round(parts: RoundParts, donate: bool):
+  """The jitted ``step(state, batch, weights)`` (one round) and ``steps(state, batches,
+  weights)`` (R rounds in one ``lax.scan``), donating the state when ``donate``."""
+  ax, mesh = parts.axis_name, parts.mesh
+  rep, cl = P(), P(ax)
+  # Manual over the client axis only: a model axis stays automatic (GSPMD shards the
+  # inner steps, the reduction and the outer rule along the parameters' placement).
+  device_round = jax.shard_map(
+    functools.partial(_device_round, parts),
+    mesh=mesh,
+    in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
+    out_specs=(rep, rep, cl, cl, cl, cl, rep),
+    check_vma=True,
+    axis_names={ax},
+  )
+  pin = None
+  if _model_axis(mesh, ax) is not None:
+    pin = functools.partial(_state_shardings, mesh, ax)
+
+  def step(state: RoundState, batch, weights):
+    return _round_step(device_round, parts.sampling, pin, state, batch, weights)
+
+  def steps(state: RoundState, batches, weights):
+    """R rounds in one ``lax.scan``: batches and weights carry a leading round axis."""
+
+    def body(st, xs):
+      b, w = xs
+      return step(st, b, w)
+
+    return jax.lax.scan(body, state, (batches, weights))
+
+  donate_argnums = (0,) if donate else ()
+  return jax.jit(step, donate_argnums=donate_argnums), jax.jit(steps, donate_argnums=donate_argnums)
+
+
+def _model_axis(mesh, axis_name: str) -> Optional[str]:
+  """The mesh's model axis (parameters sharded over it), or None."""
+  others = [a for a in mesh.axis_names if a != axis_name]
+  return others[0] if others else None
+
+
+def _placement(mesh, axis_name: str, tree, per_client: bool):
+  """NamedShardings of a state subtree: per-client leaves split over the client axis
+  (leading axis), model-sized dimensions over the model axis (:func:`model_spec`)."""
+  model_axis = _model_axis(mesh, axis_name)
+  size = mesh.shape[model_axis] if model_axis else 1
+
+  def one(x):
+    shape = tuple(x.shape)
+    if per_client:
+      return NamedSharding(mesh, P(axis_name, *model_spec(shape[1:], size, model_axis)))
+    return NamedSharding(mesh, P(*model_spec(shape, size, model_axis)))
+
+  return jax.tree.map(one, tree)
+
+
+def _state_shardings(mesh, axis_name: str, state: RoundState) -> RoundState:
+  """Where each part of a round state lives (see :func:`_placement`)."""
+  rep = NamedSharding(mesh, P())
+  return RoundState(
+    params=_placement(mesh, axis_name, state.params, False),
+    outer_state=_placement(mesh, axis_name, state.outer_state, False),
+    inner_state=_placement(mesh, axis_name, state.inner_state, True),
+    noise_state=_placement(mesh, axis_name, state.noise_state, True),
+    round=rep,
+    rng=rep,
+    comm_state=_placement(mesh, axis_name, state.comm_state, True),
+    local_params=_placement(mesh, axis_name, state.local_params, True),
+  )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Round:
-  """A compiled TailOPT round. Call it as ``state, metrics = round(state, batch)``."""
+  """A compiled TailOPT round. Call it as ``state, metrics = round(state, batch)``.
+
+  Built by :func:`build_round`, by keyword: the settings it was built with, its named
+  pieces (``parts``: client phase, aggregator, server phase, broadcast, schedule,
+  sampling) and the jitted programs ``compiled_step`` (one round) and ``compiled_steps``
+  (R rounds, :meth:`multi`)."""
 
   loss_fn: Any
   method: Method
   local_steps: int
   num_clients: int
   mesh: jax.sharding.Mesh
-  axis_name: str
-  reset_inner_state: bool
-  participation: Optional[int]
-  noise: Optional[optax.GradientTransformation]
-  has_aux: bool
+  axis_name: str = "clients"
+  reset_inner_state: bool = False
+  participation: Optional[int] = None
+  noise: Optional[optax.GradientTransformation] = None
+  has_aux: bool = False
   donate: bool = True
   compressor: Optional[compression.Compressor] = None
   down_compressor: Optional[compression.Compressor] = None
   fragments: Optional[int] = None
   client_loop: str = "vmap"
   check_finite: bool = True
-  _step: Any = None
-  _steps: Any = None
+  parts: RoundParts = dataclasses.field(repr=False, compare=False)
+  compiled_step: Any = dataclasses.field(repr=False, compare=False)
+  compiled_steps: Any = dataclasses.field(repr=False, compare=False)
+
+  @property
+  def _step(self):
+    """The jitted one-round program (``compiled_step``), e.g. to ``.lower()`` it."""
+    return self.compiled_step
+
+  @property
+  def _steps(self):
+    """The jitted R-round program (``compiled_steps``)."""
+    return self.compiled_steps
 
   @property
   def clients_per_device(self) -> int:
@@ -240,8 +901,7 @@ class Round:
   @property
   def model_axis(self) -> Optional[str]:
     """The mesh's model axis (parameters sharded over it), or None."""
-    others = [a for a in self.mesh.axis_names if a != self.axis_name]
-    return others[0] if others else None
+    return _model_axis(self.mesh, self.axis_name)
 
   def _shardings(self):
     rep = NamedSharding(self.mesh, P())
@@ -251,17 +911,7 @@ class Round:
   def placement(self, tree, per_client: bool):
     """NamedShardings of a state subtree: per-client leaves split over the client axis
     (leading axis), model-sized dimensions over the model axis (:func:`model_spec`)."""
-    size = self.mesh.shape[self.model_axis] if self.model_axis else 1
-
-    def one(x):
-      shape = tuple(x.shape)
-      if per_client:
-        return NamedSharding(
-          self.mesh, P(self.axis_name, *model_spec(shape[1:], size, self.model_axis))
-        )
-      return NamedSharding(self.mesh, P(*model_spec(shape, size, self.model_axis)))
-
-    return jax.tree.map(one, tree)
+    return _placement(self.mesh, self.axis_name, tree, per_client)
 
   def place_clients(self, tree):
     """Places a host tree of per-client values (leading axis ``num_clients``, e.g. inner
@@ -270,41 +920,19 @@ class Round:
 
   def state_shardings(self, state: RoundState) -> RoundState:
     """Where each part of a round state lives (see :meth:`placement`)."""
-    rep = NamedSharding(self.mesh, P())
-    return RoundState(
-      params=self.placement(state.params, False),
-      outer_state=self.placement(state.outer_state, False),
-      inner_state=self.placement(state.inner_state, True),
-      noise_state=self.placement(state.noise_state, True),
-      round=rep,
-      rng=rep,
-      comm_state=self.placement(state.comm_state, True),
-      local_params=self.placement(state.local_params, True),
-    )
+    return _state_shardings(self.mesh, self.axis_name, state)
 
   def _build_state(self, params, seed) -> RoundState:
-    inner = self.method.inner
-    c = self.num_clients
-    stack = lambda tree: jax.tree.map(  # noqa: E731
-      lambda x: jnp.broadcast_to(x, (c,) + jnp.shape(x)), tree
-    )
-    inner_state = stack(inner.init(params))
+    c, parts = self.num_clients, self.parts
+    inner_state = _stack(self.method.inner.init(params), c)
     noise_state = None
     if self.noise is not None:
       base = self.noise.init(params)
       noise_state = jax.vmap(lambda i: noise_lib.fold_in_client(base, i))(jnp.arange(c))
-    comm_state = local_params = None
-    if self.fragments is None:
-      outer_state = self.method.outer.init(params)
-      if self.compressor is not None:
-        comm_state = stack(self.compressor.init(params))
-    else:  # one outer state (and compressor state) per fragment
-      ids = fragment_ids(params, self.fragments)
-      parts = [_select(params, ids, f) for f in range(self.fragments)]
-      outer_state = tuple(self.method.outer.init(part) for part in parts)
-      if self.compressor is not None:
-        comm_state = tuple(stack(self.compressor.init(part)) for part in parts)
-      local_params = stack(params)
+    # One outer state (and aggregator state) per fragment when streaming.
+    outer_state, comm_state, local_params = parts.schedule.init(
+      params, c, parts.aggregator, parts.server
+    )
     state = RoundState(
       params=params,
       outer_state=outer_state,
@@ -535,6 +1163,88 @@ def build_round(
   float32 Delta; the params or the compressed update); ``bytes_cumulative`` is their sum
   over the rounds so far (a function of the round index, so it survives a resume).
   """
+  method = _resolve_method(method, inner, outer)
+  mesh = _check_arguments(
+    local_steps,
+    num_clients,
+    mesh,
+    axis_name,
+    participation,
+    fragments,
+    down_compressor,
+    client_loop,
+  )
+  settings = dict(
+    loss_fn=loss_fn,
+    method=method,
+    local_steps=int(local_steps),
+    num_clients=int(num_clients),
+    mesh=mesh,
+    axis_name=axis_name,
+    reset_inner_state=reset_inner_state,
+    participation=participation,
+    noise=noise,
+    has_aux=has_aux,
+    donate=donate,
+    compressor=compressor,
+    down_compressor=down_compressor,
+    fragments=fragments,
+    client_loop=client_loop,
+    check_finite=bool(check_finite),
+  )
+  parts = _round_parts(**settings)
+  step, steps = _compile_round(parts, donate)
+  return Round(**settings, parts=parts, compiled_step=step, compiled_steps=steps)
+
+
+def _round_parts(
+  *,
+  loss_fn,
+  method: Method,
+  local_steps: int,
+  num_clients: int,
+  mesh,
+  axis_name: str,
+  reset_inner_state: bool,
+  participation: Optional[int],
+  noise,
+  has_aux: bool,
+  compressor,
+  down_compressor,
+  fragments: Optional[int],
+  client_loop: str,
+  check_finite: bool,
+  **_,
+) -> RoundParts:
+  """The pieces of a round with the :func:`build_round` settings."""
+  client = ClientPhase(
+    run_local=local_lib.make_local_run(
+      loss_fn, method.inner, noise=noise, has_aux=has_aux, check_finite=check_finite
+    ),
+    inner=method.inner,
+    local_steps=local_steps,
+    axis_name=axis_name,
+    reset_inner_state=reset_inner_state,
+    client_loop=client_loop,
+  )
+  if compressor is None:
+    aggregator = MeanAggregator(axis_name)
+  else:
+    aggregator = CompressedAggregator(axis_name, compressor)
+  return RoundParts(
+    client=client,
+    aggregator=aggregator,
+    server=ServerPhase(method.outer),
+    broadcast=Broadcast(down_compressor),
+    schedule=FullSchedule() if fragments is None else FragmentSchedule(int(fragments)),
+    sampling=Participation(num_clients, participation, mesh.shape[axis_name]),
+    mesh=mesh,
+    axis_name=axis_name,
+  )
+
+
+def _resolve_method(method, inner, outer) -> Method:
+  """``method``, or ``Method(inner, outer)``; exactly one of the two ways."""
   if method is None:
     if inner is None or outer is None:
       raise ValueError(
@@ -549,6 +1259,20 @@ def build_round(
       f"method must be a tailopt.Method, got {type(method).__name__}; use "
       "tailopt.get_method(name) or tailopt.Method(inner=..., outer=...)."
     )
+  return method
+
+
+def _check_arguments(
+  local_steps,
+  num_clients,
+  mesh,
+  axis_name,
+  participation,
+  fragments,
+  down_compressor,
+  client_loop,
+) -> jax.sharding.Mesh:
+  """Checks :func:`build_round`'s arguments; returns the mesh (default: all devices)."""
   if not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
     raise ValueError(f"local_steps (z) must be an integer >= 1, got {local_steps!r}.")
   if mesh is None:
@@ -581,325 +1305,4 @@ def build_round(
       f"client_loop={client_loop!r}; use 'vmap' (batched clients) or "
       "'sequential' (one client at a time, less memory)."
     )
-
-  rnd = Round(
-    loss_fn,
-    method,
-    int(local_steps),
-    int(num_clients),
-    mesh,
-    axis_name,
-    reset_inner_state,
-    participation,
-    noise,
-    has_aux,
-    donate,
-    compressor,
-    down_compressor,
-    fragments,
-    client_loop,
-    bool(check_finite),
-  )
-  z = rnd.local_steps
-  inner_tx = method.inner
-  outer_tx = optax.with_extra_args_support(method.outer)
-  local_run = local_lib.make_local_run(
-    loss_fn, inner_tx, noise=noise, has_aux=has_aux, check_finite=check_finite
-  )
-  ax = axis_name
-
-  def aggregate(deltas, comm_state, w, total_w, like, ckey):
-    """Weighted mean over all clients of the per-client ``deltas`` (leading axis k),
-    through the compressor when there is one. Returns (mean, comm_state, bytes_up)."""
-    if compressor is None:
-
-      def wsum(x):
-        acc = jnp.promote_types(x.dtype, jnp.float32)  # float32, or wider (float64)
-        return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
-
-      summed = _psum_packed(jax.tree.map(wsum, deltas), ax)
-      # A product with the scalar reciprocal (not a division: XLA keeps a division in a
-      # pass of its own) fuses into the outer rule's and the norms' reads of the mean.
-      mean = jax.tree.map(
-        lambda t, p: (t * (1.0 / total_w.astype(t.dtype))).astype(p.dtype), summed, like
-      )
-      # What crosses: each Delta in its accumulation dtype (float32, or wider).
-      sent = jax.tree.map(
-        lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
-        deltas,
-        like,
-      )
-      return mean, comm_state, compression.payload_bytes(sent)
-    k = jax.tree.leaves(deltas)[0].shape[0]
-    first = jax.lax.axis_index(ax) * k
-    keys = jax.vmap(lambda i: jax.random.fold_in(ckey, first + i))(jnp.arange(k))
-    payload, comm_state = jax.vmap(compressor.compress)(deltas, comm_state, keys)
-    per_node = compression.payload_bytes(payload) // k
-    # What crosses the axis: the codes and scales, gathered replicated (invariant).
-    gathered = jax.lax.all_gather(payload, ax, tiled=True, to="invarying")
-    w_all = jax.lax.all_gather(w, ax, tiled=True, to="invarying")
-    shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.float32), like)
-
-    def add(total, xs):
-      pay, wi = xs
-      dec = compressor.decompress(pay, shapes)
-      return jax.tree.map(lambda t, d: t + wi * d, total, dec), None
-
-    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), like)
-    total, _ = jax.lax.scan(add, zeros, (gathered, w_all))
-    mean = jax.tree.map(lambda t, p: (t / total_w).astype(p.dtype), total, like)
-    return mean, comm_state, per_node
-
-  def broadcast(updates, dkey):
-    """The server's update as the nodes receive it, and its bytes."""
-    if down_compressor is None:
-      return updates, compression.payload_bytes(updates)
-    payload, _ = down_compressor.compress(updates, down_compressor.init(updates), dkey)
-    shapes = jax.tree.map(lambda u: jax.ShapeDtypeStruct(jnp.shape(u), u.dtype), updates)
-    return down_compressor.decompress(payload, shapes), compression.payload_bytes(payload)
-
-  def run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0):
-    """The device's k clients' local runs: one client runs unbatched (no vmap), several
-    run vmapped (``client_loop='vmap'``) or one after another (``'sequential'``, the
-    memory of one client's activations)."""
-    k = jax.tree.leaves(batch)[0].shape[0]
-    if k == 1 or client_loop == "sequential":
-
-      def one(args):
-        x, s, ns, b = args
-        return local_run(x0 if in_x is None else x, s, ns, b, round_idx, step0)
-
-      xs = None if in_x is None else x0
-      if k == 1:
-        sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
-        out = one((sq(xs), sq(start_state), sq(noise_state), sq(batch)))
-        return jax.tree.map(lambda a: a[None], out)
-      return jax.lax.map(one, (xs, start_state, noise_state, batch))
-    return jax.vmap(local_run, in_axes=(in_x, 0, 0, 0, None, None))(
-      x0, start_state, noise_state, batch, round_idx, step0
-    )
-
-  def shard_body(
-    params,
-    outer_state,
-    inner_state,
-    noise_state,
-    batch,
-    weights,
-    round_idx,
-    comm_state,
-    local_params,
-    ckey,
-  ):
-    step0 = round_idx * z
-    k = jax.tree.leaves(batch)[0].shape[0]  # this device's clients (all, or the sampled)
-    if local_params is None:
-      x0 = jax.tree.map(lambda p: jax.lax.pcast(p, ax, to="varying"), params)
-      in_x = None
-    else:  # streaming: each client's own model
-      x0, in_x = local_params, 0
-    if reset_inner_state:
-      fresh = inner_tx.init(params)  # a fresh init, exactly as at the start of a run
-      fresh = jax.tree.map(lambda a: jax.lax.pcast(a, ax, to="varying"), fresh)
-      start_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), fresh)
-    else:
-      start_state = inner_state
-    res = run_clients(x0, in_x, start_state, noise_state, batch, round_idx, step0)
-
-    w = weights
-    active = w > 0
-
-    def keep_active(new, old):
-      mask = active.reshape((-1,) + (1,) * (jnp.ndim(new) - 1))
-      return jnp.where(mask, new, old)
-
-    new_inner = jax.tree.map(keep_active, res.inner_state, inner_state)
-    new_noise = (
-      None if noise_state is None else jax.tree.map(keep_active, res.noise_state, noise_state)
-    )
-    # Scalars cross the client axis together (each psum is a rendezvous of the devices).
-    total_w, n_active = jax.lax.psum(
-      jnp.stack([jnp.sum(w), jnp.sum(active.astype(jnp.float32))]), ax
-    )
-    total_w = jnp.where(total_w > 0, total_w, 1.0)
-    dkey = jax.random.fold_in(ckey, 2**31 - 1)  # not a client index
-
-    def sync(part_ids, f, outer_st, comm_st):
-      """Synchronizes the leaves with ``part_ids == f`` (all of them when not streaming):
-      returns (new params, outer state, comm state, updates, delta, bytes up, down)."""
-      if part_ids is None:
-        deltas, like = res.delta, params
-      else:
-        # Streaming: Delta of the fragment since its last sync, x_global - x_local.
-        x_end = jax.tree.map(lambda a, d: a - d, x0, res.delta)
-        deltas = _select(jax.tree.map(lambda g, x: g[None] - x, params, x_end), part_ids, f)
-        like = _select(params, part_ids, f)
-      delta, comm_new, up = aggregate(deltas, comm_st, w, total_w, like, ckey)
-      comm_new = None if comm_st is None else jax.tree.map(keep_active, comm_new, comm_st)
-      updates, outer_new = outer_tx.update(delta, outer_st, like, round_index=round_idx)
-      updates, down = broadcast(updates, dkey)
-      new_like = optax.apply_updates(like, updates)
-      new_params = new_like if part_ids is None else _merge(params, new_like, part_ids, f)
-      return new_params, outer_new, comm_new, updates, delta, up, down
-
-    if fragments is None:
-      new_params, outer_state, new_comm, updates, delta, up, down = sync(
-        None, 0, outer_state, comm_state
-      )
-      new_local = None
-    else:
-      ids = fragment_ids(params, fragments)
-      comm_parts = comm_state
-
-      frag_bytes = {}  # fragment -> bytes up + down, static, filled while tracing
-
-      def branch(f):
-        def run(outer_states, comm_st):
-          c_in = None if comm_st is None else comm_st[f]
-          new_params, o_new, c_new, updates, delta, up, down = sync(ids, f, outer_states[f], c_in)
-          outer_states = tuple(o_new if g == f else o for g, o in enumerate(outer_states))
-          if comm_st is not None:
-            comm_st = tuple(c_new if g == f else c for g, c in enumerate(comm_st))
-          norms = (clipping.global_norm(delta), clipping.global_norm(updates))
-          frag_bytes[f] = up + down
-          return (
-            new_params,
-            outer_states,
-            comm_st,
-            norms,
-            jnp.float32(up),
-            jnp.float32(down),
-            clipping.measurements(outer_states[f], "outer_"),
-          )
-
-        return run
-
-      (new_params, outer_state, new_comm, norms, up, down, outer_meas) = jax.lax.switch(
-        round_idx % fragments, [branch(f) for f in range(fragments)], outer_state, comm_parts
-      )
-      # Clients continue from their own model; the synchronized fragment restarts from
-      # the new global model.
-      x_end = jax.tree.map(lambda a, d: a - d, x0, res.delta)
-      x_end = jax.tree.map(keep_active, x_end, local_params)
-      f_now = round_idx % fragments
-      leaves, treedef = jax.tree.flatten(x_end)
-      g_leaves = jax.tree.leaves(new_params)
-      new_local = jax.tree.unflatten(
-        treedef,
-        [
-          jnp.where(f_now == i, jnp.broadcast_to(g, x.shape).astype(x.dtype), x)
-          for x, g, i in zip(leaves, g_leaves, ids)
-        ],
-      )
-
-    # The clients' metrics (means over the active ones) and the norms' shares: one psum.
-    names = sorted(res.metrics)
-    local = [jnp.sum(jnp.where(active, res.metrics[k_], 0.0)) for k_ in names]
-    if fragments is None:
-      n_ax = mesh.shape[ax]
-      local += [_split_sq(delta, ax, n_ax), _split_sq(updates, ax, n_ax)]
-    summed = jax.lax.psum(jnp.stack(local).astype(jnp.float32), ax)
-    metrics = {k_: summed[i] / jnp.maximum(n_active, 1.0) for i, k_ in enumerate(names)}
-    if fragments is None:
-      metrics.update(clipping.measurements(outer_state, "outer_"))
-      metrics.update(delta_norm=jnp.sqrt(summed[-2]), update_norm=jnp.sqrt(summed[-1]))
-    else:
-      metrics.update(outer_meas)
-      metrics.update(delta_norm=norms[0], update_norm=norms[1])
-    # Cumulative bytes up + down of one participating node through this round (static
-    # per round, so a closed form of the round index: nothing to carry or restore).
-    if fragments is None:
-      cumulative = (round_idx + 1).astype(jnp.float32) * float(up + down)
-    else:
-      per = np.asarray([frag_bytes[f] for f in range(fragments)], np.float64)
-      prefix = jnp.asarray(np.concatenate([[0.0], np.cumsum(per)]), jnp.float32)
-      n = round_idx + 1
-      cumulative = (n // fragments).astype(jnp.float32) * float(per.sum()) + prefix[n % fragments]
-    metrics.update(
-      participants=n_active,
-      bytes_up=jnp.float32(up),
-      bytes_down=jnp.float32(down),
-      bytes_cumulative=cumulative,
-    )
-    return new_params, outer_state, new_inner, new_noise, new_comm, new_local, metrics
-
-  rep, cl = P(), P(ax)
-  # Manual over the client axis only: a model axis stays automatic (GSPMD shards the
-  # inner steps, the reduction and the outer rule along the parameters' placement).
-  sharded = jax.shard_map(
-    shard_body,
-    mesh=mesh,
-    in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
-    out_specs=(rep, rep, cl, cl, cl, cl, rep),
-    check_vma=True,
-    axis_names={ax},
-  )
-
-  # With participation m, the m sampled clients (rounded up to a multiple of the client
-  # devices) compute; the others are neither gathered nor run.
-  m_pad = (
-    num_clients if participation is None else min(num_clients, -(-participation // n_dev) * n_dev)
-  )
-
-  def step(state: RoundState, batch, weights):
-    rng, key = jax.random.split(state.rng)
-    if participation is not None:
-      perm = jax.random.permutation(key, num_clients)
-      mask = jnp.zeros((num_clients,), jnp.float32).at[perm[:participation]].set(1.0)
-      weights = weights * mask
-    ckey = jax.random.fold_in(key, 1)  # compression's randomness (stochastic rounding)
-    if m_pad < num_clients:
-      # Only the sampled clients compute: gather their states and batches (padded to a
-      # multiple of the devices with unsampled clients of weight 0, which stay unchanged),
-      # run them, scatter the new states back.
-      idx = jnp.sort(perm[:m_pad])
-      take = lambda t: jax.tree.map(lambda x: x[idx], t)  # noqa: E731
-      params, outer_state, inner_s, noise_s, comm_s, local_s, metrics = sharded(
-        state.params,
-        state.outer_state,
-        take(state.inner_state),
-        take(state.noise_state),
-        take(batch),
-        weights[idx],
-        state.round,
-        take(state.comm_state),
-        take(state.local_params),
-        ckey,
-      )
-      put = lambda full, part: jax.tree.map(  # noqa: E731
-        lambda f, q: f.at[idx].set(q), full, part
-      )
-      inner_state, noise_state = put(state.inner_state, inner_s), put(state.noise_state, noise_s)
-      comm_state, local_params = put(state.comm_state, comm_s), put(state.local_params, local_s)
-    else:
-      params, outer_state, inner_state, noise_state, comm_state, local_params, metrics = sharded(
-        state.params,
-        state.outer_state,
-        state.inner_state,
-        state.noise_state,
-        batch,
-        weights,
-        state.round,
-        state.comm_state,
-        state.local_params,
-        ckey,
-      )
-    new_state = RoundState(
-      params, outer_state, inner_state, noise_state, state.round + 1, rng, comm_state, local_params
-    )
-    if rnd.model_axis is not None:  # keep every part on its placement (no gathers)
-      new_state = jax.lax.with_sharding_constraint(new_state, rnd.state_shardings(new_state))
-    return new_state, metrics
-
-  def steps(state: RoundState, batches, weights):
-    """R rounds in one ``lax.scan``: batches and weights carry a leading round axis."""
-
-    def body(st, xs):
-      b, w = xs
-      return step(st, b, w)
-
-    return jax.lax.scan(body, state, (batches, weights))
-
-  rnd._step = jax.jit(step, donate_argnums=(0,) if donate else ())
-  rnd._steps = jax.jit(steps, donate_argnums=(0,) if donate else ())
-  return rnd
+  return mesh
