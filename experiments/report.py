@@ -358,29 +358,36 @@ def write_report(sweep_dir: str) -> str:
 
 
 def combine(out_dir: str, sweep_dirs: list[str]) -> str:
-  """One table (methods × studies) of the metric at each study's longest budget and its
-  tuning budget, mean ± 95% CI, plus each study's curves."""
+  """Methods × studies tables, one per budget the studies share: the metric's mean ± 95% CI
+  over the report seeds (n stated); plus each study's curves. Written to
+  ``out_dir/table.md`` (each study's ``report.md`` has the p-values)."""
   os.makedirs(out_dir, exist_ok=True)
-  all_stats = {os.path.basename(os.path.normpath(d)): method_stats(d) for d in sweep_dirs}
+  names = [os.path.basename(os.path.normpath(d)) for d in sweep_dirs]
+  all_stats = {n: method_stats(d) for n, d in zip(names, sweep_dirs)}
   methods = []
   for s in all_stats.values():
     methods += [m for m in s if m not in methods]
-  cols = list(all_stats)
-  lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-  for m in methods:
-    cells = []
-    for c in cols:
-      s = all_stats[c].get(m)
-      if s is None:
-        cells.append("—")
-        continue
-      b = max(s["budgets"])
-      cells.append(f"{stats_lib.fmt(s['budgets'][b]['summary'])} (n={s['seeds']})")
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
-  table = "\n".join(lines) + "\n"
-  for c, s in all_stats.items():
+  shared = None
+  for s in all_stats.values():
+    for m in s.values():
+      shared = set(m["budgets"]) if shared is None else shared & set(m["budgets"])
+  parts = []
+  for b in sorted(shared or []):
+    lines = [f"### {b} rounds", "", "| method | " + " | ".join(names) + " |"]
+    lines.append("|---|" + "---|" * len(names))
+    for m in methods:
+      cells = []
+      for n in names:
+        s = all_stats[n].get(m)
+        cells.append(
+          "—" if s is None else f"{stats_lib.fmt(s['budgets'][b]['summary'])} (n={s['seeds']})"
+        )
+      lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    parts.append("\n".join(lines) + "\n")
+  table = "\n".join(parts)
+  for n, s in all_stats.items():
     if s:
-      plot_curves(s, os.path.join(out_dir, f"curves_{c}.png"), title=c)
+      plot_curves(s, os.path.join(out_dir, f"curves_{n}.png"), title=n)
   with open(os.path.join(out_dir, "table.md"), "w") as f:
     f.write(table)
   return table

@@ -207,3 +207,18 @@ def test_cost_stats_table_and_plot(tmp_path):
   text = report.write_report(str(tmp_path))
   assert "| fedavg | lr=0.1 | 10 | 1,000 |" in text
   assert (tmp_path / "quality_vs_bytes.png").stat().st_size > 1000
+
+
+def test_combine_gives_one_table_per_shared_budget(tmp_path):
+  make_study(tmp_path / "alpha1.1")
+  make_study(tmp_path / "gaussian")
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.report", str(tmp_path)], capture_output=True, text=True
+  )
+  assert out.returncode == 0, out.stderr
+  table = (tmp_path / "table.md").read_text()
+  assert "### 5 rounds" in table and "### 10 rounds" in table
+  assert "| method | alpha1.1 | gaussian |" in table
+  mean = sum(v[1] for v in VALUES["fedavg"]) / 5
+  assert f"| fedavg | {mean:.4g} ± " in table and "(n=5)" in table
+  assert (tmp_path / "curves_gaussian.png").exists()
