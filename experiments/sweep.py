@@ -186,21 +186,22 @@ def _line(cells: dict, best: dict, field: str, finite: bool = False) -> list:
   return sorted({c["point"][field] for c in cells.values() if keep(c)})
 
 
-def _step(values: list, side: str):
-  """The next value past the ``side`` edge of sorted ``values``: a geometric step when all
-  are positive, else an arithmetic one; None when there is no step (zero edge)."""
-  lo, hi = (values[0], values[1]) if side == "low" else (values[-2], values[-1])
-  if lo > 0:
-    ratio = hi / lo
-    new = lo / ratio if side == "low" else hi * ratio
-  else:
-    new = lo - (hi - lo) if side == "low" else hi + (hi - lo)
-  if side == "low" and values[0] == 0:
+def _step(values: list, side: str, axis: list):
+  """The next value past the ``side`` edge of the sorted tried ``values``: the edge's
+  neighbour ratio on the grid's ``axis`` (a geometric step when the axis is positive, else
+  its arithmetic step); None when there is no step (a zero edge)."""
+  v = values[0] if side == "low" else values[-1]
+  if side == "low" and v == 0:
     return None
+  if all(x > 0 for x in axis):
+    ratio = axis[1] / axis[0] if side == "low" else axis[-1] / axis[-2]
+    new = v / ratio if side == "low" else v * ratio
+  else:
+    new = v - (axis[1] - axis[0]) if side == "low" else v + (axis[-1] - axis[-2])
   return float(f"{new:.3g}")
 
 
-def _edge_status(cells, best, field, side, bounds):
+def _edge_status(cells, best, field, side, bounds, axis):
   """Why ``best`` may sit on the ``side`` edge of ``field``: '' when it does not."""
   values = _line(cells, best, field, finite=True)
   v = best[field]
@@ -214,9 +215,7 @@ def _edge_status(cells, best, field, side, bounds):
     return "declared bound"
   if side == "low" and v == 0:
     return "zero"
-  if len(values) < 2:
-    return "open"
-  nxt = _step(values, side)
+  nxt = _step(values, side, axis)
   if bound is not None and not _within(nxt, [bound, None] if side == "low" else [None, bound]):
     return "declared bound"  # the next step would cross it
   return "open"
@@ -251,9 +250,9 @@ def tune(config, workdir, method, plan, extra_grid=(), log=print) -> dict:
     todo = []
     for field in axes:
       for side in ("low", "high"):
-        status = _edge_status(cells, best, field, side, plan["bounds"])
+        status = _edge_status(cells, best, field, side, plan["bounds"], axes[field])
         if status == "open" and steps[(field, side)] < plan["max_extensions"]:
-          new = _step(_line(cells, best, field, finite=True), side)
+          new = _step(_line(cells, best, field, finite=True), side, axes[field])
           if new is not None and _within(new, plan["bounds"].get(field)):
             todo.append((field, side, new))
     if not todo:
@@ -265,7 +264,7 @@ def tune(config, workdir, method, plan, extra_grid=(), log=print) -> dict:
   edges = []
   for field in axes:
     for side in ("low", "high"):
-      status = _edge_status(cells, best, field, side, plan["bounds"])
+      status = _edge_status(cells, best, field, side, plan["bounds"], axes[field])
       if status:
         edges.append(dict(field=field, side=side, value=best[field], status=status))
   return dict(cells=cells, best=cell_name(best), best_point=best, edges=edges)

@@ -90,6 +90,38 @@ def test_an_edge_optimum_extends_its_axis_geometrically_until_interior(monkeypat
   assert all(t["cells"][sweep.cell_name({"hparams.inner_lr": v})]["extension"] for v in calls[3:])
 
 
+def test_a_second_axis_is_extended_around_an_extension_point(monkeypatch):
+  """The kept point is an extension along one axis, so along the other only it was tried:
+  both sides of that axis are then tried too (steps of the grid's edge ratios)."""
+  calls = []
+
+  def run_cell(cfg, workdir, quiet=True):
+    lr, u = cfg.hparams.inner_lr, cfg.hparams.inner_upper
+    calls.append((lr, u))
+    loss = (math.log10(lr / 0.03)) ** 2 + (math.log10(u / 0.011)) ** 2
+    return dict(
+      diverged=False, final={"eval/loss": loss}, report_metric="eval/loss", report_mode="min"
+    )
+
+  monkeypatch.setattr(sweep, "run_cell", run_cell)
+  c = tiny_config()
+  c.sweep.grids = {
+    "avg-biclip": ["hparams.inner_lr=0.01,0.03,0.1", "hparams.inner_upper=0.1,0.3,1.0"]
+  }
+  t = sweep.tune(c, "/nonexistent", "avg-biclip", sweep.study_plan(c), log=lambda _: None)
+  assert calls[9:] == [
+    (0.03, 0.0333),  # u's low edge
+    (0.01, 0.0333),  # around it along lr (only 0.03 was tried there), then u's edge again
+    (0.1, 0.0333),
+    (0.03, 0.0111),
+    (0.01, 0.0111),
+    (0.1, 0.0111),
+    (0.03, 0.0037),
+  ]
+  assert t["best_point"] == {"hparams.inner_lr": 0.03, "hparams.inner_upper": 0.0111}
+  assert t["edges"] == []
+
+
 def test_an_edge_the_method_diverges_past_is_a_hard_bound(monkeypatch):
   _fake_runs(monkeypatch, lambda lr: 1.0 / lr, diverge_above=2.0)
   t = _tune("0.1,0.3,1.0")
