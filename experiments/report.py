@@ -450,6 +450,13 @@ def main(argv=None):
     if not studies:
       print(f"error: no sweep.json under {d}; give a study folder made by experiments.sweep")
       return 1
+    old = [s for s in studies if json.load(open(os.path.join(s, "sweep.json"))).get("rules") != 2]
+    if old:  # their runs were not stored: regenerating would overwrite their tables
+      print(
+        f"error: {', '.join(old)} predate the study rules (no stored runs); their tables are "
+        "kept as they are: re-run the study with experiments.sweep"
+      )
+      return 1
     for s in studies:
       print(write_report(s))
     if len(studies) > 1:  # one study in several settings: the side-by-side table too

@@ -222,3 +222,13 @@ def test_combine_gives_one_table_per_shared_budget(tmp_path):
   mean = sum(v[1] for v in VALUES["fedavg"]) / 5
   assert f"| fedavg | {mean:.4g} ± " in table and "(n=5)" in table
   assert (tmp_path / "curves_gaussian.png").exists()
+
+
+def test_report_refuses_to_overwrite_a_study_made_before_the_rules(tmp_path):
+  json.dump({"methods": {}}, open(tmp_path / "sweep.json", "w"))
+  (tmp_path / "report.md").write_text("old tables")
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.report", str(tmp_path)], capture_output=True, text=True
+  )
+  assert out.returncode == 1 and "predate the study rules" in out.stdout
+  assert (tmp_path / "report.md").read_text() == "old tables"
