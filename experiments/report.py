@@ -396,7 +396,8 @@ def combine(out_dir: str, sweep_dirs: list[str]) -> str:
 def export(sweep_dir: str, out_dir: str) -> None:
   """Copies a study to ``out_dir`` with every per-seed run (tuning and report) it used:
   ``sweep.json`` and per run ``summary.json``, ``config.json``, ``code.json`` and the
-  ``metrics.jsonl`` rows that hold an ``eval/`` metric (no checkpoints or event files); then
+  ``metrics.jsonl`` rows that hold an ``eval/`` metric, with their ``train/bytes_cumulative``
+  (no checkpoints, event files or per-round training rows); then
   writes the report there. ``python -m experiments.report OUT`` regenerates it."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   runs = set()
@@ -412,8 +413,8 @@ def export(sweep_dir: str, out_dir: str) -> None:
         shutil.copyfile(os.path.join(src, f), os.path.join(dst, f))
     rows = read_jsonl(os.path.join(src, "metrics.jsonl"))
     with open(os.path.join(dst, "metrics.jsonl"), "w") as f:
-      for r in rows:
-        if any(k.startswith("eval/") or k == BYTES for k in r):
+      for r in rows:  # the evaluated rounds (the last round is always one)
+        if any(k.startswith("eval/") for k in r):
           keep = {k: v for k, v in r.items() if k == "round" or k.startswith("eval/") or k == BYTES}
           f.write(json.dumps(keep) + "\n")
   shutil.copyfile(os.path.join(sweep_dir, "sweep.json"), os.path.join(out_dir, "sweep.json"))
