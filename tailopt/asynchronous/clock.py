@@ -235,6 +235,259 @@ def _xi(clock: ClockConfig, rng: np.random.Generator) -> float:
   return float(np.exp(clock.noise_sigma * rng.standard_normal()))
 
 
+def _check_schedule_args(clock, scheme, buffer_size, local_steps, num_steps, ties, deadline):
+  """Validates :func:`make_schedule`'s arguments; returns the buffer size K the scheme uses
+  (1 for ``'async'``, N for ``'sync'``, else ``buffer_size`` as given)."""
+  n = clock.num_workers
+  if scheme not in SCHEMES:
+    raise ValueError(f"Unknown scheme {scheme!r}; choose one of {SCHEMES}.")
+  if ties not in TIES:
+    raise ValueError(f"Unknown ties={ties!r}; choose one of {TIES}.")
+  if not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
+    raise ValueError(f"local_steps must be an integer >= 1, got {local_steps!r}.")
+  if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+    raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}.")
+  if scheme == "async":
+    buffer_size = 1
+  if scheme == "sync":
+    buffer_size = n
+  if scheme in ("buffered", "async", "drop"):
+    if not isinstance(buffer_size, (int, np.integer)) or not 1 <= buffer_size <= n:
+      raise ValueError(
+        f"buffer_size K={buffer_size!r} must be an integer with 1 <= K <= num_workers="
+        f"{n} (the server cannot wait for more updates than there are workers)."
+      )
+  if scheme == "deadline" and (deadline is None or deadline <= 0):
+    raise ValueError("scheme='deadline' needs deadline > 0 (seconds per round).")
+  return buffer_size
+
+
+class _JobLog:
+  """Every job started, in start order, with its duration ``H_w s_w xi + c``: worker ``w``'s
+  ``j``-th noise ``xi`` comes from its own stream ``default_rng([seed, 1, w])``."""
+
+  def __init__(self, clock: ClockConfig, step_times: np.ndarray, local_steps: np.ndarray):
+    self.clock, self.s, self.h_w = clock, step_times, local_steps
+    n = clock.num_workers
+    self.rngs = [np.random.default_rng([clock.seed, 1, w]) for w in range(n)]
+    self.counts = [0] * n
+    self.jobs: list[Job] = []
+
+  def start(self, w: int, t: float, v: int) -> int:
+    """Worker ``w`` pulls version ``v`` at time ``t``; returns the new job's id."""
+    dur = self.h_w[w] * self.s[w] * _xi(self.clock, self.rngs[w]) + self.clock.comm_latency
+    j = Job(
+      worker=w, index=self.counts[w], pulled=v, start=t, arrival=t + dur, steps=int(self.h_w[w])
+    )
+    self.counts[w] += 1
+    self.jobs.append(j)
+    return len(self.jobs) - 1
+
+
+def _buffered_ticks(log: _JobLog, k: int, num_steps: int, ties: str) -> list:
+  """Event loop of the buffered schemes (``'buffered'``, ``'async'``): a server step after
+  every K arrivals; a worker pulls the newest version as soon as it has pushed (see ``ties``).
+  Returns the ticks ``[(time, [job ids in application order])]``."""
+  jobs, n = log.jobs, log.clock.num_workers
+  ticks = []
+  heap = []
+  version = 0
+  for w in range(n):
+    jid = log.start(w, 0.0, 0)
+    heapq.heappush(heap, (jobs[jid].arrival, w, jid))
+  buf = []
+  while len(ticks) < num_steps:
+    t, w, jid = heapq.heappop(heap)
+    group = [(w, jid)]
+    if ties == "batch":
+      while heap and heap[0][0] == t:
+        _, w2, j2 = heapq.heappop(heap)
+        group.append((w2, j2))
+    pulls = []
+    for w, jid in group:
+      if len(ticks) >= num_steps:
+        break
+      buf.append(jid)
+      if len(buf) == k:
+        ticks.append((t, buf))
+        buf = []
+        version += 1
+      if ties == "sequential":
+        j2 = log.start(w, t, version)
+        heapq.heappush(heap, (jobs[j2].arrival, w, j2))
+      else:
+        pulls.append(w)
+    for w in pulls:
+      j2 = log.start(w, t, version)
+      heapq.heappush(heap, (jobs[j2].arrival, w, j2))
+  return ticks
+
+
+def _close_round(jobs, order, scheme, k, t0, deadline, n):
+  """The jobs a synchronous round keeps (``order``: its jobs by arrival) and when it closes:
+  all (``'sync'``), the fastest K (``'drop'``) or those in by the deadline, at least one."""
+  if scheme == "sync":
+    return order, jobs[order[-1]].arrival
+  if scheme == "drop":
+    kept = order[:k]
+    return kept, jobs[kept[-1]].arrival
+  kept = [i for i in order if jobs[i].arrival <= t0 + deadline] or order[:1]
+  close = jobs[order[-1]].arrival if len(kept) == n else max(t0 + deadline, jobs[kept[-1]].arrival)
+  return kept, close
+
+
+def _round_ticks(log: _JobLog, scheme: str, k: int, num_steps: int, deadline) -> list:
+  """Rounds of the synchronous schemes (``'sync'``, ``'drop'``, ``'deadline'``): every
+  worker pulls at the round's start; the next round starts when it closes. Returns the ticks
+  ``[(time, [kept job ids in worker order])]``."""
+  jobs, n = log.jobs, log.clock.num_workers
+  ticks = []
+  t0 = 0.0
+  for r in range(num_steps):
+    ids = [log.start(w, t0, r) for w in range(n)]
+    order = sorted(ids, key=lambda i: (jobs[i].arrival, jobs[i].worker))
+    kept, close = _close_round(jobs, order, scheme, k, t0, deadline, n)
+    ticks.append((close, sorted(kept, key=lambda i: jobs[i].worker)))
+    t0 = close
+  return ticks
+
+
+def _mark_consumed(jobs: list, ticks: list, n: int) -> None:
+  """Sets each applied job's ``consumed_tick`` and its worker's local-step counter
+  ``step0`` (computed jobs only, in each worker's job order)."""
+  for tick, (_, ids) in enumerate(ticks):
+    for i in ids:
+      jobs[i].consumed_tick = tick
+  done = [0] * n
+  for j in jobs:  # jobs of one worker appear in index order
+    if j.consumed_tick >= 0:
+      j.step0 = done[j.worker]
+      done[j.worker] += j.steps
+
+
+def _allocate_slots(jobs: list) -> tuple[list, int]:
+  """Gives every computed job a slot, held from its computation to its arrival; returns
+  the computed job ids (in computation order) and the number of slots M (at least 1).
+
+  Positions: the wave of version v is computed at 2v - 1; tick a reads its arrivals at 2a.
+  """
+  computed = [i for i, j in enumerate(jobs) if j.consumed_tick >= 0]
+  computed.sort(key=lambda i: (jobs[i].pulled, jobs[i].start, jobs[i].worker, jobs[i].index))
+  free: list[int] = []
+  busy: list[tuple[int, int]] = []  # (read position, slot)
+  num_slots = 0
+  for i in computed:
+    j = jobs[i]
+    pos = 2 * j.pulled - 1
+    while busy and busy[0][0] < pos:
+      heapq.heappush(free, heapq.heappop(busy)[1])
+    if free:
+      j.slot = heapq.heappop(free)
+    else:
+      j.slot = num_slots
+      num_slots += 1
+    heapq.heappush(busy, (2 * j.consumed_tick, j.slot))
+  return computed, max(num_slots, 1)
+
+
+def _arrival_arrays(jobs, ticks, width, n, num_steps, num_slots) -> dict:
+  """The server's buffers: ``(T, A)`` arrays ``slot``, ``worker``, ``pulled``, ``valid`` and
+  ``time`` of the updates each tick applies (padding: slot M, worker N, valid 0)."""
+  arr = dict(
+    slot=np.full((num_steps, width), num_slots, np.int32),
+    worker=np.full((num_steps, width), n, np.int32),
+    pulled=np.zeros((num_steps, width), np.int32),
+    valid=np.zeros((num_steps, width), np.int32),
+    time=np.zeros((num_steps, width), np.float64),
+  )
+  for tick, (_, ids) in enumerate(ticks):
+    for c, i in enumerate(ids):
+      j = jobs[i]
+      arr["slot"][tick, c] = j.slot
+      arr["worker"][tick, c] = j.worker
+      arr["pulled"][tick, c] = j.pulled
+      arr["valid"][tick, c] = 1
+      arr["time"][tick, c] = j.arrival
+  return arr
+
+
+def _max_staleness(arr: dict, num_steps: int) -> int:
+  """The largest staleness (tick minus version pulled) of an applied update, 0 if none."""
+  valid = arr["valid"].astype(bool)
+  taus = (np.arange(num_steps)[:, None] - arr["pulled"])[valid]
+  return int(taus.max(initial=0))
+
+
+def _split_subwaves(jobs: list, ids: list) -> list:
+  """Splits the jobs of one version into sub-waves: sub-wave r holds each worker's
+  (r+1)-th job (by worker, then job index)."""
+  subs: list[list[int]] = []
+  seen: dict[int, int] = {}
+  for i in sorted(ids, key=lambda i: (jobs[i].worker, jobs[i].index)):
+    r = seen.get(jobs[i].worker, 0)
+    seen[jobs[i].worker] = r + 1
+    while len(subs) <= r:
+      subs.append([])
+    subs[r].append(i)
+  return subs
+
+
+def _empty_wave(shape, n: int, num_slots: int) -> dict:
+  """A wave record of padding (worker N, slot M, valid 0) of the given shape."""
+  return dict(
+    worker=np.full(shape, n, np.int32),
+    job=np.zeros(shape, np.int32),
+    slot=np.full(shape, num_slots, np.int32),
+    step0=np.zeros(shape, np.int32),
+    steps=np.zeros(shape, np.int32),
+    valid=np.zeros(shape, np.int32),
+  )
+
+
+def _fill_wave(rec: dict, idx, j: Job) -> None:
+  """Writes job ``j`` at position ``idx`` of a wave record."""
+  rec["worker"][idx] = j.worker
+  rec["job"][idx] = j.index
+  rec["slot"][idx] = j.slot
+  rec["step0"][idx] = j.step0
+  rec["steps"][idx] = j.steps
+  rec["valid"][idx] = 1
+
+
+def _make_waves(jobs, computed, n, num_slots, num_steps) -> tuple[list, list]:
+  """The computed jobs grouped by version pulled, split into sub-waves: ``wave0`` (version
+  0, records of shape ``(W,)``) and ``waves`` (versions 1..T at row v - 1, ``(T, W)``)."""
+  by_version: dict[int, list[int]] = {}
+  for i in computed:
+    by_version.setdefault(jobs[i].pulled, []).append(i)
+  wave0 = []
+  for sub in _split_subwaves(jobs, by_version.get(0, [])):
+    rec = _empty_wave((len(sub),), n, num_slots)
+    for c, i in enumerate(sub):
+      _fill_wave(rec, c, jobs[i])
+    wave0.append(rec)
+  later = {v: _split_subwaves(jobs, ids) for v, ids in by_version.items() if v >= 1}
+  n_sub = max((len(x) for x in later.values()), default=0)
+  waves = []
+  for r in range(n_sub):
+    w_r = max(len(x[r]) for x in later.values() if len(x) > r)
+    rec = _empty_wave((num_steps, w_r), n, num_slots)
+    for v, subs in later.items():
+      if len(subs) > r:
+        for c, i in enumerate(subs[r]):
+          _fill_wave(rec, (v - 1, c), jobs[i])
+    waves.append(rec)
+  return wave0, waves
+
+
+def _fingerprint(clock, tick_time, **settings) -> str:
+  """16 hex digits of sha256 over the clock, the schedule's settings and the tick times."""
+  h = hashlib.sha256()
+  h.update(json.dumps(dict(clock=clock.to_dict(), **settings), sort_keys=True).encode())
+  h.update(tick_time.tobytes())
+  return h.hexdigest()[:16]
+
+
 def make_schedule(
   clock: ClockConfig,
   *,
@@ -262,217 +515,38 @@ def make_schedule(
     deadline: seconds per round for ``scheme='deadline'``.
   """
   n = clock.num_workers
-  if scheme not in SCHEMES:
-    raise ValueError(f"Unknown scheme {scheme!r}; choose one of {SCHEMES}.")
-  if ties not in TIES:
-    raise ValueError(f"Unknown ties={ties!r}; choose one of {TIES}.")
-  if not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
-    raise ValueError(f"local_steps must be an integer >= 1, got {local_steps!r}.")
-  if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-    raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}.")
-  if scheme == "async":
-    buffer_size = 1
-  if scheme == "sync":
-    buffer_size = n
-  if scheme in ("buffered", "async", "drop"):
-    if not isinstance(buffer_size, (int, np.integer)) or not 1 <= buffer_size <= n:
-      raise ValueError(
-        f"buffer_size K={buffer_size!r} must be an integer with 1 <= K <= num_workers="
-        f"{n} (the server cannot wait for more updates than there are workers)."
-      )
-  if scheme == "deadline" and (deadline is None or deadline <= 0):
-    raise ValueError("scheme='deadline' needs deadline > 0 (seconds per round).")
-
+  buffer_size = _check_schedule_args(
+    clock, scheme, buffer_size, local_steps, num_steps, ties, deadline
+  )
   s = clock.step_time_per_worker()
   h_w = (
     dynamic_local_steps(s, local_steps)
     if dynamic_local_steps_on
     else np.full(n, local_steps, np.int64)
   )
-  rngs = [np.random.default_rng([clock.seed, 1, w]) for w in range(n)]
-  counts = [0] * n
-  jobs: list[Job] = []
-
-  def new_job(w, t, v):
-    dur = h_w[w] * s[w] * _xi(clock, rngs[w]) + clock.comm_latency
-    j = Job(worker=w, index=counts[w], pulled=v, start=t, arrival=t + dur, steps=int(h_w[w]))
-    counts[w] += 1
-    jobs.append(j)
-    return len(jobs) - 1
-
-  ticks = []  # (time, [job ids in application order])
+  log = _JobLog(clock, s, h_w)
   if scheme in ("buffered", "async"):
-    k = buffer_size
-    heap = []
-    version = 0
-    for w in range(n):
-      jid = new_job(w, 0.0, 0)
-      heapq.heappush(heap, (jobs[jid].arrival, w, jid))
-    buf = []
-    while len(ticks) < num_steps:
-      t, w, jid = heapq.heappop(heap)
-      group = [(w, jid)]
-      if ties == "batch":
-        while heap and heap[0][0] == t:
-          _, w2, j2 = heapq.heappop(heap)
-          group.append((w2, j2))
-      pulls = []
-      for w, jid in group:
-        if len(ticks) >= num_steps:
-          break
-        buf.append(jid)
-        if len(buf) == k:
-          ticks.append((t, buf))
-          buf = []
-          version += 1
-        if ties == "sequential":
-          j2 = new_job(w, t, version)
-          heapq.heappush(heap, (jobs[j2].arrival, w, j2))
-        else:
-          pulls.append(w)
-      for w in pulls:
-        j2 = new_job(w, t, version)
-        heapq.heappush(heap, (jobs[j2].arrival, w, j2))
+    ticks = _buffered_ticks(log, buffer_size, num_steps, ties)
   else:
-    t0 = 0.0
-    for r in range(num_steps):
-      ids = [new_job(w, t0, r) for w in range(n)]
-      order = sorted(ids, key=lambda i: (jobs[i].arrival, jobs[i].worker))
-      if scheme == "sync":
-        kept, close = order, jobs[order[-1]].arrival
-      elif scheme == "drop":
-        kept = order[:buffer_size]
-        close = jobs[kept[-1]].arrival
-      else:
-        kept = [i for i in order if jobs[i].arrival <= t0 + deadline] or order[:1]
-        close = (
-          jobs[order[-1]].arrival if len(kept) == n else max(t0 + deadline, jobs[kept[-1]].arrival)
-        )
-      ticks.append((close, sorted(kept, key=lambda i: jobs[i].worker)))
-      t0 = close
-
-  for tick, (_, ids) in enumerate(ticks):
-    for i in ids:
-      jobs[i].consumed_tick = tick
-
-  # Local-step counters of computed jobs, in each worker's job order.
-  done = [0] * n
-  for j in jobs:  # jobs of one worker appear in index order
-    if j.consumed_tick >= 0:
-      j.step0 = done[j.worker]
-      done[j.worker] += j.steps
-
-  # Slot allocation. Positions: wave of version v computed at 2v - 1; tick a reads at 2a.
-  computed = [i for i, j in enumerate(jobs) if j.consumed_tick >= 0]
-  computed.sort(key=lambda i: (jobs[i].pulled, jobs[i].start, jobs[i].worker, jobs[i].index))
-  free: list[int] = []
-  busy: list[tuple[int, int]] = []  # (read position, slot)
-  num_slots = 0
-  for i in computed:
-    j = jobs[i]
-    pos = 2 * j.pulled - 1
-    while busy and busy[0][0] < pos:
-      heapq.heappush(free, heapq.heappop(busy)[1])
-    if free:
-      j.slot = heapq.heappop(free)
-    else:
-      j.slot = num_slots
-      num_slots += 1
-    heapq.heappush(busy, (2 * j.consumed_tick, j.slot))
-  num_slots = max(num_slots, 1)
-
-  # Arrival arrays.
+    ticks = _round_ticks(log, scheme, buffer_size, num_steps, deadline)
+  jobs = log.jobs
+  _mark_consumed(jobs, ticks, n)
+  computed, num_slots = _allocate_slots(jobs)
   width = {"buffered": buffer_size, "async": 1, "drop": buffer_size}.get(scheme, n)
-  arr = dict(
-    slot=np.full((num_steps, width), num_slots, np.int32),
-    worker=np.full((num_steps, width), n, np.int32),
-    pulled=np.zeros((num_steps, width), np.int32),
-    valid=np.zeros((num_steps, width), np.int32),
-    time=np.zeros((num_steps, width), np.float64),
-  )
-  for tick, (_, ids) in enumerate(ticks):
-    for c, i in enumerate(ids):
-      j = jobs[i]
-      arr["slot"][tick, c] = j.slot
-      arr["worker"][tick, c] = j.worker
-      arr["pulled"][tick, c] = j.pulled
-      arr["valid"][tick, c] = 1
-      arr["time"][tick, c] = j.arrival
+  arr = _arrival_arrays(jobs, ticks, width, n, num_steps, num_slots)
   tick_time = np.asarray([t for t, _ in ticks], np.float64)
-  valid = arr["valid"].astype(bool)
-  taus = (np.arange(num_steps)[:, None] - arr["pulled"])[valid]
-  max_tau = int(taus.max(initial=0))
-
-  # Waves: group computed jobs by pulled version and occurrence.
-  by_version: dict[int, list[int]] = {}
-  for i in computed:
-    by_version.setdefault(jobs[i].pulled, []).append(i)
-
-  def split(ids):
-    subs: list[list[int]] = []
-    seen: dict[int, int] = {}
-    for i in sorted(ids, key=lambda i: (jobs[i].worker, jobs[i].index)):
-      r = seen.get(jobs[i].worker, 0)
-      seen[jobs[i].worker] = r + 1
-      while len(subs) <= r:
-        subs.append([])
-      subs[r].append(i)
-    return subs
-
-  def fill(rec, idx, i):
-    j = jobs[i]
-    rec["worker"][idx] = j.worker
-    rec["job"][idx] = j.index
-    rec["slot"][idx] = j.slot
-    rec["step0"][idx] = j.step0
-    rec["steps"][idx] = j.steps
-    rec["valid"][idx] = 1
-
-  def empty(shape):
-    return dict(
-      worker=np.full(shape, n, np.int32),
-      job=np.zeros(shape, np.int32),
-      slot=np.full(shape, num_slots, np.int32),
-      step0=np.zeros(shape, np.int32),
-      steps=np.zeros(shape, np.int32),
-      valid=np.zeros(shape, np.int32),
-    )
-
-  wave0 = []
-  for sub in split(by_version.get(0, [])):
-    rec = empty((len(sub),))
-    for c, i in enumerate(sub):
-      fill(rec, c, i)
-    wave0.append(rec)
-  later = {v: split(ids) for v, ids in by_version.items() if v >= 1}
-  n_sub = max((len(x) for x in later.values()), default=0)
-  waves = []
-  for r in range(n_sub):
-    w_r = max(len(x[r]) for x in later.values() if len(x) > r)
-    rec = empty((num_steps, w_r))
-    for v, subs in later.items():
-      if len(subs) > r:
-        for c, i in enumerate(subs[r]):
-          fill(rec, (v - 1, c), i)
-    waves.append(rec)
-
-  h = hashlib.sha256()
-  h.update(
-    json.dumps(
-      dict(
-        clock=clock.to_dict(),
-        scheme=scheme,
-        k=int(buffer_size),
-        z=int(local_steps),
-        t=int(num_steps),
-        dyn=bool(dynamic_local_steps_on),
-        ties=ties,
-        deadline=deadline,
-      ),
-      sort_keys=True,
-    ).encode()
+  wave0, waves = _make_waves(jobs, computed, n, num_slots, num_steps)
+  fingerprint = _fingerprint(
+    clock,
+    tick_time,
+    scheme=scheme,
+    k=int(buffer_size),
+    z=int(local_steps),
+    t=int(num_steps),
+    dyn=bool(dynamic_local_steps_on),
+    ties=ties,
+    deadline=deadline,
   )
-  h.update(tick_time.tobytes())
   return Schedule(
     scheme=scheme,
     num_workers=n,
@@ -486,7 +560,7 @@ def make_schedule(
     wave0=wave0,
     waves=waves,
     num_slots=num_slots,
-    max_staleness=max_tau,
+    max_staleness=_max_staleness(arr, num_steps),
     jobs=jobs,
-    fingerprint=h.hexdigest()[:16],
+    fingerprint=fingerprint,
   )

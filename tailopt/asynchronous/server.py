@@ -178,6 +178,113 @@ def _clip_each(clip: optax.GradientTransformation, deltas, tick):
   return jax.vmap(one)(deltas)
 
 
+def _mask_padding(deltas, diffs, valid):
+  """Zeroes the padding entries (``valid`` false) of the buffered Deltas and model
+  differences, so that nothing non-finite in an unused slot can leak in."""
+  vmask = lambda x: valid.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
+  deltas = jax.tree.map(lambda d: jnp.where(vmask(d), d, jnp.zeros_like(d)), deltas)
+  if diffs is not None:
+    diffs = jax.tree.map(lambda d: jnp.where(vmask(d), d, jnp.zeros_like(d)), diffs)
+  return deltas, diffs
+
+
+def _pseudo_gradients(cfg: AsyncConfig, deltas, diffs):
+  """The pseudo-gradient of each update: Delta, or with ``pseudo_gradient='model_diff'``
+  ``x_now - x_local = Delta + (x_now - x_pulled)`` (FedAsync)."""
+  if cfg.pseudo_gradient == "model_diff":
+    return jax.tree.map(lambda d, x: d + x.astype(d.dtype), deltas, diffs)
+  return deltas
+
+
+def _adaptive_compensation(comp, comp_state, deltas, diffs, valid_f, n_valid):
+  """DC-ASGD-a: updates the mean square with the buffer's mean of Delta_k^2 (valid entries)
+  and compensates with ``lambda = lam0 / sqrt(MS + eps)``; returns ``(deltas, comp_state)``."""
+  mask = lambda x: valid_f.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
+  sq_mean = jax.tree.map(
+    lambda d: (
+      jnp.sum(mask(d) * jnp.square(d.astype(jnp.float32)), axis=0) / jnp.maximum(n_valid, 1.0)
+    ),
+    deltas,
+  )
+  new_comp = comp_lib.update_mean_square(comp_state, sq_mean, comp.momentum)
+  lam = jax.tree.map(lambda l: l[None], comp_lib.adaptive_lambda(new_comp, comp.lam0, comp.eps))
+  deltas = jax.tree.map(lambda d, x, l: (d + l * d * d * x).astype(d.dtype), deltas, diffs, lam)
+  return deltas, new_comp
+
+
+def _compensate(cfg: AsyncConfig, outer_clip, comp_state, deltas, diffs, valid_f, n_valid, tick):
+  """Delay compensation of the buffered Deltas (each clipped first with ``outer_clip`` for
+  ``clip_then_compensate``), constant or adaptive; returns ``(deltas, comp_state)``,
+  unchanged when compensation is off."""
+  comp = cfg.compensation
+  if not comp.enabled:
+    return deltas, comp_state
+  if comp.order == "clip_then_compensate" and outer_clip is not None:
+    deltas = _clip_each(outer_clip, deltas, tick)
+  if comp.kind == "adaptive":
+    return _adaptive_compensation(comp, comp_state, deltas, diffs, valid_f, n_valid)
+  return comp_lib.compensate(deltas, diffs, comp.lam), comp_state
+
+
+def _weighted_mean(cfg: AsyncConfig, w, n_valid, deltas, params):
+  """The buffer's aggregate ``sum_k w_k Delta_k / Z`` (Z = the number of valid updates, or
+  the sum of weights with ``weight_normalization='sum'``), in the params' dtypes."""
+  if cfg.reduction == "weights" and cfg.weight_normalization == "sum":
+    total = jnp.sum(w)
+  else:
+    total = n_valid
+  safe_total = jnp.where(total > 0, total, 1.0)
+  return jax.tree.map(
+    lambda d, p: (jnp.tensordot(w, d.astype(jnp.float32), axes=1) / safe_total).astype(p.dtype),
+    deltas,
+    params,
+  )
+
+
+def _scaled_outer_step(cfg: AsyncConfig, outer, agg, scale, outer_state, params, tick):
+  """The outer rule (with its clipping) on the aggregate, the delay-aware scale applied
+  after it (default) or to the aggregate before it. Returns ``(agg, updates, outer_state)``
+  with ``agg`` the aggregate as the outer rule saw it (scaled with ``'before_outer'``)."""
+  if cfg.scale_order == "before_outer":
+    agg = jax.tree.map(lambda a: a * scale.astype(a.dtype), agg)
+  updates, new_outer = optax.with_extra_args_support(outer).update(
+    agg, outer_state, params, round_index=tick
+  )
+  if cfg.scale_order == "after_outer":
+    updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
+  return agg, updates, new_outer
+
+
+def _apply_or_skip(apply, params, updates, new_outer, outer_state, new_comp, comp_state):
+  """Applies the updates; where ``apply`` is false (a zero scale or all-zero weights) the
+  model, outer and compensation states stay as they were. Returns the three."""
+  new_params = optax.apply_updates(params, updates)
+  keep = lambda new, old: jax.tree.map(  # noqa: E731
+    lambda a, b: jnp.where(apply, a, b), new, old
+  )
+  new_params = keep(new_params, params)
+  new_outer = keep(new_outer, outer_state)
+  new_comp = keep(new_comp, comp_state) if new_comp is not None else None
+  return new_params, new_outer, new_comp
+
+
+def _step_metrics(scale, apply, n_valid, w, agg, updates, new_outer, local_metrics, valid_f):
+  """The server step's metrics: scale, applied, counts and norms, the outer state's
+  measurements (``outer_*``) and the jobs' local metrics averaged over the valid updates."""
+  metrics = dict(
+    scale=scale,
+    applied=apply.astype(jnp.float32),
+    num_updates=n_valid,
+    weight_sum=jnp.sum(w),
+    delta_norm=clipping.global_norm(agg),
+    update_norm=clipping.global_norm(updates) * apply.astype(jnp.float32),
+  )
+  metrics.update(clipping.measurements(new_outer, "outer_"))
+  for name, v in (local_metrics or {}).items():
+    metrics[name] = jnp.sum(valid_f * v) / jnp.maximum(n_valid, 1.0)
+  return metrics
+
+
 def server_update(
   cfg: AsyncConfig,
   outer: optax.GradientTransformation,
@@ -210,70 +317,15 @@ def server_update(
   valid = jnp.asarray(valid).astype(bool)
   valid_f = valid.astype(jnp.float32)
   n_valid = jnp.sum(valid_f)
-  comp = cfg.compensation
-  # Padding entries are zeroed so that nothing non-finite in an unused slot can leak in.
-  vmask = lambda x: valid.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
-  deltas = jax.tree.map(lambda d: jnp.where(vmask(d), d, jnp.zeros_like(d)), deltas)
-  if diffs is not None:
-    diffs = jax.tree.map(lambda d: jnp.where(vmask(d), d, jnp.zeros_like(d)), diffs)
-  if cfg.pseudo_gradient == "model_diff":
-    deltas = jax.tree.map(lambda d, x: d + x.astype(d.dtype), deltas, diffs)
-  if comp.enabled:
-    if comp.order == "clip_then_compensate" and outer_clip is not None:
-      deltas = _clip_each(outer_clip, deltas, tick)
-    mask = lambda x: valid_f.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
-    if comp.kind == "adaptive":
-      sq_mean = jax.tree.map(
-        lambda d: (
-          jnp.sum(mask(d) * jnp.square(d.astype(jnp.float32)), axis=0) / jnp.maximum(n_valid, 1.0)
-        ),
-        deltas,
-      )
-      new_comp = comp_lib.update_mean_square(comp_state, sq_mean, comp.momentum)
-      lam = jax.tree.map(lambda l: l[None], comp_lib.adaptive_lambda(new_comp, comp.lam0, comp.eps))
-      deltas = jax.tree.map(lambda d, x, l: (d + l * d * d * x).astype(d.dtype), deltas, diffs, lam)
-    else:
-      new_comp = comp_state
-      deltas = comp_lib.compensate(deltas, diffs, comp.lam)
-  else:
-    new_comp = comp_state
-
+  deltas, diffs = _mask_padding(deltas, diffs, valid)
+  deltas = _pseudo_gradients(cfg, deltas, diffs)
+  deltas, new_comp = _compensate(cfg, outer_clip, comp_state, deltas, diffs, valid_f, n_valid, tick)
   w, scale = stale_lib.reduce_staleness(cfg.rate, cfg.reduction, taus, valid, num_workers)
-  if cfg.reduction == "weights" and cfg.weight_normalization == "sum":
-    total = jnp.sum(w)
-  else:
-    total = n_valid
-  safe_total = jnp.where(total > 0, total, 1.0)
-  agg = jax.tree.map(
-    lambda d, p: (jnp.tensordot(w, d.astype(jnp.float32), axes=1) / safe_total).astype(p.dtype),
-    deltas,
-    params,
-  )
-  if cfg.scale_order == "before_outer":
-    agg = jax.tree.map(lambda a: a * scale.astype(a.dtype), agg)
-  updates, new_outer = optax.with_extra_args_support(outer).update(
-    agg, outer_state, params, round_index=tick
-  )
-  if cfg.scale_order == "after_outer":
-    updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
-  new_params = optax.apply_updates(params, updates)
+  agg = _weighted_mean(cfg, w, n_valid, deltas, params)
+  agg, updates, new_outer = _scaled_outer_step(cfg, outer, agg, scale, outer_state, params, tick)
   apply = (scale > 0) & (jnp.sum(w) > 0)
-  keep = lambda new, old: jax.tree.map(  # noqa: E731
-    lambda a, b: jnp.where(apply, a, b), new, old
+  new_params, new_outer, new_comp = _apply_or_skip(
+    apply, params, updates, new_outer, outer_state, new_comp, comp_state
   )
-  new_params = keep(new_params, params)
-  new_outer = keep(new_outer, outer_state)
-  new_comp = keep(new_comp, comp_state) if new_comp is not None else None
-
-  metrics = dict(
-    scale=scale,
-    applied=apply.astype(jnp.float32),
-    num_updates=n_valid,
-    weight_sum=jnp.sum(w),
-    delta_norm=clipping.global_norm(agg),
-    update_norm=clipping.global_norm(updates) * apply.astype(jnp.float32),
-  )
-  metrics.update(clipping.measurements(new_outer, "outer_"))
-  for name, v in (local_metrics or {}).items():
-    metrics[name] = jnp.sum(valid_f * v) / jnp.maximum(n_valid, 1.0)
+  metrics = _step_metrics(scale, apply, n_valid, w, agg, updates, new_outer, local_metrics, valid_f)
   return new_params, new_outer, new_comp, metrics
