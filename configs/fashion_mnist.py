@@ -49,13 +49,15 @@ def get_config(arg: str = ""):
     c.data.limit, c.data.test_limit = 16000, 2000
     c.rounds, c.eval_every, c.checkpoint_every = 40, 5, 0
     c.local_steps = 4
+    # 4-point grids on each method's main axis (the other hyperparameters fixed at the
+    # points the first 2-point pass kept); the sweep extends any edge point.
     c.sweep.grids = {
-      "fedavg": ["hparams.inner_lr=0.03,0.1"],
-      "avg-l2clip": ["hparams.inner_lr=0.03,0.1"],
-      "adam-sgd": ["hparams.inner_lr=0.05", "hparams.outer_lr=0.003,0.01"],
-      "diloco": ["hparams.inner_lr=0.001,0.003"],
-      "adam2": ["hparams.inner_lr=0.001", "hparams.outer_lr=0.003,0.01"],
-      "bi2clip": ["hparams.inner_lr=0.05", "hparams.outer_upper=0.003,0.01"],
+      "fedavg": ["hparams.inner_lr=0.01,0.03,0.1,0.3"],
+      "avg-l2clip": ["hparams.inner_lr=0.03,0.1,0.3,1.0"],
+      "adam-sgd": ["hparams.inner_lr=0.05", "hparams.outer_lr=0.001,0.003,0.01,0.03"],
+      "diloco": ["hparams.inner_lr=0.0001,0.0003,0.001,0.003"],
+      "adam2": ["hparams.inner_lr=0.001", "hparams.outer_lr=0.0003,0.001,0.003,0.01"],
+      "bi2clip": ["hparams.inner_lr=0.05", "hparams.outer_upper=0.003,0.01,0.03,0.1"],
     }
   if "runlocal" in v:
     c.data.limit, c.data.test_limit = 800, 200
