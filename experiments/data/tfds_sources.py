@@ -7,33 +7,48 @@ contract. Text loaders take the tokenizer as an argument:
 
 * classification / translation: ``tokenizer(texts, max_len, pairs=None) ->
   (ids, mask)`` int arrays of shape ``(n, max_len)`` -- e.g.
-  :meth:`experiments.models.tokenization.Tokenizer.batch_encode`;
+  :meth:`experiments.data.tokenization.Tokenizer.batch_encode`;
 * SQuAD (causal LM): ``encode(text) -> list[int]`` plus ``pad_id``/``eos_id``.
 
 When a dataset is neither prepared nor downloadable (no network) the loaders
 raise :class:`DatasetUnavailableError`, whose message names the fix and the
 offline stand-in. Tests run these paths on ``tfds.testing.mock_data``.
+
+The tasks ``glue``, ``cifar100``, ``wmt19`` and ``squad`` are declared here. Before one is
+built, :func:`check_config` fails at once, in one line, when its dataset is not prepared
+and the machine is offline (instead of minutes of download retries); ``python -m
+experiments.data.fetch --config`` runs :func:`prepare_config`, which builds it now.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from experiments.data.examples import map_examples, rename
+from experiments.data.fetch import MissingArtifactError
+from experiments.data.pretrained import minilm_tokenizer
+from experiments.data.registry import task
 from tailopt.data import partition
 from tailopt.data.types import FederatedData, take
 
 __all__ = [
   "DatasetUnavailableError",
   "GLUE_TASKS",
+  "check_config",
+  "check_tfds",
   "cifar100",
   "glue",
+  "prepare_config",
   "read_source",
   "squad",
+  "tfds_data_dir",
+  "tfds_name",
   "wmt19",
 ]
 
@@ -399,3 +414,165 @@ def squad(
       "eos_id": eos_id,
     },
   )
+
+
+# ----------------------------------------------------------------------------- per config
+
+
+def tfds_name(config) -> str | None:
+  """The tensorflow-datasets dataset a config's task reads (None: not a tfds task)."""
+  d = config.get("data") if hasattr(config, "get") else None
+  return {
+    "glue": lambda: f"glue/{d.glue_task}",
+    "cifar100": lambda: "cifar100",
+    "wmt19": lambda: f"wmt19_translate/{d.pair}",
+    "squad": lambda: "squad",
+  }.get(config.task, lambda: None)()
+
+
+def tfds_data_dir(config) -> pathlib.Path:
+  """``config.data.data_dir``, else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``."""
+  d = config.get("data") if hasattr(config, "get") else None
+  where = (d.get("data_dir") if d is not None else None) or os.environ.get("TFDS_DATA_DIR")
+  return pathlib.Path(os.path.expanduser(where or "~/tensorflow_datasets"))
+
+
+def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+  """Whether ``host:443`` answers within ``timeout`` seconds (DNS included)."""
+  import socket
+  import threading
+
+  ok = []
+
+  def probe():
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+      ok.append(True)
+    except OSError:
+      pass
+
+  t = threading.Thread(target=probe, daemon=True)
+  t.start()
+  t.join(timeout + 0.5)
+  return bool(ok)
+
+
+def _tfds_mocked() -> bool:
+  """True inside ``tfds.testing.mock_data`` (the tests' stand-in for a prepared dataset)."""
+  try:
+    from tensorflow_datasets.core import dataset_builder
+  except ImportError:
+    return False
+  return "mock" in getattr(dataset_builder.DatasetBuilder.download_and_prepare, "__qualname__", "")
+
+
+def check_tfds(name: str, data_dir: pathlib.Path) -> None:
+  """Fails at once, with one line, when tfds dataset ``name`` is not prepared under
+  ``data_dir`` and the machine is offline (instead of minutes of download retries)."""
+  family = data_dir / pathlib.Path(*name.split(":")[0].split("/"))
+  if _tfds_mocked() or family.is_dir() or _online():
+    return
+  raise MissingArtifactError(
+    f"tfds dataset {name!r} is not prepared in {data_dir} and this machine is offline: it "
+    f"needs the internet once (it is then cached in {family}); run `python -m "
+    f"experiments.data.fetch --config <config>` where there is internet, or use the offline "
+    "stand-in config."
+  )
+
+
+def check_config(config) -> None:
+  """The tfds tasks' ``check``: :func:`check_tfds` of the config's dataset."""
+  check_tfds(tfds_name(config), tfds_data_dir(config))
+
+
+def prepare_config(config) -> None:
+  """The tfds tasks' ``prepare``: tensorflow-datasets builds the dataset into its cache."""
+  read_source(tfds_name(config), "train", data_dir=tfds_data_dir(config), limit=1)
+
+
+def _minilm_batch_encode():
+  wp = minilm_tokenizer()  # WordPiece (uncased English vocab; our stand-in)
+  return wp, lambda texts, n, pairs=None: wp.batch_encode(texts, max_len=n, pairs=pairs)
+
+
+@task("glue", artifacts=("minilm",), check=check_config, prepare=prepare_config)
+def glue_task(config, make_model):
+  """tfds glue/<task> with the MiniLM WordPiece tokenizer and BERT (needs the dataset)."""
+  d = config.data
+  data = glue(
+    d.glue_task,
+    _minilm_batch_encode()[1],
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
+  data = rename(data, {"x": "input_ids", "mask": "attention_mask"})
+  return data, make_model(num_classes=data.meta.get("num_classes", 2))
+
+
+@task("cifar100", check=check_config, prepare=prepare_config)
+def cifar100_task(config, make_model):
+  """tfds cifar100 with a ViT (the paper's ViT/CIFAR-100 task; needs the dataset)."""
+  d = config.data
+  data = cifar100(
+    num_clients=config.data_clients or config.clients,
+    partition_kind=d.partition,
+    beta=d.beta,
+    seed=config.seed,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
+  return data, make_model(input_shape=(32, 32, 3), num_classes=100)
+
+
+def _to_seq2seq(ex):
+  return {
+    "src": ex["x"],
+    "src_mask": ex["x_mask"],
+    "tgt_in": ex["y"][:, :-1],
+    "tgt_out": ex["y"][:, 1:],
+    "tgt_mask": ex["y_mask"][:, 1:],
+  }
+
+
+@task("wmt19", artifacts=("minilm",), check=check_config, prepare=prepare_config)
+def wmt19_task(config, make_model):
+  """tfds wmt19_translate/<pair> with a small encoder-decoder (the paper's WMT/T5 task)."""
+  d = config.data
+  tok, encode = _minilm_batch_encode()
+  data = wmt19(
+    d.pair,
+    encode,
+    num_clients=config.data_clients or config.clients,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
+  data.client_test = None
+  data = map_examples(data, _to_seq2seq)
+  return data, make_model(vocab_size=tok.vocab_size, max_len=d.max_len)
+
+
+def _to_lm(ex):  # next-token targets; the loss counts answer tokens only
+  return {"x": ex["x"][:, :-1], "y": ex["x"][:, 1:], "mask": ex["loss_mask"][:, 1:]}
+
+
+@task("squad", artifacts=("smollm2",), check=check_config, prepare=prepare_config)
+def squad_task(config, make_model):
+  """tfds squad fine-tuning of the Llama decoder (the paper's Qwen2.5/SQuAD task)."""
+  d = config.data
+  model = make_model()
+  data = squad(
+    model.meta["tokenizer"].encode,
+    num_clients=config.data_clients or config.clients,
+    seed=config.seed,
+    max_len=d.max_len,
+    limit=d.limit or None,
+    data_dir=d.data_dir or None,
+  )
+  data.client_test = None
+  return map_examples(data, _to_lm), model

@@ -11,7 +11,7 @@ RoPE base, RMSNorm epsilon, widths and head counts come from the file's metadata
 (``<arch>.rope.freq_base``, ``<arch>.attention.layer_norm_rms_epsilon``, ...). The file is
 read and dequantised by the ``gguf`` package (:class:`experiments.models.checkpoints.GGUF`);
 the tokenizer is built from its vocabulary with Hugging Face ``tokenizers``
-(:class:`experiments.models.tokenization.Tokenizer`).
+(:class:`experiments.data.tokenization.Tokenizer`).
 
 **Q/K permutation.** For ``llama`` GGUFs, llama.cpp's converter stores ``attn_q``/``attn_k``
 rows permuted so that RoPE rotates *adjacent* pairs ``(2i, 2i+1)`` within each head; HF
@@ -48,7 +48,7 @@ from experiments.models.contract import Model
 from experiments.models.losses import lm_inputs, masked_token_loss, token_metrics
 from experiments.models.trainable import layer_stacks, merge_params, scan_layers, with_trainable
 from experiments.models.checkpoints import GGUF, artifact_file, find_gguf
-from experiments.models.tokenization import Tokenizer
+from experiments.data.tokenization import Tokenizer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pytest
 from _data_helpers import need
 from _model_helpers import gguf
 from experiments.data import fetch
-from experiments.models.tokenization import Tokenizer
+from experiments.data.tokenization import Tokenizer
 
 GOLDENS = pathlib.Path(__file__).parent / "goldens"
 OLD = json.loads((GOLDENS / "old_tokenizer_ids.json").read_text())

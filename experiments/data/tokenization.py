@@ -54,7 +54,7 @@ def _pre_tokenizer(pre: str):
     return None, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
   raise NotImplementedError(
     f"tokenizer.ggml.pre={pre!r} is not wired up; supported: qwen2, smollm, gpt2. Add its "
-    "pre-tokenizer (from the model's tokenizer.json) to experiments.models.tokenization._pre_tokenizer."
+    "pre-tokenizer (from the model's tokenizer.json) to experiments.data.tokenization._pre_tokenizer."
   )
 
 
@@ -100,11 +100,9 @@ class Tokenizer:
 
   @classmethod
   def from_gguf(cls, gguf: Any) -> "Tokenizer":
-    """From a GGUF file's byte-level BPE vocabulary (a path or a :class:`~experiments.models.checkpoints.GGUF`)."""
-    from experiments.models.checkpoints import GGUF
-
-    g = gguf if isinstance(gguf, GGUF) else GGUF(gguf)
-    return cls.from_gguf_metadata(g.metadata, where=g.path)
+    """From an opened GGUF file's byte-level BPE vocabulary: anything with the file's
+    ``metadata`` and ``path``, e.g. an :class:`experiments.models.checkpoints.GGUF`."""
+    return cls.from_gguf_metadata(gguf.metadata, where=gguf.path)
 
   @classmethod
   def from_gguf_metadata(cls, md: Mapping[str, Any], where: str = "GGUF") -> "Tokenizer":
