@@ -2,8 +2,7 @@
 
 import functools
 
-import pytest
-
+from _data_helpers import need
 from experiments.data import fetch
 
 
@@ -15,9 +14,7 @@ def _open(name: str):
 
 
 def gguf(name: str):
-  """The opened GGUF of artifact ``name`` (fetched when missing); skip only if it cannot be had."""
-  try:
-    fetch.ensure(name)
-  except fetch.MissingArtifactError as e:
-    pytest.skip(str(e))
+  """The opened GGUF of artifact ``name`` (fetched when missing); skip only if it cannot be
+  had (fail in CI)."""
+  need(name)
   return _open(name)

@@ -17,6 +17,7 @@ from experiments.models.bert import (
   make_bert,
   save_bert_safetensors,
 )
+from _data_helpers import unavailable
 from experiments.models.checkpoints import load_safetensors, save_safetensors
 from experiments.data.tokenization import Tokenizer
 from experiments.models.testing import check_contract
@@ -50,7 +51,7 @@ def model_dir():
   try:
     return pathlib.Path(artifact_file("minilm", "model_dir"))
   except MissingArtifactError as e:
-    pytest.skip(str(e))
+    unavailable(str(e))
 
 
 @pytest.fixture(scope="module")
