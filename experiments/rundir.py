@@ -16,7 +16,7 @@ import signal
 import tempfile
 import threading
 
-from experiments.validate import UserError
+from experiments.errors import UserError
 
 
 def atomic_write(path: str, text: str) -> None:
