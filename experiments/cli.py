@@ -66,9 +66,7 @@ def set_field(config, field: str, value):
   if not hasattr(node, "keys") or last not in node:
     near = sorted(k for k in node.keys()) if hasattr(node, "keys") else []
     hint = _did_you_mean(node, last, ".".join(path))
-    raise ConfigError(
-      f"config has no field {field!r}{hint}; fields here: {', '.join(near[:30])}."
-    )
+    raise ConfigError(f"config has no field {field!r}{hint}; fields here: {', '.join(near[:30])}.")
   old = node[last]
   if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)

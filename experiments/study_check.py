@@ -100,9 +100,7 @@ def check_tail_index(root: str) -> list[str]:
     elif v[1]:
       out.append(f"{root}: code: readings from {v[0][:10]} with local edits; commit, re-run")
   if len(versions) > 1:
-    out.append(
-      f"{root}: code: readings from {len(versions)} code versions; re-run at one commit"
-    )
+    out.append(f"{root}: code: readings from {len(versions)} code versions; re-run at one commit")
   return out
 
 

@@ -894,8 +894,8 @@ def _check_loss_fn(loss_fn, params, minibatch, has_aux: bool):
     got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
     raise ValueError(
       f"loss_fn must return a scalar (the mean loss of one minibatch); it returned {got}: "
-      "reduce it, e.g. jnp.mean(...)" + (", or pass has_aux=True for (loss, aux)." if
-      isinstance(out, (tuple, list)) else ".")
+      "reduce it, e.g. jnp.mean(...)"
+      + (", or pass has_aux=True for (loss, aux)." if isinstance(out, (tuple, list)) else ".")
     )
 
 
