@@ -79,9 +79,9 @@ def main(argv=None) -> int:
 
     if args.multihost or args.coordinator:
       init_distributed(args.coordinator, args.num_processes, args.process_id)
-    from experiments import train
+    from experiments.engines.loop import train
 
-    train.train(config, args.workdir)
+    train(config, args.workdir)
 
   return cli.run_cli(run, args.debug)
 
