@@ -47,6 +47,12 @@ def _compression_problems(config, add):
     add(f"config.compression.bits={cc.bits}; use 2, 4, 8 or 32 (none).")
   if not isinstance(cc.block, int) or cc.block < 1 or cc.block % 4:
     add(f"config.compression.block={cc.block}; use a positive multiple of 4.")
+  if cc.error_feedback and cc.kind == "none":
+    add(
+      "config.compression.error_feedback=True has nothing to correct: config.compression."
+      "kind='none' sends every update uncompressed; set --config.compression.kind=int (or "
+      "fp8, fixed) or --config.compression.error_feedback=False."
+    )
   if cc.kind == "fixed" and cc.bits != 32:
     try:
       method = tailopt.get_method(config.method, **method_hparams(config))
