@@ -196,11 +196,14 @@ class Checkpointer:
     """The state folder of checkpoint ``step`` must be the one its record was written
     with: same run (fingerprint) and round. Checkpoints from before the tag pass."""
     path = os.path.join(self.directory, str(step))
+    handler = ocp.StandardCheckpointHandler()
     try:
-      meta = ocp.StandardCheckpointHandler().metadata(epath.Path(path) / "state")
+      meta = handler.metadata(epath.Path(path) / "state")
       tag = (getattr(meta, "custom_metadata", None) or {}).get(_TAG)
     except Exception as e:  # noqa: BLE001 - re-raised with the path and the cause
       raise fail(e, "state") from e
+    finally:
+      handler.close()
     if tag is None:
       return
     if tag.get("fingerprint") != record.get("fingerprint") or tag.get("round") != step:
