@@ -84,7 +84,12 @@ def main(argv=None) -> int:
   from experiments import cli
 
   rest, overrides = cli.split_config_overrides(argv)
-  p = cli.ArgumentParser(prog="python -m experiments.main", description=__doc__.splitlines()[0])
+  p = cli.ArgumentParser(
+    prog="python -m experiments.main",
+    description=__doc__.splitlines()[0],
+    epilog=cli.OVERRIDE_HELP.format(prog="python -m experiments.main"),
+    formatter_class=cli.argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("--config", required=True, help="configs/<x>.py[:variant,...]")
   p.add_argument("--workdir", required=True, help="directory for metrics and checkpoints")
   p.add_argument(

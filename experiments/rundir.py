@@ -20,7 +20,7 @@ import signal
 import tempfile
 import threading
 
-from experiments.validate import UserError
+from experiments.errors import UserError
 
 
 class WorkdirError(UserError):

@@ -43,6 +43,8 @@ def _read(path):
 def check(root: str) -> list[str]:
   """Every broken rule of every study under ``root``, one line each."""
   studies = find_studies(root)
+  if not studies and os.path.exists(os.path.join(root, "tail_index.json")):
+    return check_tail_index(root)
   if not studies:
     return [f"{root}: study: no sweep.json here; re-run it with python -m experiments.sweep"]
   problems, versions, budgets = [], {}, {}
@@ -64,6 +66,44 @@ def check(root: str) -> list[str]:
       f"({sorted(set(budgets.values()))}); give them one budget"
     )
   return problems
+
+
+def check_tail_index(root: str) -> list[str]:
+  """The rules of a tail-index measurement (``experiments.tail_index``): every family and
+  the reference readings from one clean commit, and the estimator reading each known alpha
+  of ``reference.json`` within its tolerance (``tail``)."""
+  families = _read(os.path.join(root, "tail_index.json")) or {}
+  ref = _read(os.path.join(root, "reference.json"))
+  out = []
+  if ref is None:
+    out.append(f"{root}: tail: no reference.json; run experiments.tail_index with --reference")
+    ref = {}
+  known = {n: r for n, r in ref.get("readings", {}).items() if "known_alpha" in r}
+  if ref and len(known) < 4:
+    out.append(
+      f"{root}: tail: reference.json checks {len(known)} known alphas; re-run "
+      "experiments.tail_index --reference (it checks 1.1, 1.5, 1.8 and 2.0)"
+    )
+  tol = ref.get("tolerance", 0.1)
+  for name, r in known.items():
+    q = r.get("stable_alpha_orderings")
+    got = q["median"] if q else r["stable_alpha"]
+    if abs(got - r["known_alpha"]) > tol:
+      out.append(
+        f"{root}: tail: the estimator reads {got:.3f} on {name} (known "
+        f"{r['known_alpha']}), outside +-{tol}; fix the estimator before quoting readings"
+      )
+  versions = {_key(e.get("code") or {}) for e in [*families.values(), ref] if e}
+  for v in sorted(versions, key=str):
+    if v[0] is None:
+      out.append(f"{root}: code: readings from unknown code; re-run experiments.tail_index")
+    elif v[1]:
+      out.append(f"{root}: code: readings from {v[0][:10]} with local edits; commit, re-run")
+  if len(versions) > 1:
+    out.append(
+      f"{root}: code: readings from {len(versions)} code versions; re-run at one commit"
+    )
+  return out
 
 
 def _key(version: dict) -> tuple:

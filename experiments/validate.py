@@ -27,12 +27,7 @@ from experiments.engines.build import (
 from tailopt.noise import DISTRIBUTIONS
 
 
-class UserError(Exception):
-  """Something the user can fix: the message names the field or file and the fix."""
-
-
-class ConfigError(UserError, ValueError):
-  """A config field is wrong. The message names the field and the fix (one line each)."""
+from experiments.errors import ConfigError, UserError  # noqa: F401 -- re-exported
 
 
 def _compression_problems(config, add):

@@ -229,6 +229,14 @@ def _main(capsys, *argv):
     (["--config", "configs/synthetic.py:bogus"], r"unknown variant\(s\) \['bogus'\]"),
     (["--config", "configs/synthetic.py", "--config.nofield=3"], r"config has no field 'nofield'"),
     (
+      ["--config", "configs/synthetic.py", "--config.noise.alpah=1.1"],
+      r"no field 'noise.alpah' \(did you mean 'noise.alpha'\?\)",
+    ),
+    (
+      ["--config", "configs/synthetic.py", "--config.nosie.alpha=1.1"],
+      r"no field 'nosie' .*\(did you mean 'noise'\?\)",
+    ),
+    (
       ["--config", "configs/synthetic.py", "--config.hparams.inner_lr=fast"],
       r"config.hparams.inner_lr='fast' has the wrong type",
     ),
@@ -249,6 +257,20 @@ def test_each_user_error_is_one_line_exit_2(tmp_path, capsys, argv, expect):
   import re
 
   assert re.search(expect, err[0]), err
+
+
+def test_help_is_fast_and_shows_the_override_syntax():
+  """``--help`` imports neither jax nor tailopt, and shows --config.<field>=<value> with
+  an example."""
+  code = (
+    "import sys\nfrom experiments import main\ntry:\n  main.main(['--help'])\n"
+    "except SystemExit:\n  pass\nprint('HEAVY', sorted(m for m in ('jax', 'tailopt', "
+    "'numpy') if m in sys.modules))"
+  )
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr
+  assert "HEAVY []" in out.stdout, out.stdout[-300:]
+  assert "--config.<field>=<value>" in out.stdout and "--config.method=bi2clip" in out.stdout
 
 
 def test_unwritable_workdir_is_one_line(tmp_path, capsys):
