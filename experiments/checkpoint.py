@@ -21,7 +21,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from experiments.validate import UserError
+from experiments.errors import UserError
 
 # Config fields that do not change the numbers of a run: the horizon (a run may be extended),
 # cadences of evaluation/checkpoints/progress and reporting. Everything else is fingerprinted

@@ -10,9 +10,9 @@ asynchronous simulator through the same loop. Ctrl-C or SIGTERM stops at the end
 current chunk with a checkpoint (exit 0); during start-up (imports, config, before the run
 takes the workdir's lock and its own handlers) it ends the process at once with one
 ``error:`` line and exit status 128 + the signal's number (130, 143). Every user error is one
-line on stderr with exit status 2 (``--debug`` adds the traceback). Multi-host: the same command on every host with
-``--multihost`` (cluster detected by JAX) or ``--coordinator host0:port --num_processes N
---process_id i``.
+line on stderr with exit status 2 (``--debug`` adds the traceback). Multi-host: the same
+command on every host with ``--multihost`` (cluster detected by JAX) or ``--coordinator
+host0:port --num_processes N --process_id i``.
 """
 
 import os
@@ -57,7 +57,7 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None) -> N
   """``jax.distributed.initialize`` for a multi-process run; CPU processes exchange
   collectives through gloo. Without ``coordinator`` JAX detects the cluster itself."""
   import jax
-  from experiments.validate import UserError
+  from experiments.errors import UserError
 
   if coordinator and (num_processes is None or process_id is None):
     raise UserError(

@@ -4,9 +4,10 @@ configs share the common checks; the async ones add the clock, protocol and cade
 It only checks: what a config resolves to (the method's hyperparameters, the compressors, the
 devices, the chunk) is built by ``experiments.engines.build``.
 
-Also the one home of the user-error classes: anything a user can cause raises a
-:class:`UserError` whose message is one line (per problem) naming the field or file and the
-fix; ``experiments.main`` prints it without a traceback and exits with status 2.
+The user-error classes live in ``experiments.errors`` (re-exported here): anything a user
+can cause raises a :class:`UserError` whose message is one line (per problem) naming the field
+or file and the fix; ``experiments.main`` prints it without a traceback and exits with
+status 2.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from experiments.engines.build import (
   resolve_chunk,
   resolve_devices,
 )
-from tailopt.noise import DISTRIBUTIONS
-
-
 from experiments.errors import ConfigError, UserError  # noqa: F401 -- re-exported
+from tailopt.noise import DISTRIBUTIONS
 
 
 def _compression_problems(config, add):

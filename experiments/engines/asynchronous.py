@@ -32,7 +32,7 @@ import numpy as np
 from experiments import checkpoint as ckpt_lib
 from experiments.engines import build as build_lib
 from experiments.rundir import atomic_write
-from experiments.validate import ConfigError
+from experiments.errors import ConfigError
 from tailopt import asynchronous as A
 from tailopt.data.batching import make_data_fn, stack_clients
 from tailopt.data.types import FederatedData

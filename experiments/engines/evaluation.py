@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from experiments.validate import ConfigError
+from experiments.errors import ConfigError
 from tailopt.data.batching import eval_batches
 
 

@@ -47,7 +47,7 @@ from experiments.engines.summary import (
 from experiments.engines.sync import SyncEngine
 from experiments.engines.tracker import DIVERGENCE_FACTOR, Tracker
 from experiments.rundir import RunInterrupted, RunLock, StopRequest, atomic_write
-from experiments.validate import ConfigError
+from experiments.errors import ConfigError
 
 __all__ = [
   "DIVERGENCE_FACTOR",

@@ -14,7 +14,7 @@ import numpy as np
 
 import tailopt
 from experiments.engines import build
-from experiments.validate import ConfigError
+from experiments.errors import ConfigError
 from tailopt.data.batching import ClientBatches
 
 
