@@ -21,7 +21,7 @@ The rules (``config.sweep``, see ``configs/common.py``):
    seed) for ``sweep.report_rounds`` rounds (0: ``config.rounds``); the report reads the
    metric of each seed at every budget of ``sweep.budgets``.
 
-Every cell is an ordinary run of the one loop (``experiments.train``); a finished cell returns
+Every cell is an ordinary run of the one loop (``experiments.engines.loop``); a finished cell returns
 its stored summary, so rerunning the command resumes. At the end it writes ``sweep.json``
 and the report (:mod:`experiments.report`; ``--check`` tests the rules).
 """
@@ -91,9 +91,9 @@ def cell_config(base_config, method, point, seed, rounds=None):
 
 def run_cell(cfg, workdir, quiet=True):
   """Runs (resumes, or reads back when finished) one cell: an ordinary run of the loop."""
-  from experiments import train
+  from experiments.engines.loop import train
 
-  return train.train(cfg, workdir, quiet=quiet)
+  return train(cfg, workdir, quiet=quiet)
 
 
 def study_plan(config, methods=None) -> dict:
