@@ -152,3 +152,47 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
 def test_no_import_cycles():
   new = [sorted(c) for c in import_cycles() if c not in KNOWN_CYCLES]
   assert not new, f"import cycles: {new}"
+
+
+def test_summary_shows_only_the_noise_laws_parameters_and_where_outputs_are():
+  from experiments.engines.summary import describe_noise, format_summary
+
+  c = small_config()
+  c.noise.distribution, c.noise.alpha, c.noise.df = "stable", 1.1, 1.5
+  assert describe_noise(c) == "stable(alpha=1.1, scale=1.0)"
+  c.noise.distribution = "student_t"
+  assert describe_noise(c) == "student_t(df=1.5, scale=1.0)"
+  c.noise.distribution = "gaussian"
+  assert describe_noise(c) == "gaussian(scale=1.0)"
+  s = dict(
+    workdir="/w/run", unit="round", done=3, total=5, resumed_from=0, noise="none",
+    hparams={}, wall_s=1.0, per_s=3.0, final={}, best=None, target=None, diverged=False,
+    finished=False, title="t", report_metric="eval/loss", report_mode="min",
+  )  # fmt: skip
+  text = format_summary(s)
+  assert "/w/run/metrics.jsonl, summary.json" in text
+  assert "tensorboard --logdir /w/run" in text and "rerun the same command" in text
+  assert "python -m experiments.report DIR" in text
+
+
+def test_progress_in_a_log_is_plain_lines_not_redraws():
+  import io
+
+  out = io.StringIO()
+  bar = loop.LogProgress(total=10, initial=0, label="fedavg", unit="round", every=0.0, stream=out)
+  for _ in range(3):
+    bar.update(2)
+    bar.set_postfix({"loss": "0.5"})
+  bar.close()
+  lines = out.getvalue().splitlines()
+  assert "\r" not in out.getvalue() and len(lines) == 4
+  assert lines[-1].startswith("fedavg: 6/10 rounds (60%), ") and lines[-1].endswith("loss=0.5")
+  quiet = io.StringIO()
+  bar = loop.LogProgress(10, 0, "x", "round", every=3600.0, stream=quiet)
+  bar.update(5)
+  bar.close()
+  assert len(quiet.getvalue().splitlines()) == 1  # only the closing line within the interval
+  # Under pytest stderr is not a terminal: the loop picks the log form.
+  c = small_config()
+  c.progress = True
+  assert isinstance(loop.progress_bar(c, 10, 0, "x"), loop.LogProgress)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import time
+import sys
 from typing import Any, Callable, Optional
 
 import jax
@@ -81,10 +82,49 @@ class Run:
   quiet: bool = False  # no progress bar and no printed summary
 
 
+class LogProgress:
+  """Progress for a log file (stderr is not a terminal): one plain line at most every
+  ``every`` seconds and one at the end, instead of a bar's carriage-return redraws. The
+  tqdm calls the loop makes: ``update``, ``set_postfix``, ``close``."""
+
+  def __init__(self, total, initial, label, unit, every: float = 30.0, stream=None):
+    self.total, self.n, self.label, self.unit, self.every = total, initial, label, unit, every
+    self.start_n, self.t0 = initial, time.monotonic()
+    self.last, self.post, self.stream = self.t0, {}, stream or sys.stderr
+
+  def update(self, n: int) -> None:
+    self.n += n
+    if time.monotonic() - self.last >= self.every:
+      self._line()
+
+  def set_postfix(self, post: dict) -> None:
+    self.post = dict(post)
+
+  def close(self) -> None:
+    if self.n > self.start_n:
+      self._line()
+
+  def _line(self) -> None:
+    now = time.monotonic()
+    self.last = now
+    rate = (self.n - self.start_n) / max(now - self.t0, 1e-9)
+    extra = "".join(f", {k}={v}" for k, v in self.post.items())
+    pct = 100.0 * self.n / max(self.total, 1)
+    print(
+      f"{self.label}: {self.n}/{self.total} {self.unit}s ({pct:.0f}%), "
+      f"{rate:.2f} {self.unit}s/s{extra}",
+      file=self.stream,
+      flush=True,
+    )
+
+
 def progress_bar(config, total, initial, label, unit="round"):
-  """A tqdm bar (None when ``config.progress`` is off or tqdm is missing)."""
+  """A tqdm bar on a terminal, :class:`LogProgress` lines when stderr is a file or pipe
+  (a log), None when ``config.progress`` is off or tqdm is missing."""
   if not config.progress:
     return None
+  if not sys.stderr.isatty():
+    return LogProgress(total, initial, label, unit)
   try:
     from tqdm.auto import tqdm
   except ImportError:  # pragma: no cover

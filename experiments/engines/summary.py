@@ -12,11 +12,23 @@ from experiments.engines import build
 from experiments.engines.outputs import code_versions
 
 
+# The parameters each noise law reads (tailopt.noise.sample_noise); the summary shows
+# only these, so an alpha-stable run never prints a df it does not use.
+NOISE_PARAMS = {
+  "gaussian": ("scale",),
+  "student_t": ("df", "scale"),
+  "stable": ("alpha", "scale"),
+  "pareto": ("alpha", "scale"),
+  "cauchy": ("scale",),
+}
+
+
 def describe_noise(config) -> str:
   n = config.noise
   if n.distribution == "none":
     return "none"
-  return f"{n.distribution}(alpha={n.alpha}, df={n.df}, scale={n.scale})"
+  keys = NOISE_PARAMS.get(n.distribution, ("alpha", "df", "scale"))
+  return f"{n.distribution}({', '.join(f'{k}={n[k]}' for k in keys)})"
 
 
 def summary_box(title: str, rows, width: int = 64) -> str:
@@ -135,4 +147,19 @@ def format_summary(summary: dict) -> str:
     ("wall time", f"{s['wall_s']:.1f} s ({s['per_s']:.1f} {unit}s/s)"),
   ]
   rows += _result_rows(s)
+  rows += _output_rows(s)
   return summary_box(f"{s['title']}{' (DIVERGED)' if s['diverged'] else ''}", rows, width=68)
+
+
+def _output_rows(s: dict) -> list:
+  """Where the run's outputs are and what to run next."""
+  wd = s["workdir"]
+  rows = [("outputs", f"{wd}/metrics.jsonl, summary.json, events.out.tfevents.*")]
+  if not s["finished"]:
+    rows.append(("resume", "rerun the same command"))
+  rows += [
+    ("next: curves", f"tensorboard --logdir {wd}"),
+    ("next: a study", "python -m experiments.sweep --config <config> --workdir DIR"),
+    ("", "then python -m experiments.report DIR (tables, CIs, plots)"),
+  ]
+  return rows
