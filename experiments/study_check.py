@@ -107,9 +107,14 @@ def _check_study(d: str):
         )
     grid_fields = {f for c in info["grid"].values() for f in c["point"]} | skip
     for setting, rels in runs_by_setting(info).items():
+      where = f" in {setting}" if setting else ""
       if len(rels) < 2:
-        where = f" in {setting}" if setting else ""
         out.append(f"{d}: ci: {method} has {len(rels)} report run(s){where}; no interval")
+      if len(rels) < len(info.get("report_seeds") or []):
+        out.append(
+          f"{d}: seeds: {method} has {len(rels)} report runs{where} for its "
+          f"{len(info['report_seeds'])} report seeds; run the rest"
+        )
       for rel in rels:
         out += _check_run(d, rel, sweep["report_rounds"], sweep["budgets"], versions, unit)
         cfg = _read(os.path.join(d, rel, "config.json"))

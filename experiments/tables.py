@@ -59,9 +59,12 @@ def _finite(v) -> float:
 
 def mean_band(mat):
   """Per column: the mean over the finite values and the 95% t half-width."""
+  import warnings
+
   from scipy import stats as sps
 
-  with np.errstate(all="ignore"):
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # a column with no finite value: nan
     mean = np.nanmean(mat, 0)
     n = np.sum(np.isfinite(mat), 0)
     half = sps.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(mat, 0, ddof=1) / np.sqrt(n)

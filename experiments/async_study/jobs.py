@@ -153,9 +153,11 @@ def final_jobs(workdir, fam="synthetic", only=None, severities=None) -> list:
     raise ValueError(f"severities {sev} are not all in the family's {f.severities}.")
   tuned, todo = kept_points(workdir, f, only)
   if todo:
-    raise SystemExit(
-      f"error: the tuning of {', '.join(todo)} is not finished in {workdir}; run "
-      f"--phase tune (every shard) first."
+    from experiments.validate import UserError
+
+    raise UserError(
+      f"the tuning of {', '.join(todo)} is not finished in {workdir}; run --phase tune "
+      "(every shard, then once more for the grid extensions) first."
     )
   return [
     (m, tuned[m]["best_point"], s, seed) for m in tuned for s in sev for seed in f.seeds_of(m)
