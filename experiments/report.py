@@ -17,6 +17,12 @@ For a study (``sweep.json`` from :mod:`experiments.sweep`) it writes ``report.md
 * ``curves_<metric>.png`` (mean over report seeds with the 95% band);
 * when the runs log ``train/bytes_cumulative``, quality against bytes per grid point.
 
+A study may report its methods in several settings (``settings`` in ``sweep.json``, e.g. the
+straggler severities of :mod:`experiments.async_study`: one section per setting), count its
+budgets in simulated seconds (``unit: 'time'``: the first evaluation at or past each budget),
+list the comparisons its claims rest on (``claims``: a table of Welch tests) and name a
+module under ``experiments`` whose ``extra_sections`` it appends (``report_module``).
+
 ``--check`` (:mod:`experiments.study_check`) lists every rule a study breaks: a kept point on
 an open grid edge, too few or reused report seeds, runs of mixed code, length or config, a
 budget or CI that cannot be computed, a folder with no study in it.

@@ -51,7 +51,9 @@ def check(root: str) -> list[str]:
   """Every broken rule of every study under ``root``, one line each."""
   studies = find_studies(root)
   if not studies:
-    return [f"{root}: study: no sweep.json here; re-run it with python -m experiments.sweep"]
+    script = os.path.join(root, "run_study.sh")
+    how = f"bash {script}" if os.path.exists(script) else "python -m experiments.sweep"
+    return [f"{root}: study: no sweep.json here; re-run it with {how}"]
   problems, versions, budgets = [], {}, {}
   for d in studies:
     found, code, sweep = _check_study(d)

@@ -229,6 +229,14 @@ def test_check_fails_on_an_async_study_with_an_open_edge(tmp_path, monkeypatch):
   assert report.main([str(out), "--check"]) == 1
 
 
+def test_check_of_a_folder_with_no_study_names_its_run_study_sh(tmp_path):
+  (tmp_path / "run_study.sh").write_text("")
+  (line,) = study_check.check(str(tmp_path))
+  assert (
+    line == f"{tmp_path}: study: no sweep.json here; re-run it with bash {tmp_path}/run_study.sh"
+  )
+
+
 def test_check_fails_on_an_async_study_with_too_few_seeds(tmp_path, monkeypatch):
   out = _study(tmp_path, monkeypatch)
   sw = json.load(open(out / "sweep.json"))
@@ -297,6 +305,7 @@ def test_sharded_tuning_extends_once_every_shard_is_done(tmp_path, monkeypatch, 
     (["--methods", "fedbuf"], "--methods: fedbuf not in family tiny"),
     (["--severities", "2"], "--severities 2: the family's are 1, 4"),
     (["--phase", "final"], "error: the tuning of sync-bi2clip, bi2clip-A is not finished"),
+    (["--phase", "report"], "error: no method's tuning is finished in"),
   ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):

@@ -185,6 +185,10 @@ def study_record(workdir, fam="synthetic", log=print) -> dict:
   f = family(fam)
   f.check_seeds()
   tuned, todo = kept_points(workdir, f)
+  if not tuned:
+    from experiments.validate import UserError
+
+    raise UserError(f"no method's tuning is finished in {workdir}; run --phase tune first.")
   for m in todo:
     log(f"{m}: tuning not finished; left out of the study")
   methods = {}
