@@ -213,10 +213,15 @@ def _seeds_text(stats: dict, sweep: dict) -> str:
   unit, tune = unit_label(sweep), sweep.get("tune_seeds", [])
   where = f" in setting {sweep['tune_setting']}" if sweep.get("tune_setting") else ""
   ns = {s["seeds"] for s in stats.values()}
+  own = {
+    tuple(sweep["methods"].get(m, {}).get("report_seeds") or sweep.get("report_seeds") or [])
+    for m in stats
+  }
+  seeds = list(own.pop()) if len(own) == 1 else sweep.get("report_seeds")
   if len(ns) == 1:
-    over = f"over n = {ns.pop()} report seeds {sweep.get('report_seeds')}"
+    over = f"over n = {ns.pop()} report seeds {seeds}"
   else:
-    over = f"over each method's n report seeds (column n; from {sweep.get('report_seeds')})"
+    over = f"over each method's n report seeds (column n; from {seeds})"
   return (
     f"Tuned on seed(s) {tune} at {_b(sweep.get('tune_rounds'))} {unit}{where}; mean ± 95% CI "
     f"(t, n − 1) {over}, none a tuning seed."

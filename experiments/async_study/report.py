@@ -220,8 +220,8 @@ def robustness(sweep_dir: str, sweep: dict, mode: str) -> str:
     if m in grids:
       text += "\n" + grid_matrix_table(m, i, mode, pct, info.get("labels", {}).get(m))
   if grids:
-    plot_robustness(sweep_dir, sweep, grids, mode, chance)
-    text += "\n![robustness](robustness_heatmaps.png)\n\n![grids](robustness_boxplot.png)\n"
+    for png in plot_robustness(sweep_dir, sweep, grids, mode, chance):
+      text += f"\n![{png[:-4]}]({png})\n"
   return text
 
 
@@ -272,7 +272,7 @@ def grid_matrix_table(method: str, info: dict, mode: str, pct: float, label=None
 
 def plot_robustness(sweep_dir: str, sweep: dict, grids: dict, mode: str, chance: float):
   """``robustness_boxplot.png`` (every cell of every grid) and ``robustness_heatmaps.png``
-  (every two-axis grid)."""
+  (every two-axis grid, if any); returns the files written."""
   plt = tables.pyplot()
   pct = 100.0 if mode == "max" else 1.0
   fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(grids) + 2), 4.6))
@@ -300,14 +300,14 @@ def plot_robustness(sweep_dir: str, sweep: dict, grids: dict, mode: str, chance:
   fig.tight_layout()
   fig.savefig(os.path.join(sweep_dir, "robustness_boxplot.png"), dpi=90)
   plt.close(fig)
-  _plot_heatmaps(sweep_dir, sweep, mode, pct)
+  return ["robustness_boxplot.png"] + _plot_heatmaps(sweep_dir, sweep, mode, pct)
 
 
 def _plot_heatmaps(sweep_dir: str, sweep: dict, mode: str, pct: float):
   plt = tables.pyplot()
   hms = {m: g for m, i in sweep["methods"].items() if (g := grid_matrix(i, mode)) is not None}
   if not hms:
-    return
+    return []
   cols = min(4, len(hms))
   rows = -(-len(hms) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), squeeze=False)
@@ -322,7 +322,9 @@ def _plot_heatmaps(sweep_dir: str, sweep: dict, mode: str, pct: float):
     for i in range(v.shape[0]):
       for j in range(v.shape[1]):
         text = "" if not np.isfinite(mat[i, j]) else f"{pct * mat[i, j]:.3g}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=7)
+        dark = (v[i, j] - lo) / max(hi - lo, 1e-12) < 0.5  # viridis is dark at its low end
+        dark = dark if mode == "max" else not dark
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w" if dark else "k")
     ax.set_xticks(range(len(cv)), [f"{c:g}" for c in cv])
     ax.set_yticks(range(len(rv)), [f"{r:g}" for r in rv])
     ax.set_xlabel(b.split(".")[-1], fontsize=8)
@@ -336,6 +338,7 @@ def _plot_heatmaps(sweep_dir: str, sweep: dict, mode: str, pct: float):
   )
   fig.savefig(os.path.join(sweep_dir, "robustness_heatmaps.png"), dpi=80, bbox_inches="tight")
   plt.close(fig)
+  return ["robustness_heatmaps.png"]
 
 
 def write(workdir: str, out: str | None = None, fam="synthetic", log=print) -> str:
