@@ -82,8 +82,8 @@ def time_to_target(by_setting: dict, targets, mode: str) -> str:
 
 
 def staleness_table(sweep_dir: str, sweep: dict) -> str:
-  """Mean (over seeds) of each run's mean tau, the largest tau, and the server steps of a
-  report run, per method and setting."""
+  """Per method and setting: each run's mean tau (mean ± 95% CI over the report runs), the
+  largest tau of any, and the mean server steps of a report run."""
   settings = report_lib.settings_of(sweep)
   rows = []
   for m, info in sweep["methods"].items():
@@ -94,15 +94,15 @@ def staleness_table(sweep_dir: str, sweep: dict) -> str:
       if not runs:
         cells.append("not run")
         continue
-      tau = [s["tau"]["mean"] for _, s, _ in runs]
+      tau = stats_lib.summarize([s["tau"]["mean"] for _, s, _ in runs])
       steps = np.mean([s["server_steps"] for _, s, _ in runs])
-      cells.append(
-        f"{np.mean(tau):.2f} / {max(s['tau']['max'] for _, s, _ in runs)} ({steps:.0f} steps)"
-      )
+      top = max(s["tau"]["max"] for _, s, _ in runs)
+      cells.append(f"{stats_lib.fmt(tau, 3)} / {top} ({steps:.0f} steps, n = {len(runs)})")
     rows.append([m] + cells)
-  return "Mean tau / max tau (mean server steps of a report run)\n\n" + tables.md_table(
-    ["method"] + [st or "all" for st in settings], rows
-  )
+  return (
+    "Mean tau of a run (mean ± 95% CI over the n report runs) / the largest tau of any; "
+    "mean server steps of a report run\n\n"
+  ) + tables.md_table(["method"] + [st or "all" for st in settings], rows)
 
 
 def spread_stats(values, chance: float = 0.0, mode: str = "max") -> dict:
