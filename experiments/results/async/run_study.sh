@@ -17,9 +17,12 @@
 # Tables and plots again from the stored runs, and the check alone:
 #   python -m experiments.report experiments/results/async
 #   python -m experiments.report experiments/results/async --check
-# Time: about 440 runs of 10-25 s each on an idle 2-core machine (see the estimate in
-# experiments/results/async/README.md, "Compute"). Rerunning resumes: finished runs are read
-# back. README.md is the write-up of the pre-rules study; rewrite it from report.md.
+# Time (estimated, not yet run): about 410 runs, 120 grid cells + ~25 extension cells (tuning,
+# 15-20 CPU-s each) and 264 report runs (3 severities x (6 methods x 8 seeds + 8 x 5); 14-23
+# CPU-s each, timed on this 2-core machine under load), ~7,200 CPU-s: about
+# 1 hour (0.7-1.3 h) with the 2 shards on an idle 2-core machine. Rerunning resumes: finished
+# runs are read back. README.md is the write-up of the pre-rules study; rewrite it from
+# report.md.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/async_study}

@@ -21,7 +21,13 @@
 # Tables and plots again from the stored runs, and the check alone:
 #   python -m experiments.report experiments/results/async_real
 #   python -m experiments.report experiments/results/async_real --check
-# Time: see experiments/results/async_real/README.md ("What was reduced") for the estimate.
+# Time (estimated, not yet run; per-run CPU timed on this 2-core machine under load):
+#   fashion_mnist: 74 grid cells + ~20 extensions (45-55 CPU-s each) and 234 report runs
+#     (3 severities x (6 methods x 8 seeds + 6 x 5); 55-58 CPU-s each): ~18,000 CPU-s, about
+#     2.5 hours with 2 shards on an idle 2-core machine;
+#   movie_reviews: 85 cells + ~20 extensions and 234 report runs (14-20 CPU-s each once a
+#     seed's sentences are encoded; ~120 CPU-s for the first run of each of the 9 seeds):
+#     ~6,500 CPU-s, about 1 hour.
 # Rerunning resumes: finished runs are read back. README.md is the write-up of the pre-rules
 # study; rewrite it from the reports.
 set -euo pipefail
