@@ -39,7 +39,7 @@ def get_config(arg: str = ""):
   c.chunk, c.checkpoint_every = 20, 100
   c.asynchronous.buffer_size = 4
   c.clock.straggler_fraction, c.clock.straggler_slowdown = 0.25, 4.0
-  if "study" in v:  # the committed CPU study (python -m experiments.async_study --family fashion_mnist)
+  if "study" in v:  # the CPU study: python -m experiments.async_study --family fashion_mnist
     c.data.limit, c.data.test_limit = 4000, 1000
     c.model.kwargs.update(channels=(8, 16), hidden=32)
     c.local_steps, c.batch_size = 2, 16
