@@ -416,7 +416,7 @@ def bible_translation_task(config):
     test_limit=d.test_limit or None,
   )
   model = _get_model(config, vocab_size=data.meta["vocab_size"], max_len=d.max_len)
-  # Corpus-level metrics for the train loop's eval (experiments.train: meta['corpus_eval']).
+  # Corpus-level metrics for the train loop's eval (experiments.engines.evaluation: meta['corpus_eval']).
   model.meta["corpus_eval"] = bible_translation.make_bleu_eval(
     model.meta["generate"],
     data,

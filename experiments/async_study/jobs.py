@@ -36,7 +36,7 @@ def run_config(method: str, point: dict, severity: float, seed: int, fam="synthe
   ``budget`` simulated seconds (default the family's tuning budget)."""
   import importlib
 
-  from experiments import async_train
+  from experiments.engines import asynchronous as async_engine
   from experiments.cli import set_field
 
   f = family(fam)
@@ -52,7 +52,7 @@ def run_config(method: str, point: dict, severity: float, seed: int, fam="synthe
     set_field(c, k, v)
   # About 40 dispatches per run: T from the budget, then whole chunks (< 2.5% over budget).
   c.chunk = 0
-  t = async_train.resolve_steps(c, async_train.clock_config(c), async_train.async_config(c))
+  t = async_engine.resolve_steps(c, async_engine.clock_config(c), async_engine.async_config(c))
   c.chunk = max(1, t // 40)
   return c
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-runs experiments/results/async/ under the study rules and regenerates its tables and plots:
 #   bash experiments/results/async/run_study.sh
-# Every run is experiments.train (the one loop, async engine) of configs/async_synthetic.py:study
+# Every run is experiments.engines.loop (the one loop, async engine) of configs/async_synthetic.py:study
 # with the fields of experiments/async_study/jobs.py:run_config; the study table (methods,
 # grids, severities, seeds, budgets, claims) is experiments/async_study/study.py (SYNTHETIC).
 #   tune  : every method's grid at straggler slowdown S = 4 on tuning seed 0 (700 simulated s);

@@ -3,7 +3,7 @@
 # the study rules and regenerates their tables and plots:
 #   bash experiments/results/async_real/run_study.sh
 #   FAMILIES=fashion_mnist bash experiments/results/async_real/run_study.sh   # one family
-# Every run is experiments.train (the one loop, async engine) of
+# Every run is experiments.engines.loop (the one loop, async engine) of
 # configs/async_fashion_mnist.py:study or configs/async_movie_reviews.py:study with the fields
 # of experiments/async_study/jobs.py:run_config; the study table is
 # experiments/async_study/study.py (FAMILIES["fashion_mnist"], FAMILIES["movie_reviews"]).
