@@ -14,7 +14,7 @@ evaluation every 100 simulated seconds.
 
 Variants: ``runlocal`` (seconds: 800 images, a tiny CNN), ``study`` (the committed CPU
 study's size: 4,000 / 1,000 images, CNN with 8 and 16 channels, z = 2 local steps of batch
-16; see ``experiments/async_study.py --family fashion_mnist``), ``vit`` (the small ViT instead of
+16; see ``python -m experiments.async_study --family fashion_mnist``), ``vit`` (the small ViT instead of
 the CNN), ``dirichlet`` (label skew), and the protocol/baseline variants of
 ``configs/async_synthetic.py``: ``scheme_b``, ``sync``, ``drop``, ``rate``, ``comp``,
 ``fedasync``, ``fedbuff``, ``dcasgd``, ``async_local_sgd``, ``fedavg``.
@@ -39,7 +39,7 @@ def get_config(arg: str = ""):
   c.chunk, c.checkpoint_every = 20, 100
   c.asynchronous.buffer_size = 4
   c.clock.straggler_fraction, c.clock.straggler_slowdown = 0.25, 4.0
-  if "study" in v:  # the committed CPU study (experiments/async_study.py --family fashion_mnist)
+  if "study" in v:  # the CPU study: python -m experiments.async_study --family fashion_mnist
     c.data.limit, c.data.test_limit = 4000, 1000
     c.model.kwargs.update(channels=(8, 16), hidden=32)
     c.local_steps, c.batch_size = 2, 16

@@ -124,7 +124,8 @@ def load(spec: str):
   """The config of ``"path/to/config.py[:variant,...]"`` (what ``--config`` takes).
 
   Raises ``ValueError`` with one line naming the file and the fix: a missing file, a file
-  that fails to import or has no ``get_config``, an unknown variant.
+  that fails to import or has no ``get_config``, an unknown variant, a ``get_config`` that
+  fails (a KeyError, say).
   """
   import importlib.util
   import os
@@ -145,7 +146,14 @@ def load(spec: str):
     raise ValueError(f"config file {path} failed to load: {type(e).__name__}: {first}") from e
   if not hasattr(module, "get_config"):
     raise ValueError(f"config file {path} has no get_config(); see configs/synthetic.py.")
+  call = f"get_config({variant!r})" if variant else "get_config()"
   try:
     return module.get_config(variant) if variant else module.get_config()
   except ValueError as e:  # configs raise ValueError for an unknown variant
     raise ValueError(str(e).splitlines()[0]) from None
+  except Exception as e:  # noqa: BLE001 - a broken get_config is the user's to fix
+    first = str(e).splitlines()[0] if str(e) else ""
+    raise ValueError(
+      f"config file {path}: {call} failed with {type(e).__name__}: {first}; fix that "
+      "function in the file."
+    ) from e

@@ -285,13 +285,13 @@ def fused_rounds(R: int, repeats: int) -> dict:
   """The main job's round (configs/synthetic.py: least squares, Bi2Clip, 8 clients):
   R rounds as R jitted calls against one ``Round.multi`` dispatch of R rounds."""
   from experiments import cli, tasks
-  from experiments import validate as validate_lib
-  from experiments.train import make_round
+  from experiments.engines.build import make_method
+  from experiments.engines.sync import make_round
   from tailopt.data.batching import ClientBatches
 
   config = cli.load_config("configs/synthetic.py", [])
   data, model = tasks.build_task(config)
-  method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
+  method = make_method(config)
   batches = ClientBatches(
     data,
     local_steps=config.local_steps,

@@ -5,7 +5,9 @@ PRNG states, the round counter and the sampling key) is saved with
 ``ocp.args.StandardSave``; typed PRNG keys are stored as their raw ``key_data``. The
 JSON record holds the data position (the round: batches are a pure function of seed and
 round) and a fingerprint of the config, so a resumed run refuses a checkpoint written
-by a different experiment.
+by a different experiment. The state carries its run's tag too (the fingerprint and the
+round, in the state folder's own orbax metadata), so a state folder copied in from another
+run (another seed, say) or another round is refused rather than resumed from.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
-from experiments.validate import UserError
+from experiments.errors import UserError
 
 # Config fields that do not change the numbers of a run: the horizon (a run may be extended),
 # cadences of evaluation/checkpoints/progress and reporting. Everything else is fingerprinted
@@ -39,6 +42,10 @@ UNFINGERPRINTED = (
   "sweep",
   "stop_on_nan",
 )
+
+
+# The key of a state's custom orbax metadata that ties it to its run.
+_TAG = "tailopt_run"
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -110,10 +117,12 @@ class Checkpointer:
       return False
     if self.manager.latest_step() == round_index:
       return False
+    tag = {_TAG: {"fingerprint": record.get("fingerprint"), "round": int(round_index)}}
     self.manager.save(
       round_index,
       args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_unwrap_keys(state)), record=ocp.args.JsonSave(record)
+        state=ocp.args.StandardSave(_unwrap_keys(state), custom_metadata=tag),
+        record=ocp.args.JsonSave(record),
       ),
       force=True,
     )
@@ -154,8 +163,12 @@ class Checkpointer:
         f"{record.get('fingerprint')} != {expected_fingerprint}); use a fresh --workdir "
         "or the original config."
       )
+    self._check_tag(step, record, fail)
     if callable(template_state):  # the state's shapes depend on the record
-      template_state = template_state(record)
+      try:
+        template_state = template_state(record)
+      except KeyError as e:
+        raise self.missing_field(step, e) from None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unwrap_keys(template_state))
     try:
       out = self.manager.restore(
@@ -164,6 +177,42 @@ class Checkpointer:
     except Exception as e:  # noqa: BLE001
       raise fail(e, "state") from e
     return _rewrap_keys(template_state, out["state"]), record
+
+  def record_path(self, step: int) -> str:
+    """The JSON record file of checkpoint ``step``."""
+    return os.path.join(self.directory, str(step), "record", "metadata")
+
+  def missing_field(self, step: int, e: KeyError) -> CheckpointError:
+    """The one-line error for a record of checkpoint ``step`` that lacks a field."""
+    field = e.args[0] if e.args else "?"
+    return CheckpointError(
+      f"checkpoint record {self.record_path(step)} has no field {field!r} (written by "
+      "other code, or edited); delete the folder "
+      f"{os.path.join(self.directory, str(step))} to fall back to the previous checkpoint, "
+      "or use a fresh --workdir."
+    )
+
+  def _check_tag(self, step: int, record: dict, fail) -> None:
+    """The state folder of checkpoint ``step`` must be the one its record was written
+    with: same run (fingerprint) and round. Checkpoints from before the tag pass."""
+    path = os.path.join(self.directory, str(step))
+    handler = ocp.StandardCheckpointHandler()
+    try:
+      meta = handler.metadata(epath.Path(path) / "state")
+      tag = (getattr(meta, "custom_metadata", None) or {}).get(_TAG)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path and the cause
+      raise fail(e, "state") from e
+    finally:
+      handler.close()
+    if tag is None:
+      return
+    if tag.get("fingerprint") != record.get("fingerprint") or tag.get("round") != step:
+      raise CheckpointError(
+        f"checkpoint {path}: its state folder belongs to another run (fingerprint "
+        f"{tag.get('fingerprint')}, round {tag.get('round')}; the record says "
+        f"{record.get('fingerprint')}, round {step}); put back this run's state, delete "
+        "that folder to fall back to the previous checkpoint, or use a fresh --workdir."
+      )
 
   def close(self):
     self.manager.close()

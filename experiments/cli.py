@@ -12,10 +12,23 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import sys
 import traceback
 
-from experiments.validate import ConfigError, UserError
+from experiments.errors import ConfigError, UserError
+
+
+OVERRIDE_HELP = """\
+Any config field can be set on the command line: --config.<field>=<value> (dotted for
+nested fields; a value is a Python literal, true/false, or a word). A config file takes
+variants after a colon. For example:
+
+  {prog} --config configs/synthetic.py:runlocal --workdir /tmp/run \\
+      --config.method=bi2clip --config.rounds=20 --config.noise.alpha=1.1
+
+Rerunning the same command resumes the run in --workdir. Outputs: <workdir>/metrics.jsonl,
+summary.json and TensorBoard events (tensorboard --logdir <workdir>)."""
 
 
 def parse_value(text: str):
@@ -44,14 +57,16 @@ def set_field(config, field: str, value):
   *path, last = field.split(".")
   for i, p in enumerate(path):
     if not hasattr(node, "keys") or p not in node:
+      prefix = ".".join(path[:i])
       raise ConfigError(
-        f"config has no field {'.'.join(path[: i + 1])!r} (in --config."
-        f"{field}); check the spelling against the config file."
+        f"config has no field {'.'.join(path[: i + 1])!r} (in --config.{field})"
+        f"{_did_you_mean(node, p, prefix)}; check the spelling against the config file."
       )
     node = node[p]
   if not hasattr(node, "keys") or last not in node:
     near = sorted(k for k in node.keys()) if hasattr(node, "keys") else []
-    raise ConfigError(f"config has no field {field!r}; fields here: {', '.join(near[:30])}.")
+    hint = _did_you_mean(node, last, ".".join(path))
+    raise ConfigError(f"config has no field {field!r}{hint}; fields here: {', '.join(near[:30])}.")
   old = node[last]
   if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
@@ -69,6 +84,15 @@ def set_field(config, field: str, value):
     raise ConfigError(
       f"config.{field}={value!r} has the wrong type; it must be of type {kind}{example}."
     ) from None
+
+
+def _did_you_mean(node, name: str, prefix: str) -> str:
+  """``" (did you mean 'a.b'?)"`` for the closest field of ``node`` to ``name``, or ""."""
+  keys = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
+  close = difflib.get_close_matches(name, keys, n=1, cutoff=0.6)
+  if not close:
+    return ""
+  return f" (did you mean {'.'.join(filter(None, [prefix, close[0]]))!r}?)"
 
 
 def load_config(spec: str, overrides=()):

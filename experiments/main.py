@@ -7,14 +7,42 @@
 Rerunning the same command resumes from the newest checkpoint in --workdir (a finished run
 prints its stored summary). Configs with ``mode='async'`` (configs/async_*.py) run the
 asynchronous simulator through the same loop. Ctrl-C or SIGTERM stops at the end of the
-current chunk with a checkpoint (exit 0). Every user error is one line on stderr with exit
-status 2 (``--debug`` adds the traceback). Multi-host: the same command on every host with
-``--multihost`` (cluster detected by JAX) or ``--coordinator host0:port --num_processes N
---process_id i``.
+current chunk with a checkpoint (exit 0); during start-up (imports, config, before the run
+takes the workdir's lock and its own handlers) it ends the process at once with one
+``error:`` line and exit status 128 + the signal's number (130, 143). Every user error is one
+line on stderr with exit status 2 (``--debug`` adds the traceback). Multi-host: the same
+command on every host with ``--multihost`` (cluster detected by JAX) or ``--coordinator
+host0:port --num_processes N --process_id i``.
 """
 
 import os
+import signal
 import sys
+
+
+def _stop_during_start_up(signum, frame):
+  """SIGINT/SIGTERM before the loop's own handlers (``rundir.StopRequest``) take over: one
+  line and an exit at once. Raising KeyboardInterrupt here is not enough (it can land in a
+  callback that swallows it, e.g. JAX's gc callback), and SIGTERM's default is a silent
+  kill."""
+  del frame
+  name = signal.Signals(signum).name
+  os.write(
+    2,
+    f"error: {name} during start-up, before training began; nothing was trained or "
+    "checkpointed: rerun the same command to start.\n".encode(),
+  )
+  os._exit(128 + signum)
+
+
+def _default_signal_handlers() -> None:
+  signal.signal(signal.SIGINT, signal.default_int_handler)
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if __name__ == "__main__":  # first thing, before jax is imported (not when imported)
+  for _signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signal, _stop_during_start_up)
 
 if (
   "JAX_NUM_CPU_DEVICES" not in os.environ
@@ -29,7 +57,7 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None) -> N
   """``jax.distributed.initialize`` for a multi-process run; CPU processes exchange
   collectives through gloo. Without ``coordinator`` JAX detects the cluster itself."""
   import jax
-  from experiments.validate import UserError
+  from experiments.errors import UserError
 
   if coordinator and (num_processes is None or process_id is None):
     raise UserError(
@@ -56,7 +84,12 @@ def main(argv=None) -> int:
   from experiments import cli
 
   rest, overrides = cli.split_config_overrides(argv)
-  p = cli.ArgumentParser(prog="python -m experiments.main", description=__doc__.splitlines()[0])
+  p = cli.ArgumentParser(
+    prog="python -m experiments.main",
+    description=__doc__.splitlines()[0],
+    epilog=cli.OVERRIDE_HELP.format(prog="python -m experiments.main"),
+    formatter_class=cli.argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("--config", required=True, help="configs/<x>.py[:variant,...]")
   p.add_argument("--workdir", required=True, help="directory for metrics and checkpoints")
   p.add_argument(
@@ -79,9 +112,11 @@ def main(argv=None) -> int:
 
     if args.multihost or args.coordinator:
       init_distributed(args.coordinator, args.num_processes, args.process_id)
-    from experiments import train
+    from experiments.engines.loop import train
 
-    train.train(config, args.workdir)
+    train(config, args.workdir)
+    if __name__ == "__main__":
+      _default_signal_handlers()  # the run is over: no longer "during start-up"
 
   return cli.run_cli(run, args.debug)
 

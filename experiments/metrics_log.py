@@ -18,7 +18,7 @@ import json
 import os
 from typing import Mapping, Optional
 
-from experiments.rundir import atomic_write
+from experiments.rundir import atomic_write, disk_full_is_one_line
 
 _EVENTS = "events.out.tfevents."
 
@@ -149,34 +149,47 @@ class MetricWriter:
       self._by_time.purge_from(int(round(cut * 1000)) + 1 if rows else 0)
     return rows
 
-  def write(self, round_index: int, metrics: Mapping[str, float]):
-    clean = {k: float(v) for k, v in metrics.items()}
+  def _append(self, line: str) -> None:
     with open(self.jsonl_path, "a") as f:
-      f.write(json.dumps({"round": int(round_index), **clean}) + "\n")
-    if self._tb is not None:
-      self._tb.scalars(int(round_index), clean)
-    if self._by_time is not None and "time" in clean:
-      t = clean["time"]
-      self._by_time.scalars(
-        int(round(t * 1000)), {k: v for k, v in clean.items() if k != "time"}, wall_time=t
-      )
+      f.write(line)
+
+  def write(self, round_index: int, metrics: Mapping[str, float]):
+    """Appends one row (a full disk is one :class:`~experiments.rundir.DiskFullError`)."""
+    clean = {k: float(v) for k, v in metrics.items()}
+    with disk_full_is_one_line(self.jsonl_path):
+      self._append(json.dumps({"round": int(round_index), **clean}) + "\n")
+    with disk_full_is_one_line(self._tb_dir()):
+      if self._tb is not None:
+        self._tb.scalars(int(round_index), clean)
+      if self._by_time is not None and "time" in clean:
+        t = clean["time"]
+        self._by_time.scalars(
+          int(round(t * 1000)), {k: v for k, v in clean.items() if k != "time"}, wall_time=t
+        )
+
+  def _tb_dir(self) -> str:
+    return f"the TensorBoard files in {os.path.dirname(self.jsonl_path)}"
 
   def write_histogram(self, round_index: int, tag: str, values) -> None:
     """A histogram of ``values`` at ``round_index`` (TensorBoard only)."""
     if self._tb is not None:
-      self._tb.histogram(tag, values, round_index)
+      with disk_full_is_one_line(self._tb_dir()):
+        self._tb.histogram(tag, values, round_index)
 
   def write_hparams(self, hparams: Mapping, metrics: Mapping[str, float]) -> None:
     """The run's hyperparameters and final metrics for TensorBoard's HParams dashboard."""
     if self._tb is not None:
-      self._tb.hparams(hparams, metrics)
+      with disk_full_is_one_line(self._tb_dir()):
+        self._tb.hparams(hparams, metrics)
 
   def flush(self):
-    for w in (self._tb, self._by_time):
-      if w is not None:
-        w.flush()
+    with disk_full_is_one_line(self._tb_dir()):
+      for w in (self._tb, self._by_time):
+        if w is not None:
+          w.flush()
 
   def close(self):
-    for w in (self._tb, self._by_time):
-      if w is not None:
-        w.close()
+    with disk_full_is_one_line(self._tb_dir()):
+      for w in (self._tb, self._by_time):
+        if w is not None:
+          w.close()

@@ -17,6 +17,12 @@ For a study (``sweep.json`` from :mod:`experiments.sweep`) it writes ``report.md
 * ``curves_<metric>.png`` (mean over report seeds with the 95% band);
 * when the runs log ``train/bytes_cumulative``, quality against bytes per grid point.
 
+A study may report its methods in several settings (``settings`` in ``sweep.json``, e.g. the
+straggler severities of :mod:`experiments.async_study`: one section per setting), count its
+budgets in simulated seconds (``unit: 'time'``: the first evaluation at or past each budget),
+list the comparisons its claims rest on (``claims``: a table of Welch tests) and name a
+module under ``experiments`` whose ``extra_sections`` it appends (``report_module``).
+
 ``--check`` (:mod:`experiments.study_check`) lists every rule a study breaks: a kept point on
 an open grid edge, too few or reused report seeds, runs of mixed code, length or config, a
 budget or CI that cannot be computed, a folder with no study in it.
@@ -34,6 +40,7 @@ import sys
 import numpy as np
 
 from experiments import stats as stats_lib
+from experiments import tables
 from experiments.metrics_log import read_jsonl
 
 
@@ -54,34 +61,92 @@ def find_studies(root: str) -> list[str]:
   return sorted(found)
 
 
-def value_at(rows, metric: str, round_: int):
-  """The metric logged at ``round_`` (None if the run never logged it: diverged or short)."""
+def value_at(rows, metric: str, budget, unit: str = "round", end=None):
+  """The metric at ``budget`` (None if the run never logged it there: diverged or short).
+
+  ``unit='round'``: the value logged at round ``budget``. ``unit='time'`` (simulated
+  seconds, the asynchronous runs): the first evaluation at or past ``budget`` (an async run
+  evaluates at the first chunk end past each multiple of its interval); when there is none,
+  the evaluation at the run's last step ``end`` (its whole length), if it logged one."""
+  if unit == "time":
+    ev = [r for r in rows if metric in r]
+    hit = [r for r in ev if r["time"] >= budget] or [r for r in ev if r.get("round") == end]
+    return _finite_or_none(hit[0][metric]) if hit else None
   for r in rows:
-    if r.get("round") == round_ and metric in r:
-      v = r[metric]
-      return v if v is not None and math.isfinite(v) else None
+    if r.get("round") == budget and metric in r:
+      return _finite_or_none(r[metric])
   return None
 
 
-def method_stats(sweep_dir: str) -> dict:
-  """Per method: kept point, edges, metric, and per budget the per-seed values and their
-  :class:`experiments.stats.Summary`."""
+def _finite_or_none(v):
+  return v if v is not None and math.isfinite(v) else None
+
+
+def unit_of(sweep: dict) -> str:
+  """What a study's budgets and run lengths count: ``'round'`` or ``'time'`` (simulated s)."""
+  return sweep.get("unit", "round")
+
+
+def unit_label(sweep: dict) -> str:
+  return "rounds" if unit_of(sweep) == "round" else "simulated s"
+
+
+def run_length(summary: dict, unit: str):
+  """A run's length in ``unit``: its rounds, or its simulated-time budget."""
+  if unit == "time":
+    return (summary.get("horizon") or {}).get("time_budget")
+  return summary.get("total")
+
+
+def settings_of(sweep: dict) -> list[str]:
+  """The settings a study reports each method in (e.g. straggler severities); ``[""]`` for a
+  study with one setting."""
+  return list(sweep.get("settings") or {}) or [""]
+
+
+def runs_by_setting(info: dict) -> dict:
+  """A method's report runs per setting: ``info['runs']`` is a list (one setting, ``""``)
+  or ``{setting: [run folders]}``."""
+  runs = info.get("runs") or []
+  return dict(runs) if isinstance(runs, dict) else {"": list(runs)}
+
+
+def all_runs(info: dict) -> list[str]:
+  """Every run folder of a method: its report runs and its tuning runs."""
+  out = [r for rels in runs_by_setting(info).values() for r in rels]
+  return out + [r for cell in info["grid"].values() for r in cell.get("runs", [])]
+
+
+def load_runs(sweep_dir: str, rels) -> list:
+  """``(rel, summary, rows)`` of the finished runs among ``rels``."""
+  return [
+    (rel, *_load(os.path.join(sweep_dir, rel)))
+    for rel in rels
+    if os.path.exists(os.path.join(sweep_dir, rel, "summary.json"))
+  ]
+
+
+def method_stats(sweep_dir: str, setting: str = "") -> dict:
+  """Per method (in ``setting``): kept point, edges, metric, and per budget the per-seed
+  values and their :class:`experiments.stats.Summary`."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   budgets = sweep.get("budgets") or []
+  unit = unit_of(sweep)
+  x = "round" if unit == "round" else "time"
   out = {}
   for method, info in sweep["methods"].items():
     runs = [
-      _load(os.path.join(sweep_dir, r))
-      for r in info["runs"]
-      if os.path.exists(os.path.join(sweep_dir, r, "summary.json"))
+      (s, rows) for _, s, rows in load_runs(sweep_dir, runs_by_setting(info).get(setting, []))
     ]
     if not runs:
       continue
     metric = runs[0][0]["report_metric"]
     per_budget = {}
     for b in budgets or [runs[0][0].get("done")]:
-      values = [value_at(rows, metric, b) for _, rows in runs]
-      per_budget[int(b)] = dict(values=values, summary=stats_lib.summarize(values))
+      values = [value_at(rows, metric, b, unit, s.get("total")) for s, rows in runs]
+      per_budget[b if unit == "time" else int(b)] = dict(
+        values=values, summary=stats_lib.summarize(values)
+      )
     out[method] = dict(
       best_setting=info["best"],
       edges=info.get("edges", []),
@@ -89,7 +154,7 @@ def method_stats(sweep_dir: str) -> dict:
       mode=runs[0][0]["report_mode"],
       budgets=per_budget,
       seeds=len(runs),
-      curves=[[(r["round"], r[metric]) for r in rows if metric in r] for _, rows in runs],
+      curves=[[(r[x], r[metric]) for r in rows if metric in r] for _, rows in runs],
       grid=info["grid"],
       wall_s=sum(s["wall_s"] for s, _ in runs),
     )
@@ -106,6 +171,11 @@ def _better(mode: str):
   return (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
 
 
+def _b(b) -> str:
+  """A budget as written in a table (``180``, ``7.5``)."""
+  return f"{b:g}" if isinstance(b, float) else str(b)
+
+
 def markdown_table(stats: dict, sweep: dict) -> str:
   """The kept points and the metric at every budget, mean ± 95% CI over the report seeds."""
   if not stats:
@@ -114,15 +184,14 @@ def markdown_table(stats: dict, sweep: dict) -> str:
   metric, mode = first["metric"], first["mode"]
   budgets = sorted(first["budgets"])
   last = budgets[-1]
-  n = first["seeds"]
-  tune = sweep.get("tune_seeds", [])
+  unit = unit_label(sweep)
   lines = [
     f"Metric: `{metric}` ({'lower' if mode == 'min' else 'higher'} is better) at "
-    f"{', '.join(map(str, budgets))} rounds. Tuned on seed(s) {tune} at "
-    f"{sweep.get('tune_rounds')} rounds; mean ± 95% CI (t, n − 1) over n = {n} report "
-    f"seeds {sweep.get('report_seeds')}, none a tuning seed. {_code_text(sweep)}",
+    f"{', '.join(map(_b, budgets))} {unit}. {_seeds_text(stats, sweep)} {_code_text(sweep)}",
     "",
-    "| method | kept point | grid edges | " + " | ".join(f"{b} rounds" for b in budgets) + " | n |",
+    "| method | kept point | grid edges | "
+    + " | ".join(f"{_b(b)} {unit}" for b in budgets)
+    + " | n |",
     "|---|---|---|" + "---|" * len(budgets) + "---|",
   ]
   key = lambda m: stats[m]["budgets"][last]["summary"].mean
@@ -139,6 +208,26 @@ def markdown_table(stats: dict, sweep: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _seeds_text(stats: dict, sweep: dict) -> str:
+  """How the table's numbers were made: tuning seeds and length, report seeds, n."""
+  unit, tune = unit_label(sweep), sweep.get("tune_seeds", [])
+  where = f" in setting {sweep['tune_setting']}" if sweep.get("tune_setting") else ""
+  ns = {s["seeds"] for s in stats.values()}
+  own = {
+    tuple(sweep["methods"].get(m, {}).get("report_seeds") or sweep.get("report_seeds") or [])
+    for m in stats
+  }
+  seeds = list(own.pop()) if len(own) == 1 else sweep.get("report_seeds")
+  if len(ns) == 1:
+    over = f"over n = {ns.pop()} report seeds {seeds}"
+  else:
+    over = f"over each method's n report seeds (column n; from {seeds})"
+  return (
+    f"Tuned on seed(s) {tune} at {_b(sweep.get('tune_rounds'))} {unit}{where}; mean ± 95% CI "
+    f"(t, n − 1) {over}, none a tuning seed."
+  )
+
+
 def _code_text(sweep) -> str:
   code = sweep.get("code") or {}
   if not code.get("commit"):
@@ -146,81 +235,95 @@ def _code_text(sweep) -> str:
   return f"Code: commit {code['commit'][:10]}{' (with local edits)' if code.get('dirty') else ''}."
 
 
-def comparison_table(stats: dict, reference: str) -> str:
+def welch_cell(a: dict, r: dict, name_a: str, name_r: str, mode: str) -> str:
+  """``a`` against ``r`` (one budget's ``{values, summary}`` each): the difference of means,
+  Welch's p-value, and which is better at p < 0.05."""
+  sa, sr = a["summary"], r["summary"]
+  if sa.n == 0 or sr.n == 0:
+    return "diverged" if sa.n == 0 else f"{name_r} diverged"
+  p = stats_lib.welch_p(a["values"], r["values"])
+  verdict = ""
+  if not math.isnan(p) and p < 0.05:
+    verdict = f", {name_a} better" if _better(mode)(sa.mean, sr.mean) else f", {name_r} better"
+  return f"{sa.mean - sr.mean:+.3g} ({stats_lib.fmt_p(p)}{verdict})"
+
+
+def comparison_table(stats: dict, reference: str, unit: str = "rounds") -> str:
   """Every method against ``reference`` at every budget: difference of means (method −
   reference) and Welch's two-sided p-value over the report seeds."""
   if reference not in stats or len(stats) < 2:
     return ""
   ref = stats[reference]
   budgets = sorted(ref["budgets"])
-  better = _better(ref["mode"])
-  lines = [
-    f"Each method against **{reference}**: difference of means (method − {reference}), "
-    "Welch's two-sided p-value, and which is better at p < 0.05 (else: no difference shown).",
-    "",
-    "| method | " + " | ".join(f"{b} rounds" for b in budgets) + " |",
-    "|---|" + "---|" * len(budgets),
+  rows = [
+    [m]
+    + [welch_cell(s["budgets"][b], ref["budgets"][b], m, reference, ref["mode"]) for b in budgets]
+    for m, s in stats.items()
+    if m != reference
   ]
-  for m, s in stats.items():
-    if m == reference:
-      continue
-    cells = []
-    for b in budgets:
-      a, r = s["budgets"][b], ref["budgets"][b]
-      sa, sr = a["summary"], r["summary"]
-      if sa.n == 0 or sr.n == 0:
-        cells.append("diverged" if sa.n == 0 else f"{reference} diverged")
+  return (
+    f"Each method against **{reference}**: difference of means (method − {reference}), "
+    "Welch's two-sided p-value, and which is better at p < 0.05 (else: no difference shown).\n\n"
+    + tables.md_table(["method"] + [f"{_b(b)} {unit}" for b in budgets], rows)
+  )
+
+
+def claims_table(sweep: dict, stats_by_setting: dict) -> str:
+  """The comparisons the study's claims rest on (``sweep['claims']``: ``a`` against ``b`` in
+  some settings): per setting and budget, the difference of means, Welch's p and n."""
+  rows = []
+  for c in sweep.get("claims") or []:
+    for setting in c.get("settings") or settings_of(sweep):
+      st = stats_by_setting.get(setting, {})
+      if c["a"] not in st or c["b"] not in st:
+        rows.append([c["name"], f"{c['a']} − {c['b']}", setting or "—", "not run", ""])
         continue
-      p = stats_lib.welch_p(a["values"], r["values"])
-      verdict = ""
-      if not math.isnan(p) and p < 0.05:
-        verdict = f", {m} better" if better(sa.mean, sr.mean) else f", {reference} better"
-      cells.append(f"{sa.mean - sr.mean:+.3g} ({stats_lib.fmt_p(p)}{verdict})")
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
+      a, b = st[c["a"]], st[c["b"]]
+      for budget in sorted(a["budgets"]):
+        cell = welch_cell(a["budgets"][budget], b["budgets"][budget], c["a"], c["b"], a["mode"])
+        n = f"{a['budgets'][budget]['summary'].n} / {b['budgets'][budget]['summary'].n}"
+        rows.append(
+          [c["name"], f"{c['a']} − {c['b']}", setting or "—", _b(budget), f"{cell}, n {n}"]
+        )
+  if not rows:
+    return ""
+  texts = "".join(f"- **{c['name']}**: {c['text']}\n" for c in sweep["claims"])
+  return (
+    f"{texts}\nDifference of means (a − b), Welch's two-sided p-value over the report "
+    "seeds, and n of each (finite values).\n\n"
+    + tables.md_table(["claim", "a − b", "setting", unit_label(sweep), "a − b (p), n a / b"], rows)
+  )
 
 
 def grid_table(stats: dict) -> str:
-  lines = [
-    "| method | grid point | tuning score (mean over tuning seeds; lower is better) | added |",
-    "|---|---|---|---|",
+  rows = [
+    [m, name, f"{g['score']:.4g}", "extension" if g.get("extension") else ""]
+    for m, s in stats.items()
+    for name, g in sorted(s["grid"].items(), key=lambda kv: kv[1]["score"])
   ]
-  for m, s in stats.items():
-    for name, g in sorted(s["grid"].items(), key=lambda kv: kv[1]["score"]):
-      added = "extension" if g.get("extension") else ""
-      lines.append(f"| {m} | {name} | {g['score']:.4g} | {added} |")
-  return "\n".join(lines) + "\n"
+  header = [
+    "method",
+    "grid point",
+    "tuning score (mean over tuning seeds; lower is better)",
+    "added",
+  ]
+  return tables.md_table(header, rows)
 
 
-def plot_curves(stats: dict, path: str, title: str = ""):
-  """The metric against rounds per method: mean over report seeds, 95% t band."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  from scipy import stats as sps
-
+def plot_curves(stats: dict, path: str, title: str = "", xlabel: str = "round", xs=None):
+  """The metric against rounds (or ``xs``: simulated times, each run's last evaluation at
+  or before each) per method: mean over report seeds, 95% t band."""
+  plt = tables.pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for m, s in stats.items():
     curves = [c for c in s["curves"] if c]
     if not curves:
       continue
-    rounds = sorted({r for c in curves for r, _ in c})
-    mat = np.full((len(curves), len(rounds)), np.nan)
-    for i, c in enumerate(curves):
-      d = dict(c)
-      for j, r in enumerate(rounds):
-        v = d.get(r)
-        mat[i, j] = v if v is not None and math.isfinite(v) else np.nan
-    with np.errstate(all="ignore"):
-      mean = np.nanmean(mat, 0)
-      n = np.sum(np.isfinite(mat), 0)
-      half = sps.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(mat, 0, ddof=1) / np.sqrt(n)
+    x, mat = tables.seed_matrix(curves, xs)
     diverged = sum(1 for c in curves if not c or not math.isfinite(c[-1][1]))
-    (line,) = ax.plot(rounds, mean, label=f"{m}{f' ({diverged} diverged)' if diverged else ''}")
-    ax.fill_between(rounds, mean - half, mean + half, alpha=0.15, color=line.get_color())
+    tables.plot_band(ax, x, mat, f"{m}{f' ({diverged} diverged)' if diverged else ''}")
   metric = next(iter(stats.values()))["metric"]
-  ax.set_xlabel("round")
+  ax.set_xlabel(xlabel)
   ax.set_ylabel(f"{metric} (mean, 95% CI over report seeds)")
   if next(iter(stats.values()))["mode"] == "min":
     ax.set_yscale("log")
@@ -318,31 +421,77 @@ def plot_quality_vs_bytes(rows: list[dict], path: str, title: str = ""):
 
 
 def write_report(sweep_dir: str) -> str:
-  """Writes ``report.md``, ``results.json`` and the plots of one study; returns the text."""
+  """Writes ``report.md``, ``results.json`` and the plots of one study; returns the text.
+
+  A study with settings (``sweep['settings']``, e.g. straggler severities) gets one section
+  per setting; its claims (``sweep['claims']``) one table of Welch tests; a study naming a
+  ``report_module`` (a module under ``experiments``) gets that module's
+  ``extra_sections(sweep_dir, sweep, stats_by_setting)`` appended."""
   from experiments.rundir import atomic_write
 
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
-  stats = method_stats(sweep_dir)
   name = os.path.basename(os.path.normpath(sweep_dir))
-  metric = next(iter(stats.values()))["metric"] if stats else "metric"
-  png = f"curves_{metric.replace('/', '_')}.png"
-  if stats:
-    plot_curves(stats, os.path.join(sweep_dir, png), title=name)
-  reference = sweep.get("reference") or next(iter(stats), "")
-  text = f"# Study {name}\n\n" + markdown_table(stats, sweep)
-  comparison = comparison_table(stats, reference)
-  if comparison:
-    text += "\n" + comparison
-  text += f"\n![curves]({png})\n\n## Every grid point\n\n" + grid_table(stats)
-  costs = cost_stats(sweep_dir) if stats else []
+  by_setting = {st: method_stats(sweep_dir, st) for st in settings_of(sweep)}
+  text = f"# Study {name}\n\n"
+  for setting, stats in by_setting.items():
+    text += _setting_section(sweep_dir, sweep, name, setting, stats)
+  claims = claims_table(sweep, by_setting)
+  if claims:
+    text += "## Claims\n\n" + claims + "\n"
+  grids = {m: {"grid": i["grid"]} for m, i in sweep["methods"].items() if _ran(m, by_setting)}
+  text += "## Every grid point\n\n" + grid_table(grids)
+  costs = cost_stats(sweep_dir) if grids else []
   if any(g.get("bytes") for g in costs):
     plot_quality_vs_bytes(costs, os.path.join(sweep_dir, "quality_vs_bytes.png"), name)
     text += (
       "\n## Quality against bytes\n\nEvery grid point, mean ± 95% CI over its runs."
       "\n\n" + cost_table(costs) + "\n![quality vs bytes](quality_vs_bytes.png)\n"
     )
+  if sweep.get("report_module"):
+    text += _report_module(sweep["report_module"]).extra_sections(sweep_dir, sweep, by_setting)
   atomic_write(os.path.join(sweep_dir, "report.md"), text)
-  results = {
+  results = {st: _results(stats) for st, stats in by_setting.items()}
+  results = results[""] if list(results) == [""] else results
+  atomic_write(os.path.join(sweep_dir, "results.json"), json.dumps(results, indent=2))
+  return text
+
+
+def _ran(method: str, by_setting: dict) -> bool:
+  return any(method in stats for stats in by_setting.values())
+
+
+def _setting_section(sweep_dir, sweep, name, setting, stats) -> str:
+  """One setting's table, its comparison with the reference and its curves."""
+  metric = next(iter(stats.values()))["metric"] if stats else "metric"
+  png = f"curves_{metric.replace('/', '_')}{f'_{setting}' if setting else ''}.png"
+  title = f"{name} {setting}".strip()
+  if stats and unit_of(sweep) == "time":
+    xs = np.linspace(0, float(sweep["report_rounds"]), 141)[1:]
+    plot_curves(stats, os.path.join(sweep_dir, png), title, "simulated time (s)", xs)
+  elif stats:
+    plot_curves(stats, os.path.join(sweep_dir, png), title=title)
+  head = ""
+  if setting:
+    fields = (sweep.get("settings") or {}).get(setting) or {}
+    head = f"## {setting}: " + ", ".join(f"{k} = {v}" for k, v in fields.items()) + "\n\n"
+  reference = sweep.get("reference") or next(iter(stats), "")
+  text = head + markdown_table(stats, sweep)
+  comparison = comparison_table(stats, reference, unit_label(sweep))
+  if comparison:
+    text += "\n" + comparison
+  return text + f"\n![curves]({png})\n\n"
+
+
+def _report_module(name: str):
+  import importlib
+
+  if not name.startswith("experiments."):
+    raise SystemExit(f"error: sweep.json report_module {name!r} is not under experiments.")
+  return importlib.import_module(name)
+
+
+def _results(stats: dict) -> dict:
+  return {
     m: {
       "best_setting": s["best_setting"],
       "edges": s["edges"],
@@ -353,17 +502,32 @@ def write_report(sweep_dir: str) -> str:
     }
     for m, s in stats.items()
   }
-  atomic_write(os.path.join(sweep_dir, "results.json"), json.dumps(results, indent=2))
-  return text
 
 
 def combine(out_dir: str, sweep_dirs: list[str]) -> str:
-  """Methods × studies tables, one per budget the studies share: the metric's mean ± 95% CI
-  over the report seeds (n stated); plus each study's curves. Written to
+  """Methods × studies tables, one per setting and budget the studies share: the metric's
+  mean ± 95% CI over the report seeds (n stated); plus each study's curves. Written to
   ``out_dir/table.md`` (each study's ``report.md`` has the p-values)."""
   os.makedirs(out_dir, exist_ok=True)
   names = [os.path.basename(os.path.normpath(d)) for d in sweep_dirs]
-  all_stats = {n: method_stats(d) for n, d in zip(names, sweep_dirs)}
+  sweeps = [json.load(open(os.path.join(d, "sweep.json"))) for d in sweep_dirs]
+  settings = [st for st in settings_of(sweeps[0]) if all(st in settings_of(w) for w in sweeps)]
+  unit = unit_label(sweeps[0])
+  parts = []
+  for st in settings:
+    all_stats = {n: method_stats(d, st) for n, d in zip(names, sweep_dirs)}
+    parts += _combined_tables(all_stats, names, f"{st}, " if st else "", unit)
+    for n, s in all_stats.items():
+      if s:
+        png = f"curves_{n}{f'_{st}' if st else ''}.png"
+        plot_curves(s, os.path.join(out_dir, png), title=f"{n} {st}".strip())
+  table = "\n".join(parts)
+  with open(os.path.join(out_dir, "table.md"), "w") as f:
+    f.write(table)
+  return table
+
+
+def _combined_tables(all_stats: dict, names: list, prefix: str, unit: str) -> list[str]:
   methods = []
   for s in all_stats.values():
     methods += [m for m in s if m not in methods]
@@ -373,8 +537,7 @@ def combine(out_dir: str, sweep_dirs: list[str]) -> str:
       shared = set(m["budgets"]) if shared is None else shared & set(m["budgets"])
   parts = []
   for b in sorted(shared or []):
-    lines = [f"### {b} rounds", "", "| method | " + " | ".join(names) + " |"]
-    lines.append("|---|" + "---|" * len(names))
+    rows = []
     for m in methods:
       cells = []
       for n in names:
@@ -382,31 +545,25 @@ def combine(out_dir: str, sweep_dirs: list[str]) -> str:
         cells.append(
           "—" if s is None else f"{stats_lib.fmt(s['budgets'][b]['summary'])} (n={s['seeds']})"
         )
-      lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    parts.append("\n".join(lines) + "\n")
-  table = "\n".join(parts)
-  for n, s in all_stats.items():
-    if s:
-      plot_curves(s, os.path.join(out_dir, f"curves_{n}.png"), title=n)
-  with open(os.path.join(out_dir, "table.md"), "w") as f:
-    f.write(table)
-  return table
+      rows.append([m] + cells)
+    parts.append(f"### {prefix}{_b(b)} {unit}\n\n" + tables.md_table(["method"] + names, rows))
+  return parts
 
 
 def export(sweep_dir: str, out_dir: str) -> None:
   """Copies a study to ``out_dir`` with every per-seed run (tuning and report) it used:
   ``sweep.json`` and per run ``summary.json``, ``config.json``, ``code.json`` and the
   ``metrics.jsonl`` rows that hold an ``eval/`` metric, with their ``train/bytes_cumulative``
-  (no checkpoints, event files or per-round training rows); then
-  writes the report there. ``python -m experiments.report OUT`` regenerates it."""
+  (and, for a study in simulated time, their ``time``; no checkpoints, event files or
+  per-round training rows); then writes the report there. ``python -m experiments.report
+  OUT`` regenerates it."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
-  runs = set()
-  for info in sweep["methods"].values():
-    runs.update(info["runs"])
-    for cell in info["grid"].values():
-      runs.update(cell.get("runs", []))
+  keys = {"round", BYTES} | ({"time"} if unit_of(sweep) == "time" else set())
+  runs = {rel for info in sweep["methods"].values() for rel in all_runs(info)}
   for rel in sorted(runs):
     src, dst = os.path.join(sweep_dir, rel), os.path.join(out_dir, rel)
+    if not os.path.exists(os.path.join(src, "summary.json")):
+      continue  # not run (yet): the check names it
     os.makedirs(dst, exist_ok=True)
     for f in ("summary.json", "config.json", "code.json"):
       if os.path.exists(os.path.join(src, f)):
@@ -415,7 +572,7 @@ def export(sweep_dir: str, out_dir: str) -> None:
     with open(os.path.join(dst, "metrics.jsonl"), "w") as f:
       for r in rows:  # the evaluated rounds (the last round is always one)
         if any(k.startswith("eval/") for k in r):
-          keep = {k: v for k, v in r.items() if k == "round" or k.startswith("eval/") or k == BYTES}
+          keep = {k: v for k, v in r.items() if k in keys or k.startswith("eval/")}
           f.write(json.dumps(keep) + "\n")
   shutil.copyfile(os.path.join(sweep_dir, "sweep.json"), os.path.join(out_dir, "sweep.json"))
   write_report(out_dir)

@@ -6,37 +6,60 @@
 * :class:`StopRequest`: SIGINT/SIGTERM ask the loop to stop at the end of the current chunk
   (after a checkpoint); a second SIGINT stops at once.
 * :func:`atomic_write`: a file of the run directory replaced whole, never torn.
+* :func:`disk_full_is_one_line`: a full disk (or quota) while writing a file of the run is
+  one :class:`DiskFullError` line naming the file, not a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import signal
 import tempfile
 import threading
 
-from experiments.validate import UserError
+from experiments.errors import UserError
+
+
+class WorkdirError(UserError):
+  """The workdir cannot be used (in use by another run, or not writable)."""
+
+
+class DiskFullError(WorkdirError):
+  """The disk (or the quota) of the workdir is full."""
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(path: str):
+  """Turns ENOSPC/EDQUOT while writing ``path`` into one :class:`DiskFullError` line."""
+  try:
+    yield
+  except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+      raise
+    raise DiskFullError(
+      f"disk full while writing {path} ({e.strerror or os.strerror(e.errno)}); free space "
+      "there and rerun the same command: the run resumes from its last checkpoint."
+    ) from e
 
 
 def atomic_write(path: str, text: str) -> None:
   """Writes ``text`` to ``path`` through a temporary file and ``os.replace`` (never torn)."""
   d = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp.", suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-class WorkdirError(UserError):
-  """The workdir cannot be used (in use by another run, or not writable)."""
+  with disk_full_is_one_line(path):
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp.", suffix=os.path.basename(path))
+    try:
+      with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
 
 
 class RunInterrupted(Exception):

@@ -14,7 +14,14 @@ to do:
   logged;
 * ``config``: report runs whose configs differ beyond method, seed, length and the grid
   fields;
-* ``ci``: a method with fewer than 2 report runs (no interval).
+* ``ci``: a method with fewer than 2 report runs (no interval);
+* a study's claims (``sweep.json`` ``claims``) need both methods with at least their
+  ``min_seeds`` report runs (``seeds``).
+
+A study may report its methods in several settings (``settings``, e.g. the straggler
+severities of :mod:`experiments.async_study`; ``runs`` is then ``{setting: [runs]}``), count
+its budgets and lengths in simulated seconds (``unit: 'time'``), give a method its own
+``report_seeds`` and declare config fields its methods differ in (``varying``).
 
 All the studies under one folder form one set of tables, so they must also share one code
 version and the same budgets.
@@ -25,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 
-from experiments.report import find_studies, value_at
+from experiments.report import find_studies, run_length, runs_by_setting, unit_of, value_at
 from experiments.metrics_log import read_jsonl
 
 MIN_REPORT_SEEDS = 5
@@ -43,8 +50,12 @@ def _read(path):
 def check(root: str) -> list[str]:
   """Every broken rule of every study under ``root``, one line each."""
   studies = find_studies(root)
+  if not studies and os.path.exists(os.path.join(root, "tail_index.json")):
+    return check_tail_index(root)
   if not studies:
-    return [f"{root}: study: no sweep.json here; re-run it with python -m experiments.sweep"]
+    script = os.path.join(root, "run_study.sh")
+    how = f"bash {script}" if os.path.exists(script) else "python -m experiments.sweep"
+    return [f"{root}: study: no sweep.json here; re-run it with {how}"]
   problems, versions, budgets = [], {}, {}
   for d in studies:
     found, code, sweep = _check_study(d)
@@ -66,6 +77,42 @@ def check(root: str) -> list[str]:
   return problems
 
 
+def check_tail_index(root: str) -> list[str]:
+  """The rules of a tail-index measurement (``experiments.tail_index``): every family and
+  the reference readings from one clean commit, and the estimator reading each known alpha
+  of ``reference.json`` within its tolerance (``tail``)."""
+  families = _read(os.path.join(root, "tail_index.json")) or {}
+  ref = _read(os.path.join(root, "reference.json"))
+  out = []
+  if ref is None:
+    out.append(f"{root}: tail: no reference.json; run experiments.tail_index with --reference")
+    ref = {}
+  known = {n: r for n, r in ref.get("readings", {}).items() if "known_alpha" in r}
+  if ref and len(known) < 4:
+    out.append(
+      f"{root}: tail: reference.json checks {len(known)} known alphas; re-run "
+      "experiments.tail_index --reference (it checks 1.1, 1.5, 1.8 and 2.0)"
+    )
+  tol = ref.get("tolerance", 0.1)
+  for name, r in known.items():
+    q = r.get("stable_alpha_orderings")
+    got = q["median"] if q else r["stable_alpha"]
+    if abs(got - r["known_alpha"]) > tol:
+      out.append(
+        f"{root}: tail: the estimator reads {got:.3f} on {name} (known "
+        f"{r['known_alpha']}), outside +-{tol}; fix the estimator before quoting readings"
+      )
+  versions = {_key(e.get("code") or {}) for e in [*families.values(), ref] if e}
+  for v in sorted(versions, key=str):
+    if v[0] is None:
+      out.append(f"{root}: code: readings from unknown code; re-run experiments.tail_index")
+    elif v[1]:
+      out.append(f"{root}: code: readings from {v[0][:10]} with local edits; commit, re-run")
+  if len(versions) > 1:
+    out.append(f"{root}: code: readings from {len(versions)} code versions; re-run at one commit")
+  return out
+
+
 def _key(version: dict) -> tuple:
   return (version.get("commit"), version.get("dirty"))
 
@@ -83,38 +130,101 @@ def _check_study(d: str):
       set(),
       None,
     )
-  out = []
-  tune, report = list(sweep["tune_seeds"]), list(sweep["report_seeds"])
-  if len(report) < MIN_REPORT_SEEDS:
-    out.append(f"{d}: seeds: {len(report)} report seeds; report on at least {MIN_REPORT_SEEDS}")
-  if set(tune) & set(report):
-    out.append(f"{d}: seeds: report seeds {sorted(set(tune) & set(report))} are tuning seeds")
+  out = _check_seeds(d, sweep) + _check_claims(d, sweep)
   versions = set()
   configs = {}
+  unit = unit_of(sweep)
+  bounds_in = sweep.get("bounds_in", "config.sweep.bounds")
+  skip = set(sweep.get("varying") or []) | {
+    f for v in (sweep.get("settings") or {}).values() for f in v
+  }
   for method, info in sweep["methods"].items():
     for e in info.get("edges", []):
       if e["status"] == "open":
         out.append(
           f"{d}: edge: {method} kept {info['best']}, on the open {e['side']} edge of "
-          f"{e['field']}; extend the grid or declare the bound in config.sweep.bounds"
+          f"{e['field']}; extend the grid or declare the bound in {bounds_in}"
         )
-    grid_fields = {f for c in info["grid"].values() for f in c["point"]}
-    if len(info["runs"]) < 2:
-      out.append(f"{d}: ci: {method} has {len(info['runs'])} report run(s); no interval")
-    for rel in info["runs"]:
-      out += _check_run(d, rel, sweep["report_rounds"], sweep["budgets"], versions)
-      cfg = _read(os.path.join(d, rel, "config.json"))
-      if cfg is not None:
-        configs[f"{method}/{rel}"] = _comparable(cfg, grid_fields)
+    grid_fields = {f for c in info["grid"].values() for f in c["point"]} | skip
+    for setting, rels in runs_by_setting(info).items():
+      where = f" in {setting}" if setting else ""
+      if len(rels) < 2:
+        out.append(f"{d}: ci: {method} has {len(rels)} report run(s){where}; no interval")
+      if len(rels) < len(info.get("report_seeds") or []):
+        out.append(
+          f"{d}: seeds: {method} has {len(rels)} report runs{where} for its "
+          f"{len(info['report_seeds'])} report seeds; run the rest"
+        )
+      for rel in rels:
+        out += _check_run(d, rel, sweep["report_rounds"], sweep["budgets"], versions, unit)
+        cfg = _read(os.path.join(d, rel, "config.json"))
+        if cfg is not None:
+          configs[f"{method}/{rel}"] = _comparable(cfg, grid_fields)
     for cell in info["grid"].values():
       for rel in cell.get("runs", []):
-        out += _check_run(d, rel, sweep["tune_rounds"], [], versions)
+        out += _check_run(d, rel, sweep["tune_rounds"], [], versions, unit)
+  out += _check_configs(d, configs) + _check_code(d, versions)
+  return out, versions, sweep
+
+
+def _check_seeds(d: str, sweep: dict) -> list[str]:
+  """At least 5 report seeds per method (a method may name its own, ``report_seeds``), none
+  a tuning seed."""
+  out, tune = [], set(sweep["tune_seeds"])
+  report = list(sweep["report_seeds"])
+  if len(report) < MIN_REPORT_SEEDS:
+    out.append(f"{d}: seeds: {len(report)} report seeds; report on at least {MIN_REPORT_SEEDS}")
+  if tune & set(report):
+    out.append(f"{d}: seeds: report seeds {sorted(tune & set(report))} are tuning seeds")
+  for method, info in sweep["methods"].items():
+    own = info.get("report_seeds")
+    if own is None:
+      continue
+    if len(set(own)) < MIN_REPORT_SEEDS:
+      out.append(
+        f"{d}: seeds: {method} has {len(set(own))} report seeds; report on at least "
+        f"{MIN_REPORT_SEEDS}"
+      )
+    if tune & set(own):
+      out.append(f"{d}: seeds: {method}'s report seeds {sorted(tune & set(own))} are tuning seeds")
+  return out
+
+
+def _check_claims(d: str, sweep: dict) -> list[str]:
+  """A claim (``sweep['claims']``) needs both its methods, each with at least its
+  ``min_seeds`` report runs in every setting it names (more for a small effect)."""
+  out = []
+  for c in sweep.get("claims") or []:
+    need = int(c.get("min_seeds", MIN_REPORT_SEEDS))
+    for m in (c["a"], c["b"]):
+      info = sweep["methods"].get(m)
+      if info is None:
+        out.append(f"{d}: seeds: claim {c['name']} rests on {m}, which the study did not run")
+        continue
+      runs = runs_by_setting(info)
+      for setting in c.get("settings") or list(runs):
+        n = len(runs.get(setting, []))
+        if n < need:
+          where = f" in {setting}" if setting else ""
+          out.append(
+            f"{d}: seeds: claim {c['name']} needs {need} report seeds of {m}{where}, it has "
+            f"{n}; add seeds to the study"
+          )
+  return out
+
+
+def _check_configs(d: str, configs: dict) -> list[str]:
   distinct = {json.dumps(c, sort_keys=True, default=str) for c in configs.values()}
   if len(distinct) > 1:
-    out.append(
+    return [
       f"{d}: config: report runs differ beyond method, seed, length and grid fields "
       f"({len(distinct)} configs); re-run them from one config"
-    )
+    ]
+  return []
+
+
+def _check_code(d: str, versions: set) -> list[str]:
+  out = []
   if len(versions) > 1:
     out.append(
       f"{d}: code: runs from {len(versions)} code versions "
@@ -125,7 +235,7 @@ def _check_study(d: str):
       out.append(f"{d}: code: runs from unknown code (no git commit recorded)")
     elif v[1]:
       out.append(f"{d}: code: runs from {v[0][:10]} with local edits; commit, then re-run")
-  return out, versions, sweep
+  return out
 
 
 def _comparable(cfg: dict, grid_fields: set) -> dict:
@@ -140,7 +250,7 @@ def _comparable(cfg: dict, grid_fields: set) -> dict:
   return cfg
 
 
-def _check_run(d, rel, rounds, budgets, versions) -> list[str]:
+def _check_run(d, rel, length, budgets, versions, unit="round") -> list[str]:
   run = os.path.join(d, rel)
   summary = _read(os.path.join(run, "summary.json"))
   if summary is None:
@@ -148,13 +258,15 @@ def _check_run(d, rel, rounds, budgets, versions) -> list[str]:
   out = []
   for v in summary.get("code") or [{"commit": None, "dirty": None}]:
     versions.add(_key(v))
-  total = summary.get("total")
-  if total != rounds:
-    out.append(f"{d}: budget: run {rel} is {total} rounds long, the study's are {rounds}")
+  total = run_length(summary, unit)
+  if total != length:
+    what = "rounds" if unit == "round" else "simulated s"
+    out.append(f"{d}: budget: run {rel} is {total} {what} long, the study's are {length}")
   if budgets and not summary.get("diverged"):
     rows = read_jsonl(os.path.join(run, "metrics.jsonl"))
     metric = summary["report_metric"]
-    missing = [b for b in budgets if value_at(rows, metric, b) is None]
+    missing = [b for b in budgets if value_at(rows, metric, b, unit, summary.get("total")) is None]
     if missing:
-      out.append(f"{d}: budget: run {rel} logged no {metric} at rounds {missing}")
+      at = "rounds" if unit == "round" else "simulated s"
+      out.append(f"{d}: budget: run {rel} logged no {metric} at {at} {missing}")
   return out

@@ -21,7 +21,7 @@ The rules (``config.sweep``, see ``configs/common.py``):
    seed) for ``sweep.report_rounds`` rounds (0: ``config.rounds``); the report reads the
    metric of each seed at every budget of ``sweep.budgets``.
 
-Every cell is an ordinary run of the one loop (``experiments.train``); a finished cell returns
+Every cell is an ordinary run of the one loop (``experiments.engines.loop``); a finished cell returns
 its stored summary, so rerunning the command resumes. At the end it writes ``sweep.json``
 and the report (:mod:`experiments.report`; ``--check`` tests the rules).
 """
@@ -91,28 +91,15 @@ def cell_config(base_config, method, point, seed, rounds=None):
 
 def run_cell(cfg, workdir, quiet=True):
   """Runs (resumes, or reads back when finished) one cell: an ordinary run of the loop."""
-  from experiments import train
+  from experiments.engines.loop import train
 
-  return train.train(cfg, workdir, quiet=quiet)
+  return train(cfg, workdir, quiet=quiet)
 
 
 def study_plan(config, methods=None) -> dict:
   """The rules of ``config.sweep`` resolved and checked (one-line ConfigErrors)."""
   sw = config.sweep
-  tune_seeds = [int(s) for s in sw.tune_seeds]
-  report_seeds = [int(s) for s in sw.report_seeds]
-  if not tune_seeds:
-    raise ConfigError("config.sweep.tune_seeds is empty; give at least one tuning seed.")
-  if len(report_seeds) < MIN_REPORT_SEEDS or len(set(report_seeds)) != len(report_seeds):
-    raise ConfigError(
-      f"config.sweep.report_seeds={report_seeds}: give at least {MIN_REPORT_SEEDS} distinct "
-      "report seeds, e.g. --report-seeds 1,2,3,4,5."
-    )
-  if set(tune_seeds) & set(report_seeds):
-    raise ConfigError(
-      f"config.sweep.report_seeds share {sorted(set(tune_seeds) & set(report_seeds))} with "
-      "tune_seeds; report on fresh seeds only."
-    )
+  tune_seeds, report_seeds = check_seeds(sw.tune_seeds, sw.report_seeds)
   rounds = int(config.rounds)
   report_rounds = int(sw.report_rounds) or rounds
   if report_rounds < rounds:
@@ -120,14 +107,7 @@ def study_plan(config, methods=None) -> dict:
       f"config.sweep.report_rounds={report_rounds} is below config.rounds={rounds}; report "
       "runs are at least as long as the tuning runs."
     )
-  every = int(config.eval_every)
-  budgets = sorted({int(b) for b in sw.budgets} or _default_budgets(rounds, report_rounds, every))
-  bad = [b for b in budgets if b > report_rounds or (b % every and b != report_rounds)]
-  if bad:
-    raise ConfigError(
-      f"config.sweep.budgets {bad} are not evaluation rounds of a {report_rounds}-round run "
-      f"(eval_every={every}); use multiples of {every} up to {report_rounds}."
-    )
+  budgets = resolve_budgets(sw.budgets, rounds, report_rounds, int(config.eval_every))
   methods = list(methods or sw.methods or [config.method])
   reference = sw.reference or ("bi2clip" if "bi2clip" in methods else methods[0])
   return dict(
@@ -143,14 +123,55 @@ def study_plan(config, methods=None) -> dict:
   )
 
 
-def _bounds(specs) -> dict:
+def check_seeds(tune_seeds, report_seeds, where="config.sweep") -> tuple[list, list]:
+  """The tuning and report seeds as int lists, or a one-line ConfigError: no tuning seed,
+  fewer than ``MIN_REPORT_SEEDS`` distinct report seeds, or a report seed that tunes."""
+  tune_seeds = [int(s) for s in tune_seeds]
+  report_seeds = [int(s) for s in report_seeds]
+  if not tune_seeds:
+    raise ConfigError(f"{where}.tune_seeds is empty; give at least one tuning seed.")
+  if len(report_seeds) < MIN_REPORT_SEEDS or len(set(report_seeds)) != len(report_seeds):
+    raise ConfigError(
+      f"{where}.report_seeds={report_seeds}: give at least {MIN_REPORT_SEEDS} distinct "
+      "report seeds, e.g. --report-seeds 1,2,3,4,5."
+    )
+  if set(tune_seeds) & set(report_seeds):
+    raise ConfigError(
+      f"{where}.report_seeds share {sorted(set(tune_seeds) & set(report_seeds))} with "
+      "tune_seeds; report on fresh seeds only."
+    )
+  return tune_seeds, report_seeds
+
+
+def resolve_budgets(given, length, report_length, every, unit="round", where="config.sweep"):
+  """The sorted budgets: ``given``, or 25% and 50% of ``length`` (rounded to multiples of
+  the evaluation interval ``every``), ``length`` and ``report_length``, in rounds
+  (``unit='round'``) or simulated seconds (``'time'``). A budget that is not an evaluation
+  point of a ``report_length`` run is a one-line ConfigError."""
+  cast = int if unit == "round" else float
+  budgets = sorted({cast(b) for b in given} or _default_budgets(length, report_length, every))
+  bad = [b for b in budgets if b > report_length or (b % every and b != report_length)]
+  if bad:
+    noun, run, interval = (
+      ("rounds", "round", "eval_every")
+      if unit == "round"
+      else ("times", "second", "eval_every_time")
+    )
+    raise ConfigError(
+      f"{where}.budgets {bad} are not evaluation {noun} of a {report_length:g}-{run} run "
+      f"({interval}={every:g}); use multiples of {every:g} up to {report_length:g}."
+    )
+  return budgets
+
+
+def _bounds(specs, where="config.sweep.bounds") -> dict:
   """``["field=low,high", ...]`` (``None`` for an open side) -> ``{field: [low, high]}``."""
   out = {}
   for spec in specs:
     field, values = parse_assignment(spec)
     if len(values) != 2 or not all(v is None or _numeric(v) for v in values):
       raise ConfigError(
-        f"config.sweep.bounds entry {spec!r} must be 'field=low,high' with numbers or None, "
+        f"{where} entry {spec!r} must be 'field=low,high' with numbers or None, "
         "e.g. 'compression.bits=2,32' or 'hparams.inner_lr=None,1.0'."
       )
     out[field] = values
@@ -223,30 +244,54 @@ def _edge_status(cells, best, field, side, bounds, axis):
 
 def tune(config, workdir, method, plan, extra_grid=(), log=print) -> dict:
   """Step 1 and 2 of the rules for one method: ``{"cells", "best", "edges"}``."""
-  grid = method_grid(config, method, extra_grid)
+
+  def run(point, seed):
+    rel = os.path.join(method, cell_name(point), f"seed{seed}")
+    s = run_cell(cell_config(config, method, point, seed), os.path.join(workdir, rel))
+    _log(log, method, cell_name(point), seed, s, "tune")
+    return rel, s
+
+  return tune_grid(method_grid(config, method, extra_grid), run, plan)
+
+
+def tune_grid(grid: list[dict], run, plan) -> dict:
+  """Step 1 and 2 of the rules for one grid of points, whatever runs them: ``run(point,
+  seed)`` returns ``(run folder relative to the study, summary)``; ``plan`` gives
+  ``tune_seeds``, ``bounds`` and ``max_extensions``. Returns ``{"cells", "best",
+  "best_point", "edges"}``."""
   axes = _tuned_axes(grid)
   cells = {}
 
   def run_point(point, extension=False):
     name = cell_name(point)
-    if name in cells:
-      return cells[name]
-    runs, scores = [], []
-    for seed in plan["tune_seeds"]:
-      rel = os.path.join(method, name, f"seed{seed}")
-      s = run_cell(cell_config(config, method, point, seed), os.path.join(workdir, rel))
-      runs.append(rel)
-      scores.append(score(s))
-      _log(log, method, name, seed, s, "tune")
-    mean = sum(scores) / len(scores)  # inf if any seed diverged
-    cells[name] = dict(point=point, score=mean, runs=runs, extension=extension)
+    if name not in cells:
+      runs, scores = [], []
+      for seed in plan["tune_seeds"]:
+        rel, s = run(point, seed)
+        runs.append(rel)
+        scores.append(score(s))
+      mean = sum(scores) / len(scores)  # inf if any seed diverged
+      cells[name] = dict(point=point, score=mean, runs=runs, extension=extension)
     return cells[name]
 
   for point in grid:
     run_point(point)
+  _extend(cells, axes, plan, run_point)
+  best = _best(cells)
+  return dict(
+    cells=cells, best=cell_name(best), best_point=best, edges=_edges(cells, best, axes, plan)
+  )
+
+
+def _best(cells: dict) -> dict:
+  return min(cells.values(), key=lambda c: c["score"])["point"]
+
+
+def _extend(cells, axes, plan, run_point):
+  """Rule 2: while the best point is on an open edge, try the next step past it."""
   steps = {(f, side): 0 for f in axes for side in ("low", "high")}
   while True:
-    best = min(cells.values(), key=lambda c: c["score"])["point"]
+    best = _best(cells)
     todo = []
     for field in axes:
       for side in ("low", "high"):
@@ -256,18 +301,21 @@ def tune(config, workdir, method, plan, extra_grid=(), log=print) -> dict:
           if new is not None and _within(new, plan["bounds"].get(field)):
             todo.append((field, side, new))
     if not todo:
-      break
+      return
     for field, side, new in todo:
       steps[(field, side)] += 1
       run_point(dict(best, **{field: new}), extension=True)
-  best = min(cells.values(), key=lambda c: c["score"])["point"]
+
+
+def _edges(cells, best, axes, plan) -> list:
+  """Every edge of a tuned axis ``best`` sits on, with why (open, zero, a bound, ...)."""
   edges = []
   for field in axes:
     for side in ("low", "high"):
       status = _edge_status(cells, best, field, side, plan["bounds"], axes[field])
       if status:
         edges.append(dict(field=field, side=side, value=best[field], status=status))
-  return dict(cells=cells, best=cell_name(best), best_point=best, edges=edges)
+  return edges
 
 
 def _within(value, bound) -> bool:

@@ -57,6 +57,7 @@ import numpy as np  # noqa: E402
 
 import tailopt  # noqa: E402
 from experiments import tasks  # noqa: E402
+from experiments import provenance  # noqa: E402
 
 MAX_COORDS = 50_000  # coordinates per group (fixed random positions) kept for the estimate
 MIN_COORDS = 64  # groups with fewer coordinates get no estimate of their own
@@ -341,18 +342,36 @@ def reference(num_draws: int, coords: int = 3000, seed: int = 0) -> dict:
     "stable alpha=1.5": np.asarray(
       tailopt.noise.sample_noise(key, "stable", (num_draws, coords), alpha=1.5)
     ),
+    "stable alpha=1.1": np.asarray(
+      tailopt.noise.sample_noise(key, "stable", (num_draws, coords), alpha=1.1)
+    ),
   }
   out = {}
   for name, x in kinds.items():
     x = (x + rng.normal(size=coords)) * scales
     e = estimate(x)
     out[name] = {k: e[k] for k in ("stable_alpha", "stable_alpha_orderings", "hill_alpha")}
+    if name in KNOWN_ALPHA:
+      out[name]["known_alpha"] = KNOWN_ALPHA[name]
   return {
     "num_draws": num_draws,
     "coords": coords,
     "scales": "10**U(-3, 1)",
+    "tolerance": TOLERANCE,
     "readings": out,
+    "code": provenance.code_version(),
   }
+
+
+# The readings of reference() whose alpha is known; each must be read within TOLERANCE
+# (``experiments.report --check`` holds a tail-index folder to it).
+KNOWN_ALPHA = {
+  "gaussian (alpha 2)": 2.0,
+  "stable alpha=1.8": 1.8,
+  "stable alpha=1.5": 1.5,
+  "stable alpha=1.1": 1.1,
+}
+TOLERANCE = 0.1
 
 
 PRETRAINED = ("movie_reviews_minilm", "smollm2_text")
@@ -511,6 +530,7 @@ def main(argv=None):
   for fam in fams:
     print(f"{fam}: measuring ({FAMILIES[fam][3]})", flush=True)
     results[fam] = measure(fam, args.batches, args.batch_size, args.max_coords)
+    results[fam]["code"] = provenance.code_version()
     print(_line(fam, results[fam]), flush=True)
     save()  # after every family: a long run keeps what it measured
   ordered = save()

@@ -1,10 +1,13 @@
 """The one config validator: every problem of a run's config, one line each, before anything
 compiles. Synchronous (``mode`` absent or ``'sync'``) and asynchronous (``mode='async'``)
 configs share the common checks; the async ones add the clock, protocol and cadence checks.
+It only checks: what a config resolves to (the method's hyperparameters, the compressors, the
+devices, the chunk) is built by ``experiments.engines.build``.
 
-Also the one home of the user-error classes: anything a user can cause raises a
-:class:`UserError` whose message is one line (per problem) naming the field or file and the
-fix; ``experiments.main`` prints it without a traceback and exits with status 2.
+The user-error classes live in ``experiments.errors`` (re-exported here): anything a user
+can cause raises a :class:`UserError` whose message is one line (per problem) naming the field
+or file and the fix; ``experiments.main`` prints it without a traceback and exits with
+status 2.
 """
 
 from __future__ import annotations
@@ -13,61 +16,17 @@ import math
 import re
 
 import jax
-import numpy as np
 
 import tailopt
+from experiments.engines.build import (
+  ignored_hparams,
+  is_async,
+  method_hparams,
+  resolve_chunk,
+  resolve_devices,
+)
+from experiments.errors import ConfigError, UserError  # noqa: F401 -- re-exported
 from tailopt.noise import DISTRIBUTIONS
-
-
-class UserError(Exception):
-  """Something the user can fix: the message names the field or file and the fix."""
-
-
-class ConfigError(UserError, ValueError):
-  """A config field is wrong. The message names the field and the fix (one line each)."""
-
-
-def method_hparams(config) -> dict:
-  """The hyperparameters the run passes to ``tailopt.get_method``: the config's tuned
-  point for its method (``config.tuned[method]``), overridden by ``config.hparams``
-  (None = not set). Anything not given takes the method's default."""
-  tuned = config.get("tuned") or {}
-  point = tuned.get(config.method) or {}
-  point = point.to_dict() if hasattr(point, "to_dict") else dict(point)
-  point.update({k: v for k, v in config.hparams.to_dict().items() if v is not None})
-  return point
-
-
-def ignored_hparams(config) -> list:
-  """``config.hparams`` fields set to a value that the config's method does not use."""
-  set_ = [k for k, v in config.hparams.to_dict().items() if v is not None]
-  try:
-    used = set(tailopt.method_hyperparameters(config.method))
-  except ValueError:
-    return []
-  return [k for k in set_ if k not in used]
-
-
-def compressors(config, method):
-  """(node compressor, broadcast compressor) from ``config.compression`` (None = off)."""
-  cc = config.get("compression")
-  if cc is None:
-    return None, None
-  bound = None
-  if cc.kind == "fixed":
-    bound = tailopt.compression.biclip_delta_bound(method, config.local_steps)
-  up = tailopt.compression.make(
-    cc.kind,
-    bits=cc.bits,
-    block=cc.block,
-    stochastic=cc.stochastic,
-    error_feedback_on=cc.error_feedback,
-    bound=bound,
-  )
-  down = (
-    None if cc.down == "none" else tailopt.compression.make(cc.down, bits=cc.bits, block=cc.block)
-  )
-  return up, down
 
 
 def _compression_problems(config, add):
@@ -82,6 +41,12 @@ def _compression_problems(config, add):
     add(f"config.compression.bits={cc.bits}; use 2, 4, 8 or 32 (none).")
   if not isinstance(cc.block, int) or cc.block < 1 or cc.block % 4:
     add(f"config.compression.block={cc.block}; use a positive multiple of 4.")
+  if cc.error_feedback and cc.kind == "none":
+    add(
+      "config.compression.error_feedback=True has nothing to correct: config.compression."
+      "kind='none' sends every update uncompressed; set --config.compression.kind=int (or "
+      "fp8, fixed) or --config.compression.error_feedback=False."
+    )
   if cc.kind == "fixed" and cc.bits != 32:
     try:
       method = tailopt.get_method(config.method, **method_hparams(config))
@@ -96,45 +61,6 @@ def _compression_problems(config, add):
   fragments = config.get("fragments") or 0
   if not isinstance(fragments, int) or fragments < 0:
     add(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
-
-
-def resolve_devices(config) -> int:
-  """Devices of the run's mesh: ``config.devices``, or the most that hold whole client
-  groups (``config.mesh.model`` devices each, a group count dividing ``clients``)."""
-  n_avail = jax.device_count()
-  if config.devices:
-    return config.devices
-  m = model_axis_size(config)
-  groups = [g for g in range(1, n_avail // m + 1) if config.clients % g == 0]
-  return m * max(groups) if groups else m
-
-
-def model_axis_size(config) -> int:
-  mesh = config.get("mesh")
-  return int(mesh.get("model", 1) or 1) if mesh is not None else 1
-
-
-def is_async(config) -> bool:
-  return config.get("mode") == "async"
-
-
-def resolve_chunk(config) -> int:
-  """Steps per dispatch: synchronous runs ``chunk`` rounds (0 = the largest divisor of the
-  eval/checkpoint cadences' gcd up to 25; chunks also end at evaluation and checkpoint
-  rounds); async runs ``chunk`` server steps (0 = the gcd of the
-  eval and checkpoint cadences, else 50)."""
-  if not is_async(config):
-    if config.get("chunk"):
-      return int(config.chunk)
-    # Auto: the largest divisor of the cadences' gcd up to 25 (one compiled scan length,
-    # progress at least every 25 rounds).
-    cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
-    g = int(np.gcd.reduce(cad)) if cad else 25
-    return max(d for d in range(1, min(g, 25) + 1) if g % d == 0)
-  if config.chunk:
-    return int(config.chunk)
-  cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
-  return int(np.gcd.reduce(cad)) if cad else 50
 
 
 def _number(v) -> bool:

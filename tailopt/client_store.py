@@ -46,6 +46,13 @@ class ClientStateStore:
     """Stores row ``k`` of ``stacked`` (a host tree, leading axis ``len(ids)``) as client
     ``ids[k]``'s state."""
     leaves = self._treedef.flatten_up_to(stacked)
+    n = len(ids)
+    short = [np.shape(x) for x in leaves if np.ndim(x) < 1 or np.shape(x)[0] != n]
+    if short:
+      raise ValueError(
+        f"ClientStateStore.scatter: {n} ids but stacked leaves have shapes {short}; every "
+        f"leaf needs a leading axis of len(ids) = {n} (one row per client)."
+      )
     for k, i in enumerate(ids):
       self._states[int(i)] = [np.array(x[k]) for x in leaves]
 

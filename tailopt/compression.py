@@ -234,6 +234,11 @@ def error_feedback(compressor: Compressor) -> Compressor:
   r"""Error feedback: compress :math:`\Delta + e`, keep :math:`e \leftarrow \Delta + e -
   \hat C(\Delta + e)` in the node's state. Over rounds the sum of what was sent equals the
   sum of the :math:`\Delta`\ s minus the last residual."""
+  if not isinstance(compressor, Compressor):
+    raise TypeError(
+      f"error_feedback needs a Compressor to wrap (e.g. tailopt.compression.int_quantizer(4)); "
+      f"got {type(compressor).__name__}."
+    )
 
   def init(params):
     return ErrorFeedbackState(

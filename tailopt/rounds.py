@@ -855,6 +855,50 @@ def _state_shardings(mesh, axis_name: str, state: RoundState) -> RoundState:
   )
 
 
+def _dtype(x):
+  return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def _check_params(params):
+  """Raises ``ValueError`` naming the first parameter leaf that is not floating point
+  (gradients, and so every rule, need real-valued parameters)."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    if not jnp.issubdtype(_dtype(leaf), jnp.inexact):
+      raise ValueError(
+        f"params leaf {jax.tree_util.keystr(path)} has dtype {_dtype(leaf)}; tailopt trains "
+        "floating-point parameters: cast it (e.g. x.astype(jnp.float32)) or keep it out "
+        "of params (a constant in loss_fn or in the batch)."
+      )
+
+
+def _check_loss_fn(loss_fn, params, minibatch, has_aux: bool):
+  """``loss_fn(params, minibatch)`` traced on shapes; raises one ``ValueError`` if it
+  fails or does not return a scalar (and an aux with ``has_aux``)."""
+  shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)
+  try:
+    out = jax.eval_shape(loss_fn, params, minibatch)
+  except Exception as e:  # noqa: BLE001 -- any tracing error, re-raised in one line
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise ValueError(
+      f"loss_fn(params, batch) fails on one client's minibatch (batch shapes "
+      f"{shapes(minibatch)}, params shapes {shapes(params)}): {type(e).__name__}: {first}"
+    ) from None
+  if has_aux:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+      raise ValueError(
+        "has_aux=True but loss_fn returned a single value; return (loss, aux) or build the "
+        "round with has_aux=False."
+      )
+    out = out[0]
+  if not (hasattr(out, "shape") and tuple(out.shape) == ()):
+    got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+    raise ValueError(
+      f"loss_fn must return a scalar (the mean loss of one minibatch); it returned {got}: "
+      "reduce it, e.g. jnp.mean(...)"
+      + (", or pass has_aux=True for (loss, aux)." if isinstance(out, (tuple, list)) else ".")
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Round:
   """A compiled TailOPT round. Call it as ``state, metrics = round(state, batch)``.
@@ -883,6 +927,8 @@ class Round:
   parts: RoundParts = dataclasses.field(repr=False, compare=False)
   compiled_step: Any = dataclasses.field(repr=False, compare=False)
   compiled_steps: Any = dataclasses.field(repr=False, compare=False)
+  # Batch signatures whose loss has been checked (see _check_loss), so a call checks once.
+  checked_batches: set = dataclasses.field(default_factory=set, repr=False, compare=False)
 
   @property
   def _step(self):
@@ -967,6 +1013,7 @@ class Round:
         ),
         params,
       )
+    _check_params(params)
     abstract = jax.eval_shape(lambda p: self._build_state(p, seed), params)
     shardings = self.state_shardings(abstract)
     build = jax.jit(lambda p: self._build_state(p, seed), out_shardings=shardings)
@@ -1007,6 +1054,10 @@ class Round:
     return jax.tree.map(one, local_batch)
 
   def check_batch(self, batch, lead: int = 0):
+    """Raises ``ValueError`` (one line naming the leaf) unless every leaf of ``batch``
+    has leading axes ``(clients, local_steps)`` after ``lead`` axes, and every leaf with
+    a minibatch axis has the same minibatch size."""
+    sizes = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(batch):
       shape = np.shape(leaf)[lead:]
       if len(shape) < 2 or shape[0] != self.num_clients or shape[1] != self.local_steps:
@@ -1015,6 +1066,26 @@ class Round:
           f"have leading axes (clients={self.num_clients}, local_steps="
           f"{self.local_steps}, ...). Stack one minibatch per local step per client."
         )
+      if len(shape) > 2:
+        sizes[jax.tree_util.keystr(path)] = shape[2]
+    if len(set(sizes.values())) > 1:
+      raise ValueError(
+        f"batch leaves have different minibatch sizes (axis {lead + 2}): {sizes}; every "
+        "leaf of one client's minibatch must hold the same examples."
+      )
+
+  def _check_loss(self, params, batch, lead: int = 0):
+    """Traces ``loss_fn`` once per batch signature on one client's minibatch (shapes
+    only) and turns a failure into one ``ValueError`` naming the shapes: features that do
+    not match the params, a loss that is not a scalar."""
+    leaves, treedef = jax.tree.flatten(batch)
+    key = (treedef, tuple((np.shape(x)[lead:], _dtype(x)) for x in leaves))
+    if key in self.checked_batches:
+      return
+    one = [jax.ShapeDtypeStruct(np.shape(x)[lead + 2 :], _dtype(x)) for x in leaves]
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), _dtype(x)), params)
+    _check_loss_fn(self.loss_fn, abstract, jax.tree.unflatten(treedef, one), self.has_aux)
+    self.checked_batches.add(key)
 
   def multi(self, state: RoundState, batches, weights=None):
     """Runs R rounds in one jitted ``lax.scan`` (one dispatch instead of R): every leaf
@@ -1031,6 +1102,7 @@ class Round:
       )
     self.check_batch(batches, lead=1)
     self._check_live(state)
+    self._check_loss(state.params, batches, lead=1)
     if weights is None:
       weights = np.ones((r, self.num_clients), np.float32)
     elif np.shape(weights) != (r, self.num_clients):
@@ -1085,6 +1157,7 @@ class Round:
     >= 0, not all zero)."""
     self.check_batch(batch)
     self._check_live(state)
+    self._check_loss(state.params, batch)
     if jax.process_count() > 1:
       batch = self.shard_batch(batch)
     if weights is None:

@@ -13,9 +13,8 @@ import pytest
 
 from _tensorboard_helpers import event_steps, tensorboard_scalars
 from configs import async_synthetic
-from experiments import async_train
 from experiments import tasks
-from experiments import train as train_lib
+from experiments.engines import asynchronous, loop
 from experiments.metrics_log import read_jsonl
 from experiments.rundir import RunInterrupted
 from experiments.validate import ConfigError, validate
@@ -49,25 +48,25 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
   # raises RunInterrupted) and by a crash that loses steps 9-12.
   cfg = small_config("runlocal,rate,comp")
   cfg.clock.job_noise = "exponential"
-  full = train_lib.train(cfg, str(tmp_path / "full"), quiet=True)
+  full = loop.train(cfg, str(tmp_path / "full"), quiet=True)
 
   def term(t, _):
     if t == 4:
       os.kill(os.getpid(), signal.SIGTERM)
 
   with pytest.raises(RunInterrupted, match=r"SIGTERM: stopped at step 8 .*rerun the same"):
-    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=term, quiet=True)
+    loop.train(cfg, str(tmp_path / "cut"), on_chunk_end=term, quiet=True)
 
   def kill(t, _):
     if t == 12:  # after the checkpoint at step 8; steps 9-12 are lost
       raise Interrupt
 
   with pytest.raises(Interrupt):
-    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
-  resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
+    loop.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
+  resumed = loop.train(cfg, str(tmp_path / "cut"), quiet=True)
   assert resumed["resumed_from"] == 8 and resumed["steps_done"] == 16
-  eng, s_full, _ = train_lib.final_state(cfg, str(tmp_path / "full"))
-  _, s_cut, rec = train_lib.final_state(cfg, str(tmp_path / "cut"))
+  eng, s_full, _ = loop.final_state(cfg, str(tmp_path / "full"))
+  _, s_cut, rec = loop.final_state(cfg, str(tmp_path / "cut"))
   assert rec["round"] == 16 and rec["sim"]["tick"] == 16
   # params, server and compensation state, per-worker states, in-flight jobs and snapshots,
   # schedule position and rng: all bit for bit.
@@ -90,7 +89,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
 
 def test_runlocal_end_to_end_outputs(tmp_path):
   cfg = small_config("runlocal,async_local_sgd", eval_every=0, eval_every_time=10.0)
-  s = train_lib.train(cfg, str(tmp_path), quiet=True)
+  s = loop.train(cfg, str(tmp_path), quiet=True)
   assert s["finished"] and not s["diverged"] and s["preset"] == "async_local_sgd"
   assert s["scheme"] == "async" and s["buffer_size"] == 1
   rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
@@ -112,15 +111,15 @@ def test_runlocal_end_to_end_outputs(tmp_path):
   assert len(tb) == 1 and [(s, v, w) for s, v, w in by_time] == [
     (round(r["time"] * 1000), pytest.approx(r["train/loss"], rel=1e-6), r["time"]) for r in rows
   ]
-  assert "tailopt async run: async_local_sgd" in train_lib.format_summary(s)
+  assert "tailopt async run: async_local_sgd" in loop.format_summary(s)
 
 
 def test_presets_are_the_library_presets():
   c = small_config("runlocal,fedbuff")
   setup = A.fedbuff(buffer_size=4, local_steps=c.local_steps, inner_lr=0.01)
-  assert async_train.async_config(c) == setup.config
+  assert asynchronous.async_config(c) == setup.config
   c = small_config("runlocal,fedasync")
-  assert async_train.async_config(c) == A.fedasync(local_steps=c.local_steps, inner_lr=0.01).config
+  assert asynchronous.async_config(c) == A.fedasync(local_steps=c.local_steps, inner_lr=0.01).config
 
 
 @pytest.mark.parametrize(
@@ -180,14 +179,14 @@ def test_validation_lists_every_problem_one_line_each():
 
 def test_time_budget_sets_the_horizon():
   c = small_config(time_budget=25.0, chunk=0)
-  clock, acfg = async_train.clock_config(c), async_train.async_config(c)
-  t = async_train.resolve_steps(c, clock, acfg)
+  clock, acfg = asynchronous.clock_config(c), asynchronous.async_config(c)
+  t = asynchronous.resolve_steps(c, clock, acfg)
   s = A.make_schedule(
     clock, scheme="buffered", buffer_size=4, local_steps=c.local_steps, num_steps=t + 1
   )
   assert s.tick_time[t - 1] <= 25.0 < s.tick_time[t]
   c.chunk = 4  # whole chunks (one compiled scan length), covering at least the budget
-  t4 = async_train.resolve_steps(c, clock, acfg)
+  t4 = asynchronous.resolve_steps(c, clock, acfg)
   assert t4 % 4 == 0 and t <= t4 < t + 4
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import tailopt
 from experiments import validate
+from experiments.engines import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
@@ -38,11 +39,11 @@ def test_every_tuned_point_builds_its_method(name):
 
 def test_method_override_uses_that_methods_own_tuned_point():
   c = _config("synthetic")
-  assert validate.method_hparams(c)["inner_lr"] == 0.003  # bi2clip's
+  assert build.method_hparams(c)["inner_lr"] == 0.003  # bi2clip's
   c.method = "fedavg"
-  assert validate.method_hparams(c) == {"inner_lr": 0.001, "outer_lr": 1.0}
+  assert build.method_hparams(c) == {"inner_lr": 0.001, "outer_lr": 1.0}
   c.method = "avg-adam"  # not tuned: its defaults
-  assert validate.method_hparams(c) == {}
+  assert build.method_hparams(c) == {}
   validate.validate(c)
 
 
@@ -75,7 +76,7 @@ def test_every_schedule_of_the_spec_is_reachable_from_a_config():
     for q in ("lr", "upper", "lower"):
       setattr(c.hparams, f"{level}_{q}_exponent", -0.5)
   validate.validate(c)
-  m = tailopt.get_method(c.method, **validate.method_hparams(c))
+  m = tailopt.get_method(c.method, **build.method_hparams(c))
   assert m.hparams["inner_lr_exponent"] == -0.5 and m.hparams["outer_lower_exponent"] == -0.5
 
 

@@ -10,7 +10,8 @@ import math
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments import tasks, train
+from experiments import tasks
+from experiments.engines import loop as train
 from experiments.validate import validate
 from _data_helpers import need
 

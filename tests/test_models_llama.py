@@ -559,7 +559,7 @@ def test_qwen25_runlocal_trains(tmp_path, qwen_gguf):
   import importlib
   import math
 
-  from experiments import train
+  from experiments.engines import loop as train
 
   c = importlib.import_module("configs.qwen25").get_config("runlocal")
   c.progress = False

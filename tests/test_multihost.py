@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import cli, train
+from experiments import cli
+from experiments.engines import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/synthetic.py:runlocal"
@@ -87,14 +88,14 @@ def test_two_processes_match_one_and_resume_bit_identically(tmp_path):
   rows = [json.loads(line) for line in open(os.path.join(two, "metrics.jsonl"))]
   assert [r["round"] for r in rows] == list(range(1, 13))
   assert len([f for f in os.listdir(two) if f.startswith("events.out")]) == 1
-  p_two, rec = train.final_params(config, two)
+  p_two, rec = loop.final_params(config, two)
   assert rec["round"] == 12
 
   # The same config on one process with 8 devices: the same numbers (the all-reduces run
   # through gloo instead of in-process, so up to float rounding).
   one = str(tmp_path / "one")
-  train.train(config, one, quiet=True)
-  p_one, _ = train.final_params(config, one)
+  loop.train(config, one, quiet=True)
+  p_one, _ = loop.final_params(config, one)
   for a, b in zip(_leaves(p_two), _leaves(p_one)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -105,7 +106,7 @@ def test_two_processes_match_one_and_resume_bit_identically(tmp_path):
   out = _launch_two(two)
   for i, (rc, text) in enumerate(out):
     assert rc == 0, f"process {i} failed on resume:\n{text[-3000:]}"
-  p_res, rec = train.final_params(config, two)
+  p_res, rec = loop.final_params(config, two)
   assert rec["round"] == 12
   for a, b in zip(_leaves(p_res), _leaves(p_two)):
     np.testing.assert_array_equal(a, b)
@@ -122,5 +123,5 @@ def test_async_config_on_several_processes_is_one_line_error(tmp_path, monkeypat
   config = cli.load_config("configs/async_synthetic.py:runlocal", ["progress=False"])
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   with pytest.raises(ConfigError, match="runs in one process.*without --coordinator") as e:
-    train.train(config, str(tmp_path / "run"), quiet=True)
+    loop.train(config, str(tmp_path / "run"), quiet=True)
   assert "\n" not in str(e.value)

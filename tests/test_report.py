@@ -232,3 +232,39 @@ def test_report_refuses_to_overwrite_a_study_made_before_the_rules(tmp_path):
   )
   assert out.returncode == 1 and "predate the study rules" in out.stdout
   assert (tmp_path / "report.md").read_text() == "old tables"
+
+
+def _tail_folder(root, readings, code=None, families=("synthetic_mlp",)):
+  code = code or {"commit": "a" * 40, "dirty": False}
+  os.makedirs(root, exist_ok=True)
+  ref = {
+    "tolerance": 0.1,
+    "code": code,
+    "readings": {
+      name: {"stable_alpha": got, "stable_alpha_orderings": {"median": got}, "known_alpha": a}
+      for name, (a, got) in readings.items()
+    },
+  }
+  json.dump(ref, open(os.path.join(root, "reference.json"), "w"))
+  fams = {f: {"gradients": {}, "pseudo_gradients": {}, "code": code} for f in families}
+  json.dump(fams, open(os.path.join(root, "tail_index.json"), "w"))
+  return study_check.check(str(root))
+
+
+GOOD_ALPHAS = {"g": (2.0, 1.95), "s18": (1.8, 1.78), "s15": (1.5, 1.49), "s11": (1.1, 1.12)}
+
+
+def test_tail_index_folder_checks_known_alphas_and_code(tmp_path):
+  """A tail-index folder passes only when the estimator reads every known alpha within
+  0.1 and every reading comes from one clean commit."""
+  assert _tail_folder(tmp_path / "ok", GOOD_ALPHAS) == []
+  bad = dict(GOOD_ALPHAS, s11=(1.1, 1.25))
+  (p,) = _tail_folder(tmp_path / "far", bad)
+  assert "tail: the estimator reads 1.250 on s11 (known 1.1), outside +-0.1" in p
+  few = {k: GOOD_ALPHAS[k] for k in ("g", "s15")}
+  (p,) = _tail_folder(tmp_path / "few", few)
+  assert "checks 2 known alphas" in p
+  dirty = _tail_folder(tmp_path / "dirty", GOOD_ALPHAS, code={"commit": "b" * 40, "dirty": True})
+  assert any("with local edits" in p for p in dirty)
+  (p,) = _tail_folder(tmp_path / "unknown", GOOD_ALPHAS, code={"commit": None, "dirty": None})
+  assert "unknown code" in p

@@ -223,3 +223,42 @@ def test_errors_name_the_problem():
     rnd(rnd.init(params0()), make_batch(8, 3))
   with pytest.raises(ValueError, match="participation=9"):
     tailopt.build_round(loss_fn, m, local_steps=1, num_clients=8, participation=9)
+
+
+def test_user_input_errors_are_one_line_from_the_api():
+  """Each mistake a caller can make with a round raises one ValueError at the call, naming
+  the leaf or shape, instead of a traceback from inside tracing."""
+  m = tailopt.get_method("fedavg", inner_lr=0.1)
+  rnd = tailopt.build_round(loss_fn, m, local_steps=2, num_clients=8)
+  good = make_batch(8, 2)
+  state = rnd.init(params0())
+  uneven = dict(good, y=np.ones((8, 2, B + 1), np.float32))
+  with pytest.raises(ValueError, match=r"different minibatch sizes .*\['y'\]\": 5"):
+    rnd(state, uneven)
+  wide = dict(good, x=np.ones((8, 2, B, D + 1), np.float32))
+  with pytest.raises(ValueError, match=r"fails on one client's minibatch .*'x': \(4, 6\)"):
+    rnd(state, wide)
+  with pytest.raises(ValueError, match=r"params leaf \['w'\] has dtype int32"):
+    rnd.init({"w": jnp.zeros((D,), jnp.int32), "c": jnp.zeros(())})
+  vec = tailopt.build_round(
+    lambda p, b: (b["x"] @ p["w"] + p["c"] - b["y"]) ** 2, m, local_steps=2, num_clients=8
+  )
+  with pytest.raises(ValueError, match=r"must return a scalar .* returned \(4,\)"):
+    vec(vec.init(params0()), good)
+  aux = tailopt.build_round(loss_fn, m, local_steps=2, num_clients=8, has_aux=True)
+  with pytest.raises(ValueError, match="has_aux=True but loss_fn returned a single value"):
+    aux(aux.init(params0()), good)
+  with pytest.raises(ValueError, match="different minibatch sizes"):
+    rnd.multi(state, jax.tree.map(lambda x: x[None], uneven))
+  # The good batch still runs after the refusals, and the check runs once per signature.
+  state, _ = rnd(state, good)
+  assert len(rnd.checked_batches) == 1
+
+
+def test_error_feedback_and_client_store_refuse_bad_arguments():
+  with pytest.raises(TypeError, match="error_feedback needs a Compressor .* got NoneType"):
+    tailopt.compression.error_feedback(None)
+  store = tailopt.ClientStateStore({"a": jnp.zeros(3)})
+  with pytest.raises(ValueError, match=r"4 ids but stacked leaves have shapes \[\(2, 3\)\]"):
+    store.scatter(np.arange(4), {"a": np.zeros((2, 3))})
+  assert len(store) == 0  # nothing half-stored

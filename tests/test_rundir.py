@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import main as main_lib
-from experiments import train as train_lib
+from experiments.engines import loop
 from experiments.metrics_log import MetricWriter, read_jsonl
 from experiments.rundir import RunLock, WorkdirError
 from _tensorboard_helpers import event_steps
@@ -40,9 +40,9 @@ def _kill_at(t_kill):
 def test_second_run_on_a_workdir_is_refused_naming_the_pid(tmp_path):
   with RunLock(str(tmp_path)):
     with pytest.raises(WorkdirError, match=rf"in use by process {os.getpid()}"):
-      train_lib.train(small_config(rounds=2), str(tmp_path), quiet=True)
+      loop.train(small_config(rounds=2), str(tmp_path), quiet=True)
   # Released: the run now goes ahead.
-  assert train_lib.train(small_config(rounds=2), str(tmp_path), quiet=True)["finished"]
+  assert loop.train(small_config(rounds=2), str(tmp_path), quiet=True)["finished"]
 
 
 def test_concurrent_cli_run_exits_2_with_one_line(tmp_path):
@@ -75,7 +75,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
   p = subprocess.Popen([sys.executable, "-c", "pass"])
   p.wait()
   (tmp_path / ".lock").write_text(f"{p.pid}\n")  # left behind by a dead run
-  assert train_lib.train(small_config(rounds=2), str(tmp_path), quiet=True)["finished"]
+  assert loop.train(small_config(rounds=2), str(tmp_path), quiet=True)["finished"]
 
 
 # ---------------------------------------------------------------------------- summary
@@ -83,9 +83,9 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 def test_rerun_of_a_finished_run_reports_the_stored_result(tmp_path, capsys):
   cfg = small_config(rounds=4)
-  first = train_lib.train(cfg, str(tmp_path), quiet=True)
+  first = loop.train(cfg, str(tmp_path), quiet=True)
   files = {f: (tmp_path / f).read_bytes() for f in ("summary.json", "metrics.jsonl")}
-  again = train_lib.train(cfg, str(tmp_path))
+  again = loop.train(cfg, str(tmp_path))
   assert again == json.loads(json.dumps(first, default=float))
   assert "already finished" in capsys.readouterr().out
   assert files == {f: (tmp_path / f).read_bytes() for f in files}
@@ -94,9 +94,9 @@ def test_rerun_of_a_finished_run_reports_the_stored_result(tmp_path, capsys):
 
 def test_kill_between_last_checkpoint_and_summary_keeps_the_result(tmp_path):
   cfg = small_config(rounds=4)
-  first = train_lib.train(cfg, str(tmp_path), quiet=True)
+  first = loop.train(cfg, str(tmp_path), quiet=True)
   os.remove(tmp_path / "summary.json")
-  again = train_lib.train(cfg, str(tmp_path), quiet=True)
+  again = loop.train(cfg, str(tmp_path), quiet=True)
   assert again["finished"] and again["final"] == first["final"] and again["final"]
   assert again["best"] == first["best"]
   from experiments import sweep
@@ -105,8 +105,8 @@ def test_kill_between_last_checkpoint_and_summary_keeps_the_result(tmp_path):
 
 
 def test_extending_a_finished_run_resumes_it(tmp_path):
-  train_lib.train(small_config(rounds=4), str(tmp_path), quiet=True)
-  s = train_lib.train(small_config(rounds=8), str(tmp_path), quiet=True)
+  loop.train(small_config(rounds=4), str(tmp_path), quiet=True)
+  s = loop.train(small_config(rounds=8), str(tmp_path), quiet=True)
   assert s["resumed_from"] == 4 and s["rounds_done"] == 8
 
 
@@ -116,13 +116,13 @@ def test_extending_a_finished_run_resumes_it(tmp_path):
 def test_torn_lines_and_records_are_dropped_and_no_step_is_logged_twice(tmp_path):
   cfg = small_config()
   with pytest.raises(Kill):
-    train_lib.train(cfg, str(tmp_path), on_chunk_end=_kill_at(10), quiet=True)
+    loop.train(cfg, str(tmp_path), on_chunk_end=_kill_at(10), quiet=True)
   assert sorted(event_steps(tmp_path)) == list(range(1, 11))
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write('{"round": 11, "train/lo')  # killed mid-write
   with open(next(tmp_path.glob("events.out.tfevents*")), "ab") as f:
     f.write(b"\x05\x00\x00")  # a torn TensorBoard record
-  s = train_lib.train(cfg, str(tmp_path), quiet=True)
+  s = loop.train(cfg, str(tmp_path), quiet=True)
   assert s["resumed_from"] == 8 and s["finished"]
   assert [r["round"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == list(range(1, 13))
   assert sorted(event_steps(tmp_path)) == list(range(1, 13))  # 9-10 once, not twice
@@ -143,10 +143,10 @@ def test_exploding_loss_is_reported_as_diverged(tmp_path):
   cfg = small_config(method="fedavgm", rounds=12)
   cfg.noise.distribution = "none"
   cfg.hparams.inner_lr, cfg.hparams.outer_lr, cfg.hparams.momentum = 0.5, 20.0, 0.99
-  s = train_lib.train(cfg, str(tmp_path), quiet=True)
+  s = loop.train(cfg, str(tmp_path), quiet=True)
   assert s["diverged"] and s["best"] is None, s["final"]
   assert "train/loss" in s["diverged_reason"]
-  assert "DIVERGED" in train_lib.format_summary(s)
+  assert "DIVERGED" in loop.format_summary(s)
 
 
 # ---------------------------------------------------------------------------- signals
@@ -207,8 +207,8 @@ def test_cli_sigint_and_sigterm_checkpoint_exit_0_and_resume_bit_for_bit(tmp_pat
   s = json.load(open(cut / "summary.json"))
   assert s["resumed_from"] == stopped and s["rounds_done"] == 150
   cfg = small_config(rounds=150, checkpoint_every=0, eval_every=100)
-  a, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
-  b, _ = train_lib.final_params(cfg, str(cut))
+  a, _ = loop.final_params(cfg, str(tmp_path / "full"))
+  b, _ = loop.final_params(cfg, str(cut))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert read_jsonl(str(tmp_path / "full" / "metrics.jsonl")) == read_jsonl(str(metrics))
 
@@ -228,6 +228,14 @@ def _main(capsys, *argv):
     (["--config", "configs/nope.py"], r"config file 'configs/nope.py' does not exist"),
     (["--config", "configs/synthetic.py:bogus"], r"unknown variant\(s\) \['bogus'\]"),
     (["--config", "configs/synthetic.py", "--config.nofield=3"], r"config has no field 'nofield'"),
+    (
+      ["--config", "configs/synthetic.py", "--config.noise.alpah=1.1"],
+      r"no field 'noise.alpah' \(did you mean 'noise.alpha'\?\)",
+    ),
+    (
+      ["--config", "configs/synthetic.py", "--config.nosie.alpha=1.1"],
+      r"no field 'nosie' .*\(did you mean 'noise'\?\)",
+    ),
     (
       ["--config", "configs/synthetic.py", "--config.hparams.inner_lr=fast"],
       r"config.hparams.inner_lr='fast' has the wrong type",
@@ -249,6 +257,20 @@ def test_each_user_error_is_one_line_exit_2(tmp_path, capsys, argv, expect):
   import re
 
   assert re.search(expect, err[0]), err
+
+
+def test_help_is_fast_and_shows_the_override_syntax():
+  """``--help`` imports neither jax nor tailopt, and shows --config.<field>=<value> with
+  an example."""
+  code = (
+    "import sys\nfrom experiments import main\ntry:\n  main.main(['--help'])\n"
+    "except SystemExit:\n  pass\nprint('HEAVY', sorted(m for m in ('jax', 'tailopt', "
+    "'numpy') if m in sys.modules))"
+  )
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr
+  assert "HEAVY []" in out.stdout, out.stdout[-300:]
+  assert "--config.<field>=<value>" in out.stdout and "--config.method=bi2clip" in out.stdout
 
 
 def test_unwritable_workdir_is_one_line(tmp_path, capsys):

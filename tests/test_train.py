@@ -11,7 +11,7 @@ import pytest
 
 from configs import synthetic as synthetic_config
 from experiments import checkpoint as ckpt_lib
-from experiments import train as train_lib
+from experiments.engines import loop
 from experiments.metrics_log import read_jsonl
 from experiments.validate import ConfigError, validate
 
@@ -41,18 +41,18 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, method):
   # Inner Adam state, per-client noise streams and client sampling must all survive.
   cfg = small_config(method=method, participation=5)
   cfg.hparams.inner_lr = 0.01
-  full = train_lib.train(cfg, str(tmp_path / "full"), quiet=True)
+  full = loop.train(cfg, str(tmp_path / "full"), quiet=True)
 
   def kill(r, _):
     if r == 10:  # after the checkpoint at round 8; rounds 9-10 are lost
       raise Interrupt
 
   with pytest.raises(Interrupt):
-    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
-  resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
+    loop.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
+  resumed = loop.train(cfg, str(tmp_path / "cut"), quiet=True)
   assert resumed["resumed_from"] == 8 and resumed["rounds_done"] == 12
-  p_full, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
-  p_cut, rec = train_lib.final_params(cfg, str(tmp_path / "cut"))
+  p_full, _ = loop.final_params(cfg, str(tmp_path / "full"))
+  p_cut, rec = loop.final_params(cfg, str(tmp_path / "cut"))
   assert rec["round"] == 12 and rec["data_position"] == 12
   jax.tree.map(np.testing.assert_array_equal, p_full, p_cut)
   # The metrics file holds each round once, and the same numbers.
@@ -65,7 +65,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, method):
 
 def test_outputs_and_summary(tmp_path):
   cfg = small_config()
-  s = train_lib.train(cfg, str(tmp_path), quiet=True)
+  s = loop.train(cfg, str(tmp_path), quiet=True)
   assert s["finished"] and not s["diverged"]
   assert json.load(open(tmp_path / "summary.json"))["rounds_done"] == 12
   rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
@@ -77,7 +77,7 @@ def test_outputs_and_summary(tmp_path):
   } <= set(rows[0])
   assert "eval/loss" in rows[5] and "eval/loss" not in rows[4]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
-  assert "best eval/loss" in train_lib.format_summary(s)
+  assert "best eval/loss" in loop.format_summary(s)
   # The run's method, hyperparameters and final metrics on TensorBoard's HParams tab.
   ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
   hp = ea.EventAccumulator(str(tmp_path / "hparams"))
@@ -91,21 +91,21 @@ def test_eval_at_start_logs_the_initial_model_once(tmp_path):
   from experiments import tasks as tasks_lib
 
   cfg = small_config(eval_at_start=True)
-  plain = train_lib.train(small_config(), str(tmp_path / "plain"), quiet=True)
+  plain = loop.train(small_config(), str(tmp_path / "plain"), quiet=True)
 
   def kill(r, _):
     if r == 2:  # before the first checkpoint (round 4): the run restarts from round 0
       raise Interrupt
 
   with pytest.raises(Interrupt):
-    train_lib.train(cfg, str(tmp_path / "run"), on_chunk_end=kill, quiet=True)
-  s = train_lib.train(cfg, str(tmp_path / "run"), quiet=True)
+    loop.train(cfg, str(tmp_path / "run"), on_chunk_end=kill, quiet=True)
+  s = loop.train(cfg, str(tmp_path / "run"), quiet=True)
   rows = read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
   assert [r["round"] for r in rows] == list(range(0, 13))
   assert set(rows[0]) == {"round"} | {k for k in rows[6] if k.startswith("eval/")}
   data, model = tasks_lib.build_task(cfg)
   p0 = model.init(jax.random.key(cfg.seed))
-  want = train_lib.evaluate(jax.jit(model.evaluate), p0, data.test, cfg.eval_batch_size)
+  want = loop.evaluate(jax.jit(model.evaluate), p0, data.test, cfg.eval_batch_size)
   assert rows[0]["eval/loss"] == pytest.approx(want["loss"], rel=1e-6)
   assert rows[0]["eval/loss"] > rows[12]["eval/loss"]
   plain_rows = read_jsonl(str(tmp_path / "plain" / "metrics.jsonl"))
@@ -118,7 +118,7 @@ def test_eval_at_start_logs_the_initial_model_once(tmp_path):
 
 def test_unreadable_checkpoint_is_an_error_naming_the_file(tmp_path):
   cfg = small_config(rounds=4)
-  train_lib.train(cfg, str(tmp_path), quiet=True)
+  loop.train(cfg, str(tmp_path), quiet=True)
   os.remove(tmp_path / "summary.json")  # as if killed after the last checkpoint
   step_dir = tmp_path / "checkpoints" / "4" / "state"
   for root, _, files in os.walk(step_dir):
@@ -126,20 +126,20 @@ def test_unreadable_checkpoint_is_an_error_naming_the_file(tmp_path):
       with open(os.path.join(root, f), "wb") as fh:
         fh.write(b"garbage")
   with pytest.raises(ckpt_lib.CheckpointError, match=r"cannot read checkpoint .*checkpoints/4"):
-    train_lib.train(cfg, str(tmp_path), quiet=True)
+    loop.train(cfg, str(tmp_path), quiet=True)
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
-  train_lib.train(small_config(rounds=4), str(tmp_path), quiet=True)
+  loop.train(small_config(rounds=4), str(tmp_path), quiet=True)
   with pytest.raises(ckpt_lib.CheckpointError, match="different config"):
-    train_lib.train(small_config(rounds=4, method="fedavg"), str(tmp_path), quiet=True)
+    loop.train(small_config(rounds=4, method="fedavg"), str(tmp_path), quiet=True)
 
 
 def test_diverging_run_is_recorded(tmp_path):
   cfg = small_config(method="fedavg")
   cfg.noise.distribution, cfg.noise.alpha, cfg.noise.scale = "cauchy", 1.0, 1e30
   cfg.hparams.inner_lr = 10.0
-  s = train_lib.train(cfg, str(tmp_path), quiet=True)
+  s = loop.train(cfg, str(tmp_path), quiet=True)
   assert s["diverged"] and s["rounds_done"] < 12 and s["best"] is None
 
 
@@ -204,7 +204,7 @@ def test_validation_lists_every_problem_one_line_each():
 def test_report_metric_that_is_never_logged_is_refused(tmp_path, metric, msg):
   cfg = small_config(rounds=2, report_metric=metric)
   with pytest.raises(ConfigError, match=r"config.report_metric=.* is never logged; " + msg):
-    train_lib.train(cfg, str(tmp_path), quiet=True)
+    loop.train(cfg, str(tmp_path), quiet=True)
 
 
 def test_config_type_errors_come_from_configdict():
@@ -241,22 +241,22 @@ def test_sampled_clients_keep_their_inner_state_across_rounds_and_resume(tmp_pat
   run resumes bit for bit, store included."""
   cfg = small_config(method="adam2", data_clients=32)
   cfg.hparams.inner_lr = 0.01
-  full = train_lib.train(cfg, str(tmp_path / "full"), quiet=True)
+  full = loop.train(cfg, str(tmp_path / "full"), quiet=True)
 
   def kill(r, _):
     if r == 10:
       raise Interrupt
 
   with pytest.raises(Interrupt):
-    train_lib.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
-  resumed = train_lib.train(cfg, str(tmp_path / "cut"), quiet=True)
+    loop.train(cfg, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
+  resumed = loop.train(cfg, str(tmp_path / "cut"), quiet=True)
   assert resumed["resumed_from"] == 8
-  p_full, _ = train_lib.final_params(cfg, str(tmp_path / "full"))
-  p_cut, rec = train_lib.final_params(cfg, str(tmp_path / "cut"))
+  p_full, _ = loop.final_params(cfg, str(tmp_path / "full"))
+  p_cut, rec = loop.final_params(cfg, str(tmp_path / "cut"))
   jax.tree.map(np.testing.assert_array_equal, p_full, p_cut)
   assert full["final"] == resumed["final"]
 
-  engine, _, record = train_lib.final_state(cfg, str(tmp_path / "cut"))
+  engine, _, record = loop.final_state(cfg, str(tmp_path / "cut"))
   taken = {}
   for t in range(12):
     for i in engine.batches.client_ids(t):

@@ -605,7 +605,7 @@ def bible_translation_task(config, make_model):
     test_limit=d.test_limit or None,
   )
   model = make_model(vocab_size=data.meta["vocab_size"], max_len=d.max_len)
-  # Corpus-level metrics for the train loop's eval (experiments.train: meta['corpus_eval']).
+  # Corpus-level metrics for the loop's eval (experiments.engines.evaluation: meta['corpus_eval']).
   model.meta["corpus_eval"] = make_bleu_eval(
     model.meta["generate"],
     data,

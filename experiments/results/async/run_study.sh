@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# Reproduces experiments/results/async/ (about 19 minutes wall-clock on a shared 2-core CPU:
-# 190 runs of 5-20 s each, mostly XLA compilation, two processes at a time). Every run is
-# experiments.train (the one loop) of configs/async_synthetic.py:study with the fields of
-# experiments/async_study.py:run_config.
-#   phase tune : every method's grid at straggler slowdown S = 4, seed 0 (120 runs; the
-#                grids of bi2clip-A+rate+comp, FedBuff and FedAsync are the heatmaps)
-#   phase final: each method's best point at S = 1, 4, 16 on seeds 0 and 1 (84 runs, the
-#                14 at S = 4 / seed 0 are reused from tuning)
-#   phase report: tables.md, results.json, loss_vs_time_S*.png, loss_vs_steps_S4.png,
-#                sensitivity_heatmap.png
+# Re-runs experiments/results/async/ under the study rules and regenerates its tables and plots:
+#   bash experiments/results/async/run_study.sh
+# Every run is experiments.engines.loop (the one loop, async engine) of configs/async_synthetic.py:study
+# with the fields of experiments/async_study/jobs.py:run_config; the study table (methods,
+# grids, severities, seeds, budgets, claims) is experiments/async_study/study.py (SYNTHETIC).
+#   tune  : every method's grid at straggler slowdown S = 4 on tuning seed 0 (700 simulated s);
+#           a kept point on a grid edge extends its axis geometrically until it is interior
+#           (experiments.sweep.tune_grid). The second pass extends the grids whose cells the
+#           other shards had not finished in the first.
+#   final : each kept point at S = 1, 4 and 16 on fresh report seeds: 1-5, and 1-8 for the
+#           methods of claim 3b (small effects); 1400 simulated s, read at 180/360/700/1400 s.
+#   report: sweep.json, every per-seed run (summary, config, code version, evaluated rows)
+#           exported here, report.md (n and 95% CIs per budget and severity, Welch p against
+#           sync Bi²Clip and for every claim, time to target, staleness, robustness grids),
+#           curves_eval_loss_S*.png, robustness_*.png; then the check of the rules.
+# Tables and plots again from the stored runs, and the check alone:
+#   python -m experiments.report experiments/results/async
+#   python -m experiments.report experiments/results/async --check
+# Time (estimated, not yet run): about 410 runs, 120 grid cells + ~25 extension cells (tuning,
+# 15-20 CPU-s each) and 264 report runs (3 severities x (6 methods x 8 seeds + 8 x 5); 14-23
+# CPU-s each, timed on this 2-core machine under load), ~7,200 CPU-s: about
+# 1 hour (0.7-1.3 h) with the 2 shards on an idle 2-core machine. Rerunning resumes: finished
+# runs are read back. README.md is the write-up of the pre-rules study; rewrite it from
+# report.md.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/async_study}
-mkdir -p "$RUNS"
-for phase in tune final; do
-  python -m experiments.async_study --workdir "$RUNS" --phase $phase --shard 0/2 &
-  python -m experiments.async_study --workdir "$RUNS" --phase $phase --shard 1/2
+SHARDS=${SHARDS:-2}
+OUT=experiments/results/async
+study() { python -m experiments.async_study --family synthetic --workdir "$RUNS" --out "$OUT" "$@"; }
+for phase in tune tune final; do
+  for ((i = 0; i < SHARDS; i++)); do study --phase "$phase" --shard "$i/$SHARDS" & done
   wait
 done
-python -m experiments.async_study --workdir "$RUNS" --phase report --out experiments/results/async
-# Any single run is an ordinary command-line run; e.g. bi2clip-A+rate+comp at S = 16, seed 1
-# (its config.json in $RUNS gives the fields; this reproduces its final eval loss 0.0325592):
-#   python -m experiments.main --config configs/async_synthetic.py:study,rate,comp \
-#     --workdir /tmp/a --config.time_budget=700 --config.eval_every=0 \
-#     --config.eval_every_time=20 --config.chunk=5 --config.clock.straggler_slowdown=16 \
-#     --config.seed=1 --config.clock.seed=1 --config.hparams.inner_lr=0.01 \
-#     --config.hparams.outer_upper=0.01
+# The pre-rules study's outputs (one tuning seed reused for reporting, 2 seeds, no CIs).
+rm -f "$OUT"/tables.md "$OUT"/loss_vs_time_S*.png "$OUT"/loss_vs_steps_S*.png \
+  "$OUT"/sensitivity_heatmap.png
+study --phase report > /dev/null
+python -m experiments.report "$OUT" --check

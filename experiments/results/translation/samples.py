@@ -14,14 +14,15 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
 from ml_collections import config_dict  # noqa: E402
 
-from experiments import tasks, train  # noqa: E402
+from experiments import tasks  # noqa: E402
+from experiments.engines.loop import final_params  # noqa: E402
 from experiments.data import bible_translation as bt  # noqa: E402
 
 root = pathlib.Path(sys.argv[1])
 picks = [0, 300, 600, 900]  # fixed positions in the 1,024-verse test subset
 for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
   config = config_dict.ConfigDict(json.loads((run / "config.json").read_text()))
-  params, _ = train.final_params(config, str(run))
+  params, _ = final_params(config, str(run))
   data, model = tasks.build_task(config)
   m = data.meta
   out = model.meta["generate"](

@@ -1,4 +1,4 @@
-"""The asynchronous engine of the experiment loop: a simulated-clock run of
+"""The asynchronous engine: a simulated-clock run of
 :class:`tailopt.asynchronous.Simulator` (spec ``async.md``), for configs with
 ``mode='async'`` (configs/async_*.py; schema in ``configs/async_common.py``).
 
@@ -8,10 +8,10 @@
 
 N = ``config.clients`` workers, worker ``w`` trains on dataset client ``w``; the clock
 (``config.clock``) fixes the event schedule up front; ``config.asynchronous`` holds the
-protocol. The loop (``experiments.train``) runs chunks of ``config.chunk`` server steps (one
-jitted ``lax.scan`` each; chunk boundaries are multiples of ``chunk`` counted from step 0, so
-a resumed run runs exactly the chunks of an uninterrupted one) and owns resume, metrics,
-checkpoints, evaluation and the summary. Besides the loop's outputs an async run writes:
+protocol. The loop (``experiments.engines.loop``) runs chunks of ``config.chunk`` server
+steps (one jitted ``lax.scan`` each; chunk boundaries are multiples of ``chunk`` counted from
+step 0, so a resumed run runs exactly the chunks of an uninterrupted one) and owns resume,
+metrics, checkpoints, evaluation and the summary. Besides the loop's outputs an async run writes:
 
 * per-step ``metrics.jsonl`` lines with ``time`` (simulated seconds), ``train/*``,
   ``tau/max`` and ``tau/mean``; TensorBoard events also against simulated time
@@ -29,12 +29,10 @@ import os
 
 import numpy as np
 
-import tailopt
 from experiments import checkpoint as ckpt_lib
-from experiments import train as train_lib
-from experiments import validate as validate_lib
+from experiments.engines import build as build_lib
 from experiments.rundir import atomic_write
-from experiments.validate import ConfigError
+from experiments.errors import ConfigError
 from tailopt import asynchronous as A
 from tailopt.data.batching import make_data_fn, stack_clients
 from tailopt.data.types import FederatedData
@@ -90,11 +88,11 @@ def resolve_steps(config, clock: A.ClockConfig, acfg: A.AsyncConfig) -> int:
     t *= 2
 
 
-def build(config, data: FederatedData, model):
+def build_simulator(config, data: FederatedData, model):
   """The :class:`Simulator` of a validated config (and the stacked data it uses)."""
   clock = clock_config(config)
   acfg = async_config(config)
-  method = tailopt.get_method(config.method, **validate_lib.method_hparams(config))
+  method = build_lib.make_method(config)
   outer = None
   if config.asynchronous.outer == "delayed_nesterov":
     hp = method.hparams
@@ -118,7 +116,7 @@ def build(config, data: FederatedData, model):
     config=acfg,
     num_steps=steps,
     outer=outer,
-    noise=train_lib.make_noise(config),
+    noise=build_lib.make_noise(config),
     devices=max(1, config.devices),
     data=stacked,
   )
@@ -129,7 +127,7 @@ def eval_steps(config, sim) -> set:
   """Server steps (chunk ends) at which a run evaluates: every ``eval_every`` steps, the
   first chunk end at or past each multiple of ``eval_every_time`` simulated seconds, and
   the last step. A pure function of the config and the schedule (so resume agrees)."""
-  t_all, ch = sim.num_steps, validate_lib.resolve_chunk(config)
+  t_all, ch = sim.num_steps, build_lib.resolve_chunk(config)
   ends = list(range(ch, t_all, ch)) + [t_all]
   out = {t_all}
   if config.eval_every:
@@ -223,15 +221,16 @@ def _rows(metrics: dict) -> list[dict]:
 
 
 class AsyncEngine:
-  """The simulator behind the loop: a chunk = ``chunk`` server steps in one jitted scan."""
+  """The simulator behind the loop (the :class:`~experiments.engines.protocol.Engine` of
+  ``mode='async'``): a chunk = ``chunk`` server steps in one jitted scan."""
 
   unit = "step"
 
   def __init__(self, config, data, model):
     self.config = config
-    self.sim = build(config, data, model)  # ValueErrors become ConfigErrors in make_engine
+    self.sim = build_simulator(config, data, model)  # ValueErrors: ConfigErrors in make_engine
     self.total = self.sim.num_steps
-    self.chunk = validate_lib.resolve_chunk(config)
+    self.chunk = build_lib.resolve_chunk(config)
     self.evals = eval_steps(config, self.sim)
     self.label = run_label(config)
     self.title = f"tailopt async run: {self.label} on {config.task}"

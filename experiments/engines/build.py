@@ -1,0 +1,116 @@
+"""What a config resolves to, for both engines: the method's hyperparameters and the method,
+the compressors, the injected gradient noise, the devices of the mesh and the steps per
+dispatch. Pure functions of the config (nothing here validates: ``experiments.validate``
+does, and calls these to check what they give).
+
+    hp = method_hparams(config)          # the tuned point, overridden by config.hparams
+    method = make_method(config)         # tailopt.get_method(config.method, **hp)
+    up, down = compressors(config, method)
+    noise = make_noise(config)           # tailopt.inject_noise(...) or None
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+import tailopt
+
+
+def method_hparams(config) -> dict:
+  """The hyperparameters the run passes to ``tailopt.get_method``: the config's tuned
+  point for its method (``config.tuned[method]``), overridden by ``config.hparams``
+  (None = not set). Anything not given takes the method's default."""
+  tuned = config.get("tuned") or {}
+  point = tuned.get(config.method) or {}
+  point = point.to_dict() if hasattr(point, "to_dict") else dict(point)
+  point.update({k: v for k, v in config.hparams.to_dict().items() if v is not None})
+  return point
+
+
+def ignored_hparams(config) -> list:
+  """``config.hparams`` fields set to a value that the config's method does not use."""
+  set_ = [k for k, v in config.hparams.to_dict().items() if v is not None]
+  try:
+    used = set(tailopt.method_hyperparameters(config.method))
+  except ValueError:
+    return []
+  return [k for k in set_ if k not in used]
+
+
+def make_method(config) -> tailopt.Method:
+  """The config's method at its hyperparameters (:func:`method_hparams`)."""
+  return tailopt.get_method(config.method, **method_hparams(config))
+
+
+def compressors(config, method):
+  """(node compressor, broadcast compressor) from ``config.compression`` (None = off)."""
+  cc = config.get("compression")
+  if cc is None:
+    return None, None
+  bound = None
+  if cc.kind == "fixed":
+    bound = tailopt.compression.biclip_delta_bound(method, config.local_steps)
+  up = tailopt.compression.make(
+    cc.kind,
+    bits=cc.bits,
+    block=cc.block,
+    stochastic=cc.stochastic,
+    error_feedback_on=cc.error_feedback,
+    bound=bound,
+  )
+  down = (
+    None if cc.down == "none" else tailopt.compression.make(cc.down, bits=cc.bits, block=cc.block)
+  )
+  return up, down
+
+
+def make_noise(config):
+  """The heavy-tailed noise injected into every gradient (``config.noise``), or None."""
+  n = config.noise
+  if n.distribution == "none":
+    return None
+  return tailopt.inject_noise(
+    n.distribution, n.scale, alpha=n.alpha, df=n.df, seed=config.seed + 17
+  )
+
+
+def is_async(config) -> bool:
+  """Whether the config runs the asynchronous engine (``mode='async'``)."""
+  return config.get("mode") == "async"
+
+
+def model_axis_size(config) -> int:
+  """Devices per client group (``config.mesh.model``; 1 without a mesh section)."""
+  mesh = config.get("mesh")
+  return int(mesh.get("model", 1) or 1) if mesh is not None else 1
+
+
+def resolve_devices(config) -> int:
+  """Devices of the run's mesh: ``config.devices``, or the most that hold whole client
+  groups (``config.mesh.model`` devices each, a group count dividing ``clients``)."""
+  n_avail = jax.device_count()
+  if config.devices:
+    return config.devices
+  m = model_axis_size(config)
+  groups = [g for g in range(1, n_avail // m + 1) if config.clients % g == 0]
+  return m * max(groups) if groups else m
+
+
+def resolve_chunk(config) -> int:
+  """Steps per dispatch: synchronous runs ``chunk`` rounds (0 = the largest divisor of the
+  eval/checkpoint cadences' gcd up to 25; chunks also end at evaluation and checkpoint
+  rounds); async runs ``chunk`` server steps (0 = the gcd of the
+  eval and checkpoint cadences, else 50)."""
+  if not is_async(config):
+    if config.get("chunk"):
+      return int(config.chunk)
+    # Auto: the largest divisor of the cadences' gcd up to 25 (one compiled scan length,
+    # progress at least every 25 rounds).
+    cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
+    g = int(np.gcd.reduce(cad)) if cad else 25
+    return max(d for d in range(1, min(g, 25) + 1) if g % d == 0)
+  if config.chunk:
+    return int(config.chunk)
+  cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
+  return int(np.gcd.reduce(cad)) if cad else 50
