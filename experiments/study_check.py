@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 
-from experiments.report import find_studies, run_length, runs_by_setting, unit_of, value_at
+from experiments.study_runs import find_studies, run_length, runs_by_setting, unit_of, value_at
 from experiments.metrics_log import read_jsonl
 
 MIN_REPORT_SEEDS = 5
