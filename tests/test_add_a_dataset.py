@@ -16,6 +16,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## How to add a dataset"

@@ -16,6 +16,9 @@ from experiments.async_study import study
 from experiments.validate import validate
 from experiments import tasks
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def test_synthetic_study_is_the_committed_one():
   f = S.family("synthetic")

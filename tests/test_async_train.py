@@ -20,6 +20,9 @@ from experiments.rundir import RunInterrupted
 from experiments.validate import ConfigError, validate
 from tailopt import asynchronous as A
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

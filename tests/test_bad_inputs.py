@@ -14,6 +14,9 @@ import pytest
 from experiments import main as main_lib
 from experiments.metrics_log import MetricWriter
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SMALL = [

@@ -7,6 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def test_bench_round_smoke():
   cmd = [

@@ -12,6 +12,9 @@ import tailopt
 from experiments import validate
 from experiments.engines import build
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
   os.path.basename(p)[:-3]

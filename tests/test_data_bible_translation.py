@@ -14,6 +14,9 @@ from _data_helpers import need
 from experiments.data import bible_kjv, fetch
 from experiments.data import bible_translation as bt
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 N_PAIRS = 30_516
 
 # ---------------------------------------------------------------- cleaning (offline)

@@ -10,6 +10,9 @@ from _data_helpers import need
 from experiments.data import fashion_mnist
 from tailopt.data import partition
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def test_read_idx_synthetic(tmp_path):
   arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)

@@ -13,6 +13,9 @@ from _data_helpers import need, unavailable
 from experiments.data import bible_kjv, bible_translation, fashion_mnist, fetch, gutenberg8
 from experiments.data import movie_reviews, pretrained, registry, shakespeare_roles
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 EXPECTED = {
   "bible-kjv",
   "bible-translation",

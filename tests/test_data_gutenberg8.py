@@ -6,7 +6,8 @@ import pytest
 from _data_helpers import need
 from experiments.data import bible_kjv, fetch, gutenberg8, rdata_lite, text
 
-pytestmark = pytest.mark.data
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from _data_helpers import need
 from experiments.data import movie_reviews, pretrained
 from tailopt.data import partition
 
-pytestmark = pytest.mark.data
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,9 @@ import pytest
 
 from tailopt.data import partition
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def _check_partition(parts, n):
   allidx = np.concatenate(parts)

@@ -7,6 +7,9 @@ from _data_helpers import need
 from experiments.data import shakespeare_roles, text
 from tailopt.data import partition
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 MD = """# A Play
 
 ## ACT I

@@ -7,6 +7,9 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from experiments.data import tfds_sources  # noqa: E402
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def hash_tokenizer(texts, max_len, pairs=None):
   """A deterministic stand-in tokenizer: [CLS]=1 words... [SEP]=2, hashed word ids, pad 0."""

@@ -20,6 +20,9 @@ from _model_helpers import gguf
 from experiments.data import fetch
 from experiments.data.tokenization import Tokenizer
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 GOLDENS = pathlib.Path(__file__).parent / "goldens"
 OLD = json.loads((GOLDENS / "old_tokenizer_ids.json").read_text())
 QWEN = json.loads((GOLDENS / "qwen2_tokenizer_ids.json").read_text())

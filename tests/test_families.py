@@ -15,6 +15,9 @@ from experiments.engines import loop as train
 from experiments.validate import validate
 from _data_helpers import need
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 slow = pytest.mark.slow
 # One fast smoke per path runs by default (the CNN on Fashion-MNIST; GLUE on mock data; the
 # async CNN and the async MiniLM head on the simulated clock); the other families take

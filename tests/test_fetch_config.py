@@ -11,6 +11,9 @@ from _data_helpers import need
 from configs.common import load
 from experiments.data import fetch, registry, tfds_sources
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -8,6 +8,9 @@ import pytest
 from _tensorboard_helpers import event_steps, tensorboard_scalars
 from experiments import metrics_log as ml
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def _event_files(directory):
   return [f for f in os.listdir(directory) if f.startswith("events.out.tfevents")]

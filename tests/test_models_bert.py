@@ -22,6 +22,9 @@ from experiments.models.checkpoints import load_safetensors, save_safetensors
 from experiments.data.tokenization import Tokenizer
 from experiments.models.testing import check_contract
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 # [CLS] ... [SEP] WordPiece ids (bert-base-uncased vocab of all-MiniLM-L6-v2).
 SENTENCES = {
   "A man is playing a guitar.": [101, 1037, 2158, 2003, 2652, 1037, 2858, 1012, 102],

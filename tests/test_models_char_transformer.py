@@ -9,6 +9,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from experiments.models.char_transformer import make_char_transformer
 from experiments.models.testing import check_contract
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 CFG = dict(vocab_size=90, d_model=32, num_layers=2, num_heads=4, seq_len=24)
 
 

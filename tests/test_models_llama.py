@@ -28,6 +28,9 @@ from experiments.models.llama import (
 )
 from experiments.models.testing import check_contract
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 PROMPT = "The capital of France is"
 PROMPT_IDS = [504, 3575, 282, 4649, 314]
 # Greedy continuation observed with the fp32-dequantised SmolLM2-135M-Instruct Q4_1 GGUF.

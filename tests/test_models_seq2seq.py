@@ -10,6 +10,9 @@ import pytest
 from experiments.models import get_model, list_models
 from experiments.models.testing import check_contract
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def _batch(b=4, s=9, t=8, vocab=40, seed=0):
   """Copy task with a per-example shift: tgt = (src + 1) mod vocab."""

@@ -9,6 +9,9 @@ from experiments.models.cnn import make_cnn
 from experiments.models.testing import check_contract
 from experiments.models.vit import make_vit
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def _batch(b=16, shape=(16, 16, 1), classes=4, seed=0):
   """Class k = a bright k-th quadrant plus noise: learnable in a few steps."""

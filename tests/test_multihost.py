@@ -16,6 +16,9 @@ import pytest
 from experiments import cli
 from experiments.engines import loop
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/synthetic.py:runlocal"
 OVERRIDES = ["rounds=12", "checkpoint_every=6", "eval_every=6", "progress=False"]

@@ -25,6 +25,9 @@ import traceback
 import numpy as np
 import pytest
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 _FENCE = re.compile(r"^ {0,3}(```+|~~~+)\s*([\w+-]*)")

@@ -12,6 +12,9 @@ from scipy import stats as sps
 
 from experiments import report, stats, study_check
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 CLEAN = [{"commit": "a" * 40, "dirty": False}]
 
 

@@ -19,6 +19,9 @@ from experiments.rundir import RunLock, WorkdirError
 from _tensorboard_helpers import event_steps
 from test_train import small_config
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -11,6 +11,9 @@ from configs import synthetic as synthetic_config
 from experiments import report, sweep
 from experiments.validate import ConfigError
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 
 def tiny_config():
   c = synthetic_config.get_config("runlocal")

@@ -9,6 +9,9 @@ import pytest
 from experiments import tail_index
 from tailopt import noise
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 INJECTED = "synthetic_injected_a1.5"
 
 

@@ -15,6 +15,9 @@ from experiments.engines import loop
 from experiments.metrics_log import read_jsonl
 from experiments.validate import ConfigError, validate
 
+# Behind `slow` (the default suite keeps one smoke per entry path: tests/test_smoke.py).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
