@@ -41,7 +41,7 @@ def _take(data, w, j, key):
   return x[w, j], y[w, j]
 
 
-@pytest.mark.parametrize("scheme", ["buffered", "sync"])
+@pytest.mark.parametrize("scheme", ["buffered", pytest.param("sync", marks=pytest.mark.slow)])
 def test_buffer_n_with_equal_speeds_equals_synchronous_round(scheme):
   rounds = 3
   data = _dataset(rounds + 1)

@@ -154,7 +154,10 @@ def test_compressed_round_gathers_the_codes_not_floats():
 
 @pytest.mark.parametrize(
   "comp",
-  [C.int_quantizer(8, 64), C.error_feedback(C.int_quantizer(4, 64, stochastic=True))],
+  [
+    pytest.param(C.int_quantizer(8, 64), marks=pytest.mark.slow),
+    C.error_feedback(C.int_quantizer(4, 64, stochastic=True)),
+  ],
   ids=lambda c: c.name,
 )
 def test_compressed_eight_device_round_equals_one_device(comp):
@@ -166,6 +169,7 @@ def test_compressed_eight_device_round_equals_one_device(comp):
   np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_compression_changes_little_at_8_bits_and_ef_helps_at_2():
   s32, _, _ = _run(5)
   s8, _, _ = _run(5, compressor=C.int_quantizer(8, 64))
@@ -176,7 +180,7 @@ def test_compression_changes_little_at_8_bits_and_ef_helps_at_2():
   assert err(s2ef) < err(s2)
 
 
-@pytest.mark.parametrize("name", ["bi2clip", "adam2"])
+@pytest.mark.parametrize("name", ["bi2clip", pytest.param("adam2", marks=pytest.mark.slow)])
 def test_streaming_with_one_fragment_is_the_plain_round(name):
   method = tailopt.get_method(name)
   s0, m0, _ = _run(3, method=method)

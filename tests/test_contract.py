@@ -477,6 +477,7 @@ def _simulator(check_finite=True):
   )
 
 
+@pytest.mark.slow
 def test_simulator_without_finite_check_drops_only_that_metric():
   out = {}
   for check in (True, False):
@@ -486,6 +487,7 @@ def test_simulator_without_finite_check_drops_only_that_metric():
   np.testing.assert_array_equal(out[True][0].params["w"], out[False][0].params["w"])
 
 
+@pytest.mark.slow
 def test_simulator_metric_names_are_pinned():
   sim = _simulator()
   _, metrics = sim.run(sim.init({"w": jnp.zeros(3)}), 3)

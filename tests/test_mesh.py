@@ -55,7 +55,9 @@ def shard_bytes(tree):
   return max(per.values())
 
 
-@pytest.mark.parametrize("name", ["bi2clip", "adam2", "diloco"])
+@pytest.mark.parametrize(
+  "name", ["bi2clip", *(pytest.param(n, marks=pytest.mark.slow) for n in ("adam2", "diloco"))]
+)
 def test_2d_mesh_matches_replicated(name):
   method = tailopt.get_method(name)
   _, ref, ref_m = run(method, tailopt.client_mesh(2))
@@ -130,7 +132,7 @@ def test_local_batch_equals_global_batch():
     rnd.shard_local_batch({"x": b["x"][:3]})
 
 
-@pytest.mark.parametrize("name", ["bi2clip", "adam2"])
+@pytest.mark.parametrize("name", ["bi2clip", pytest.param("adam2", marks=pytest.mark.slow)])
 def test_fused_rounds_equal_separate_calls(name):
   method = tailopt.get_method(name)
   z, C, R = 2, 8, 4

@@ -81,8 +81,8 @@ def test_one_node_one_step_is_clipped_sgd():
   "name,kw",
   [
     ("bi2clip", dict(inner_lower=0.05)),
-    ("adam2", dict(participation=5)),
-    ("diloco", dict(reset_inner_state=True)),
+    pytest.param("adam2", dict(participation=5), marks=pytest.mark.slow),
+    pytest.param("diloco", dict(reset_inner_state=True), marks=pytest.mark.slow),
   ],
 )
 def test_one_device_vmap_equals_eight_device_shard_map(name, kw):
