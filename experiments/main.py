@@ -53,7 +53,9 @@ if (
   )
 
 
-def init_distributed(coordinator=None, num_processes=None, process_id=None) -> None:
+def init_distributed(
+  coordinator=None, num_processes=None, process_id=None, heartbeat_timeout: int = 100
+) -> None:
   """``jax.distributed.initialize`` for a multi-process run; CPU processes exchange
   collectives through gloo. Without ``coordinator`` JAX detects the cluster itself."""
   import jax
@@ -65,9 +67,9 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None) -> N
       "--coordinator=host0:1234 --num_processes=2 --process_id=0)."
     )
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  kw = {}
+  kw = dict(heartbeat_timeout_seconds=int(heartbeat_timeout))
   if coordinator:
-    kw = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    kw.update(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
   try:
     jax.distributed.initialize(**kw)
   except (ValueError, RuntimeError) as e:
@@ -81,7 +83,7 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None) -> N
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
-  from experiments import cli
+  from experiments import cli, supervise
 
   rest, overrides = cli.split_config_overrides(argv)
   p = cli.ArgumentParser(
@@ -101,8 +103,18 @@ def main(argv=None) -> int:
   p.add_argument("--coordinator", help="HOST:PORT of process 0 (implies --multihost)")
   p.add_argument("--num_processes", type=int, help="processes in the job (with --coordinator)")
   p.add_argument("--process_id", type=int, help="this process's index (with --coordinator)")
+  p.add_argument(
+    "--heartbeat_timeout",
+    type=int,
+    default=100,
+    help="seconds without a peer's heartbeat before a multi-process run ends with one "
+    "error line (default 100)",
+  )
   p.add_argument("--debug", action="store_true", help="print tracebacks of user errors")
   args = p.parse_args(rest)
+  if (args.multihost or args.coordinator) and not supervise.is_worker():
+    # The work runs in a child, so a lost peer (an abort inside JAX) is one error line.
+    return supervise.run_worker(argv, args.heartbeat_timeout)
 
   def run():
     from absl import logging
@@ -111,7 +123,9 @@ def main(argv=None) -> int:
     config = cli.load_config(args.config, overrides)
 
     if args.multihost or args.coordinator:
-      init_distributed(args.coordinator, args.num_processes, args.process_id)
+      init_distributed(
+        args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout
+      )
     from experiments.engines.loop import train
 
     train(config, args.workdir)

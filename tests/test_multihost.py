@@ -128,3 +128,68 @@ def test_async_config_on_several_processes_is_one_line_error(tmp_path, monkeypat
   with pytest.raises(ConfigError, match="runs in one process.*without --coordinator") as e:
     loop.train(config, str(tmp_path / "run"), quiet=True)
   assert "\n" not in str(e.value)
+
+
+def test_a_lost_peer_ends_the_survivor_with_one_error_line(tmp_path):
+  """Process 1 is killed mid-run (with its supervisor); process 0 ends within the heartbeat
+  timeout with one ``error:`` line naming the lost process, exit status 2, no C++ trace."""
+  import signal
+  import time
+
+  port = _free_port()
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+  env.update(
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+  )
+  cmd = [sys.executable, "-m", "experiments.main", "--config", CONFIG, "--workdir"]
+  cmd += [str(tmp_path / "run"), "--coordinator", f"localhost:{port}", "--num_processes", "2"]
+  cmd += ["--heartbeat_timeout=5", "--config.rounds=100000", "--config.checkpoint_every=0"]
+  cmd += ["--config.eval_every=100000", "--config.progress=False"]
+  procs = [
+    subprocess.Popen(
+      cmd + ["--process_id", str(i)],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+      start_new_session=True,  # its own group: killing it kills supervisor and worker
+    )
+    for i in range(2)
+  ]
+  try:
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and metrics.stat().st_size > 0):
+      assert time.monotonic() < deadline, "the two-process run never started training"
+      assert procs[0].poll() is None, procs[0].communicate()[1][-2000:]
+      time.sleep(0.5)
+    os.killpg(procs[1].pid, signal.SIGKILL)
+    killed = time.monotonic()
+    _, err = procs[0].communicate(timeout=120)
+    waited = time.monotonic() - killed
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+  lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+  assert procs[0].returncode == 2, err[-3000:]
+  assert lines[-1].startswith("error: a peer process of this multi-process run stopped"), err
+  assert "--heartbeat_timeout" in lines[-1]  # the process is named when JAX's message does
+  assert "Check failure stack trace" not in err and waited < 60
+
+
+def test_peer_lost_line_reads_jaxs_abort():
+  from experiments import supervise
+
+  fatal = (
+    "F1202 19:34:07.250245 13736 client.h:80] Terminating process because the JAX "
+    "distributed service detected fatal errors. ... absl::Status: UNAVAILABLE: The following "
+    "tasks are unhealthy (stopped sending heartbeats):\n1\nThe tasks have crashed.\n"
+  )
+  line = supervise.peer_lost_line(fatal, 7)
+  assert line.startswith("error: a peer process of this multi-process run stopped (process 1)")
+  assert "no heartbeat for 7 s" in line
+  assert supervise.peer_lost_line("F1202 12:00:00 other.cc:1] Check failed: x\n", 7) == ""
