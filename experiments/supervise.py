@@ -64,8 +64,11 @@ def run_worker(argv: list[str], heartbeat_timeout: int) -> int:
     del frame
     child.send_signal(signum)
 
-  for s in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, forward)
+  # A Ctrl-C reaches the child directly (same process group): passing it on as well would
+  # be a second SIGINT, which escalates the child's graceful stop. SIGTERM (a scheduler's
+  # kill of this process) is passed on.
+  signal.signal(signal.SIGINT, lambda signum, frame: None)
+  signal.signal(signal.SIGTERM, forward)
   held = []
   for line in child.stderr:
     if held or _FATAL.match(line):
