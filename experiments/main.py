@@ -128,7 +128,15 @@ def main(argv=None) -> int:
       )
     from experiments.engines.loop import train
 
-    train(config, args.workdir)
+    try:
+      train(config, args.workdir)
+    except Exception as e:  # noqa: BLE001 -- only a lost peer's collective error is turned
+      line = supervise.collective_lost_line(e) if args.multihost or args.coordinator else ""
+      if not line:
+        raise
+      from experiments.errors import UserError
+
+      raise UserError(line) from None
     if __name__ == "__main__":
       _default_signal_handlers()  # the run is over: no longer "during start-up"
 

@@ -40,6 +40,21 @@ def peer_lost_line(fatal_text: str, heartbeat_timeout: int) -> str:
   )
 
 
+def collective_lost_line(exc: BaseException) -> str:
+  """The one line (without ``error:``) for a worker whose collective failed because a peer's
+  connection closed (gloo raises before the heartbeat timeout), or "" for other errors."""
+  text = str(exc)
+  if not re.search(r"gloo|connection (reset|closed|refused)|peer", text, re.IGNORECASE):
+    return ""
+  first = " ".join(text.strip().splitlines()[0].split())[:200]
+  return (
+    "a peer process of this multi-process run stopped: a collective lost its connection "
+    f"({first}); see that process's own log (a silent peer ends the run after "
+    "--heartbeat_timeout s), then rerun every process with the same command: the run "
+    "resumes from its last checkpoint."
+  )
+
+
 def _die_with_parent() -> None:
   """In the child (Linux): SIGTERM it when the supervisor dies, so a supervisor killed
   by a scheduler leaves no orphan worker holding the devices."""

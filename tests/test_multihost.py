@@ -193,3 +193,6 @@ def test_peer_lost_line_reads_jaxs_abort():
   assert line.startswith("error: a peer process of this multi-process run stopped (process 1)")
   assert "no heartbeat for 7 s" in line
   assert supervise.peer_lost_line("F1202 12:00:00 other.cc:1] Check failed: x\n", 7) == ""
+  gloo = RuntimeError("Gloo error: Connection closed by peer [127.0.0.1]:4242")
+  assert supervise.collective_lost_line(gloo).startswith("a peer process of this multi-process")
+  assert supervise.collective_lost_line(ValueError("shapes differ")) == ""
