@@ -30,15 +30,21 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch_two(workdir):
-  """Runs the config on two processes; returns their (returncode, output)."""
-  port = _free_port()
+def _process_env() -> dict:
+  """The environment of one of the two processes: CPU, 4 devices, this checkout first."""
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
   env.update(
     JAX_PLATFORMS="cpu",
     XLA_FLAGS="--xla_force_host_platform_device_count=4",
     PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
   )
+  return env
+
+
+def _launch_two(workdir):
+  """Runs the config on two processes; returns their (returncode, output)."""
+  port = _free_port()
+  env = _process_env()
   cmd = [
     sys.executable,
     "-m",
@@ -137,12 +143,7 @@ def test_a_lost_peer_ends_the_survivor_with_one_error_line(tmp_path):
   import time
 
   port = _free_port()
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-  env.update(
-    JAX_PLATFORMS="cpu",
-    XLA_FLAGS="--xla_force_host_platform_device_count=4",
-    PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
-  )
+  env = _process_env()
   cmd = [sys.executable, "-m", "experiments.main", "--config", CONFIG, "--workdir"]
   cmd += [str(tmp_path / "run"), "--coordinator", f"localhost:{port}", "--num_processes", "2"]
   cmd += ["--heartbeat_timeout=5", "--config.rounds=100000", "--config.checkpoint_every=0"]
