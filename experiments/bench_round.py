@@ -13,6 +13,8 @@ primary one (``data parallel``, ``/DP``) is a ``shard_map`` over the client axis
 the second (``data parallel (GSPMD)``, ``/DP-GSPMD``) is the same SGD written on the global
 batch and partitioned by GSPMD (both give the same parameters: checked once,
 ``data_parallel_max_abs_diff``).
+The baselines compile with the round's XLA options (``tailopt.rounds.compiler_options``: on
+CPU, copy insertion with region analysis, so every scan updates its carry in place).
 Every baseline and method is timed once per repeat, round-robin, and each ratio is paired:
 the median (and min-max range) over the repeats of the per-repeat ratio of two timings
 taken in the same repeat, not a ratio of medians. The load average is recorded before the
@@ -91,6 +93,7 @@ import optax  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 import tailopt  # noqa: E402
+from tailopt.rounds import compiler_options  # noqa: E402
 
 
 def mlp_init(key, d_in, width, depth, n_out):
@@ -151,7 +154,7 @@ def bare_work(loss_fn, mesh, z, clients, lr=0.01, average=False):
 
   first = P() if average else P("clients")
   f = jax.shard_map(body, mesh=mesh, in_specs=(P(), P("clients")), out_specs=(first, P("clients")))
-  return jax.jit(f)
+  return jax.jit(f, compiler_options=compiler_options(mesh))
 
 
 def data_parallel_shard_map(loss_fn, mesh, z, lr=0.01):
@@ -175,7 +178,7 @@ def data_parallel_shard_map(loss_fn, mesh, z, lr=0.01):
   f = jax.shard_map(
     body, mesh=mesh, in_specs=(P(), P(None, "clients")), out_specs=(P(), P("clients"))
   )
-  return jax.jit(f, donate_argnums=0)
+  return jax.jit(f, donate_argnums=0, compiler_options=compiler_options(mesh))
 
 
 def data_parallel(loss_fn, mesh, z, lr=0.01):
@@ -198,7 +201,12 @@ def data_parallel(loss_fn, mesh, z, lr=0.01):
     (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batch)
     return params, opt_state, losses
 
-  fn = jax.jit(steps, out_shardings=(rep, rep, rep), donate_argnums=(0, 1))
+  fn = jax.jit(
+    steps,
+    out_shardings=(rep, rep, rep),
+    donate_argnums=(0, 1),
+    compiler_options=compiler_options(mesh),
+  )
   return fn, tx
 
 

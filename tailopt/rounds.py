@@ -815,8 +815,19 @@ def _compile_round(parts: RoundParts, donate: bool):
 
     return jax.lax.scan(body, state, (batches, weights))
 
-  donate_argnums = (0,) if donate else ()
-  return jax.jit(step, donate_argnums=donate_argnums), jax.jit(steps, donate_argnums=donate_argnums)
+  opts = dict(donate_argnums=(0,) if donate else (), compiler_options=compiler_options(mesh))
+  return jax.jit(step, **opts), jax.jit(steps, **opts)
+
+
+def compiler_options(mesh) -> Optional[dict]:
+  """XLA options for a program on ``mesh``'s devices. On CPU, copy insertion with region
+  analysis: without it XLA copies every weight matrix of a ``lax.scan`` carry at the top of
+  each local step (it cannot prove the step's last read of ``x`` precedes the write of its
+  update), an extra read and write of the model per step that a data-parallel loop, whose
+  gradient all-reduce orders the two, does not pay. The arithmetic is unchanged."""
+  if mesh.devices.flat[0].platform == "cpu":
+    return {"xla_cpu_copy_insertion_use_region_analysis": True}
+  return None
 
 
 def _model_axis(mesh, axis_name: str) -> Optional[str]:
