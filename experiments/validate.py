@@ -237,8 +237,10 @@ def problems(config, tasks=None) -> list[str]:
           f"config.devices={n_dev} / config.mesh.model={m}; use a multiple of "
           f"{n_dev // m} clients or --config.devices=0 to pick a divisor."
         )
-  if config.get("client_loop", "vmap") not in ("vmap", "sequential"):
-    add(f"config.client_loop={config.get('client_loop')!r} is unknown; use 'vmap' or 'sequential'.")
+  if config.get("client_loop", "auto") not in ("auto", "vmap", "sequential"):
+    add(
+      f"config.client_loop={config.get('client_loop')!r} is unknown; use 'auto', 'vmap' or 'sequential'."
+    )
   if n and not asynchronous and iv["participation"] and iv["participation"] > n:
     add(
       f"config.participation={iv['participation']} > config.clients={n}; sample at most "

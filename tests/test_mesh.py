@@ -98,7 +98,7 @@ def test_unbatched_and_sequential_clients_match_vmap():
   # 8 clients on 8 devices: one per device, run unbatched.
   _, one, _ = run(method, tailopt.client_mesh(8), clients=8)
   # The same 8 clients on 2 devices, vmapped and sequential.
-  _, vm, _ = run(method, tailopt.client_mesh(2), clients=8)
+  _, vm, _ = run(method, tailopt.client_mesh(2), clients=8, client_loop="vmap")
   _, sq, _ = run(method, tailopt.client_mesh(2), clients=8, client_loop="sequential")
   for a, b, c in zip(jax.tree.leaves(one), jax.tree.leaves(vm), jax.tree.leaves(sq)):
     if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
@@ -107,6 +107,21 @@ def test_unbatched_and_sequential_clients_match_vmap():
     np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=2e-5, atol=1e-6)
   with pytest.raises(ValueError, match="client_loop"):
     tailopt.build_round(mlp_loss, method, local_steps=1, num_clients=8, client_loop="pmap")
+
+
+def test_auto_client_loop_goes_sequential_for_large_models():
+  from tailopt.rounds import AUTO_SEQUENTIAL_BYTES, resolve_client_loop
+
+  n = AUTO_SEQUENTIAL_BYTES // 4  # float32 parameters per client at the threshold
+  small = {"w": jnp.zeros((n - 1,), jnp.float32)}
+  large = {"w": jnp.zeros((n // 2,), jnp.float32), "b": jnp.zeros((n // 2,), jnp.float32)}
+  assert resolve_client_loop("auto", small, None) == "vmap"
+  assert resolve_client_loop("auto", large, None) == "sequential"
+  # One row per client (streaming): the size of one row counts.
+  assert resolve_client_loop("auto", {"w": jnp.zeros((3, n), jnp.float32)}, 0) == "sequential"
+  assert resolve_client_loop("auto", {"w": jnp.zeros((3, n - 1), jnp.float32)}, 0) == "vmap"
+  assert resolve_client_loop("vmap", large, None) == "vmap"
+  assert resolve_client_loop("sequential", small, None) == "sequential"
 
 
 def test_init_is_sharded_and_owns_its_buffers():

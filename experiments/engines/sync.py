@@ -39,7 +39,7 @@ def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
     compressor=up,
     down_compressor=down,
     fragments=config.get("fragments") or None,
-    client_loop=config.get("client_loop", "vmap"),
+    client_loop=config.get("client_loop", "auto"),
   )
 
 
