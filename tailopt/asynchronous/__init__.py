@@ -23,8 +23,9 @@ work it names and every choice of ours is an option (spec ``async.md``):
   :func:`async_local_sgd` (Delayed Nesterov + dynamic local updates, Liu et al. 2024,
   arXiv 2401.09135).
 * :class:`Simulator` -- runs any tailopt method; jobs pulled at the same version run together
-  (vmapped, optionally across devices), whole chunks of server steps run in one jitted
-  ``lax.scan``; ``state_dict``/``load_state_dict`` for resuming mid-run (:mod:`.simulator`).
+  (vmapped in pieces of power-of-two widths so no empty slot is computed, :mod:`.waves`;
+  optionally across devices), whole chunks of server steps run in one jitted ``lax.scan``;
+  ``state_dict``/``load_state_dict`` for resuming mid-run (:mod:`.simulator`).
 """
 
 from tailopt.asynchronous.baselines import (

@@ -21,10 +21,12 @@ How it runs (see :mod:`.clock`): the schedule is computed up front; the simulati
 ``lax.scan`` over server steps (ticks) with the schedule slice as scanned inputs, so nothing
 recompiles per event and a chunk of any number of steps is one dispatch. Each tick gathers
 the K buffered updates from their slots, applies :func:`.server.server_update`, then
-computes every job that pulls the new version together, ``jax.vmap``-ed over a fixed-width
-(masked) wave. Jobs pulled at the same version therefore run at once, never one after
-another. With ``devices > 1`` the wave axis is additionally split across devices
-(``shard_map``; waves are padded to a multiple of the device count).
+computes every job that pulls the new version, ``jax.vmap``-ed together in pieces whose
+widths are powers of two (:mod:`.waves`: a wave of 37 jobs runs as pieces of 32, 4 and 1,
+each piece only when it holds a job), so no empty slot is computed and the compiled program
+holds one copy of the job code per width; a piece of one job runs unbatched. With
+``devices > 1`` each piece is split across devices (``shard_map``; widths are powers of two
+times the device count, the last piece of a wave padded by fewer than ``devices`` slots).
 
 Metrics per server step (numpy, from :meth:`Simulator.run`): ``time`` (simulated seconds),
 ``version`` (after the step), ``taus`` (per buffered update, -1 for padding), ``workers``
@@ -52,6 +54,7 @@ from tailopt import noise as noise_lib
 from tailopt.asynchronous import clock as clock_lib
 from tailopt.asynchronous import compensation as comp_lib
 from tailopt.asynchronous import server as server_lib
+from tailopt.asynchronous import waves as waves_lib
 from tailopt.methods import Method
 
 STATE_FORMAT = 2
@@ -123,6 +126,10 @@ class Simulator:
       ``data_fn`` as an argument of the jitted functions rather than baked in as constants.
     check_finite: report ``nonfinite_frac`` (the fraction of local steps whose gradient
       had a NaN or an infinity), as the synchronous round; ``False`` drops the check.
+    wave_plan: how a version's jobs are cut into pieces (:mod:`.waves`): ``'bucketed'``
+      (default; widths of powers of two times ``devices``, nothing computed for empty
+      slots on one device) or ``'padded'`` (every sub-wave at the widest width, the
+      reference).
   """
 
   def __init__(
@@ -141,6 +148,7 @@ class Simulator:
     devices: int = 1,
     data: Any = None,
     check_finite: bool = True,
+    wave_plan: str = "bucketed",
   ):
     config = config or server_lib.AsyncConfig()
     if not isinstance(method, Method):
@@ -188,6 +196,15 @@ class Simulator:
       if config.needs_snapshots
       else "none"
     )
+    self._place_waves(devices, wave_plan)
+    self._init_jit = jax.jit(self._init_fn)
+    self._run_jit = jax.jit(self._run_fn, donate_argnums=(0,))
+    self._template = None
+
+  # ---------------------------------------------------------------- construction
+  def _place_waves(self, devices: int, wave_plan: str):
+    """The device mesh the waves are split over (``devices > 1``) and the schedule's
+    waves cut into pieces (:func:`.waves.plan_schedule`)."""
     if devices < 1 or devices > len(jax.devices()):
       raise ValueError(f"devices={devices}; between 1 and {len(jax.devices())} available.")
     self.devices = int(devices)
@@ -199,63 +216,38 @@ class Simulator:
         axis_types=(jax.sharding.AxisType.Auto,),
         devices=jax.devices()[: self.devices],
       )
-    self._wave0 = self._stack_subwaves([self._pad(w) for w in sched.wave0], time_axis=False)
-    self._waves = self._stack_subwaves([self._pad(w) for w in sched.waves], time_axis=True)
-    self._init_jit = jax.jit(self._init_fn)
-    self._run_jit = jax.jit(self._run_fn, donate_argnums=(0,))
-    self._template = None
+    if wave_plan not in waves_lib.PLANS:
+      raise ValueError(f"wave_plan={wave_plan!r}; choose one of {waves_lib.PLANS}.")
+    self.wave_plan = wave_plan
+    self._wave0, self._waves = waves_lib.plan_schedule(self.schedule, self.devices, wave_plan)
 
-  # ---------------------------------------------------------------- construction
-  def _pad(self, rec):
-    """Pads a wave's width to a multiple of the device count (sharded waves)."""
-    d = self.devices
-    w = rec["valid"].shape[-1]
-    extra = (-w) % d
-    if not extra:
-      return rec
-    fill = dict(
-      worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0, steps=0, valid=0
-    )
-    out = {}
-    for key, a in rec.items():
-      pad = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
-      out[key] = np.pad(a, pad, constant_values=fill[key])
-    return out
-
-  def _stack_subwaves(self, subs, time_axis):
-    """Sub-waves padded to one width and stacked on an axis (after the time axis), so the
-    job code appears once in the compiled program (``lax.scan`` over sub-waves)."""
-    if not subs:
-      return None
-    width = max(w["valid"].shape[-1] for w in subs)
-    fill = dict(
-      worker=self.num_workers, job=0, slot=self.schedule.num_slots, step0=0, steps=0, valid=0
-    )
-    out = {}
-    for key in subs[0]:
-      arrs = []
-      for w in subs:
-        a = w[key]
-        pad = [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])]
-        arrs.append(np.pad(a, pad, constant_values=fill[key]))
-      out[key] = np.stack(arrs, axis=1 if time_axis else 0)
-    return out
-
-  def _waves_of(self, st, stacked, x_v, data, version):
-    """Runs stacked sub-waves (leading axis) in order; their jobs pull model ``version``
-    (the round index their inner schedules see)."""
-    if stacked is None:
+  def _waves_of(self, st, pieces, x_v, data, version):
+    """Runs one version's pieces (``{width: record of (R, width)}``): the R sub-waves in
+    order, within a sub-wave each piece (widest first) only if it holds a job; its jobs
+    pull model ``version`` (the round index their inner schedules see)."""
+    if pieces is None:
       return st
-    if stacked["valid"].shape[0] == 1:
-      return self._wave(st, jax.tree.map(lambda a: a[0], stacked), x_v, data, version)
-    return jax.lax.scan(lambda c, rec: (self._wave(c, rec, x_v, data, version), None), st, stacked)[
-      0
-    ]
+
+    def one_subwave(st, recs):
+      for w in sorted(recs, reverse=True):
+        st = self._wave(st, recs[w], x_v, data, version)
+      return st
+
+    subs = next(iter(pieces.values()))["valid"].shape[0]
+    if subs == 1:
+      return one_subwave(st, jax.tree.map(lambda a: a[0], pieces))
+    return jax.lax.scan(lambda c, recs: (one_subwave(c, recs), None), st, pieces)[0]
 
   @property
   def wave_widths(self) -> list:
-    """(number of sub-waves, width) of the per-step waves, as compiled."""
-    return [] if self._waves is None else list(self._waves["valid"].shape[1:])
+    """The widths of the pieces the per-step waves are cut into, as compiled (widest
+    first)."""
+    return [] if self._waves is None else sorted(self._waves, reverse=True)
+
+  def wave_stats(self) -> dict:
+    """Useful jobs, computed job slots and their ratio (``utilisation``) over the whole
+    horizon, the jobs computed at init included (:func:`.waves.plan_stats`)."""
+    return waves_lib.plan_stats(self._wave0, self._waves)
 
   @property
   def needs_snapshots(self) -> bool:
@@ -263,7 +255,16 @@ class Simulator:
 
   # ---------------------------------------------------------------- jitted pieces
   def _jobs(self, x_v, inner_st, noise_st, batches, version, step0, steps):
-    run = jax.vmap(self._job, in_axes=(None, 0, 0, 0, None, 0, 0))
+    """The local runs of a piece of jobs (leading axis): vmapped, or unbatched where a
+    device holds one job; split over the devices with ``devices > 1``."""
+
+    def run(x, s, ns, b, v, s0, n_):
+      if jax.tree.leaves(b)[0].shape[0] == 1:
+        sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+        out = self._job(x, sq(s), sq(ns), sq(b), v, s0[0], n_[0])
+        return jax.tree.map(lambda a: a[None], out)
+      return jax.vmap(self._job, in_axes=(None, 0, 0, 0, None, 0, 0))(x, s, ns, b, v, s0, n_)
+
     if self._mesh is None:
       return run(x_v, inner_st, noise_st, batches, version, step0, steps)
     ax = "jobs"
@@ -348,9 +349,8 @@ class Simulator:
       key=key,
     )
     if self._wave0 is not None:
-      st = self._waves_of(
-        st, jax.tree.map(jnp.asarray, self._wave0), params, data, jnp.zeros([], jnp.int32)
-      )
+      wave0 = jax.tree.map(lambda a: jnp.asarray(a[0]), self._wave0)
+      st = self._waves_of(st, wave0, params, data, jnp.zeros([], jnp.int32))
     return st
 
   def _tick(self, st: SimState, xs, data):
@@ -393,8 +393,9 @@ class Simulator:
     # Communication: every applied update is one node's Delta sent up; every job that
     # pulls the new version receives the model. Bytes of the arrays that would cross.
     metrics["bytes_up"] = metrics["num_updates"] * float(comp_lib.tree_bytes(st.params))
-    pulled = (
-      jnp.zeros([], jnp.float32) if waves is None else jnp.sum(waves["valid"].astype(jnp.float32))
+    pulled = sum(
+      (jnp.sum(rec["valid"].astype(jnp.float32)) for rec in (waves or {}).values()),
+      jnp.zeros([], jnp.float32),
     )
     metrics["bytes_down"] = pulled * float(comp_lib.tree_bytes(st.params))
     return st._replace(tick=t + 1), metrics
@@ -433,7 +434,9 @@ class Simulator:
     sl = slice(t0, t0 + n)
     sched = self.schedule
     arr = {k: jnp.asarray(sched.arr[k][sl]) for k in ("slot", "worker", "pulled", "valid")}
-    waves = None if self._waves is None else {k: jnp.asarray(v[sl]) for k, v in self._waves.items()}
+    waves = None
+    if self._waves is not None:
+      waves = jax.tree.map(lambda a: jnp.asarray(a[sl]), self._waves)
     state, metrics = self._run_jit(state, arr, waves, self.data)
     metrics = jax.device_get(metrics)
     metrics["time"] = sched.tick_time[sl].copy()
