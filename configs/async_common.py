@@ -44,6 +44,8 @@ def async_fields(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
       "noise_sigma": 0.25,
       "comm_latency": 0.0,
       "seed": 0,
+      "failure_rate": 0.0,  # failures per second of a worker's up time (0: none)
+      "rejoin_rate": 0.0,  # rejoins per second of down time; > 0 with failures
     }
   )
   # The protocol (tailopt.asynchronous.AsyncConfig); local_steps = config.local_steps,
@@ -69,6 +71,10 @@ def async_fields(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
       },
       "pseudo_gradient": "delta",
       "snapshots": "auto",
+      "min_quorum": 1,  # Q of scheme='quorum' (K = buffer_size, default N, is the cap)
+      "grace_k": 3.0,  # quorum grace window: median + grace_k * MAD of recent arrival delays
+      "grace_window": 0,  # recent arrivals the window is measured over; 0 = N
+      "merge": "uniform",  # 'uniform', 'steps' (local steps) or 'dataset' (client sizes)
       "outer": "method",  # 'method' (the method's outer rule) or 'delayed_nesterov'
       "outer_period": 0,  # Delayed Nesterov period; 0 = N
       "preset": "",  # label of the baseline the fields came from (apply_preset)

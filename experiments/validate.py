@@ -318,7 +318,7 @@ def _async_problems(config, iv, hp, add) -> None:
   k = a.buffer_size
   if k is not None and (not isinstance(k, int) or k < 1):
     add(f"config.asynchronous.buffer_size={k!r} must be an integer >= 1 (K).")
-  elif n and scheme in ("buffered", "drop") and k is not None and k > n:
+  elif n and scheme in ("buffered", "drop", "quorum") and k is not None and k > n:
     add(
       f"config.asynchronous.buffer_size={k} > config.clients={n}: the server cannot wait "
       f"for more updates (K) than there are workers (N); use 1 <= K <= {n}."
@@ -360,6 +360,35 @@ def _async_problems(config, iv, hp, add) -> None:
       f"config.asynchronous.preset={a.preset!r} is unknown; use '' or one of "
       f"{tuple(sorted(A.PRESETS))}."
     )
+  _membership_problems(config, scheme, n, add)
+
+
+def _membership_problems(config, scheme, n, add) -> None:
+  """Failures (``config.clock``), the quorum server and merging (``config.asynchronous``)."""
+  from tailopt.asynchronous import server
+
+  ck, a = config.clock, config.asynchronous
+  for f in ("failure_rate", "rejoin_rate"):
+    if not _number(ck[f]) or not ck[f] >= 0:
+      add(f"config.clock.{f}={ck[f]!r} must be a number >= 0 (per simulated second).")
+  if _number(ck.failure_rate) and ck.failure_rate > 0 and not ck.rejoin_rate > 0:
+    add(
+      f"config.clock.failure_rate={ck.failure_rate} needs config.clock.rejoin_rate > 0 "
+      "(a failed worker must come back; mean down time = 1 / rejoin_rate)."
+    )
+  if not isinstance(a.min_quorum, int) or a.min_quorum < 1:
+    add(f"config.asynchronous.min_quorum={a.min_quorum!r} must be an integer >= 1 (Q).")
+  elif scheme == "quorum" and n and a.min_quorum > (a.buffer_size or n):
+    add(
+      f"config.asynchronous.min_quorum={a.min_quorum} > the cap K="
+      f"{a.buffer_size or n} (config.asynchronous.buffer_size, default N); use Q <= K."
+    )
+  if not _number(a.grace_k) or not a.grace_k >= 0:
+    add(f"config.asynchronous.grace_k={a.grace_k!r} must be a number >= 0.")
+  if not isinstance(a.grace_window, int) or a.grace_window < 0:
+    add(f"config.asynchronous.grace_window={a.grace_window!r} must be an integer >= 0 (0 = N).")
+  if a.merge not in server.MERGES:
+    add(f"config.asynchronous.merge={a.merge!r} is unknown; choose one of {server.MERGES}.")
 
 
 def validate(config, tasks=None) -> None:

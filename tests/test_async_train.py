@@ -117,6 +117,28 @@ def test_runlocal_end_to_end_outputs(tmp_path):
   assert "tailopt async run: async_local_sgd" in loop.format_summary(s)
 
 
+def test_failures_quorum_and_sample_weights_end_to_end(tmp_path):
+  cfg = small_config(
+    eval_every=0,
+    **{
+      "clock.failure_rate": 0.05,
+      "clock.rejoin_rate": 0.2,
+      "asynchronous.scheme": "quorum",
+      "asynchronous.min_quorum": 2,
+      "asynchronous.merge": "dataset",
+    },
+  )
+  validate(cfg, tasks.TASKS)
+  s = loop.train(cfg, str(tmp_path), quiet=True)
+  assert s["finished"] and not s["diverged"] and s["scheme"] == "quorum"
+  g = json.load(open(tmp_path / "tau.json"))["goodput"]
+  assert g == s["goodput"] and g["lost_jobs"] > 0 and 0 < g["goodput"] < 1
+  assert "goodput" in loop.format_summary(s)
+  c = small_config(clients=4, **{"asynchronous.scheme": "quorum", "asynchronous.min_quorum": 5})
+  with pytest.raises(ConfigError, match=r"min_quorum=5 > the cap K=4"):
+    validate(c, tasks.TASKS)
+
+
 def test_presets_are_the_library_presets():
   c = small_config("runlocal,fedbuff")
   setup = A.fedbuff(buffer_size=4, local_steps=c.local_steps, inner_lr=0.01)
@@ -151,6 +173,11 @@ def test_presets_are_the_library_presets():
     ("asynchronous.scheme", "deadline", r"'deadline' needs config.asynchronous.deadline"),
     ("hparams.inner_lower", 5.0, r"config.hparams.inner_lower=5.0 > config.hparams"),
     ("local_steps", 0, r"config.local_steps=0 must be >= 1"),
+    ("clock.failure_rate", 0.1, r"config.clock.failure_rate=0.1 needs config.clock.rejoin_rate"),
+    ("clock.rejoin_rate", -1.0, r"config.clock.rejoin_rate=-1.0 must be a number >= 0"),
+    ("asynchronous.merge", "size", r"config.asynchronous.merge='size' is unknown"),
+    ("asynchronous.grace_k", -2.0, r"config.asynchronous.grace_k=-2.0 must be a number >= 0"),
+    ("asynchronous.min_quorum", 0, r"config.asynchronous.min_quorum=0 must be an integer >= 1"),
   ],
 )
 def test_validation_names_field_and_fix(field, value, msg):

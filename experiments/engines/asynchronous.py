@@ -51,10 +51,19 @@ def clock_config(config) -> A.ClockConfig:
   return A.ClockConfig(num_workers=config.clients, **d)
 
 
-def async_config(config) -> A.AsyncConfig:
+def async_config(config, worker_samples=None) -> A.AsyncConfig:
+  """The :class:`AsyncConfig` of a config; ``worker_samples`` (the clients' example
+  counts) is used by ``merge='dataset'``."""
   d = config.asynchronous.to_dict()
   for k in ("outer", "outer_period", "preset"):
     d.pop(k)
+  if d.get("merge") == "dataset":
+    if worker_samples is None:
+      raise ConfigError(
+        "config.asynchronous.merge='dataset' weights updates by the clients' example counts, "
+        "which only the built task knows; build the engine from the task's data."
+      )
+    d["worker_samples"] = tuple(float(x) for x in worker_samples)
   return A.AsyncConfig(
     local_steps=config.local_steps, reset_inner_state=config.reset_inner_state, **d
   )
@@ -79,6 +88,7 @@ def resolve_steps(config, clock: A.ClockConfig, acfg: A.AsyncConfig) -> int:
       dynamic_local_steps_on=acfg.dynamic_local_steps,
       ties=acfg.ties,
       deadline=acfg.deadline,
+      quorum=acfg.quorum_for(clock.num_workers),
     )
     if s.tick_time[-1] > budget:
       steps = max(1, int(np.searchsorted(s.tick_time, budget, side="right")))
@@ -91,7 +101,7 @@ def resolve_steps(config, clock: A.ClockConfig, acfg: A.AsyncConfig) -> int:
 def build_simulator(config, data: FederatedData, model):
   """The :class:`Simulator` of a validated config (and the stacked data it uses)."""
   clock = clock_config(config)
-  acfg = async_config(config)
+  acfg = async_config(config, data.client_sizes())
   method = build_lib.make_method(config)
   outer = None
   if config.asynchronous.outer == "delayed_nesterov":
@@ -171,6 +181,7 @@ def tau_report(sim) -> dict:
     mean=stats["mean"],
     histogram=stats["histogram"],
     per_worker=per_worker,
+    goodput=sim.goodput(),
   )
 
 
@@ -320,6 +331,7 @@ class AsyncEngine:
       sim_time=float(tick[max(t, 1) - 1]),
       horizon_time=float(tick[-1]),
       tau=dict(max=self.tau["max"], mean=self.tau["mean"]),
+      goodput=self.tau["goodput"],
       memory={
         k: v for k, v in sim.memory_report(state).items() if isinstance(v, (int, float, str))
       },
@@ -336,6 +348,12 @@ class AsyncEngine:
       ),
       ("clock", s["clock"]),
       ("staleness tau", f"max {s['tau']['max']}, mean {s['tau']['mean']:.2f}"),
+      (
+        "goodput",
+        f"{s['goodput']['goodput']:.3f} (useful / all local steps; "
+        f"{s['goodput']['lost_jobs']} jobs lost to failures, "
+        f"{s['goodput']['abandoned_jobs']} abandoned)",
+      ),
       (
         "snapshot memory",
         f"{m['snapshot_bytes'] / 1e6:.3g} MB ({m['snapshot_mode']}); "

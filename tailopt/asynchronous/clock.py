@@ -51,15 +51,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import collections
 import heapq
 import json
 from typing import Optional
 
 import numpy as np
 
+from tailopt.asynchronous import membership
+
 SPEED_MODELS = ("fixed", "lognormal", "stragglers")
 JOB_NOISE = ("none", "exponential", "lognormal")
-SCHEMES = ("buffered", "async", "sync", "drop", "deadline")
+SCHEMES = ("buffered", "async", "sync", "drop", "deadline", "quorum")
 TIES = ("batch", "sequential")
 
 
@@ -81,7 +84,13 @@ class ClockConfig:
       mean 1) or ``'lognormal'`` (exp(noise_sigma * Z)).
     noise_sigma: sigma of log-normal job noise.
     comm_latency: c, seconds added to every job (pull + push).
-    seed: seed of the whole schedule (speeds and job noise).
+    seed: seed of the whole schedule (speeds, job noise and failures).
+    failure_rate: lambda, failures per second of a worker's up time (0: none); see
+      :mod:`.membership`.
+    rejoin_rate: mu, rejoins per second of down time (mean down time 1 / mu); > 0 with
+      failures.
+    failures: explicit down periods ``((worker, down_at, up_at), ...)`` instead of the
+      random ones (scripted scenarios, tests).
   """
 
   num_workers: int = 8
@@ -95,11 +104,36 @@ class ClockConfig:
   noise_sigma: float = 0.25
   comm_latency: float = 0.0
   seed: int = 0
+  failure_rate: float = 0.0
+  rejoin_rate: float = 0.0
+  failures: Optional[tuple] = None
 
   def __post_init__(self):
     if self.step_times is not None and not isinstance(self.step_times, tuple):
       object.__setattr__(self, "step_times", tuple(float(x) for x in self.step_times))
+    if self.failures is not None:
+      object.__setattr__(
+        self, "failures", tuple((int(w), float(a), float(b)) for w, a, b in self.failures)
+      )
     self.validate()
+    self._validate_failures()
+
+  def _validate_failures(self):
+    if self.failure_rate < 0 or self.rejoin_rate < 0:
+      raise ValueError("ClockConfig.failure_rate and rejoin_rate must be >= 0 (per second).")
+    if self.failure_rate > 0 and self.rejoin_rate <= 0:
+      raise ValueError(
+        f"ClockConfig.failure_rate={self.failure_rate} needs rejoin_rate > 0 (a failed "
+        "worker must come back, or the server could wait forever)."
+      )
+    if self.failures is not None and self.failure_rate > 0:
+      raise ValueError("ClockConfig: give failures (explicit periods) or failure_rate, not both.")
+    for w, a, b in self.failures or ():
+      if not (0 <= w < self.num_workers and 0 < a < b < float("inf")):
+        raise ValueError(
+          f"ClockConfig.failures entry ({w}, {a}, {b}) must be (worker in [0, "
+          f"{self.num_workers}), down_at > 0, up_at > down_at), finite."
+        )
 
   def validate(self):
     if not isinstance(self.num_workers, (int, np.integer)) or self.num_workers < 1:
@@ -157,7 +191,13 @@ class ClockConfig:
     d = dataclasses.asdict(self)
     if d["step_times"] is not None:
       d["step_times"] = list(d["step_times"])
+    if d["failures"] is not None:
+      d["failures"] = [list(x) for x in d["failures"]]
     return d
+
+  @property
+  def has_failures(self) -> bool:
+    return self.failure_rate > 0 or bool(self.failures)
 
 
 def dynamic_local_steps(step_times: np.ndarray, max_steps: int) -> np.ndarray:
@@ -182,6 +222,8 @@ class Job:
   consumed_tick: int = -1  # tick whose server step applies it; -1: never (discarded)
   step0: int = 0  # the worker's computed local steps before this job
   slot: int = -1
+  lost_at: float = -1.0  # when its worker went down mid-job (the Delta never arrives); -1: not
+  abandoned_at: float = -1.0  # when a synchronous round closed without it; -1: not
 
 
 @dataclasses.dataclass
@@ -219,6 +261,42 @@ class Schedule:
     """Local steps actually computed (jobs whose update is applied)."""
     return int(sum(j.steps for j in self.jobs if j.consumed_tick >= 0))
 
+  def goodput(self) -> dict:
+    r"""Useful local steps ÷ all local steps done by the horizon (the last server step).
+
+    Useful: the steps of every applied job. Wasted: the steps done of every job lost to a
+    failure or abandoned by a closing synchronous round (``drop``, ``deadline``) by the
+    horizon, counted pro rata of the job's duration (steps spread evenly over it). Jobs
+    still in flight at the horizon (running, or arrived and not yet applied) are neither.
+    Returns ``goodput`` and the counts (``useful_steps``, ``wasted_steps``, ``lost_jobs``,
+    ``lost_steps``, ``abandoned_jobs``, ``abandoned_steps``).
+    """
+    horizon = float(self.tick_time[-1]) if len(self.tick_time) else 0.0
+    useful = lost = abandoned = 0.0
+    n_lost = n_abandoned = 0
+    for j in self.jobs:
+      if j.consumed_tick >= 0:
+        useful += j.steps
+        continue
+      end = min(x for x in (j.lost_at, j.abandoned_at, np.inf) if x >= 0)
+      if end > horizon or end <= j.start:  # in flight, or never begun (a retry after close)
+        continue
+      frac = min(1.0, max(0.0, (end - j.start) / max(j.arrival - j.start, 1e-300)))
+      if j.lost_at >= 0 and j.lost_at == end:
+        lost, n_lost = lost + frac * j.steps, n_lost + 1
+      else:
+        abandoned, n_abandoned = abandoned + frac * j.steps, n_abandoned + 1
+    wasted = lost + abandoned
+    return dict(
+      goodput=float(useful / (useful + wasted)) if useful + wasted > 0 else 1.0,
+      useful_steps=float(useful),
+      wasted_steps=float(wasted),
+      lost_jobs=n_lost,
+      lost_steps=float(lost),
+      abandoned_jobs=n_abandoned,
+      abandoned_steps=float(abandoned),
+    )
+
   def tau_stats(self) -> dict:
     t = self.taus
     hist = np.bincount(t, minlength=1) if t.size else np.zeros(1, np.int64)
@@ -233,6 +311,19 @@ def _xi(clock: ClockConfig, rng: np.random.Generator) -> float:
   if clock.job_noise == "exponential":
     return float(rng.exponential(1.0))
   return float(np.exp(clock.noise_sigma * rng.standard_normal()))
+
+
+def _check_quorum(quorum, k: int) -> None:
+  """Validates ``quorum = (Q, grace_k, window)`` against the cap K."""
+  if quorum is None or len(quorum) != 3:
+    raise ValueError("scheme='quorum' needs quorum=(min_quorum Q, grace_k, grace_window).")
+  q, gk, win = quorum
+  if not isinstance(q, (int, np.integer)) or not 1 <= q <= k:
+    raise ValueError(f"min_quorum Q={q!r} must be an integer with 1 <= Q <= K={k} (the cap).")
+  if not gk >= 0:
+    raise ValueError(f"grace_k={gk!r} must be >= 0 (window = median + grace_k * MAD).")
+  if not isinstance(win, (int, np.integer)) or win < 1:
+    raise ValueError(f"grace_window={win!r} must be an integer >= 1 (recent arrivals).")
 
 
 def _check_schedule_args(clock, scheme, buffer_size, local_steps, num_steps, ties, deadline):
@@ -251,7 +342,7 @@ def _check_schedule_args(clock, scheme, buffer_size, local_steps, num_steps, tie
     buffer_size = 1
   if scheme == "sync":
     buffer_size = n
-  if scheme in ("buffered", "async", "drop"):
+  if scheme in ("buffered", "async", "drop", "quorum"):
     if not isinstance(buffer_size, (int, np.integer)) or not 1 <= buffer_size <= n:
       raise ValueError(
         f"buffer_size K={buffer_size!r} must be an integer with 1 <= K <= num_workers="
@@ -264,62 +355,115 @@ def _check_schedule_args(clock, scheme, buffer_size, local_steps, num_steps, tie
 
 class _JobLog:
   """Every job started, in start order, with its duration ``H_w s_w xi + c``: worker ``w``'s
-  ``j``-th noise ``xi`` comes from its own stream ``default_rng([seed, 1, w])``."""
+  ``j``-th noise ``xi`` comes from its own stream ``default_rng([seed, 1, w])``; a job whose
+  worker goes down before it arrives is marked lost (:mod:`.membership`)."""
 
   def __init__(self, clock: ClockConfig, step_times: np.ndarray, local_steps: np.ndarray):
     self.clock, self.s, self.h_w = clock, step_times, local_steps
     n = clock.num_workers
     self.rngs = [np.random.default_rng([clock.seed, 1, w]) for w in range(n)]
+    self.lines = membership.timelines(clock)
     self.counts = [0] * n
     self.jobs: list[Job] = []
 
   def start(self, w: int, t: float, v: int) -> int:
-    """Worker ``w`` pulls version ``v`` at time ``t``; returns the new job's id."""
+    """Worker ``w`` (up at ``t``) pulls version ``v`` at time ``t``; returns the new job's
+    id. If the worker goes down before the job arrives, the job's ``lost_at`` is set."""
     dur = self.h_w[w] * self.s[w] * _xi(self.clock, self.rngs[w]) + self.clock.comm_latency
     j = Job(
       worker=w, index=self.counts[w], pulled=v, start=t, arrival=t + dur, steps=int(self.h_w[w])
     )
+    down, _ = self.lines[w].next_failure(t)
+    if down < j.arrival:
+      j.lost_at = down
     self.counts[w] += 1
     self.jobs.append(j)
     return len(self.jobs) - 1
 
+  def rejoin(self, jid: int) -> float:
+    """When the worker of lost job ``jid`` is back up."""
+    j = self.jobs[jid]
+    return self.lines[j.worker].up_at(j.lost_at)
 
-def _buffered_ticks(log: _JobLog, k: int, num_steps: int, ties: str) -> list:
-  """Event loop of the buffered schemes (``'buffered'``, ``'async'``): a server step after
-  every K arrivals; a worker pulls the newest version as soon as it has pushed (see ``ties``).
+
+ARRIVAL, REJOIN, TIMER = 0, 1, 2  # event kinds; at one instant arrivals come first
+
+
+class _Server:
+  """The buffered servers' step rule: a step once the buffer holds K updates, or (``quorum``
+  = ``(Q, k, window)``) at least Q and the grace window since the last step has passed."""
+
+  def __init__(self, k: int, quorum=None):
+    self.k, self.quorum = k, quorum
+    self.buf: list[int] = []
+    self.version, self.opened = 0, 0.0
+    self.deadline = float("inf")
+    if quorum:
+      self.delays = collections.deque(maxlen=quorum[2])
+
+  def push(self, jid: int, t: float) -> tuple[bool, Optional[float]]:
+    """Adds an arrival; returns (step now, time of a grace timer to set or None)."""
+    self.buf.append(jid)
+    if not self.quorum:
+      return len(self.buf) == self.k, None
+    self.delays.append(t - self.opened)
+    q = self.quorum[0]
+    if len(self.buf) == self.k or (len(self.buf) >= q and t >= self.deadline):
+      return True, None
+    return False, (self.deadline if len(self.buf) == q and self.deadline < np.inf else None)
+
+  def step(self, t: float) -> tuple:
+    """Closes the buffer at ``t``; returns the tick ``(t, job ids)``."""
+    tick = (t, self.buf)
+    self.buf, self.version, self.opened = [], self.version + 1, t
+    if self.quorum:
+      self.deadline = t + membership.grace_window(list(self.delays), self.quorum[1])
+    return tick
+
+
+def _buffered_ticks(log: _JobLog, k: int, num_steps: int, ties: str, quorum=None) -> list:
+  """Event loop of the buffered schemes (``'buffered'``, ``'async'``, ``'quorum'``): a
+  worker pulls the newest version as soon as it has pushed (see ``ties``) or rejoined.
   Returns the ticks ``[(time, [job ids in application order])]``."""
   jobs, n = log.jobs, log.clock.num_workers
-  ticks = []
-  heap = []
-  version = 0
+  ticks, heap, srv = [], [], _Server(k, quorum)
+
+  def begin(w, t):
+    jid = log.start(w, t, srv.version)
+    if jobs[jid].lost_at >= 0:
+      heapq.heappush(heap, (log.rejoin(jid), REJOIN, w, jid))
+    else:
+      heapq.heappush(heap, (jobs[jid].arrival, ARRIVAL, w, jid))
+
   for w in range(n):
-    jid = log.start(w, 0.0, 0)
-    heapq.heappush(heap, (jobs[jid].arrival, w, jid))
-  buf = []
+    begin(w, 0.0)
   while len(ticks) < num_steps:
-    t, w, jid = heapq.heappop(heap)
+    t, kind, w, jid = heapq.heappop(heap)
+    if kind == REJOIN:
+      begin(w, t)
+      continue
+    if kind == TIMER:
+      if jid == srv.version and srv.buf:
+        ticks.append(srv.step(t))
+      continue
     group = [(w, jid)]
-    if ties == "batch":
-      while heap and heap[0][0] == t:
-        _, w2, j2 = heapq.heappop(heap)
-        group.append((w2, j2))
+    while ties == "batch" and heap and heap[0][:2] == (t, ARRIVAL):
+      group.append(heapq.heappop(heap)[2:])
     pulls = []
     for w, jid in group:
       if len(ticks) >= num_steps:
         break
-      buf.append(jid)
-      if len(buf) == k:
-        ticks.append((t, buf))
-        buf = []
-        version += 1
+      now, timer = srv.push(jid, t)
+      if now:
+        ticks.append(srv.step(t))
+      elif timer is not None:
+        heapq.heappush(heap, (timer, TIMER, -1, srv.version))
       if ties == "sequential":
-        j2 = log.start(w, t, version)
-        heapq.heappush(heap, (jobs[j2].arrival, w, j2))
+        begin(w, t)
       else:
         pulls.append(w)
     for w in pulls:
-      j2 = log.start(w, t, version)
-      heapq.heappush(heap, (jobs[j2].arrival, w, j2))
+      begin(w, t)
   return ticks
 
 
@@ -336,17 +480,35 @@ def _close_round(jobs, order, scheme, k, t0, deadline, n):
   return kept, close
 
 
+def _attempt(log: _JobLog, w: int, t0: float, r: int) -> int:
+  """Worker ``w``'s job of round ``r`` (started at ``t0``, or when it is back up): retried
+  after every failure, pulling version ``r`` again; returns the job that arrives."""
+  jid = log.start(w, log.lines[w].up_at(t0), r)
+  while log.jobs[jid].lost_at >= 0:
+    jid = log.start(w, log.rejoin(jid), r)
+  return jid
+
+
 def _round_ticks(log: _JobLog, scheme: str, k: int, num_steps: int, deadline) -> list:
   """Rounds of the synchronous schemes (``'sync'``, ``'drop'``, ``'deadline'``): every
-  worker pulls at the round's start; the next round starts when it closes. Returns the ticks
-  ``[(time, [kept job ids in worker order])]``."""
+  worker pulls at the round's start (a worker that is down, when it is back up; a failed
+  job is redone); the next round starts when it closes, abandoning the jobs it did not keep.
+  Returns the ticks ``[(time, [kept job ids in worker order])]``."""
   jobs, n = log.jobs, log.clock.num_workers
   ticks = []
   t0 = 0.0
   for r in range(num_steps):
-    ids = [log.start(w, t0, r) for w in range(n)]
+    first = len(jobs)
+    ids = [_attempt(log, w, t0, r) for w in range(n)]
     order = sorted(ids, key=lambda i: (jobs[i].arrival, jobs[i].worker))
     kept, close = _close_round(jobs, order, scheme, k, t0, deadline, n)
+    keep = set(kept)
+    for i in range(first, len(jobs)):
+      j = jobs[i]
+      if i not in keep and j.lost_at < 0:
+        j.abandoned_at = close
+      elif j.lost_at > close:  # the round closed first: abandoned, not lost
+        j.lost_at, j.abandoned_at = -1.0, close
     ticks.append((close, sorted(kept, key=lambda i: jobs[i].worker)))
     t0 = close
   return ticks
@@ -391,14 +553,16 @@ def _allocate_slots(jobs: list) -> tuple[list, int]:
 
 
 def _arrival_arrays(jobs, ticks, width, n, num_steps, num_slots) -> dict:
-  """The server's buffers: ``(T, A)`` arrays ``slot``, ``worker``, ``pulled``, ``valid`` and
-  ``time`` of the updates each tick applies (padding: slot M, worker N, valid 0)."""
+  """The server's buffers: ``(T, A)`` arrays ``slot``, ``worker``, ``pulled``, ``valid``,
+  ``time`` and ``steps`` (local steps) of the updates each tick applies (padding: slot M,
+  worker N, valid 0)."""
   arr = dict(
     slot=np.full((num_steps, width), num_slots, np.int32),
     worker=np.full((num_steps, width), n, np.int32),
     pulled=np.zeros((num_steps, width), np.int32),
     valid=np.zeros((num_steps, width), np.int32),
     time=np.zeros((num_steps, width), np.float64),
+    steps=np.zeros((num_steps, width), np.int32),
   )
   for tick, (_, ids) in enumerate(ticks):
     for c, i in enumerate(ids):
@@ -408,6 +572,7 @@ def _arrival_arrays(jobs, ticks, width, n, num_steps, num_slots) -> dict:
       arr["pulled"][tick, c] = j.pulled
       arr["valid"][tick, c] = 1
       arr["time"][tick, c] = j.arrival
+      arr["steps"][tick, c] = j.steps
   return arr
 
 
@@ -483,7 +648,13 @@ def _make_waves(jobs, computed, n, num_slots, num_steps) -> tuple[list, list]:
 def _fingerprint(clock, tick_time, **settings) -> str:
   """16 hex digits of sha256 over the clock, the schedule's settings and the tick times."""
   h = hashlib.sha256()
-  h.update(json.dumps(dict(clock=clock.to_dict(), **settings), sort_keys=True).encode())
+  c = clock.to_dict()
+  if not clock.has_failures:  # the fingerprints of runs from before failures existed
+    for key in ("failure_rate", "rejoin_rate", "failures"):
+      c.pop(key)
+  if settings.get("quorum") is None:
+    settings.pop("quorum", None)
+  h.update(json.dumps(dict(clock=c, **settings), sort_keys=True).encode())
   h.update(tick_time.tobytes())
   return h.hexdigest()[:16]
 
@@ -498,6 +669,7 @@ def make_schedule(
   dynamic_local_steps_on: bool = False,
   ties: str = "batch",
   deadline: Optional[float] = None,
+  quorum: Optional[tuple] = None,
 ) -> Schedule:
   """Simulates the clock for ``num_steps`` server steps and returns the :class:`Schedule`.
 
@@ -506,13 +678,17 @@ def make_schedule(
     scheme: ``'buffered'`` (scheme A: a step after every ``buffer_size`` = K arrivals),
       ``'async'`` (scheme B, K = 1), ``'sync'`` (wait for all N every round), ``'drop'``
       (rounds close after the fastest K; the rest are discarded), ``'deadline'`` (rounds close
-      ``deadline`` seconds after they start, keeping at least the fastest worker).
+      ``deadline`` seconds after they start, keeping at least the fastest worker),
+      ``'quorum'`` (a step once Q = ``quorum[0]`` arrivals are in and the adaptive grace
+      window has passed, or once K = ``buffer_size`` are in).
     buffer_size: K.
     local_steps: z (or H, the most local steps, with ``dynamic_local_steps_on``).
     num_steps: T, server steps to simulate.
     dynamic_local_steps_on: worker w runs ``H_w = floor(v_w / max v * H)`` steps.
     ties: ``'batch'`` or ``'sequential'`` handling of simultaneous events.
     deadline: seconds per round for ``scheme='deadline'``.
+    quorum: ``(Q, grace_k, grace_window)`` for ``scheme='quorum'`` (a step once Q updates
+      are in and the adaptive grace window has passed, or once K are in; :mod:`.membership`).
   """
   n = clock.num_workers
   buffer_size = _check_schedule_args(
@@ -524,15 +700,21 @@ def make_schedule(
     if dynamic_local_steps_on
     else np.full(n, local_steps, np.int64)
   )
+  if scheme == "quorum":
+    _check_quorum(quorum, buffer_size)
+    quorum = tuple(quorum)
+  else:
+    quorum = None
   log = _JobLog(clock, s, h_w)
-  if scheme in ("buffered", "async"):
-    ticks = _buffered_ticks(log, buffer_size, num_steps, ties)
+  if scheme in ("buffered", "async", "quorum"):
+    ticks = _buffered_ticks(log, buffer_size, num_steps, ties, quorum)
   else:
     ticks = _round_ticks(log, scheme, buffer_size, num_steps, deadline)
   jobs = log.jobs
   _mark_consumed(jobs, ticks, n)
   computed, num_slots = _allocate_slots(jobs)
-  width = {"buffered": buffer_size, "async": 1, "drop": buffer_size}.get(scheme, n)
+  width = {"buffered": buffer_size, "async": 1, "drop": buffer_size, "quorum": buffer_size}
+  width = width.get(scheme, n)
   arr = _arrival_arrays(jobs, ticks, width, n, num_steps, num_slots)
   tick_time = np.asarray([t for t, _ in ticks], np.float64)
   wave0, waves = _make_waves(jobs, computed, n, num_slots, num_steps)
@@ -546,6 +728,7 @@ def make_schedule(
     dyn=bool(dynamic_local_steps_on),
     ties=ties,
     deadline=deadline,
+    quorum=quorum,
   )
   return Schedule(
     scheme=scheme,

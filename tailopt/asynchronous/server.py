@@ -8,6 +8,9 @@ Schemes (spec ``async.md``, "The two communication schemes"; ``AsyncConfig.schem
 * ``'sync'``: synchronous TailOPT on the same clock (round time = slowest worker).
 * ``'drop'``: synchronous rounds that close after the fastest K; the rest are discarded.
 * ``'deadline'``: synchronous rounds that close ``deadline`` seconds after they start.
+* ``'quorum'``: asynchronous; a step once at least Q = ``min_quorum`` updates are in and the
+  adaptive grace window (median + ``grace_k`` MAD of recent arrival delays) has passed, or
+  once K = ``buffer_size`` (the cap, default N) are in (:mod:`.membership`).
 
 After pushing, a worker pulls the newest model and starts its next job at once. One server
 step (tick ``t``, consuming the buffer :math:`\{(\Delta_k, v_k)\}_{k<K}`, model :math:`x_t`):
@@ -23,7 +26,10 @@ step (tick ``t``, consuming the buffer :math:`\{(\Delta_k, v_k)\}_{k<K}`, model 
     u, S &\leftarrow \mathrm{outer}(\bar\Delta, S) \qquad x_{t+1} = x_t + s\,u
 
 with :math:`w_k = s(\tau_k)` and :math:`s = 1` for the ``'weights'`` reduction (FedBuff), and
-:math:`w_k = 1`, :math:`s = s(\max_k\tau_k)` or :math:`s(\bar\tau)` otherwise. The scale
+:math:`w_k = 1`, :math:`s = s(\max_k\tau_k)` or :math:`s(\bar\tau)` otherwise. Sample-weighted
+merging (``merge='steps'`` or ``'dataset'``) multiplies :math:`w_k` by the examples behind
+update k, :math:`n_k` (its job's local steps, or its worker's dataset size), and
+:math:`Z = \sum_k n_k` (or :math:`\sum_k w_k n_k` with ``weight_normalization='sum'``). The scale
 :math:`s` multiplies the outer update *after* the outer rule (and its clipping) by default,
 never :math:`\Delta` before it, because BiClip's lower threshold would push down-weighted
 coordinates back up to :math:`\tilde d`; ``scale_order='before_outer'`` multiplies
@@ -51,6 +57,7 @@ from tailopt.asynchronous import staleness as stale_lib
 
 SCALE_ORDERS = ("after_outer", "before_outer")
 NORMALIZATIONS = ("count", "sum")
+MERGES = ("uniform", "steps", "dataset")
 PSEUDO_GRADIENTS = ("delta", "model_diff")
 
 
@@ -78,6 +85,13 @@ class AsyncConfig:
       outer SGD(alpha) is FedAsync's mixing x <- (1 - alpha) x + alpha x_local).
     snapshots: ``'auto'``, ``'ring'`` or ``'per_job'`` store of pulled models.
     reset_inner_state: fresh inner optimizer state every job (default: kept per worker).
+    min_quorum: Q of ``scheme='quorum'`` (default 1).
+    grace_k: k of the grace window median + k MAD (default 3).
+    grace_window: how many recent arrivals the window is measured over (0: N).
+    merge: ``'uniform'`` (default), ``'steps'`` (each update weighted by its job's local
+      steps: the examples it saw at a fixed batch) or ``'dataset'`` (by its worker's
+      dataset size, ``worker_samples``).
+    worker_samples: per-worker example counts for ``merge='dataset'``.
   """
 
   scheme: str = "buffered"
@@ -94,6 +108,11 @@ class AsyncConfig:
   pseudo_gradient: str = "delta"
   snapshots: str = "auto"
   reset_inner_state: bool = False
+  min_quorum: int = 1
+  grace_k: float = 3.0
+  grace_window: int = 0
+  merge: str = "uniform"
+  worker_samples: Optional[tuple] = None
 
   def __post_init__(self):
     if isinstance(self.rate, dict):
@@ -133,6 +152,23 @@ class AsyncConfig:
       not isinstance(self.buffer_size, int) or self.buffer_size < 1
     ):
       raise ValueError(f"buffer_size K must be an integer >= 1, got {self.buffer_size!r}.")
+    self._validate_membership()
+
+  def _validate_membership(self):
+    if self.worker_samples is not None:
+      object.__setattr__(self, "worker_samples", tuple(float(x) for x in self.worker_samples))
+    if self.merge not in MERGES:
+      raise ValueError(f"Unknown merge {self.merge!r}; choose one of {MERGES}.")
+    if self.merge == "dataset" and not self.worker_samples:
+      raise ValueError("merge='dataset' needs worker_samples (each worker's example count).")
+    if self.worker_samples is not None and min(self.worker_samples, default=1) <= 0:
+      raise ValueError("worker_samples must all be > 0 (examples per worker).")
+    if not isinstance(self.min_quorum, int) or self.min_quorum < 1:
+      raise ValueError(f"min_quorum Q must be an integer >= 1, got {self.min_quorum!r}.")
+    if not self.grace_k >= 0:
+      raise ValueError(f"grace_k={self.grace_k!r} must be >= 0 (median + grace_k * MAD).")
+    if not isinstance(self.grace_window, int) or self.grace_window < 0:
+      raise ValueError(f"grace_window={self.grace_window!r} must be an integer >= 0 (0: N).")
 
   def k_for(self, num_workers: int) -> int:
     """The buffer size K this config uses with N workers (validated)."""
@@ -140,13 +176,28 @@ class AsyncConfig:
       return 1
     if self.scheme in ("sync", "deadline"):
       return num_workers
-    k = self.buffer_size if self.buffer_size is not None else max(1, num_workers // 2)
+    default = num_workers if self.scheme == "quorum" else max(1, num_workers // 2)
+    k = self.buffer_size if self.buffer_size is not None else default
     if k > num_workers:
       raise ValueError(
         f"buffer_size K={k} > num_workers N={num_workers}: the server would "
         "wait forever. Use 1 <= K <= N."
       )
+    if self.scheme == "quorum" and self.min_quorum > k:
+      raise ValueError(f"min_quorum Q={self.min_quorum} > buffer_size K={k}; use 1 <= Q <= K.")
+    if self.merge == "dataset" and len(self.worker_samples) != num_workers:
+      raise ValueError(
+        f"worker_samples has {len(self.worker_samples)} entries for N={num_workers} "
+        "workers; give one per worker."
+      )
     return k
+
+  def quorum_for(self, num_workers: int):
+    """``(Q, grace_k, grace_window)`` for :func:`.clock.make_schedule` (None unless
+    ``scheme='quorum'``)."""
+    if self.scheme != "quorum":
+      return None
+    return (self.min_quorum, float(self.grace_k), self.grace_window or num_workers)
 
   @property
   def needs_snapshots(self) -> bool:
@@ -226,9 +277,13 @@ def _compensate(cfg: AsyncConfig, outer_clip, comp_state, deltas, diffs, valid_f
   return comp_lib.compensate(deltas, diffs, comp.lam), comp_state
 
 
-def _weighted_mean(cfg: AsyncConfig, w, n_valid, deltas, params):
-  """The buffer's aggregate ``sum_k w_k Delta_k / Z`` (Z = the number of valid updates, or
-  the sum of weights with ``weight_normalization='sum'``), in the params' dtypes."""
+def _weighted_mean(cfg: AsyncConfig, w, n_valid, deltas, params, samples=None):
+  """The buffer's aggregate ``sum_k w_k n_k Delta_k / Z`` (Z = the number of valid updates
+  or, with ``samples`` n_k, their sum; the sum of the weights w_k n_k with
+  ``weight_normalization='sum'``), in the params' dtypes."""
+  if samples is not None:  # zero for padding
+    n_valid = jnp.sum(samples)
+    w = w * samples
   if cfg.reduction == "weights" and cfg.weight_normalization == "sum":
     total = jnp.sum(w)
   else:
@@ -299,6 +354,7 @@ def server_update(
   valid,
   tick,
   local_metrics: Optional[dict] = None,
+  samples=None,
 ) -> tuple[optax.Params, optax.OptState, Any, dict]:
   """One server step over a buffer (pure JAX; see module doc).
 
@@ -310,6 +366,7 @@ def server_update(
       compensation (``clip_then_compensate``), or None.
     local_metrics: optional ``{name: (A,)}`` metrics of the jobs (loss, nonfinite_frac,
       inner clip fractions...), averaged over the valid updates into the metrics.
+    samples: optional ``(A,)`` examples behind each update (sample-weighted merging).
 
   Returns:
     ``(params, outer_state, comp_state, metrics)``.
@@ -321,7 +378,9 @@ def server_update(
   deltas = _pseudo_gradients(cfg, deltas, diffs)
   deltas, new_comp = _compensate(cfg, outer_clip, comp_state, deltas, diffs, valid_f, n_valid, tick)
   w, scale = stale_lib.reduce_staleness(cfg.rate, cfg.reduction, taus, valid, num_workers)
-  agg = _weighted_mean(cfg, w, n_valid, deltas, params)
+  if samples is not None:
+    samples = jnp.where(valid, jnp.asarray(samples, jnp.float32), 0.0)
+  agg = _weighted_mean(cfg, w, n_valid, deltas, params, samples)
   agg, updates, new_outer = _scaled_outer_step(cfg, outer, agg, scale, outer_state, params, tick)
   apply = (scale > 0) & (jnp.sum(w) > 0)
   new_params, new_outer, new_comp = _apply_or_skip(

@@ -173,6 +173,7 @@ class Simulator:
       dynamic_local_steps_on=config.dynamic_local_steps,
       ties=config.ties,
       deadline=config.deadline,
+      quorum=config.quorum_for(n),
     )
     self.buffer_size = k
     sched = self.schedule
@@ -382,6 +383,7 @@ class Simulator:
       valid,
       t,
       local_metrics={k: v[sidx] for k, v in st.slot_metrics.items()},
+      samples=self._samples(arr),
     )
     ring = st.ring
     if ring is not None:
@@ -399,6 +401,15 @@ class Simulator:
     )
     metrics["bytes_down"] = pulled * float(comp_lib.tree_bytes(st.params))
     return st._replace(tick=t + 1), metrics
+
+  def _samples(self, arr):
+    """The examples behind each buffered update (``merge``), or None for uniform merging."""
+    if self.config.merge == "steps":
+      return arr["steps"].astype(jnp.float32)
+    if self.config.merge == "dataset":
+      counts = jnp.asarray(self.config.worker_samples + (0.0,), jnp.float32)
+      return counts[arr["worker"]]  # worker N (padding) -> 0
+    return None
 
   def _run_fn(self, st, arr, waves, data):
     return jax.lax.scan(lambda c, x: self._tick(c, x, data), st, (arr, waves))
@@ -433,7 +444,7 @@ class Simulator:
       )
     sl = slice(t0, t0 + n)
     sched = self.schedule
-    arr = {k: jnp.asarray(sched.arr[k][sl]) for k in ("slot", "worker", "pulled", "valid")}
+    arr = {k: jnp.asarray(sched.arr[k][sl]) for k in ("slot", "worker", "pulled", "valid", "steps")}
     waves = None
     if self._waves is not None:
       waves = jax.tree.map(lambda a: jnp.asarray(a[sl]), self._waves)
@@ -444,6 +455,11 @@ class Simulator:
     metrics["pulled"] = np.where(sched.arr["valid"][sl] > 0, sched.arr["pulled"][sl], -1)
     metrics["version"] = np.arange(t0 + 1, t0 + n + 1)
     return state, metrics
+
+  def goodput(self) -> dict:
+    """Useful local steps ÷ all local steps done by the horizon, with the lost and abandoned
+    work (:meth:`.clock.Schedule.goodput`)."""
+    return self.schedule.goodput()
 
   def tau_stats(self) -> dict:
     """max, mean and histogram of the staleness of every applied update."""
