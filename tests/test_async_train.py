@@ -119,7 +119,6 @@ def test_runlocal_end_to_end_outputs(tmp_path):
 
 def test_failures_quorum_and_sample_weights_end_to_end(tmp_path):
   cfg = small_config(
-    eval_every=0,
     **{
       "clock.failure_rate": 0.05,
       "clock.rejoin_rate": 0.2,

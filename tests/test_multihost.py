@@ -41,7 +41,7 @@ def _process_env() -> dict:
   return env
 
 
-def _launch_two(workdir):
+def _launch_two(workdir, config=CONFIG, overrides=OVERRIDES):
   """Runs the config on two processes; returns their (returncode, output)."""
   port = _free_port()
   env = _process_env()
@@ -50,7 +50,7 @@ def _launch_two(workdir):
     "-m",
     "experiments.main",
     "--config",
-    CONFIG,
+    config,
     "--workdir",
     workdir,
     "--coordinator",
@@ -58,7 +58,7 @@ def _launch_two(workdir):
     "--num_processes",
     "2",
   ]
-  cmd += [f"--config.{o}" for o in OVERRIDES]
+  cmd += [f"--config.{o}" for o in overrides]
   procs = [
     subprocess.Popen(
       cmd + ["--process_id", str(i)],
@@ -124,16 +124,55 @@ def test_two_processes_match_one_and_resume_bit_identically(tmp_path):
   assert strip(rows2) == strip(rows)
 
 
-def test_async_config_on_several_processes_is_one_line_error(tmp_path, monkeypatch):
-  """The asynchronous simulator runs in one process: on several it says so and how to
-  start it, before anything is built or written."""
-  from experiments.validate import ConfigError
+ASYNC = "configs/async_synthetic.py:runlocal"
+ASYNC_OVERRIDES = [
+  "server_steps=12",
+  "chunk=3",
+  "checkpoint_every=6",
+  "eval_every=6",
+  "progress=False",
+  "devices=8",
+  "clock.failure_rate=0.02",
+  "clock.rejoin_rate=0.2",
+]
 
-  config = cli.load_config("configs/async_synthetic.py:runlocal", ["progress=False"])
-  monkeypatch.setattr(jax, "process_count", lambda: 2)
-  with pytest.raises(ConfigError, match="runs in one process.*without --coordinator") as e:
-    loop.train(config, str(tmp_path / "run"), quiet=True)
-  assert "\n" not in str(e.value)
+
+def test_async_two_processes_match_one_and_resume_bit_identically(tmp_path):
+  """The simulator on two processes (4 devices each): every process computes the same event
+  schedule, a wave's jobs are sharded over all 8 devices, process 0 alone writes; the result
+  matches the one-process 8-device run, and a killed run resumes bit for bit."""
+  config = cli.load_config(ASYNC, ASYNC_OVERRIDES)
+  two = str(tmp_path / "two")
+  out = _launch_two(two, ASYNC, ASYNC_OVERRIDES)
+  for i, (rc, text) in enumerate(out):
+    assert rc == 0, f"process {i} failed:\n{text[-3000:]}"
+  assert "tailopt async run" in out[0][1] and "tailopt async run" not in out[1][1]
+  rows = [json.loads(line) for line in open(os.path.join(two, "metrics.jsonl"))]
+  assert [r["round"] for r in rows] == list(range(1, 13))
+  assert os.path.exists(os.path.join(two, "tau.json"))
+  p_two, rec = loop.final_params(config, two)
+  assert rec["round"] == 12
+
+  one = str(tmp_path / "one")
+  loop.train(config, one, quiet=True)
+  p_one, _ = loop.final_params(config, one)
+  for a, b in zip(_leaves(p_two), _leaves(p_one)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(_leaves(p_one)[0], 0)
+  rows_one = [json.loads(line) for line in open(os.path.join(one, "metrics.jsonl"))]
+  assert [r["time"] for r in rows_one] == [r["time"] for r in rows]  # one schedule
+
+  shutil.rmtree(os.path.join(two, "checkpoints", "12"))
+  os.remove(os.path.join(two, "summary.json"))
+  out = _launch_two(two, ASYNC, ASYNC_OVERRIDES)
+  for i, (rc, text) in enumerate(out):
+    assert rc == 0, f"process {i} failed on resume:\n{text[-3000:]}"
+  p_res, rec = loop.final_params(config, two)
+  assert rec["round"] == 12
+  for a, b in zip(_leaves(p_res), _leaves(p_two)):
+    np.testing.assert_array_equal(a, b)
+  rows2 = [json.loads(line) for line in open(os.path.join(two, "metrics.jsonl"))]
+  assert rows2 == rows
 
 
 def test_a_lost_peer_ends_the_survivor_with_one_error_line(tmp_path):

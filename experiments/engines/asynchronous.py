@@ -27,10 +27,12 @@ import json
 import math
 import os
 
+import jax
 import numpy as np
 
 from experiments import checkpoint as ckpt_lib
 from experiments.engines import build as build_lib
+from experiments.engines.outputs import is_primary
 from experiments.rundir import atomic_write
 from experiments.errors import ConfigError
 from tailopt import asynchronous as A
@@ -98,6 +100,15 @@ def resolve_steps(config, clock: A.ClockConfig, acfg: A.AsyncConfig) -> int:
     t *= 2
 
 
+def sim_devices(config) -> int:
+  """The devices the waves are split over: ``config.devices`` (at least 1) on one process,
+  every device of every process on several (each process computes the same schedule and
+  holds the whole state; a wave's jobs are sharded over all devices)."""
+  if jax.process_count() > 1:
+    return jax.device_count()
+  return max(1, config.devices)
+
+
 def build_simulator(config, data: FederatedData, model):
   """The :class:`Simulator` of a validated config (and the stacked data it uses)."""
   clock = clock_config(config)
@@ -127,7 +138,7 @@ def build_simulator(config, data: FederatedData, model):
     num_steps=steps,
     outer=outer,
     noise=build_lib.make_noise(config),
-    devices=max(1, config.devices),
+    devices=sim_devices(config),
     data=stacked,
   )
   return sim
@@ -289,6 +300,8 @@ class AsyncEngine:
   def start(self, workdir, state):
     del state
     self.tau = tau_report(self.sim)
+    if not is_primary():  # process 0 alone writes
+      return
     atomic_write(os.path.join(workdir, "tau.json"), json.dumps(self.tau, indent=1))
     png = os.path.join(workdir, "tau_histogram.png")
     if not os.path.exists(png):

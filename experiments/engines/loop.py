@@ -150,12 +150,6 @@ def make_engine(config, data, model) -> Engine:
   examples, an impossible clock) is a one-line :class:`ConfigError`."""
   try:
     if build.is_async(config):
-      if jax.process_count() > 1:
-        raise ConfigError(
-          f"config.mode='async' runs in one process (the simulator plays all "
-          f"{config.clients} workers on one host's devices, config.devices); start it "
-          "without --coordinator/--num_processes/--multihost."
-        )
       from experiments.engines.asynchronous import AsyncEngine
 
       return AsyncEngine(config, data, model)

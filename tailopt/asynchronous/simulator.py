@@ -27,6 +27,10 @@ each piece only when it holds a job), so no empty slot is computed and the compi
 holds one copy of the job code per width; a piece of one job runs unbatched. With
 ``devices > 1`` each piece is split across devices (``shard_map``; widths are powers of two
 times the device count, the last piece of a wave padded by fewer than ``devices`` slots).
+On several processes (``jax.distributed``) pass ``devices=jax.device_count()``: every
+process computes the same schedule and holds the whole (replicated) state, each piece's jobs
+are sharded over the devices of all processes, and every input and output is replicated, so
+each process reads the metrics and state locally (the caller lets process 0 alone write).
 
 Metrics per server step (numpy, from :meth:`Simulator.run`): ``time`` (simulated seconds),
 ``version`` (after the step), ``taus`` (per buffered update, -1 for padding), ``workers``
@@ -74,6 +78,11 @@ class SimState(NamedTuple):
   ring: Any  # last R model versions (snapshots='ring') or None
   tick: jax.Array  # int32: server steps done (= position in the event schedule)
   key: jax.Array  # data PRNG key
+
+
+def _key0():
+  """The shape and dtype of a default PRNG key's raw data."""
+  return jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
 
 
 def _is_key(x) -> bool:
@@ -198,8 +207,13 @@ class Simulator:
       else "none"
     )
     self._place_waves(devices, wave_plan)
-    self._init_jit = jax.jit(self._init_fn)
-    self._run_jit = jax.jit(self._run_fn, donate_argnums=(0,))
+    # On several processes every input and output is replicated over the mesh of all
+    # their devices: each process holds the whole state and reads its metrics locally.
+    out = {} if self._replicated is None else dict(out_shardings=self._replicated)
+    self._init_jit = jax.jit(self._init_fn, **out)
+    self._run_jit = jax.jit(self._run_fn, donate_argnums=(0,), **out)
+    self._wrap_key = jax.jit(jax.random.wrap_key_data, **out)
+    self.data = self._put(data)
     self._template = None
 
   # ---------------------------------------------------------------- construction
@@ -208,8 +222,14 @@ class Simulator:
     waves cut into pieces (:func:`.waves.plan_schedule`)."""
     if devices < 1 or devices > len(jax.devices()):
       raise ValueError(f"devices={devices}; between 1 and {len(jax.devices())} available.")
+    if jax.process_count() > 1 and devices != jax.device_count():
+      raise ValueError(
+        f"devices={devices} on {jax.process_count()} processes: a multi-process simulation "
+        f"splits its waves over all {jax.device_count()} devices; pass devices="
+        f"{jax.device_count()}."
+      )
     self.devices = int(devices)
-    self._mesh = None
+    self._mesh = self._replicated = None
     if self.devices > 1:
       self._mesh = jax.make_mesh(
         (self.devices,),
@@ -217,6 +237,8 @@ class Simulator:
         axis_types=(jax.sharding.AxisType.Auto,),
         devices=jax.devices()[: self.devices],
       )
+      if jax.process_count() > 1:
+        self._replicated = jax.sharding.NamedSharding(self._mesh, P())
     if wave_plan not in waves_lib.PLANS:
       raise ValueError(f"wave_plan={wave_plan!r}; choose one of {waves_lib.PLANS}.")
     self.wave_plan = wave_plan
@@ -323,7 +345,8 @@ class Simulator:
 
     return jax.lax.cond(jnp.any(valid), compute, lambda s: s, st)
 
-  def _init_fn(self, params, key, data=None):
+  def _init_fn(self, params, key_data, data=None):
+    key = jax.random.wrap_key_data(key_data)
     n, m = self.num_workers, self.schedule.num_slots
     inner_state = _stack(self.inner.init(params), n)
     noise_state = None
@@ -414,6 +437,22 @@ class Simulator:
   def _run_fn(self, st, arr, waves, data):
     return jax.lax.scan(lambda c, x: self._tick(c, x, data), st, (arr, waves))
 
+  def _put(self, tree):
+    """Host values (numpy or arrays on this process) as inputs of the jitted functions: on
+    one process as they are, on several replicated over every process's devices (each
+    process passes the same values: the schedule and the data are computed identically)."""
+    if self._replicated is None or tree is None:
+      return tree
+    rep = self._replicated
+
+    def one(x):
+      if _is_key(x):
+        return self._wrap_key(one(jax.random.key_data(x)))
+      a = np.asarray(x)
+      return jax.make_array_from_callback(a.shape, rep, lambda idx: a[idx])
+
+    return jax.tree.map(one, tree)
+
   def local_metric_names(self, params) -> list:
     """Names of the per-job metrics (averaged into each server step's metrics):
     ``loss``, ``nonfinite_frac`` (with ``check_finite``) and the inner state's measurements
@@ -425,7 +464,8 @@ class Simulator:
   def init(self, params, seed: int = 0) -> SimState:
     """The initial state: x_0, outer state, per-worker states, and every job pulled at
     version 0 already computed (vmapped). ``seed`` seeds the data keys."""
-    st = self._init_jit(params, jax.random.key(seed), self.data)
+    key_data = jax.random.key_data(jax.random.key(seed))
+    st = self._init_jit(self._put(params), self._put(key_data), self.data)
     self._template = jax.eval_shape(lambda s: s, st)
     return st
 
@@ -448,7 +488,7 @@ class Simulator:
     waves = None
     if self._waves is not None:
       waves = jax.tree.map(lambda a: jnp.asarray(a[sl]), self._waves)
-    state, metrics = self._run_jit(state, arr, waves, self.data)
+    state, metrics = self._run_jit(state, self._put(arr), self._put(waves), self.data)
     metrics = jax.device_get(metrics)
     metrics["time"] = sched.tick_time[sl].copy()
     metrics["workers"] = sched.arr["worker"][sl].copy()  # N marks padding
@@ -513,7 +553,7 @@ class Simulator:
     """The structure of :meth:`state_dict`'s tree as ``jax.ShapeDtypeStruct`` leaves (a
     restore target for orbax), without computing anything."""
     if self._template is None:
-      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0), self.data)
+      self._template = jax.eval_shape(self._init_fn, params_like, _key0(), self.data)
     conv = lambda l: jax.eval_shape(jax.random.key_data, l) if _is_key(l) else l  # noqa
     return {f: jax.tree.map(conv, getattr(self._template, f)) for f in SimState._fields}
 
@@ -535,7 +575,7 @@ class Simulator:
         raise ValueError(
           "load_state_dict needs params_like (or call init first) to know the state's structure."
         )
-      self._template = jax.eval_shape(self._init_fn, params_like, jax.random.key(0), self.data)
+      self._template = jax.eval_shape(self._init_fn, params_like, _key0(), self.data)
     fields = {}
     for f in SimState._fields:
       like = getattr(self._template, f)
@@ -548,7 +588,7 @@ class Simulator:
       fields[f] = jax.tree.unflatten(
         treedef, [_from_numpy(x, l) for x, l in zip(leaves, like_leaves)]
       )
-    st = SimState(**fields)
+    st = self._put(SimState(**fields))
     if int(st.tick) != int(meta["tick"]):
       raise ValueError(f"load_state_dict: state tick {int(st.tick)} != meta tick {meta['tick']}.")
     return st
