@@ -71,6 +71,12 @@ def _rewrap_keys(template, tree):
 # Layout fields that leave a run's numbers unchanged at these values (so adding them kept
 # the fingerprints of earlier runs); other values are fingerprinted.
 NEUTRAL = {"mesh": {"model": 1}, "client_loop": "vmap"}
+# Nested fields added after runs were written, left out of the fingerprint at their default
+# (which reproduces those runs' numbers), so the runs stay resumable and reusable.
+NESTED_NEUTRAL = {
+  "clock": {"failure_rate": 0.0, "rejoin_rate": 0.0},
+  "asynchronous": {"min_quorum": 1, "grace_k": 3.0, "grace_window": 0, "merge": "uniform"},
+}
 
 
 def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
@@ -82,6 +88,9 @@ def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
     for k, v in config_dict.items()
     if k not in ignore and not (k in NEUTRAL and v == NEUTRAL[k])
   }
+  for k, defaults in NESTED_NEUTRAL.items():
+    if isinstance(d.get(k), dict):
+      d[k] = {f: v for f, v in d[k].items() if not (f in defaults and v == defaults[f])}
   if d.get("mode", "sync") == "sync":
     d.pop("chunk", None)
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
