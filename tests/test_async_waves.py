@@ -75,7 +75,7 @@ def _loss(p, batch):
   return jnp.mean((h @ p["w2"] - y) ** 2)
 
 
-def _sims(plans, devices=1):
+def _sims(plans, devices=1, job_loop="auto"):
   rng = np.random.default_rng(0)
   data = (
     jnp.asarray(rng.normal(size=(N, 40, Z, 4, DIN)).astype(np.float32)),
@@ -98,6 +98,7 @@ def _sims(plans, devices=1):
       data=data,
       devices=devices,
       wave_plan=plan,
+      job_loop=job_loop,
     )
     st, m = sim.run(sim.init(params, seed=1))
     out[plan] = (sim, jax.device_get(st.params), m)
@@ -119,6 +120,16 @@ def test_bucketed_waves_compute_no_padding_and_match_padded():
   np.testing.assert_allclose(m_b["loss"], m_p["loss"], rtol=1e-6)
   np.testing.assert_array_equal(m_b["bytes_down"], m_p["bytes_down"])
   assert not np.allclose(p_b["w1"], params["w1"])  # it trained
+
+
+def test_sequential_job_loop_matches_vmap():
+  params, vm = _sims(("bucketed",), job_loop="vmap")
+  _, seq = _sims(("bucketed",), job_loop="sequential")
+  for k in params:
+    np.testing.assert_allclose(seq["bucketed"][1][k], vm["bucketed"][1][k], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(seq["bucketed"][2]["loss"], vm["bucketed"][2]["loss"], rtol=1e-6)
+  with pytest.raises(ValueError, match="job_loop"):
+    _sims(("bucketed",), job_loop="parallel")
 
 
 @pytest.mark.slow

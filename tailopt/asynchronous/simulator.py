@@ -55,6 +55,7 @@ from jax.sharding import PartitionSpec as P
 from tailopt import clipping
 from tailopt import local as local_lib
 from tailopt import noise as noise_lib
+from tailopt import rounds as rounds_lib
 from tailopt.asynchronous import clock as clock_lib
 from tailopt.asynchronous import compensation as comp_lib
 from tailopt.asynchronous import server as server_lib
@@ -139,6 +140,10 @@ class Simulator:
       (default; widths of powers of two times ``devices``, nothing computed for empty
       slots on one device) or ``'padded'`` (every sub-wave at the widest width, the
       reference).
+    job_loop: how a piece's jobs run on a device: ``'vmap'`` (batched), ``'sequential'``
+      (one after another) or ``'auto'`` (default: sequential from
+      :data:`tailopt.rounds.AUTO_SEQUENTIAL_BYTES` of params, as the synchronous round's
+      ``client_loop``). The two give the same numbers.
   """
 
   def __init__(
@@ -158,6 +163,7 @@ class Simulator:
     data: Any = None,
     check_finite: bool = True,
     wave_plan: str = "bucketed",
+    job_loop: str = "auto",
   ):
     config = config or server_lib.AsyncConfig()
     if not isinstance(method, Method):
@@ -209,14 +215,25 @@ class Simulator:
     self._place_waves(devices, wave_plan)
     # On several processes every input and output is replicated over the mesh of all
     # their devices: each process holds the whole state and reads its metrics locally.
-    out = {} if self._replicated is None else dict(out_shardings=self._replicated)
-    self._init_jit = jax.jit(self._init_fn, **out)
-    self._run_jit = jax.jit(self._run_fn, donate_argnums=(0,), **out)
-    self._wrap_key = jax.jit(jax.random.wrap_key_data, **out)
+    self._compile(job_loop)
     self.data = self._put(data)
     self._template = None
 
   # ---------------------------------------------------------------- construction
+  def _compile(self, job_loop: str):
+    """The jitted init and run (with replicated inputs and outputs on several processes)."""
+    if job_loop not in ("auto", "vmap", "sequential"):
+      raise ValueError(f"job_loop={job_loop!r}; use 'auto', 'vmap' or 'sequential'.")
+    self.job_loop = job_loop
+    out = {} if self._replicated is None else dict(out_shardings=self._replicated)
+    # The local steps' carry updated in place on CPU (as the round compiles).
+    mesh = self._mesh or jax.make_mesh((1,), ("jobs",), devices=jax.devices()[:1])
+    out["compiler_options"] = rounds_lib.compiler_options(mesh)
+    self._init_jit = jax.jit(self._init_fn, **out)
+    self._run_jit = jax.jit(self._run_fn, donate_argnums=(0,), **out)
+    out.pop("compiler_options")
+    self._wrap_key = jax.jit(jax.random.wrap_key_data, **out)
+
   def _place_waves(self, devices: int, wave_plan: str):
     """The device mesh the waves are split over (``devices > 1``) and the schedule's
     waves cut into pieces (:func:`.waves.plan_schedule`)."""
@@ -278,14 +295,18 @@ class Simulator:
 
   # ---------------------------------------------------------------- jitted pieces
   def _jobs(self, x_v, inner_st, noise_st, batches, version, step0, steps):
-    """The local runs of a piece of jobs (leading axis): vmapped, or unbatched where a
-    device holds one job; split over the devices with ``devices > 1``."""
+    """The local runs of a piece of jobs (leading axis): vmapped or one after another
+    (``job_loop``), unbatched where a device holds one job; split over the devices with
+    ``devices > 1``."""
 
     def run(x, s, ns, b, v, s0, n_):
       if jax.tree.leaves(b)[0].shape[0] == 1:
         sq = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
         out = self._job(x, sq(s), sq(ns), sq(b), v, s0[0], n_[0])
         return jax.tree.map(lambda a: a[None], out)
+      if rounds_lib.resolve_client_loop(self.job_loop, x, None) == "sequential":
+        one = lambda a: self._job(x, a[0], a[1], a[2], v, a[3], a[4])  # noqa: E731
+        return jax.lax.map(one, (s, ns, b, s0, n_))
       return jax.vmap(self._job, in_axes=(None, 0, 0, 0, None, 0, 0))(x, s, ns, b, v, s0, n_)
 
     if self._mesh is None:
