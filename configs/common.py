@@ -27,9 +27,12 @@ def base_config() -> config_dict.ConfigDict:
     }
   )
   # What a node sends (tailopt.compression): kind none | int | fp8 | fixed (the BiClip
-  # range grid, z * inner_lr * inner_upper, for BiClip inners) | fp32; bits 2, 4, 8 (32 = no
-  # compression); block: coordinates per scale; stochastic rounding; error feedback; down:
-  # the server's broadcast (none | int | fp8, at the same bits and block).
+  # range grid, z * inner_lr * inner_upper, for BiClip inners) | fp32 | topk (the topk
+  # largest of every block-coordinate chunk, with their indices; values in `bits` bits, 32 =
+  # float32) | sign (1 bit, one mean-|x| scale per block); bits 2, 4, 8 (32 = no
+  # compression); block: coordinates per scale (chunk); stochastic rounding; error feedback
+  # (ef_decay: SparseLoCo's beta, 1 = plain EF); down: the server's broadcast (none | int |
+  # fp8, at the same bits and block).
   c.compression = config_dict.ConfigDict(
     {
       "kind": "none",
@@ -37,6 +40,8 @@ def base_config() -> config_dict.ConfigDict:
       "block": 256,
       "stochastic": False,
       "error_feedback": False,
+      "ef_decay": 1.0,
+      "topk": 0,
       "down": "none",
     }
   )

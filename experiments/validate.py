@@ -33,20 +33,26 @@ def _compression_problems(config, add):
   cc = config.get("compression")
   if cc is None:
     return
-  if cc.kind not in ("none", "int", "fp8", "fixed", "fp32"):
-    add(f"config.compression.kind={cc.kind!r} is unknown; use none, int, fp8, fixed or fp32.")
+  kinds = tailopt.compression.KINDS
+  if cc.kind not in kinds:
+    add(f"config.compression.kind={cc.kind!r} is unknown; use {', '.join(kinds)}.")
   if cc.down not in ("none", "int", "fp8"):
     add(f"config.compression.down={cc.down!r}; use none, int or fp8.")
   if cc.bits not in (2, 4, 8, 32):
     add(f"config.compression.bits={cc.bits}; use 2, 4, 8 or 32 (none).")
   if not isinstance(cc.block, int) or cc.block < 1 or cc.block % 4:
     add(f"config.compression.block={cc.block}; use a positive multiple of 4.")
+  elif cc.kind == "sign" and cc.block % 8:
+    add(
+      f"config.compression.block={cc.block}; kind='sign' packs 8 signs a byte: use a multiple of 8."
+    )
   if cc.error_feedback and cc.kind == "none":
     add(
       "config.compression.error_feedback=True has nothing to correct: config.compression."
       "kind='none' sends every update uncompressed; set --config.compression.kind=int (or "
-      "fp8, fixed) or --config.compression.error_feedback=False."
+      "fp8, fixed, topk, sign) or --config.compression.error_feedback=False."
     )
+  _sparse_problems(cc, add)
   if cc.kind == "fixed" and cc.bits != 32:
     try:
       method = tailopt.get_method(config.method, **method_hparams(config))
@@ -61,6 +67,36 @@ def _compression_problems(config, add):
   fragments = config.get("fragments") or 0
   if not isinstance(fragments, int) or fragments < 0:
     add(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
+
+
+def _sparse_problems(cc, add):
+  """``config.compression.topk`` and ``ef_decay``: used only where they mean something."""
+  k, decay = cc.get("topk", 0), cc.get("ef_decay", 1.0)
+  if cc.kind == "topk":
+    block = cc.block if isinstance(cc.block, int) and cc.block > 0 else None
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or (block and k > block):
+      add(
+        f"config.compression.topk={k!r}: kind='topk' keeps topk coordinates of every "
+        f"config.compression.block={cc.block}; set --config.compression.topk to an integer "
+        "in [1, block]."
+      )
+    elif cc.bits in (2, 4) and k % (8 // cc.bits):
+      add(
+        f"config.compression.topk={k} must be a multiple of {8 // cc.bits} to pack "
+        f"{cc.bits}-bit values (config.compression.bits={cc.bits}); or use bits=8 or 32."
+      )
+  elif k:
+    add(
+      f"config.compression.topk={k!r} is only used with config.compression.kind='topk'; "
+      "set --config.compression.topk=0 or --config.compression.kind=topk."
+    )
+  if not _number(decay) or not 0.0 <= decay <= 1.0:
+    add(f"config.compression.ef_decay={decay!r} must be a number in [0, 1] (1 = plain EF).")
+  elif decay != 1.0 and not cc.error_feedback:
+    add(
+      f"config.compression.ef_decay={decay} decays the error feedback, which is off; set "
+      "--config.compression.error_feedback=True or ef_decay=1."
+    )
 
 
 def _number(v) -> bool:

@@ -58,6 +58,8 @@ def compressors(config, method):
     stochastic=cc.stochastic,
     error_feedback_on=cc.error_feedback,
     bound=bound,
+    topk=cc.get("topk", 0),
+    ef_decay=cc.get("ef_decay", 1.0),
   )
   down = (
     None if cc.down == "none" else tailopt.compression.make(cc.down, bits=cc.bits, block=cc.block)
