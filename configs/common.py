@@ -46,6 +46,10 @@ def base_config() -> config_dict.ConfigDict:
     }
   )
   c.fragments = 0  # streaming synchronization: F fragments (0 = off)
+  # The simulated clock of every run (tailopt.timing; logged as `sim_time`): the workers'
+  # compute (config.clock, the asynchronous clock's model, or a replay CSV) and the links.
+  c.clock = clock_section()
+  c.network = network_section()
   c.clients = 8  # clients per round (slots on the device mesh)
   c.data_clients = 0  # clients in the dataset; 0 = clients (no client sampling)
   c.participation = 0  # 0 = all slots take part; m = sample m slots per round
@@ -90,6 +94,43 @@ def base_config() -> config_dict.ConfigDict:
     }
   )
   return c
+
+
+def clock_section() -> config_dict.ConfigDict:
+  """``config.clock``: the workers' compute time (``tailopt.asynchronous.ClockConfig``;
+  N = config.clients): seconds per local step (base_step_time, fixed step_times, log-normal
+  or straggler speeds), per-job noise, a fixed latency, and ``replay``: a CSV of measured
+  ``worker,job,seconds`` that replaces the model (synchronous runs)."""
+  return config_dict.ConfigDict(
+    {
+      "speeds": "stragglers",
+      "step_times": config_dict.placeholder(tuple),
+      "base_step_time": 1.0,
+      "speed_sigma": 0.5,
+      "straggler_fraction": 0.25,
+      "straggler_slowdown": 4.0,
+      "job_noise": "lognormal",
+      "noise_sigma": 0.25,
+      "comm_latency": 0.0,
+      "seed": 0,
+      "replay": "",
+    }
+  )
+
+
+def network_section() -> config_dict.ConfigDict:
+  """``config.network`` (``tailopt.timing.NetworkConfig``): Gb/s of every link (0 = free),
+  per-client uplink/downlink Gb/s (tuples, None = bandwidth_gbps), one-way latency in ms,
+  and the server step's seconds. Simulated from the bytes a round sends, not measured."""
+  return config_dict.ConfigDict(
+    {
+      "bandwidth_gbps": 0.0,
+      "uplink_gbps": config_dict.placeholder(tuple),
+      "downlink_gbps": config_dict.placeholder(tuple),
+      "latency_ms": 0.0,
+      "server_step_s": 0.0,
+    }
+  )
 
 
 def hparams_section() -> config_dict.ConfigDict:

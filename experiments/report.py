@@ -5,6 +5,8 @@
     python -m experiments.report DIR --check          # exit 1 with one line per problem
     python -m experiments.report --combine OUT A B .. # several studies -> one table
     python -m experiments.report RUNS --export OUT    # copy a study's per-seed runs to OUT
+    python -m experiments.report --time OUT.png A=run1 A=run2 B=run3   # any runs, sync and
+                                                      # async mixed, against simulated time
 
 For a study (``sweep.json`` from :mod:`experiments.sweep`) it writes ``report.md``:
 
@@ -517,7 +519,25 @@ def main(argv=None):
   p.add_argument("--combine", default=None, help="output folder for a combined table")
   p.add_argument("--check", action="store_true", help="exit 1 listing every broken study rule")
   p.add_argument("--export", default=None, help="copy the study in DIR (runs included) here")
+  p.add_argument(
+    "--time",
+    default=None,
+    help="plot the run folders given (LABEL=DIR or DIR; one label groups seeds) against "
+    "simulated time (sim_time) into this PNG",
+  )
+  p.add_argument("--metric", default="", help="with --time: the metric (default: report metric)")
   args = p.parse_args(argv)
+  if args.time:
+    from experiments import time_axis
+    from experiments.errors import UserError
+
+    try:
+      time_axis.plot_quality_vs_time(time_axis.parse_groups(args.dirs), args.time, args.metric)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    print(f"wrote {args.time}")
+    return 0
   if args.check:
     from experiments import study_check
 

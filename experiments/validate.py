@@ -26,6 +26,7 @@ from experiments.engines.build import (
   resolve_devices,
 )
 from experiments.errors import ConfigError, UserError  # noqa: F401 -- re-exported
+from tailopt import timing
 from tailopt.noise import DISTRIBUTIONS
 
 
@@ -291,32 +292,20 @@ def problems(config, tasks=None) -> list[str]:
         f"config.data_clients={iv['data_clients']} < config.clients={n}; the dataset must "
         "have at least one client per slot."
       )
+  _clock_problems(config, n, add)
+  _network_problems(config, n, add)
   if asynchronous:
     _async_problems(config, iv, hp, add)
   return out
 
 
-def _async_problems(config, iv, hp, add) -> None:
+def _clock_problems(config, n, add) -> None:
+  """``config.clock``: the workers' compute model of both engines (tailopt.timing)."""
   from tailopt import asynchronous as A
-  from configs.async_common import OUTERS
 
-  n = iv["clients"]
-  for f in ("time_budget", "eval_every_time"):
-    v = config.get(f)
-    if not _number(v) or not math.isfinite(v) or v < 0:
-      add(f"config.{f}={v!r} must be a number >= 0 (simulated seconds; 0 = off).")
-  # Cadences: multiples of the chunk.
-  if all(iv.get(f) is not None for f in ("chunk", "eval_every", "checkpoint_every")):
-    ch = resolve_chunk(config)
-    for f in ("eval_every", "checkpoint_every"):
-      v = config.get(f)
-      if v > 0 and v % ch:
-        add(
-          f"config.{f}={v} is not a multiple of config.chunk={ch} (evaluation and "
-          f"checkpoints happen at chunk ends); set --config.chunk to a divisor of {v}."
-        )
-  # Clock.
-  ck = config.clock
+  ck = config.get("clock")
+  if ck is None:
+    return
   if ck.speeds not in A.SPEED_MODELS:
     add(f"config.clock.speeds={ck.speeds!r} is unknown; choose one of {A.SPEED_MODELS}.")
   if ck.job_noise not in A.JOB_NOISE:
@@ -341,6 +330,87 @@ def _async_problems(config, iv, hp, add) -> None:
   for f in ("speed_sigma", "noise_sigma", "comm_latency"):
     if ck[f] < 0:
       add(f"config.clock.{f}={ck[f]} must be >= 0.")
+  path = ck.get("replay", "")
+  if path and not is_async(config):
+    try:
+      got = timing.load_replay(path)
+    except ValueError as e:
+      add(f"config.clock.replay: {e}")
+    else:
+      missing = [w for w in range(n or 0) if w not in got]
+      if missing:
+        add(
+          f"config.clock.replay={path!r} has no rows for workers {missing[:8]}; give "
+          f"worker,job,seconds for each of the config.clients={n} workers."
+        )
+
+
+def _network_problems(config, n, add) -> None:
+  """``config.network``: the simulated links (tailopt.timing.NetworkConfig)."""
+  net = config.get("network")
+  if net is None:
+    return
+  for f in ("bandwidth_gbps", "latency_ms", "server_step_s"):
+    v = net.get(f)
+    if not _number(v) or not math.isfinite(v) or v < 0:
+      add(f"config.network.{f}={v!r} must be a finite number >= 0 (0 = free).")
+  for f in ("uplink_gbps", "downlink_gbps"):
+    v = net.get(f)
+    if v is None:
+      continue
+    if not isinstance(v, (tuple, list)) or (n and len(v) != n):
+      add(
+        f"config.network.{f}={v!r} must give one Gb/s per client ({n} numbers), or be "
+        "None (then config.network.bandwidth_gbps applies)."
+      )
+    elif any(not _number(x) or not math.isfinite(x) or x < 0 for x in v):
+      add(f"config.network.{f}={v!r}: every entry must be a finite number >= 0 (0 = free).")
+
+
+def _async_network_problems(config, add) -> None:
+  """What the asynchronous clock cannot model: one latency for all workers, no server time."""
+  net, ck = config.get("network"), config.get("clock")
+  if ck is not None and ck.get("replay", ""):
+    add(
+      "config.clock.replay is read by synchronous runs only (the asynchronous clock draws its "
+      "jobs from config.clock); remove it or use a synchronous config."
+    )
+  if net is None:
+    return
+  for f in ("uplink_gbps", "downlink_gbps"):
+    v = net.get(f)
+    if isinstance(v, (tuple, list)) and len(set(v)) > 1:
+      add(
+        f"config.network.{f} differs between workers, which the asynchronous clock cannot "
+        "model (one latency for all); use config.network.bandwidth_gbps."
+      )
+  if _number(net.get("server_step_s")) and net.server_step_s > 0:
+    add(
+      "config.network.server_step_s > 0 is not modeled by the asynchronous clock; set it "
+      "to 0 (or run a synchronous config)."
+    )
+
+
+def _async_problems(config, iv, hp, add) -> None:
+  from tailopt import asynchronous as A
+  from configs.async_common import OUTERS
+
+  n = iv["clients"]
+  for f in ("time_budget", "eval_every_time"):
+    v = config.get(f)
+    if not _number(v) or not math.isfinite(v) or v < 0:
+      add(f"config.{f}={v!r} must be a number >= 0 (simulated seconds; 0 = off).")
+  # Cadences: multiples of the chunk.
+  if all(iv.get(f) is not None for f in ("chunk", "eval_every", "checkpoint_every")):
+    ch = resolve_chunk(config)
+    for f in ("eval_every", "checkpoint_every"):
+      v = config.get(f)
+      if v > 0 and v % ch:
+        add(
+          f"config.{f}={v} is not a multiple of config.chunk={ch} (evaluation and "
+          f"checkpoints happen at chunk ends); set --config.chunk to a divisor of {v}."
+        )
+  _async_network_problems(config, add)
   # Protocol.
   a = config.asynchronous
   scheme = {"a": "buffered", "b": "async"}.get(str(a.scheme).lower(), a.scheme)

@@ -7,6 +7,7 @@ does, and calls these to check what they give).
     method = make_method(config)         # tailopt.get_method(config.method, **hp)
     up, down = compressors(config, method)
     noise = make_noise(config)           # tailopt.inject_noise(...) or None
+    clock = sync_clock(config)           # tailopt.timing.SyncClock: sim_time of every round
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import jax
 import numpy as np
 
 import tailopt
+from tailopt import timing
+from tailopt.asynchronous.clock import ClockConfig
 
 
 def method_hparams(config) -> dict:
@@ -116,3 +119,43 @@ def resolve_chunk(config) -> int:
     return int(config.chunk)
   cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
   return int(np.gcd.reduce(cad)) if cad else 50
+
+
+def clock_config(config) -> ClockConfig:
+  """The workers' compute model of ``config.clock`` (N = ``config.clients``), without the
+  replay file (:func:`replay`)."""
+  d = config.clock.to_dict()
+  d.pop("replay", None)
+  if d.get("step_times") is not None:
+    d["step_times"] = tuple(float(x) for x in d["step_times"])
+  return ClockConfig(num_workers=config.clients, **d)
+
+
+def network_config(config) -> timing.NetworkConfig:
+  """The links of ``config.network`` (free when the config has none)."""
+  net = config.get("network")
+  if net is None:
+    return timing.NetworkConfig()
+  d = net.to_dict()
+  for k in ("uplink_gbps", "downlink_gbps"):
+    if isinstance(d.get(k), (list, tuple)):
+      d[k] = tuple(float(x) for x in d[k])
+  return timing.NetworkConfig(**d)
+
+
+def replay(config):
+  """Measured compute seconds of ``config.clock.replay`` (a CSV), or None."""
+  path = config.clock.get("replay", "") if config.get("clock") is not None else ""
+  return timing.load_replay(path) if path else None
+
+
+def sync_clock(config) -> timing.SyncClock:
+  """The simulated clock of a synchronous run: ``config.rounds`` rounds of the clock's
+  workers (one per slot) and ``config.network``."""
+  return timing.SyncClock(
+    clock_config(config),
+    network_config(config),
+    config.local_steps,
+    max(int(config.rounds), 1),
+    replay(config),
+  )
