@@ -27,10 +27,12 @@ bytes sent per node (the compressed payload, the streamed fragment: the round's
 (the server waits for the last upload, steps, then broadcasts). An asynchronous job adds its
 pull and push, :func:`job_comm_seconds`, to the clock's latency :math:`c_0`.
 
+With overlapped streaming (``delay``) a client starts its next round at once and waits at
+its :math:`\tau`-th step only for an average that has not arrived (:class:`SyncClock`).
+
 Limits: links are independent (no shared bottleneck, no congestion, no all-reduce
-topology); bandwidth is constant over time; computation and communication of one client do
-not overlap within a round (streaming overlap is not modeled); the host's real speed plays
-no part.
+topology); bandwidth is constant over time; without ``delay`` a client's computation and
+communication do not overlap; the host's real speed plays no part.
 """
 
 from __future__ import annotations
@@ -188,7 +190,16 @@ def compute_seconds(
 
 class SyncClock:
   """Durations of synchronous rounds (module doc): precomputed compute seconds for
-  ``rounds`` rounds of ``clock.num_workers`` clients, and the network."""
+  ``rounds`` rounds of ``clock.num_workers`` clients, and the network.
+
+  ``delay`` (overlapped streaming, :mod:`tailopt.overlap`): a client does not wait for the
+  round's broadcast before it starts the next round; it runs ``delay`` of its ``z`` steps,
+  waits there only if the average :math:`A_i` has not reached it yet, then runs the rest:
+  :math:`E_i \leftarrow \max(E_i + c_{i,r}\,\tau/z,\ A_i) + c_{i,r}(z - \tau)/z`, and
+  :math:`A_i = \max_j (E_j + \text{up}_j) + t_\text{server} + \text{down}_i`. The time of
+  a round is when its average has reached every client, :math:`\max_i A_i`. The per-client
+  times are the clock's state (:meth:`state`, kept in checkpoints).
+  """
 
   def __init__(
     self,
@@ -197,31 +208,75 @@ class SyncClock:
     local_steps: int,
     rounds: int,
     replay: Optional[dict] = None,
+    delay: Optional[int] = None,
   ):
     self.clock, self.network = clock, network
+    self.local_steps, self.delay = int(local_steps), delay
+    if delay is not None and not 0 <= delay <= local_steps:
+      raise ValueError(f"SyncClock: delay={delay} must be in [0, local_steps={local_steps}].")
     self.compute = compute_seconds(clock, local_steps, rounds, replay)
     n = clock.num_workers
     self._up = (network.transfer_seconds(0.0, "up", n), network.seconds_per_byte("up", n))
     self._down = (network.transfer_seconds(0.0, "down", n), network.seconds_per_byte("down", n))
+    self._ends = self._arrive = None  # per client, overlapped streaming only
 
   def round_seconds(self, r: int, bytes_up: float, bytes_down: float, active=None) -> float:
     """:math:`T_r` of round ``r`` (0-based) with ``active`` (a boolean mask of the clients
     taking part; None = all) sending ``bytes_up`` and receiving ``bytes_down`` each."""
     lat_up, spb_up = self._up
     lat_down, spb_down = self._down
-    mask = np.ones(self.clock.num_workers, bool) if active is None else np.asarray(active, bool)
+    mask = self._mask(active)
     if not mask.any():
       return float(self.network.server_step_s)
     arrive = self.compute[r] + lat_up + float(bytes_up) * spb_up
     down = lat_down + float(bytes_down) * spb_down
     return float(arrive[mask].max() + self.network.server_step_s + down[mask].max())
 
+  def _mask(self, active) -> np.ndarray:
+    n = self.clock.num_workers
+    return np.ones(n, bool) if active is None else np.asarray(active, bool)
+
   def times(self, start: int, start_time: float, bytes_up, bytes_down, active=None) -> np.ndarray:
     """The simulated time at the end of rounds ``start .. start + n - 1`` (n = the length
     of ``bytes_up``), from ``start_time`` at the end of round ``start - 1``; ``active``:
-    ``(n, N)`` masks or None."""
+    ``(n, N)`` masks or None. With ``delay``, the clients' own times carry over calls."""
     t, out = float(start_time), []
     for i, (u, d) in enumerate(zip(bytes_up, bytes_down)):
-      t += self.round_seconds(start + i, u, d, None if active is None else active[i])
+      act = None if active is None else active[i]
+      if self.delay is None:
+        t += self.round_seconds(start + i, u, d, act)
+      else:
+        t = self._overlapped(start + i, t, u, d, self._mask(act))
       out.append(t)
     return np.asarray(out, np.float64)
+
+  def _overlapped(self, r: int, now: float, bytes_up, bytes_down, mask) -> float:
+    """One round of the overlapped recurrence (class doc); returns :math:`\max_i A_i`."""
+    n = self.clock.num_workers
+    if self._ends is None:  # the first round: every client starts now, nothing in flight
+      self._ends, self._arrive = np.full(n, now), np.full(n, now)
+    frac = self.delay / self.local_steps
+    c = self.compute[r]
+    ends = np.maximum(self._ends + c * frac, self._arrive) + c * (1.0 - frac)
+    self._ends = np.where(mask, ends, self._ends)
+    if not mask.any():
+      return now
+    lat_up, spb_up = self._up
+    lat_down, spb_down = self._down
+    sent = (self._ends + lat_up + float(bytes_up) * spb_up)[mask].max()
+    self._arrive = sent + self.network.server_step_s + lat_down + float(bytes_down) * spb_down
+    return float(self._arrive[mask].max())
+
+  def state(self):
+    """The clients' own times (overlapped streaming; None otherwise), JSON-able."""
+    if self._ends is None:
+      return None
+    return {"ends": self._ends.tolist(), "arrive": self._arrive.tolist()}
+
+  def load_state(self, state) -> None:
+    """Restores :meth:`state` (None: a fresh clock)."""
+    if state is None:
+      self._ends = self._arrive = None
+      return
+    self._ends = np.asarray(state["ends"], np.float64)
+    self._arrive = np.asarray(state["arrive"], np.float64)
