@@ -46,6 +46,11 @@ def base_config() -> config_dict.ConfigDict:
     }
   )
   c.fragments = 0  # streaming synchronization: F fragments (0 = off)
+  # Overlapped streaming (tailopt.overlap; needs fragments): the synced fragment is merged
+  # `delay` inner steps into the next round while the clients train on, as alpha * global +
+  # (1 - alpha) * local; eager: the client's own Delta stands in until then. delay 0,
+  # alpha 1, eager off = plain streaming.
+  c.overlap = config_dict.ConfigDict({"delay": 0, "alpha": 1.0, "eager": False})
   # The simulated clock of every run (tailopt.timing; logged as `sim_time`): the workers'
   # compute (config.clock, the asynchronous clock's model, or a replay CSV) and the links.
   c.clock = clock_section()

@@ -70,7 +70,11 @@ def _rewrap_keys(template, tree):
 
 # Layout fields that leave a run's numbers unchanged at these values (so adding them kept
 # the fingerprints of earlier runs); other values are fingerprinted.
-NEUTRAL = {"mesh": {"model": 1}, "client_loop": "vmap"}
+NEUTRAL = {
+  "mesh": {"model": 1},
+  "client_loop": "vmap",
+  "overlap": {"delay": 0, "alpha": 1.0, "eager": False},
+}
 
 
 # Fields inside a section that were added later, at the values that keep a run's numbers.

@@ -68,6 +68,38 @@ def _compression_problems(config, add):
   fragments = config.get("fragments") or 0
   if not isinstance(fragments, int) or fragments < 0:
     add(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
+  _overlap_problems(config, fragments, add)
+
+
+def _overlap_problems(config, fragments, add):
+  """``config.overlap``: overlapped streaming (tailopt.overlap)."""
+  o = config.get("overlap")
+  if o is None:
+    return
+  z = config.get("local_steps")
+  if not isinstance(o.delay, int) or isinstance(o.delay, bool) or o.delay < 0:
+    add(f"config.overlap.delay={o.delay!r} must be an integer >= 0 (inner steps).")
+  elif isinstance(z, int) and o.delay > z:
+    add(
+      f"config.overlap.delay={o.delay} > config.local_steps={z}: the fragment must arrive "
+      f"within the next round; use 0..{z}."
+    )
+  if not _number(o.alpha) or not 0.0 <= o.alpha <= 1.0:
+    add(f"config.overlap.alpha={o.alpha!r} must be in [0, 1] (the global fragment's weight).")
+  if (o.delay, o.alpha, o.eager) == (0, 1.0, False):
+    return
+  if is_async(config):
+    add("config.overlap applies to synchronous streaming; remove it from an async config.")
+  elif not fragments:
+    add(
+      "config.overlap is set but streaming is off; set --config.fragments=F (>= 1) or "
+      "leave config.overlap at delay=0, alpha=1, eager=False."
+    )
+  elif config.get("participation"):
+    add(
+      "config.overlap needs every client in every round (a client left out would miss the "
+      "merge); set --config.participation=0."
+    )
 
 
 def _sparse_problems(cc, add):

@@ -123,13 +123,9 @@ class OverlapClientPhase(rounds.ClientPhase):
       metrics = r1.metrics
     else:
       rest = jax.tree.map(lambda a: a[:, tau:], batch)
-      r = self.run_clients(
-        x_mid, 0, r1.inner_state, r1.noise_state, rest, round_idx, step0 + tau
-      )
+      r = self.run_clients(x_mid, 0, r1.inner_state, r1.noise_state, rest, round_idx, step0 + tau)
       x_end = jax.tree.map(lambda a, d: a - d, x_mid, r.delta)
-      metrics = {
-        key: (tau * r1.metrics[key] + (z - tau) * r.metrics[key]) / z for key in r.metrics
-      }
+      metrics = {key: (tau * r1.metrics[key] + (z - tau) * r.metrics[key]) / z for key in r.metrics}
     delta = jax.tree.map(lambda a, b: a - b, x0, x_end)
     return LocalResult(delta, r.inner_state, r.noise_state, metrics)
 

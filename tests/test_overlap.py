@@ -76,8 +76,15 @@ def _by_hand(rounds, tau, alpha, eager):
 
 
 @pytest.mark.parametrize(
-  "tau,alpha,eager", [(0, 1.0, False), (1, 1.0, False), (2, 0.5, False), (3, 0.25, False),
-                      (1, 1.0, True), (2, 0.5, True)]
+  "tau,alpha,eager",
+  [
+    (0, 1.0, False),
+    (1, 1.0, False),
+    (2, 0.5, False),
+    (3, 0.25, False),
+    (1, 1.0, True),
+    (2, 0.5, True),
+  ],
 )
 def test_delay_blend_and_eager_by_hand(tau, alpha, eager):
   rnd = O.build_round(
@@ -136,3 +143,34 @@ def test_time_model_credits_the_overlap():
   # tau = z = 4: client 1 never waits (its average is in by its last step).
   full = T.SyncClock(clock, net, 4, 2, delay=4)
   np.testing.assert_allclose(full.times(0, 0.0, [1e6] * 2, [1e6] * 2), [10.5, 18.5])
+
+
+def test_overlap_config_validation():
+  from configs import async_synthetic, synthetic
+  from experiments import validate
+  from experiments.engines import build
+
+  c = synthetic.get_config()
+  c.fragments, c.overlap.delay, c.overlap.alpha = 2, 1, 0.5
+  assert validate.problems(c) == []
+  assert build.overlap(c) == O.Overlap(delay=1, alpha=0.5)
+  assert build.sync_clock(c).delay == 1
+  c.overlap.delay = 0
+  c.overlap.alpha = 1.0
+  assert build.overlap(c) is None and build.sync_clock(c).delay is None  # plain streaming
+  for fields, needle in [
+    (dict(fragments=0, delay=1), "config.overlap is set but streaming is off"),
+    (dict(fragments=2, delay=99), "config.overlap.delay=99 > config.local_steps"),
+    (dict(fragments=2, alpha=2.0), "config.overlap.alpha=2.0 must be in [0, 1]"),
+    (dict(fragments=2, eager=True, participation=4), "config.overlap needs every client"),
+  ]:
+    c = synthetic.get_config()
+    c.fragments = fields.pop("fragments")
+    if "participation" in fields:
+      c.participation = fields.pop("participation")
+    for k, v in fields.items():
+      c.overlap[k] = v
+    assert any(needle in p for p in validate.problems(c)), (needle, validate.problems(c))
+  a = async_synthetic.get_config()
+  a.overlap.eager = True
+  assert any("applies to synchronous streaming" in p for p in validate.problems(a))

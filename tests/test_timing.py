@@ -154,21 +154,45 @@ def _rows(workdir):
 
 
 @pytest.mark.slow
-def test_sync_run_logs_sim_time_by_hand_and_resumes_it(tmp_path, capsys):
+@pytest.mark.parametrize(
+  "extra",
+  [[], ["--config.fragments=2", "--config.overlap.delay=2", "--config.overlap.alpha=0.5"]],
+  ids=["plain", "overlapped"],
+)
+def test_sync_run_logs_sim_time_by_hand_and_resumes_it(tmp_path, capsys, extra):
   from experiments import main as main_lib
 
   # synthetic:runlocal, 8 clients x z local steps; bytes up = bytes down = 4 * (dim + 1).
-  assert main_lib.main([*SMALL, "--config.rounds=4", "--workdir", str(tmp_path / "a")]) == 0
-  assert main_lib.main([*SMALL, "--config.rounds=6", "--workdir", str(tmp_path / "a")]) == 0
-  assert main_lib.main([*SMALL, "--config.rounds=6", "--workdir", str(tmp_path / "b")]) == 0
+  a, b = [*SMALL, *extra, "--workdir", str(tmp_path / "a")], [*SMALL, *extra]
+  assert main_lib.main([*a, "--config.rounds=4"]) == 0
+  assert main_lib.main([*a, "--config.rounds=6"]) == 0
+  assert main_lib.main([*b, "--config.rounds=6", "--workdir", str(tmp_path / "b")]) == 0
   capsys.readouterr()
   config = json.load(open(tmp_path / "b" / "config.json"))
   z = config["local_steps"]
   rows = [r for r in _rows(tmp_path / "b") if "train/loss" in r]
+  resumed = [r for r in _rows(tmp_path / "a") if "train/loss" in r]
+  # Extended from the checkpoint at round 4: the same times and numbers.
+  assert [r["sim_time"] for r in resumed] == [r["sim_time"] for r in rows]
+  assert [r["train/loss"] for r in resumed] == [r["train/loss"] for r in rows]
   up, down = rows[0]["train/bytes_up"], rows[0]["train/bytes_down"]
-  assert up == down == 4 * (8 + 1)
-  # Round: z * 0.5 s of compute, 0.1 s + 36 bytes at 1000 b/s up, 0.25 s, the same down.
-  per = z * 0.5 + (0.1 + up * 8 / 8000) + 0.25 + (0.1 + down * 8 / 8000)
-  np.testing.assert_allclose([r["sim_time"] for r in rows], per * np.arange(1, 7), rtol=1e-12)
-  resumed = [r["sim_time"] for r in _rows(tmp_path / "a") if "train/loss" in r]
-  assert resumed == [r["sim_time"] for r in rows]  # extended from the checkpoint at 4
+  # Round: z * 0.5 s of compute, 0.1 s + bytes at 1000 b/s up, 0.25 s, the same down.
+  if not extra:
+    assert up == down == 4 * (8 + 1)
+    per = z * 0.5 + (0.1 + up * 8 / 8000) + 0.25 + (0.1 + down * 8 / 8000)
+    np.testing.assert_allclose([r["sim_time"] for r in rows], per * np.arange(1, 7), rtol=1e-12)
+  else:  # equal clients (compute c): E = max(E + c tau / z, A) + c (1 - tau / z), A = E + comm
+    c, frac = z * 0.5, 2 / z
+    ends, arrive, want = 0.0, 0.0, []
+    for r in rows:
+      comm = 0.1 + r["train/bytes_up"] * 8 / 8000 + 0.25 + 0.1 + r["train/bytes_down"] * 8 / 8000
+      ends = max(ends + c * frac, arrive) + c * (1 - frac)
+      arrive = ends + comm
+      want.append(arrive)
+    np.testing.assert_allclose([r["sim_time"] for r in rows], want, rtol=1e-12)
+    # The overlap is credited: the plain streaming round waits for every broadcast.
+    plain = sum(
+      c + 0.1 + r["train/bytes_up"] * 8 / 8000 + 0.45 + r["train/bytes_down"] * 8 / 8000
+      for r in rows
+    )
+    assert want[-1] < plain

@@ -149,13 +149,28 @@ def replay(config):
   return timing.load_replay(path) if path else None
 
 
+def overlap(config):
+  """The :class:`tailopt.overlap.Overlap` of a streaming run (``config.overlap`` away from
+  its plain-streaming default, with ``config.fragments``), or None."""
+  from tailopt.overlap import Overlap
+
+  o = config.get("overlap")
+  if o is None or not config.get("fragments"):
+    return None
+  if (o.delay, float(o.alpha), bool(o.eager)) == (0, 1.0, False):
+    return None
+  return Overlap(delay=int(o.delay), alpha=float(o.alpha), eager=bool(o.eager))
+
+
 def sync_clock(config) -> timing.SyncClock:
   """The simulated clock of a synchronous run: ``config.rounds`` rounds of the clock's
-  workers (one per slot) and ``config.network``."""
+  workers (one per slot) and ``config.network``; overlapped streaming credits its delay."""
+  ov = overlap(config)
   return timing.SyncClock(
     clock_config(config),
     network_config(config),
     config.local_steps,
     max(int(config.rounds), 1),
     replay(config),
+    delay=None if ov is None else ov.delay,
   )

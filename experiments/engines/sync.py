@@ -11,6 +11,7 @@ kept in the checkpoint's record so a resumed run continues it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 import tailopt
 from experiments.engines import build
 from experiments.errors import ConfigError
+from tailopt import overlap as overlap_lib
 from tailopt.data.batching import ClientBatches
 
 
@@ -32,7 +34,11 @@ def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
   # Sampled clients do not own a slot across rounds: their inner states live in the
   # engine's host-side store (SyncEngine), swapped into the slots every round.
   up, down = build.compressors(config, method)
-  return tailopt.build_round(
+  ov = build.overlap(config)
+  make = tailopt.build_round
+  if ov is not None:  # overlapped streaming
+    make = functools.partial(overlap_lib.build_round, overlap=ov)
+  return make(
     model.loss,
     method,
     local_steps=config.local_steps,
@@ -98,6 +104,7 @@ class SyncEngine:
   def init(self, params):
     check_fragments(self.config, params)
     self.sim_time = 0.0
+    self.clock.load_state(None)
     if self.store is not None:
       fresh = jax.device_get(jax.jit(self.rnd.method.inner.init)(params))
       self.store = tailopt.ClientStateStore(fresh)
@@ -111,7 +118,7 @@ class SyncEngine:
     return lambda record: (state, store.template(int(record["stored_clients"])))
 
   def save(self, state, t: int):
-    extra = {"data_position": t, "sim_time": self.sim_time}
+    extra = {"data_position": t, "sim_time": self.sim_time, "clock": self.clock.state()}
     if self.store is None:
       return state, extra
     return (state, self.store.to_tree()), {**extra, "stored_clients": len(self.store)}
@@ -120,6 +127,7 @@ class SyncEngine:
     del params
     # A checkpoint from before the simulated clock: its time is unknown (NaN), not 0.
     self.sim_time = float(record.get("sim_time", math.nan))
+    self.clock.load_state(record.get("clock"))
     if self.store is None:
       return tree
     state, stored = tree
