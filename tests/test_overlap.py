@@ -25,7 +25,7 @@ def _batch(seed):
   }
 
 
-@pytest.mark.parametrize("method", ["bi2clip", "diloco"])
+@pytest.mark.parametrize("method", ["bi2clip", pytest.param("diloco", marks=pytest.mark.slow)])
 def test_no_delay_full_blend_is_the_streaming_round_bit_for_bit(method):
   m = tailopt.get_method(method)
   p0 = {"w": jnp.zeros(30), "b": jnp.zeros(())}
