@@ -105,7 +105,7 @@ def clock_section() -> config_dict.ConfigDict:
   """``config.clock``: the workers' compute time (``tailopt.asynchronous.ClockConfig``;
   N = config.clients): seconds per local step (base_step_time, fixed step_times, log-normal
   or straggler speeds), per-job noise, a fixed latency, and ``replay``: a CSV of measured
-  ``worker,job,seconds`` that replaces the model (synchronous runs)."""
+  ``worker,job,seconds`` that replaces the model (both engines)."""
   return config_dict.ConfigDict(
     {
       "speeds": "stragglers",

@@ -363,7 +363,7 @@ def _clock_problems(config, n, add) -> None:
     if ck[f] < 0:
       add(f"config.clock.{f}={ck[f]} must be >= 0.")
   path = ck.get("replay", "")
-  if path and not is_async(config):
+  if path:
     try:
       got = timing.load_replay(path)
     except ValueError as e:
@@ -401,12 +401,7 @@ def _network_problems(config, n, add) -> None:
 
 def _async_network_problems(config, add) -> None:
   """What the asynchronous clock cannot model: one latency for all workers, no server time."""
-  net, ck = config.get("network"), config.get("clock")
-  if ck is not None and ck.get("replay", ""):
-    add(
-      "config.clock.replay is read by synchronous runs only (the asynchronous clock draws its "
-      "jobs from config.clock); remove it or use a synchronous config."
-    )
+  net = config.get("network")
   if net is None:
     return
   for f in ("uplink_gbps", "downlink_gbps"):

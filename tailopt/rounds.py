@@ -1008,7 +1008,10 @@ class Round:
   def participants(self, state: RoundState, rounds: int) -> np.ndarray:
     """``(rounds, num_clients)`` booleans: who takes part in the next ``rounds`` rounds
     from ``state`` (:meth:`Participation.masks`); call it before the state is donated."""
-    return self.parts.sampling.masks(state.rng, rounds)
+    rng = state.rng
+    if not rng.is_fully_addressable:  # several processes: this process's replica of the key
+      rng = rng.addressable_data(0)
+    return self.parts.sampling.masks(rng, rounds)
 
   def init(self, params, seed: int = 0) -> RoundState:
     """The initial state: params and outer state replicated over the clients (split over

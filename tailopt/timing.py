@@ -8,8 +8,9 @@ The model (our decision; it *simulates* communication from byte counts, it measu
   clock's :class:`~tailopt.asynchronous.ClockConfig` (fixed, log-normal or straggler speeds;
   none, exponential or log-normal noise), drawn from the same per-worker streams, so a
   synchronous run and an asynchronous run with one ``ClockConfig`` see the same jobs. Or
-  :math:`c_{i,r}` is *replayed* from measured seconds (:func:`load_replay`, a CSV of
-  ``worker,job,seconds``; a worker's jobs are cycled past the last one measured).
+  :math:`z s_i \xi_{i,r}` is *replayed* from measured seconds (``ClockConfig.job_times``;
+  :func:`load_replay` reads a CSV of ``worker,job,seconds``, :func:`replayed` sets them; a
+  worker's jobs are cycled past the last one measured), in both engines.
 * **Network** (:class:`NetworkConfig`). Sending :math:`B` bytes over a link of :math:`b` Gb/s
   with one-way latency :math:`\ell` takes :math:`\ell + 8B / (b \cdot 10^9)` seconds. Uplink
   and downlink bandwidth (and latency) may differ per client; bandwidth 0 means a free link.
@@ -162,30 +163,35 @@ def _noise(clock: ClockConfig, rng: np.random.Generator, n: int) -> np.ndarray:
   return np.exp(clock.noise_sigma * np.asarray([rng.standard_normal() for _ in range(n)]))
 
 
-def compute_seconds(
-  clock: ClockConfig, local_steps: int, rounds: int, replay: Optional[dict] = None
-) -> np.ndarray:
+def compute_seconds(clock: ClockConfig, local_steps: int, rounds: int) -> np.ndarray:
   r"""``(rounds, N)``: :math:`c_{i,r}`, the seconds of worker i's r-th local phase of
   ``local_steps`` steps: :math:`z s_i \xi_{i,r} + c_0` from ``clock`` (worker i's noise from
   the stream ``default_rng([seed, 1, i])``, as :func:`tailopt.asynchronous.make_schedule`),
-  or the ``replay`` seconds (cycled; a worker without any is an error)."""
+  or the clock's replayed ``job_times`` (cycled) + :math:`c_0`."""
   n = clock.num_workers
   out = np.empty((rounds, n), np.float64)
-  if replay is not None:
-    missing = [w for w in range(n) if w not in replay or not len(replay[w])]
-    if missing:
-      raise ValueError(
-        f"the replay has no measured jobs for workers {missing}; give at least one row "
-        f"for each of the {n} workers."
-      )
+  if clock.job_times is not None:
     for w in range(n):
-      out[:, w] = np.resize(replay[w], rounds)
-    return out
+      out[:, w] = np.resize(np.asarray(clock.job_times[w], np.float64), rounds)
+    return out + clock.comm_latency
   s = clock.step_time_per_worker()
   for w in range(n):
     xi = _noise(clock, np.random.default_rng([clock.seed, 1, w]), rounds)
     out[:, w] = local_steps * s[w] * xi + clock.comm_latency
   return out
+
+
+def replayed(clock: ClockConfig, replay: dict) -> ClockConfig:
+  """``clock`` with the measured seconds of :func:`load_replay` as its ``job_times``
+  (ValueError naming the workers without any)."""
+  n = clock.num_workers
+  missing = [w for w in range(n) if w not in replay or not len(replay[w])]
+  if missing:
+    raise ValueError(
+      f"the replay has no measured jobs for workers {missing}; give at least one row "
+      f"for each of the {n} workers."
+    )
+  return dataclasses.replace(clock, job_times=tuple(tuple(replay[w]) for w in range(n)))
 
 
 class SyncClock:
@@ -207,14 +213,13 @@ class SyncClock:
     network: NetworkConfig,
     local_steps: int,
     rounds: int,
-    replay: Optional[dict] = None,
     delay: Optional[int] = None,
   ):
     self.clock, self.network = clock, network
     self.local_steps, self.delay = int(local_steps), delay
     if delay is not None and not 0 <= delay <= local_steps:
       raise ValueError(f"SyncClock: delay={delay} must be in [0, local_steps={local_steps}].")
-    self.compute = compute_seconds(clock, local_steps, rounds, replay)
+    self.compute = compute_seconds(clock, local_steps, rounds)
     n = clock.num_workers
     self._up = (network.transfer_seconds(0.0, "up", n), network.seconds_per_byte("up", n))
     self._down = (network.transfer_seconds(0.0, "down", n), network.seconds_per_byte("down", n))

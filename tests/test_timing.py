@@ -44,14 +44,22 @@ def test_free_network_is_the_async_clocks_sync_scheme():
     np.testing.assert_array_equal(got, want)
 
 
-def test_replay_csv_by_hand_and_bad_files(tmp_path):
+def test_replay_csv_by_hand_in_both_engines_and_bad_files(tmp_path):
   path = tmp_path / "times.csv"
-  path.write_text("worker,job,seconds\n0,0,3.0\n0,1,5.0\n1,0,4.0\n")
+  path.write_text("worker,job,seconds\n0,1,5.0\n0,0,3.0\n1,0,4.0\n")
   replay = T.load_replay(str(path))
-  clock = A.ClockConfig(num_workers=2, **FIXED)
-  sc = T.SyncClock(clock, T.NetworkConfig(), 4, 4, replay)
+  clock = T.replayed(A.ClockConfig(num_workers=2, **FIXED), replay)
+  assert clock.job_times == ((3.0, 5.0), (4.0,))  # in job order
+  sc = T.SyncClock(clock, T.NetworkConfig(), 4, 4)
   # Worker 0 cycles 3, 5; worker 1 repeats 4: rounds take 4, 5, 4, 5 s.
   np.testing.assert_allclose(sc.times(0, 0.0, [0] * 4, [0] * 4), [4, 9, 13, 18])
+  sync = A.make_schedule(clock, scheme="sync", local_steps=4, num_steps=4)
+  np.testing.assert_allclose(sync.tick_time, [4, 9, 13, 18])
+  # The async clock replays them too: worker 0 arrives at 3, 8, 11, 16, worker 1 at 4, 8,
+  # 12, 16; one server step per arrival (the two at 8 are two steps at 8).
+  asy = A.make_schedule(clock, scheme="async", local_steps=4, num_steps=6)
+  np.testing.assert_allclose(asy.tick_time, [3, 4, 8, 8, 11, 12])
+  assert "job_times" not in A.ClockConfig().to_dict()  # fingerprints of unreplayed runs
   path.write_text("worker,seconds\n0,1\n")
   with pytest.raises(ValueError, match="must name worker, job and seconds"):
     T.load_replay(str(path))
@@ -59,7 +67,9 @@ def test_replay_csv_by_hand_and_bad_files(tmp_path):
   with pytest.raises(ValueError, match="line 2: needs worker >= 0"):
     T.load_replay(str(path))
   with pytest.raises(ValueError, match=r"no measured jobs for workers \[1, 2\]"):
-    T.compute_seconds(A.ClockConfig(num_workers=3, **FIXED), 1, 2, {0: np.ones(1)})
+    T.replayed(A.ClockConfig(num_workers=3, **FIXED), {0: np.ones(1)})
+  with pytest.raises(ValueError, match="job_times needs one non-empty list"):
+    A.ClockConfig(num_workers=2, job_times=((1.0,),))
 
 
 def test_network_config_checks_and_async_job_comm():

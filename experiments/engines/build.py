@@ -122,13 +122,14 @@ def resolve_chunk(config) -> int:
 
 
 def clock_config(config) -> ClockConfig:
-  """The workers' compute model of ``config.clock`` (N = ``config.clients``), without the
-  replay file (:func:`replay`)."""
+  """The workers' compute model of ``config.clock`` (N = ``config.clients``), with the
+  measured seconds of ``config.clock.replay`` (a CSV) as its job times when given."""
   d = config.clock.to_dict()
-  d.pop("replay", None)
+  path = d.pop("replay", "")
   if d.get("step_times") is not None:
     d["step_times"] = tuple(float(x) for x in d["step_times"])
-  return ClockConfig(num_workers=config.clients, **d)
+  clock = ClockConfig(num_workers=config.clients, **d)
+  return timing.replayed(clock, timing.load_replay(path)) if path else clock
 
 
 def network_config(config) -> timing.NetworkConfig:
@@ -141,12 +142,6 @@ def network_config(config) -> timing.NetworkConfig:
     if isinstance(d.get(k), (list, tuple)):
       d[k] = tuple(float(x) for x in d[k])
   return timing.NetworkConfig(**d)
-
-
-def replay(config):
-  """Measured compute seconds of ``config.clock.replay`` (a CSV), or None."""
-  path = config.clock.get("replay", "") if config.get("clock") is not None else ""
-  return timing.load_replay(path) if path else None
 
 
 def overlap(config):
@@ -171,6 +166,5 @@ def sync_clock(config) -> timing.SyncClock:
     network_config(config),
     config.local_steps,
     max(int(config.rounds), 1),
-    replay(config),
     delay=None if ov is None else ov.delay,
   )
