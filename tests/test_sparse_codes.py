@@ -208,3 +208,11 @@ def test_sparse_codes_eight_devices_equal_one(comp):
     s1.comm_state.residual,
   )
   assert float(m8["bytes_up"]) == float(m1["bytes_up"])
+
+
+def test_bench_round_names_the_sparse_codes():
+  from experiments.bench_round import compressed_round
+
+  method = tailopt.get_method("bi2clip")
+  assert compressed_round("ef+top8", method, 4)["compressor"].name == "ef+top8/256"
+  assert compressed_round("sign", method, 4)["compressor"].name == "sign/256"
