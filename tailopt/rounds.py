@@ -37,7 +37,8 @@ The pieces, in the order a round runs them (each a top-level name here):
   as the nodes receive it (``down_compressor``).
 * :class:`Schedule`: the leaves a round synchronizes through :meth:`RoundParts.sync`
   (aggregate, server phase, broadcast): all of them (:class:`FullSchedule`) or fragment
-  ``round % F`` (:class:`FragmentSchedule`, streaming).
+  ``round % F`` (:class:`FragmentSchedule`, streaming; :mod:`tailopt.overlap` overlaps
+  its synchronization with the next round's steps).
 * :func:`_device_round` (the ``shard_map`` body) and :func:`_round_step` (the jitted
   round) tie them together; a :class:`Round` holds the settings, its :class:`RoundParts`
   and the compiled programs.
