@@ -174,3 +174,19 @@ def test_overlap_config_validation():
   a = async_synthetic.get_config()
   a.overlap.eager = True
   assert any("applies to synchronous streaming" in p for p in validate.problems(a))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("eager", [False, True])
+def test_overlap_on_eight_devices_equals_one(eager):
+  m = tailopt.get_method("bi2clip")
+  p0 = {"w": jnp.zeros(30), "b": jnp.zeros(())}
+  ov = O.Overlap(delay=1, alpha=0.7, eager=eager)
+  out = []
+  for mesh in (None, tailopt.client_mesh(1)):
+    rnd = O.build_round(_loss, m, local_steps=2, num_clients=8, fragments=2, overlap=ov, mesh=mesh)
+    state = rnd.init(p0)
+    for r in range(4):
+      state, metrics = rnd(state, _batch(r))
+    out.append(jax.device_get((state.params, state.local_params, metrics)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *out)
