@@ -70,7 +70,39 @@ def _rewrap_keys(template, tree):
 
 # Layout fields that leave a run's numbers unchanged at these values (so adding them kept
 # the fingerprints of earlier runs); other values are fingerprinted.
-NEUTRAL = {"mesh": {"model": 1}, "client_loop": "vmap"}
+NEUTRAL = {
+  "mesh": {"model": 1},
+  "client_loop": "vmap",
+  "overlap": {"delay": 0, "alpha": 1.0, "eager": False},
+}
+
+
+# Fields inside a section that were added later, at the values that keep a run's numbers.
+NESTED_NEUTRAL = {
+  ("compression", "topk"): 0,
+  ("compression", "ef_decay"): 1.0,
+  ("clock", "replay"): "",
+}
+
+
+def _clock_neutral(d: dict) -> dict:
+  """``d`` without the fields added with the simulated clock and the sparse codes at their
+  defaults, so adding them kept the fingerprints of earlier runs: :data:`NESTED_NEUTRAL`,
+  ``network`` at its default and (a synchronous run, whose clock only sets ``sim_time``)
+  ``clock`` at its default."""
+  from configs.common import clock_section, network_section
+
+  d = dict(d)
+  for (section, field), value in NESTED_NEUTRAL.items():
+    sub = d.get(section)
+    if isinstance(sub, dict) and field in sub and sub[field] == value:
+      d[section] = {k: v for k, v in sub.items() if k != field}
+  if d.get("network") == network_section().to_dict():
+    d.pop("network")
+  default = {k: v for k, v in clock_section().to_dict().items() if k != "replay"}
+  if d.get("mode", "sync") == "sync" and d.get("clock") == default:
+    d.pop("clock")
+  return d
 
 
 def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
@@ -79,7 +111,7 @@ def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
   gives the numbers of R single rounds bit for bit."""
   d = {
     k: v
-    for k, v in config_dict.items()
+    for k, v in _clock_neutral(config_dict).items()
     if k not in ignore and not (k in NEUTRAL and v == NEUTRAL[k])
   }
   if d.get("mode", "sync") == "sync":

@@ -82,6 +82,9 @@ class ClockConfig:
     noise_sigma: sigma of log-normal job noise.
     comm_latency: c, seconds added to every job (pull + push).
     seed: seed of the whole schedule (speeds and job noise).
+    job_times: replayed measurements instead of ``H s_i xi``: one tuple of seconds per
+      worker, its jobs in order, cycled past the last (``tailopt.timing.load_replay`` reads
+      them from a CSV); ``c`` is still added. None (default): the model above.
   """
 
   num_workers: int = 8
@@ -95,10 +98,14 @@ class ClockConfig:
   noise_sigma: float = 0.25
   comm_latency: float = 0.0
   seed: int = 0
+  job_times: Optional[tuple] = None
 
   def __post_init__(self):
     if self.step_times is not None and not isinstance(self.step_times, tuple):
       object.__setattr__(self, "step_times", tuple(float(x) for x in self.step_times))
+    if self.job_times is not None:
+      jt = tuple(tuple(float(x) for x in w) for w in self.job_times)
+      object.__setattr__(self, "job_times", jt)
     self.validate()
 
   def validate(self):
@@ -137,6 +144,14 @@ class ClockConfig:
       raise ValueError("ClockConfig.speed_sigma and noise_sigma must be >= 0.")
     if self.comm_latency < 0:
       raise ValueError(f"ClockConfig.comm_latency={self.comm_latency} must be >= 0.")
+    if self.job_times is not None and (
+      len(self.job_times) != self.num_workers
+      or not all(len(w) and min(w) >= 0 for w in self.job_times)
+    ):
+      raise ValueError(
+        f"ClockConfig.job_times needs one non-empty list of seconds >= 0 per worker "
+        f"({self.num_workers}); got {len(self.job_times)}."
+      )
 
   def step_time_per_worker(self) -> np.ndarray:
     """s_i, seconds per local step of each worker (float64, shape (N,))."""
@@ -157,6 +172,10 @@ class ClockConfig:
     d = dataclasses.asdict(self)
     if d["step_times"] is not None:
       d["step_times"] = list(d["step_times"])
+    if d["job_times"] is None:
+      del d["job_times"]  # absent, as before replays existed (schedule fingerprints)
+    else:
+      d["job_times"] = [list(w) for w in d["job_times"]]
     return d
 
 
@@ -275,7 +294,11 @@ class _JobLog:
 
   def start(self, w: int, t: float, v: int) -> int:
     """Worker ``w`` pulls version ``v`` at time ``t``; returns the new job's id."""
-    dur = self.h_w[w] * self.s[w] * _xi(self.clock, self.rngs[w]) + self.clock.comm_latency
+    if self.clock.job_times is not None:  # replayed seconds, cycled
+      times = self.clock.job_times[w]
+      dur = times[self.counts[w] % len(times)] + self.clock.comm_latency
+    else:
+      dur = self.h_w[w] * self.s[w] * _xi(self.clock, self.rngs[w]) + self.clock.comm_latency
     j = Job(
       worker=w, index=self.counts[w], pulled=v, start=t, arrival=t + dur, steps=int(self.h_w[w])
     )
