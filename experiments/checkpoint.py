@@ -69,10 +69,11 @@ def _rewrap_keys(template, tree):
 
 
 # Layout fields that leave a run's numbers unchanged at these values (so adding them kept
-# the fingerprints of earlier runs); other values are fingerprinted.
+# the fingerprints of earlier runs); other values are fingerprinted. A tuple lists several
+# such values: a device's clients give the same numbers batched or one after another.
 NEUTRAL = {
   "mesh": {"model": 1},
-  "client_loop": "vmap",
+  "client_loop": ("vmap", "auto", "sequential"),
   "overlap": {"delay": 0, "alpha": 1.0, "eager": False},
 }
 
@@ -105,6 +106,10 @@ def _clock_neutral(d: dict) -> dict:
   return d
 
 
+def _neutral(value, neutral) -> bool:
+  return value in neutral if isinstance(neutral, tuple) else value == neutral
+
+
 def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
   """Hash of the config fields that change the numbers of a run (the one fingerprint rule).
   A synchronous run's ``chunk`` (rounds per dispatch) is not among them: a chunk of R rounds
@@ -112,7 +117,7 @@ def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
   d = {
     k: v
     for k, v in _clock_neutral(config_dict).items()
-    if k not in ignore and not (k in NEUTRAL and v == NEUTRAL[k])
+    if k not in ignore and not (k in NEUTRAL and _neutral(v, NEUTRAL[k]))
   }
   if d.get("mode", "sync") == "sync":
     d.pop("chunk", None)
