@@ -7,6 +7,7 @@ and baseline variants the async configs share. Configs never import ``experiment
 
 from ml_collections import config_dict
 
+from configs.common import clock_section
 from tailopt import asynchronous as A
 
 OUTERS = ("method", "delayed_nesterov")
@@ -31,23 +32,11 @@ def async_fields(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
   c.eval_every = 25  # server steps (0 = off); a multiple of chunk
   c.eval_every_time = 0.0  # simulated seconds (0 = off)
   c.target = fl()  # report_metric target for time-to-target in the summary
-  # The runtime model; N = config.clients (tailopt.asynchronous.ClockConfig).
-  c.clock = config_dict.ConfigDict(
-    {
-      "speeds": "stragglers",
-      "step_times": config_dict.placeholder(tuple),
-      "base_step_time": 1.0,
-      "speed_sigma": 0.5,
-      "straggler_fraction": 0.25,
-      "straggler_slowdown": 4.0,
-      "job_noise": "lognormal",
-      "noise_sigma": 0.25,
-      "comm_latency": 0.0,
-      "seed": 0,
-      "failure_rate": 0.0,  # failures per second of a worker's up time (0: none)
-      "rejoin_rate": 0.0,  # rejoins per second of down time; > 0 with failures
-    }
-  )
+  # The runtime model; N = config.clients (tailopt.asynchronous.ClockConfig): the clock of
+  # configs.common (shared with synchronous runs, so both can use one time axis).
+  c.clock = clock_section()
+  c.clock.failure_rate = 0.0  # failures per second of a worker's up time (0: none)
+  c.clock.rejoin_rate = 0.0  # rejoins per second of down time; > 0 with failures
   # The protocol (tailopt.asynchronous.AsyncConfig); local_steps = config.local_steps,
   # reset_inner_state = config.reset_inner_state.
   c.asynchronous = config_dict.ConfigDict(

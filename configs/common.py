@@ -27,9 +27,12 @@ def base_config() -> config_dict.ConfigDict:
     }
   )
   # What a node sends (tailopt.compression): kind none | int | fp8 | fixed (the BiClip
-  # range grid, z * inner_lr * inner_upper, for BiClip inners) | fp32; bits 2, 4, 8 (32 = no
-  # compression); block: coordinates per scale; stochastic rounding; error feedback; down:
-  # the server's broadcast (none | int | fp8, at the same bits and block).
+  # range grid, z * inner_lr * inner_upper, for BiClip inners) | fp32 | topk (the topk
+  # largest of every block-coordinate chunk, with their indices; values in `bits` bits, 32 =
+  # float32) | sign (1 bit, one mean-|x| scale per block); bits 2, 4, 8 (32 = no
+  # compression); block: coordinates per scale (chunk); stochastic rounding; error feedback
+  # (ef_decay: SparseLoCo's beta, 1 = plain EF); down: the server's broadcast (none | int |
+  # fp8, at the same bits and block).
   c.compression = config_dict.ConfigDict(
     {
       "kind": "none",
@@ -37,10 +40,21 @@ def base_config() -> config_dict.ConfigDict:
       "block": 256,
       "stochastic": False,
       "error_feedback": False,
+      "ef_decay": 1.0,
+      "topk": 0,
       "down": "none",
     }
   )
   c.fragments = 0  # streaming synchronization: F fragments (0 = off)
+  # Overlapped streaming (tailopt.overlap; needs fragments): the synced fragment is merged
+  # `delay` inner steps into the next round while the clients train on, as alpha * global +
+  # (1 - alpha) * local; eager: the client's own Delta stands in until then. delay 0,
+  # alpha 1, eager off = plain streaming.
+  c.overlap = config_dict.ConfigDict({"delay": 0, "alpha": 1.0, "eager": False})
+  # The simulated clock of every run (tailopt.timing; logged as `sim_time`): the workers'
+  # compute (config.clock, the asynchronous clock's model, or a replay CSV) and the links.
+  c.clock = clock_section()
+  c.network = network_section()
   c.clients = 8  # clients per round (slots on the device mesh)
   c.data_clients = 0  # clients in the dataset; 0 = clients (no client sampling)
   c.participation = 0  # 0 = all slots take part; m = sample m slots per round
@@ -87,6 +101,43 @@ def base_config() -> config_dict.ConfigDict:
     }
   )
   return c
+
+
+def clock_section() -> config_dict.ConfigDict:
+  """``config.clock``: the workers' compute time (``tailopt.asynchronous.ClockConfig``;
+  N = config.clients): seconds per local step (base_step_time, fixed step_times, log-normal
+  or straggler speeds), per-job noise, a fixed latency, and ``replay``: a CSV of measured
+  ``worker,job,seconds`` that replaces the model (both engines)."""
+  return config_dict.ConfigDict(
+    {
+      "speeds": "stragglers",
+      "step_times": config_dict.placeholder(tuple),
+      "base_step_time": 1.0,
+      "speed_sigma": 0.5,
+      "straggler_fraction": 0.25,
+      "straggler_slowdown": 4.0,
+      "job_noise": "lognormal",
+      "noise_sigma": 0.25,
+      "comm_latency": 0.0,
+      "seed": 0,
+      "replay": "",
+    }
+  )
+
+
+def network_section() -> config_dict.ConfigDict:
+  """``config.network`` (``tailopt.timing.NetworkConfig``): Gb/s of every link (0 = free),
+  per-client uplink/downlink Gb/s (tuples, None = bandwidth_gbps), one-way latency in ms,
+  and the server step's seconds. Simulated from the bytes a round sends, not measured."""
+  return config_dict.ConfigDict(
+    {
+      "bandwidth_gbps": 0.0,
+      "uplink_gbps": config_dict.placeholder(tuple),
+      "downlink_gbps": config_dict.placeholder(tuple),
+      "latency_ms": 0.0,
+      "server_step_s": 0.0,
+    }
+  )
 
 
 def hparams_section() -> config_dict.ConfigDict:

@@ -51,7 +51,8 @@ def _parse():
     "--compressors",
     default="int8,int4,fp8,fixed8,ef+int4,stream4",
     help="compressed variants of the first method: int<b>, sr-int<b>, fp8, "
-    "fixed<b> (BiClip range grid), ef+<x> (error feedback), stream<F>",
+    "fixed<b> (BiClip range grid), top<k> (k of every 256), sign, ef+<x> (error "
+    "feedback), stream<F>",
   )
   p.add_argument(
     "--unchecked",
@@ -253,6 +254,10 @@ def compressed_round(spec: str, method, z: int) -> dict:
     comp = C.fixed_range_quantizer(C.biclip_delta_bound(method, z), int(spec[5:]))
   elif spec.startswith(("int", "sr-int")):
     comp = C.int_quantizer(int(spec.split("int")[1]), 256, spec.startswith("sr-"))
+  elif spec.startswith("top"):  # top<k>: k of every 256-coordinate chunk, float32 values
+    comp = C.topk_sparsifier(int(spec[3:]), 256)
+  elif spec == "sign":
+    comp = C.sign_quantizer(256)
   else:
     raise SystemExit(f"unknown --compressors entry {spec!r}")
   return {"compressor": C.error_feedback(comp) if ef else comp}

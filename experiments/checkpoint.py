@@ -69,14 +69,52 @@ def _rewrap_keys(template, tree):
 
 
 # Layout fields that leave a run's numbers unchanged at these values (so adding them kept
-# the fingerprints of earlier runs); other values are fingerprinted.
-NEUTRAL = {"mesh": {"model": 1}, "client_loop": "vmap"}
-# Nested fields added after runs were written, left out of the fingerprint at their default
-# (which reproduces those runs' numbers), so the runs stay resumable and reusable.
-NESTED_NEUTRAL = {
-  "clock": {"failure_rate": 0.0, "rejoin_rate": 0.0},
-  "asynchronous": {"min_quorum": 1, "grace_k": 3.0, "grace_window": 0, "merge": "uniform"},
+# the fingerprints of earlier runs); other values are fingerprinted. A tuple lists several
+# such values: a device's clients give the same numbers batched or one after another.
+NEUTRAL = {
+  "mesh": {"model": 1},
+  "client_loop": ("vmap", "auto", "sequential"),
+  "overlap": {"delay": 0, "alpha": 1.0, "eager": False},
 }
+
+
+# Fields inside a section that were added later, at the values that keep a run's numbers.
+NESTED_NEUTRAL = {
+  ("compression", "topk"): 0,
+  ("compression", "ef_decay"): 1.0,
+  ("clock", "replay"): "",
+  ("clock", "failure_rate"): 0.0,
+  ("clock", "rejoin_rate"): 0.0,
+  ("asynchronous", "min_quorum"): 1,
+  ("asynchronous", "grace_k"): 3.0,
+  ("asynchronous", "grace_window"): 0,
+  ("asynchronous", "merge"): "uniform",
+  ("asynchronous", "worker_samples"): None,
+}
+
+
+def _clock_neutral(d: dict) -> dict:
+  """``d`` without the fields added with the simulated clock and the sparse codes at their
+  defaults, so adding them kept the fingerprints of earlier runs: :data:`NESTED_NEUTRAL`,
+  ``network`` at its default and (a synchronous run, whose clock only sets ``sim_time``)
+  ``clock`` at its default."""
+  from configs.common import clock_section, network_section
+
+  d = dict(d)
+  for (section, field), value in NESTED_NEUTRAL.items():
+    sub = d.get(section)
+    if isinstance(sub, dict) and field in sub and sub[field] == value:
+      d[section] = {k: v for k, v in sub.items() if k != field}
+  if d.get("network") == network_section().to_dict():
+    d.pop("network")
+  default = {k: v for k, v in clock_section().to_dict().items() if k != "replay"}
+  if d.get("mode", "sync") == "sync" and d.get("clock") == default:
+    d.pop("clock")
+  return d
+
+
+def _neutral(value, neutral) -> bool:
+  return value in neutral if isinstance(neutral, tuple) else value == neutral
 
 
 def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
@@ -85,12 +123,9 @@ def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
   gives the numbers of R single rounds bit for bit."""
   d = {
     k: v
-    for k, v in config_dict.items()
-    if k not in ignore and not (k in NEUTRAL and v == NEUTRAL[k])
+    for k, v in _clock_neutral(config_dict).items()
+    if k not in ignore and not (k in NEUTRAL and _neutral(v, NEUTRAL[k]))
   }
-  for k, defaults in NESTED_NEUTRAL.items():
-    if isinstance(d.get(k), dict):
-      d[k] = {f: v for f, v in d[k].items() if not (f in defaults and v == defaults[f])}
   if d.get("mode", "sync") == "sync":
     d.pop("chunk", None)
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

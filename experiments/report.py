@@ -5,6 +5,8 @@
     python -m experiments.report DIR --check          # exit 1 with one line per problem
     python -m experiments.report --combine OUT A B .. # several studies -> one table
     python -m experiments.report RUNS --export OUT    # copy a study's per-seed runs to OUT
+    python -m experiments.report --time OUT.png A=run1 A=run2 B=run3   # any runs, sync and
+                                                      # async mixed, against simulated time
 
 For a study (``sweep.json`` from :mod:`experiments.sweep`) it writes ``report.md``:
 
@@ -14,7 +16,8 @@ For a study (``sweep.json`` from :mod:`experiments.sweep`) it writes ``report.md
 * every method against the reference method at every budget: the difference of means and
   Welch's p-value;
 * every tried grid point's tuning score;
-* ``curves_<metric>.png`` (mean over report seeds with the 95% band);
+* ``curves_<metric>.png`` (mean over report seeds with the 95% band), and the same against
+  simulated time (``*_sim_time.png``) when the runs log ``sim_time``;
 * when the runs log ``train/bytes_cumulative``, quality against bytes per grid point.
 
 A study may report its methods in several settings (``settings`` in ``sweep.json``, e.g. the
@@ -86,6 +89,11 @@ def method_stats(sweep_dir: str, setting: str = "") -> dict:
       budgets=per_budget,
       seeds=len(runs),
       curves=[[(r[x], r[metric]) for r in rows if metric in r] for _, rows in runs],
+      # The same on the simulated clock (tailopt.timing), when the runs logged it.
+      time_curves=[
+        [(r["sim_time"], r[metric]) for r in rows if metric in r and "sim_time" in r]
+        for _, rows in runs
+      ],
       grid=info["grid"],
       wall_s=sum(s["wall_s"] for s, _ in runs),
     )
@@ -401,6 +409,13 @@ def _setting_section(sweep_dir, sweep, name, setting, stats) -> str:
     plot_curves(stats, os.path.join(sweep_dir, png), title, "simulated time (s)", xs)
   elif stats:
     plot_curves(stats, os.path.join(sweep_dir, png), title=title)
+  timed = ""
+  if stats and unit_of(sweep) == "round" and all(any(s["time_curves"]) for s in stats.values()):
+    timed = png.replace(".png", "_sim_time.png")
+    on_clock = {m: dict(s, curves=s["time_curves"]) for m, s in stats.items()}
+    end = max(c[-1][0] for s in stats.values() for c in s["time_curves"] if c)
+    xs = np.linspace(0, end, 141)[1:]
+    plot_curves(on_clock, os.path.join(sweep_dir, timed), title, "simulated time (s)", xs)
   head = ""
   if setting:
     fields = (sweep.get("settings") or {}).get(setting) or {}
@@ -410,6 +425,8 @@ def _setting_section(sweep_dir, sweep, name, setting, stats) -> str:
   comparison = comparison_table(stats, reference, unit_label(sweep))
   if comparison:
     text += "\n" + comparison
+  if timed:
+    text += f"\n![curves on the simulated clock]({timed})\n"
   return text + f"\n![curves]({png})\n\n"
 
 
@@ -485,11 +502,11 @@ def export(sweep_dir: str, out_dir: str) -> None:
   """Copies a study to ``out_dir`` with every per-seed run (tuning and report) it used:
   ``sweep.json`` and per run ``summary.json``, ``config.json``, ``code.json`` and the
   ``metrics.jsonl`` rows that hold an ``eval/`` metric, with their ``train/bytes_cumulative``
-  (and, for a study in simulated time, their ``time``; no checkpoints, event files or
+  and ``sim_time`` (and, for a study in simulated time, their ``time``; no checkpoints, event files or
   per-round training rows); then writes the report there. ``python -m experiments.report
   OUT`` regenerates it."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
-  keys = {"round", BYTES} | ({"time"} if unit_of(sweep) == "time" else set())
+  keys = {"round", BYTES, "sim_time"} | ({"time"} if unit_of(sweep) == "time" else set())
   runs = {rel for info in sweep["methods"].values() for rel in all_runs(info)}
   for rel in sorted(runs):
     src, dst = os.path.join(sweep_dir, rel), os.path.join(out_dir, rel)
@@ -517,7 +534,25 @@ def main(argv=None):
   p.add_argument("--combine", default=None, help="output folder for a combined table")
   p.add_argument("--check", action="store_true", help="exit 1 listing every broken study rule")
   p.add_argument("--export", default=None, help="copy the study in DIR (runs included) here")
+  p.add_argument(
+    "--time",
+    default=None,
+    help="plot the run folders given (LABEL=DIR or DIR; one label groups seeds) against "
+    "simulated time (sim_time) into this PNG",
+  )
+  p.add_argument("--metric", default="", help="with --time: the metric (default: report metric)")
   args = p.parse_args(argv)
+  if args.time:
+    from experiments import time_axis
+    from experiments.errors import UserError
+
+    try:
+      time_axis.plot_quality_vs_time(time_axis.parse_groups(args.dirs), args.time, args.metric)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    print(f"wrote {args.time}")
+    return 0
   if args.check:
     from experiments import study_check
 

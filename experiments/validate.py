@@ -26,6 +26,7 @@ from experiments.engines.build import (
   resolve_devices,
 )
 from experiments.errors import ConfigError, UserError  # noqa: F401 -- re-exported
+from tailopt import timing
 from tailopt.noise import DISTRIBUTIONS
 
 
@@ -33,20 +34,26 @@ def _compression_problems(config, add):
   cc = config.get("compression")
   if cc is None:
     return
-  if cc.kind not in ("none", "int", "fp8", "fixed", "fp32"):
-    add(f"config.compression.kind={cc.kind!r} is unknown; use none, int, fp8, fixed or fp32.")
+  kinds = tailopt.compression.KINDS
+  if cc.kind not in kinds:
+    add(f"config.compression.kind={cc.kind!r} is unknown; use {', '.join(kinds)}.")
   if cc.down not in ("none", "int", "fp8"):
     add(f"config.compression.down={cc.down!r}; use none, int or fp8.")
   if cc.bits not in (2, 4, 8, 32):
     add(f"config.compression.bits={cc.bits}; use 2, 4, 8 or 32 (none).")
   if not isinstance(cc.block, int) or cc.block < 1 or cc.block % 4:
     add(f"config.compression.block={cc.block}; use a positive multiple of 4.")
+  elif cc.kind == "sign" and cc.block % 8:
+    add(
+      f"config.compression.block={cc.block}; kind='sign' packs 8 signs a byte: use a multiple of 8."
+    )
   if cc.error_feedback and cc.kind == "none":
     add(
       "config.compression.error_feedback=True has nothing to correct: config.compression."
       "kind='none' sends every update uncompressed; set --config.compression.kind=int (or "
-      "fp8, fixed) or --config.compression.error_feedback=False."
+      "fp8, fixed, topk, sign) or --config.compression.error_feedback=False."
     )
+  _sparse_problems(cc, add)
   if cc.kind == "fixed" and cc.bits != 32:
     try:
       method = tailopt.get_method(config.method, **method_hparams(config))
@@ -61,6 +68,68 @@ def _compression_problems(config, add):
   fragments = config.get("fragments") or 0
   if not isinstance(fragments, int) or fragments < 0:
     add(f"config.fragments={fragments!r}; use 0 (off) or F >= 1.")
+  _overlap_problems(config, fragments, add)
+
+
+def _overlap_problems(config, fragments, add):
+  """``config.overlap``: overlapped streaming (tailopt.overlap)."""
+  o = config.get("overlap")
+  if o is None:
+    return
+  z = config.get("local_steps")
+  if not isinstance(o.delay, int) or isinstance(o.delay, bool) or o.delay < 0:
+    add(f"config.overlap.delay={o.delay!r} must be an integer >= 0 (inner steps).")
+  elif isinstance(z, int) and o.delay > z:
+    add(
+      f"config.overlap.delay={o.delay} > config.local_steps={z}: the fragment must arrive "
+      f"within the next round; use 0..{z}."
+    )
+  if not _number(o.alpha) or not 0.0 <= o.alpha <= 1.0:
+    add(f"config.overlap.alpha={o.alpha!r} must be in [0, 1] (the global fragment's weight).")
+  if (o.delay, o.alpha, o.eager) == (0, 1.0, False):
+    return
+  if is_async(config):
+    add("config.overlap applies to synchronous streaming; remove it from an async config.")
+  elif not fragments:
+    add(
+      "config.overlap is set but streaming is off; set --config.fragments=F (>= 1) or "
+      "leave config.overlap at delay=0, alpha=1, eager=False."
+    )
+  elif config.get("participation"):
+    add(
+      "config.overlap needs every client in every round (a client left out would miss the "
+      "merge); set --config.participation=0."
+    )
+
+
+def _sparse_problems(cc, add):
+  """``config.compression.topk`` and ``ef_decay``: used only where they mean something."""
+  k, decay = cc.get("topk", 0), cc.get("ef_decay", 1.0)
+  if cc.kind == "topk":
+    block = cc.block if isinstance(cc.block, int) and cc.block > 0 else None
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or (block and k > block):
+      add(
+        f"config.compression.topk={k!r}: kind='topk' keeps topk coordinates of every "
+        f"config.compression.block={cc.block}; set --config.compression.topk to an integer "
+        "in [1, block]."
+      )
+    elif cc.bits in (2, 4) and k % (8 // cc.bits):
+      add(
+        f"config.compression.topk={k} must be a multiple of {8 // cc.bits} to pack "
+        f"{cc.bits}-bit values (config.compression.bits={cc.bits}); or use bits=8 or 32."
+      )
+  elif k:
+    add(
+      f"config.compression.topk={k!r} is only used with config.compression.kind='topk'; "
+      "set --config.compression.topk=0 or --config.compression.kind=topk."
+    )
+  if not _number(decay) or not 0.0 <= decay <= 1.0:
+    add(f"config.compression.ef_decay={decay!r} must be a number in [0, 1] (1 = plain EF).")
+  elif decay != 1.0 and not cc.error_feedback:
+    add(
+      f"config.compression.ef_decay={decay} decays the error feedback, which is off; set "
+      "--config.compression.error_feedback=True or ef_decay=1."
+    )
 
 
 def _number(v) -> bool:
@@ -257,32 +326,20 @@ def problems(config, tasks=None) -> list[str]:
         f"config.data_clients={iv['data_clients']} < config.clients={n}; the dataset must "
         "have at least one client per slot."
       )
+  _clock_problems(config, n, add)
+  _network_problems(config, n, add)
   if asynchronous:
     _async_problems(config, iv, hp, add)
   return out
 
 
-def _async_problems(config, iv, hp, add) -> None:
+def _clock_problems(config, n, add) -> None:
+  """``config.clock``: the workers' compute model of both engines (tailopt.timing)."""
   from tailopt import asynchronous as A
-  from configs.async_common import OUTERS
 
-  n = iv["clients"]
-  for f in ("time_budget", "eval_every_time"):
-    v = config.get(f)
-    if not _number(v) or not math.isfinite(v) or v < 0:
-      add(f"config.{f}={v!r} must be a number >= 0 (simulated seconds; 0 = off).")
-  # Cadences: multiples of the chunk.
-  if all(iv.get(f) is not None for f in ("chunk", "eval_every", "checkpoint_every")):
-    ch = resolve_chunk(config)
-    for f in ("eval_every", "checkpoint_every"):
-      v = config.get(f)
-      if v > 0 and v % ch:
-        add(
-          f"config.{f}={v} is not a multiple of config.chunk={ch} (evaluation and "
-          f"checkpoints happen at chunk ends); set --config.chunk to a divisor of {v}."
-        )
-  # Clock.
-  ck = config.clock
+  ck = config.get("clock")
+  if ck is None:
+    return
   if ck.speeds not in A.SPEED_MODELS:
     add(f"config.clock.speeds={ck.speeds!r} is unknown; choose one of {A.SPEED_MODELS}.")
   if ck.job_noise not in A.JOB_NOISE:
@@ -307,6 +364,82 @@ def _async_problems(config, iv, hp, add) -> None:
   for f in ("speed_sigma", "noise_sigma", "comm_latency"):
     if ck[f] < 0:
       add(f"config.clock.{f}={ck[f]} must be >= 0.")
+  path = ck.get("replay", "")
+  if path:
+    try:
+      got = timing.load_replay(path)
+    except ValueError as e:
+      add(f"config.clock.replay: {e}")
+    else:
+      missing = [w for w in range(n or 0) if w not in got]
+      if missing:
+        add(
+          f"config.clock.replay={path!r} has no rows for workers {missing[:8]}; give "
+          f"worker,job,seconds for each of the config.clients={n} workers."
+        )
+
+
+def _network_problems(config, n, add) -> None:
+  """``config.network``: the simulated links (tailopt.timing.NetworkConfig)."""
+  net = config.get("network")
+  if net is None:
+    return
+  for f in ("bandwidth_gbps", "latency_ms", "server_step_s"):
+    v = net.get(f)
+    if not _number(v) or not math.isfinite(v) or v < 0:
+      add(f"config.network.{f}={v!r} must be a finite number >= 0 (0 = free).")
+  for f in ("uplink_gbps", "downlink_gbps"):
+    v = net.get(f)
+    if v is None:
+      continue
+    if not isinstance(v, (tuple, list)) or (n and len(v) != n):
+      add(
+        f"config.network.{f}={v!r} must give one Gb/s per client ({n} numbers), or be "
+        "None (then config.network.bandwidth_gbps applies)."
+      )
+    elif any(not _number(x) or not math.isfinite(x) or x < 0 for x in v):
+      add(f"config.network.{f}={v!r}: every entry must be a finite number >= 0 (0 = free).")
+
+
+def _async_network_problems(config, add) -> None:
+  """What the asynchronous clock cannot model: one latency for all workers, no server time."""
+  net = config.get("network")
+  if net is None:
+    return
+  for f in ("uplink_gbps", "downlink_gbps"):
+    v = net.get(f)
+    if isinstance(v, (tuple, list)) and len(set(v)) > 1:
+      add(
+        f"config.network.{f} differs between workers, which the asynchronous clock cannot "
+        "model (one latency for all); use config.network.bandwidth_gbps."
+      )
+  if _number(net.get("server_step_s")) and net.server_step_s > 0:
+    add(
+      "config.network.server_step_s > 0 is not modeled by the asynchronous clock; set it "
+      "to 0 (or run a synchronous config)."
+    )
+
+
+def _async_problems(config, iv, hp, add) -> None:
+  from tailopt import asynchronous as A
+  from configs.async_common import OUTERS
+
+  n = iv["clients"]
+  for f in ("time_budget", "eval_every_time"):
+    v = config.get(f)
+    if not _number(v) or not math.isfinite(v) or v < 0:
+      add(f"config.{f}={v!r} must be a number >= 0 (simulated seconds; 0 = off).")
+  # Cadences: multiples of the chunk.
+  if all(iv.get(f) is not None for f in ("chunk", "eval_every", "checkpoint_every")):
+    ch = resolve_chunk(config)
+    for f in ("eval_every", "checkpoint_every"):
+      v = config.get(f)
+      if v > 0 and v % ch:
+        add(
+          f"config.{f}={v} is not a multiple of config.chunk={ch} (evaluation and "
+          f"checkpoints happen at chunk ends); set --config.chunk to a divisor of {v}."
+        )
+  _async_network_problems(config, add)
   # Protocol.
   a = config.asynchronous
   scheme = {"a": "buffered", "b": "async"}.get(str(a.scheme).lower(), a.scheme)

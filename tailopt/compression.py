@@ -23,15 +23,25 @@ Pieces:
   an inner BiClip every local step moves each coordinate by at most :math:`\eta u`, so every
   coordinate of :math:`\Delta_i` lies in :math:`[-z\eta u, z\eta u]`
   (:func:`biclip_delta_bound`); the grid then needs no per-tensor scale [our decision].
-* :func:`error_feedback`: sends :math:`C(\Delta + e)` and keeps
-  :math:`e \leftarrow \Delta + e - \hat C(\Delta + e)` per node (Seide et al. 2014;
-  Karimireddy et al. 2019).
+* :func:`topk_sparsifier`: chunk-wise top-k: in each chunk of ``chunk`` coordinates the
+  ``k`` of largest :math:`|x|` are sent as values (float32, or ``value_bits``-bit codes with
+  one scale per chunk) and in-chunk indices (uint8 up to 256 coordinates a chunk, uint16 up
+  to 65536); the rest are zero. With :func:`error_feedback` (``decay`` :math:`\beta`) this is
+  SparseLoCo's compressor (Sarfi et al. 2025).
+* :func:`sign_quantizer`: one bit per coordinate (8 to a byte) and one float32 scale per
+  block, the block's mean :math:`|x|`: :math:`\hat x = \mathrm{mean}_\text{block}|x| \cdot
+  \mathrm{sign}(x)` (the scaled sign of Karimireddy et al. 2019; sign(0) = +1).
+* :func:`error_feedback`: sends :math:`C(\Delta + \beta e)` and keeps
+  :math:`e \leftarrow \Delta + \beta e - \hat C(\Delta + \beta e)` per node (Seide et al.
+  2014; Karimireddy et al. 2019; :math:`\beta = 1` by default, SparseLoCo's decay below 1).
 * :func:`identity`: full precision (32 bits), for comparisons on the same code path.
 
 References:
   Alistarh et al., "QSGD", NeurIPS 2017 (stochastic rounding).
   Karimireddy et al., "Error Feedback Fixes SignSGD and other Gradient Compression
   Schemes", ICML 2019.
+  Sarfi et al., "Communication Efficient LLM Pre-training with SparseLoCo", arXiv
+  2508.15706, 2025 (chunk-wise top-k with error feedback).
 """
 
 from __future__ import annotations
@@ -216,6 +226,111 @@ def fixed_range_quantizer(bound: float, bits: int = 8, stochastic: bool = False)
   return _leafwise(encode, decode, f"{tag}fixed{bits}[{bound:.3g}]", stochastic)
 
 
+def _index_dtype(width: int):
+  """The narrowest unsigned dtype holding an in-chunk index below ``width``."""
+  return jnp.uint8 if width <= 256 else jnp.uint16 if width <= 65536 else jnp.int32
+
+
+def topk_sparsifier(k: int, chunk: int = 64, value_bits: int = 32) -> Compressor:
+  r"""Chunk-wise top-k: each leaf is flattened to chunks of ``chunk`` coordinates
+  (zero-padded; a leaf smaller than one chunk is one chunk of its size) and in each chunk the
+  :math:`k` coordinates of largest :math:`|x|` are kept (ties: the lower index), the rest set
+  to zero:
+
+  .. math::
+
+      \hat x_j = x_j \;\text{if } j \in \operatorname{top}_k(|x_\text{chunk}|)
+      \text{ else } 0.
+
+  The payload per chunk: the ``k`` in-chunk indices (uint8 up to 256 coordinates a chunk,
+  uint16 up to 65536) and the ``k`` values, in float32 (``value_bits=32``) or as symmetric
+  ``value_bits``-bit codes (2, 4 or 8) with one float32 absmax scale per chunk, as
+  SparseLoCo's 2-bit values. Bytes per chunk: :math:`k (b_\text{idx} + b_v)` (+ 4 for the
+  scale). Use it with :func:`error_feedback` (SparseLoCo: decay :math:`\beta < 1`), which
+  keeps what a round did not send.
+
+  Reference: Sarfi et al., "Communication Efficient LLM Pre-training with SparseLoCo", 2025;
+  Stich et al., "Sparsified SGD with Memory", NeurIPS 2018.
+  """
+  if not isinstance(chunk, int) or chunk < 1:
+    raise ValueError(f"topk_sparsifier: chunk={chunk!r} must be an integer >= 1.")
+  if not isinstance(k, int) or not 1 <= k <= chunk:
+    raise ValueError(f"topk_sparsifier: k={k!r} must be an integer in [1, chunk={chunk}].")
+  if value_bits != 32:
+    _check_bits(value_bits)
+    if k % (8 // value_bits):
+      raise ValueError(
+        f"topk_sparsifier: k={k} must be a multiple of {8 // value_bits} to pack "
+        f"{value_bits}-bit values."
+      )
+  per = 1 if value_bits == 32 else 8 // value_bits
+  qmax = (1 << (value_bits - 1)) - 1 if value_bits != 32 else None
+
+  def encode(x, key):
+    del key
+    b = _blocks(x, chunk, align=max(per, 1))
+    kk = min(k, b.shape[1])
+    _, idx = jax.lax.top_k(jnp.abs(b), kk)
+    vals = jnp.take_along_axis(b, idx, axis=1)
+    out = {"indices": idx.astype(_index_dtype(b.shape[1]))}
+    if value_bits == 32:
+      out["values"] = vals
+      return out
+    amax = jnp.max(jnp.abs(vals), axis=1)
+    scale = jnp.where(amax > 0, amax / qmax, 1.0)
+    codes = jnp.clip(jnp.round(vals / scale[:, None]), -qmax, qmax)
+    return {**out, "codes": _pack(codes, value_bits), "scales": scale}
+
+  def decode(p, like):
+    n = int(np.prod(like.shape, dtype=np.int64))
+    width = chunk if n > chunk else max(per, -(-n // per) * per)
+    idx = p["indices"].astype(jnp.int32)
+    if "values" in p:
+      vals = p["values"]
+    else:
+      vals = _unpack(p["codes"], value_bits) * p["scales"][:, None]
+    rows = jnp.arange(idx.shape[0])[:, None]
+    dense = jnp.zeros((idx.shape[0], width), jnp.float32).at[rows, idx].set(vals)
+    return _unblock(dense, like)
+
+  tag = "" if value_bits == 32 else f",int{value_bits}"
+  return _leafwise(encode, decode, f"top{k}/{chunk}{tag}")
+
+
+def sign_quantizer(block: int = 256) -> Compressor:
+  r"""One bit per coordinate and one float32 scale per ``block``: the scaled sign
+
+  .. math::
+
+      \hat x_j = s \cdot \mathrm{sign}(x_j),\qquad s = \frac{1}{|B|}\sum_{i \in B} |x_i|,
+
+  with :math:`\mathrm{sign}(0) = +1` and :math:`B` the block's coordinates (the padding of the
+  last block does not count). The signs travel 8 to a byte, so a block costs
+  ``block / 8 + 4`` bytes (:math:`\approx` 1.1 bits a coordinate at ``block=256``). Biased;
+  use it with :func:`error_feedback` (EF-SignSGD).
+
+  Reference: Karimireddy et al., "Error Feedback Fixes SignSGD and other Gradient Compression
+  Schemes", ICML 2019 (the scaled sign :math:`\|x\|_1 / d \cdot \mathrm{sign}(x)`).
+  """
+  if not isinstance(block, int) or block < 8 or block % 8:
+    raise ValueError(f"sign_quantizer: block={block!r} must be a positive multiple of 8.")
+
+  def encode(x, key):
+    del key
+    n = int(np.prod(jnp.shape(x), dtype=np.int64))
+    b = _blocks(x, block, align=8)
+    nb, width = b.shape
+    count = np.clip(n - np.arange(nb) * width, 1, width).astype(np.float32)
+    scale = jnp.sum(jnp.abs(b), axis=1) / count
+    return {"signs": jnp.packbits(b >= 0, axis=-1), "scales": scale}
+
+  def decode(p, like):
+    bits = jnp.unpackbits(p["signs"], axis=-1).astype(jnp.float32)
+    return _unblock((2.0 * bits - 1.0) * p["scales"][:, None], like)
+
+  return _leafwise(encode, decode, f"sign/{block}")
+
+
 def identity() -> Compressor:
   """Full precision: the payload is the tree in float32."""
   return _leafwise(
@@ -230,15 +345,19 @@ class ErrorFeedbackState(NamedTuple):
   inner: Any
 
 
-def error_feedback(compressor: Compressor) -> Compressor:
-  r"""Error feedback: compress :math:`\Delta + e`, keep :math:`e \leftarrow \Delta + e -
-  \hat C(\Delta + e)` in the node's state. Over rounds the sum of what was sent equals the
-  sum of the :math:`\Delta`\ s minus the last residual."""
+def error_feedback(compressor: Compressor, decay: float = 1.0) -> Compressor:
+  r"""Error feedback: compress :math:`\Delta + \beta e`, keep :math:`e \leftarrow \Delta +
+  \beta e - \hat C(\Delta + \beta e)` in the node's state. With :math:`\beta = 1` (default)
+  the sum of what was sent over rounds equals the sum of the :math:`\Delta`\ s minus the last
+  residual; :math:`\beta < 1` is SparseLoCo's decayed accumulator (Sarfi et al. 2025)."""
   if not isinstance(compressor, Compressor):
     raise TypeError(
       f"error_feedback needs a Compressor to wrap (e.g. tailopt.compression.int_quantizer(4)); "
       f"got {type(compressor).__name__}."
     )
+  decay = float(decay)
+  if not 0.0 <= decay <= 1.0:
+    raise ValueError(f"error_feedback: decay={decay} must be in [0, 1].")
 
   def init(params):
     return ErrorFeedbackState(
@@ -246,13 +365,17 @@ def error_feedback(compressor: Compressor) -> Compressor:
     )
 
   def compress(tree, state, key):
-    target = jax.tree.map(lambda d, e: d.astype(jnp.float32) + e, tree, state.residual)
+    if decay == 1.0:
+      target = jax.tree.map(lambda d, e: d.astype(jnp.float32) + e, tree, state.residual)
+    else:
+      target = jax.tree.map(lambda d, e: d.astype(jnp.float32) + decay * e, tree, state.residual)
     payload, inner = compressor.compress(target, state.inner, key)
     sent = compressor.decompress(payload, target)
     residual = jax.tree.map(lambda t, s: t - s, target, sent)
     return payload, ErrorFeedbackState(residual, inner)
 
-  return Compressor(init, compress, compressor.decompress, "ef+" + compressor.name)
+  tag = "ef" if decay == 1.0 else f"ef{decay:g}"
+  return Compressor(init, compress, compressor.decompress, f"{tag}+" + compressor.name)
 
 
 def biclip_delta_bound(method, local_steps: int) -> Optional[float]:
@@ -268,6 +391,9 @@ def biclip_delta_bound(method, local_steps: int) -> Optional[float]:
   return float(local_steps) * float(lr) * float(u)
 
 
+KINDS = ("none", "int", "fp8", "fixed", "fp32", "topk", "sign")
+
+
 def make(
   kind: str,
   *,
@@ -276,10 +402,15 @@ def make(
   stochastic: bool = False,
   error_feedback_on: bool = False,
   bound: Optional[float] = None,
+  topk: int = 0,
+  ef_decay: float = 1.0,
 ) -> Optional[Compressor]:
   """A compressor by name, for configs: ``'none'``, ``'int'``, ``'fp8'``, ``'fixed'``,
-  ``'fp32'``. ``bits=32`` means no compression (``None``; error feedback is then a no-op),
-  so a sweep can put full precision on the same axis as the bit widths."""
+  ``'fp32'``, ``'topk'`` (``topk`` coordinates per ``block``-coordinate chunk; values in
+  ``bits`` bits, 32 = float32) and ``'sign'`` (1 bit, one scale per ``block``). ``bits=32``
+  means no compression for ``'int'`` and ``'fixed'`` (``None``; error feedback is then a
+  no-op), so a sweep can put full precision on the same axis as the bit widths.
+  ``ef_decay``: the error feedback's :math:`\\beta`."""
   if kind == "none" or (bits == 32 and kind in ("int", "fixed")):
     return None
   if kind == "int":
@@ -295,6 +426,10 @@ def make(
     comp = fixed_range_quantizer(bound, bits, stochastic)
   elif kind == "fp32":
     comp = identity()
+  elif kind == "topk":
+    comp = topk_sparsifier(topk, block, bits)
+  elif kind == "sign":
+    comp = sign_quantizer(block)
   else:
-    raise ValueError(f"compression kind {kind!r}; use none, int, fp8, fixed or fp32.")
-  return error_feedback(comp) if error_feedback_on else comp
+    raise ValueError(f"compression kind {kind!r}; use one of {', '.join(KINDS)}.")
+  return error_feedback(comp, ef_decay) if error_feedback_on else comp

@@ -37,7 +37,8 @@ The pieces, in the order a round runs them (each a top-level name here):
   as the nodes receive it (``down_compressor``).
 * :class:`Schedule`: the leaves a round synchronizes through :meth:`RoundParts.sync`
   (aggregate, server phase, broadcast): all of them (:class:`FullSchedule`) or fragment
-  ``round % F`` (:class:`FragmentSchedule`, streaming).
+  ``round % F`` (:class:`FragmentSchedule`, streaming; :mod:`tailopt.overlap` overlaps
+  its synchronization with the next round's steps).
 * :func:`_device_round` (the ``shard_map`` body) and :func:`_round_step` (the jitted
   round) tie them together; a :class:`Round` holds the settings, its :class:`RoundParts`
   and the compiled programs.
@@ -688,6 +689,18 @@ class Participation:
       return weights, None
     return weights, jnp.sort(perm[: self.padded])
 
+  def masks(self, rng, rounds: int) -> np.ndarray:
+    """``(rounds, M)`` booleans: the clients drawn in each of the next ``rounds`` rounds
+    from a state's ``rng``, exactly as the round draws them (all True without sampling).
+    On the host, for a simulated clock that needs who took part."""
+    if self.m is None:
+      return np.ones((rounds, self.num_clients), bool)
+    out = np.zeros((rounds, self.num_clients), bool)
+    for r in range(rounds):
+      rng, key = jax.random.split(rng)
+      out[r, np.asarray(jax.random.permutation(key, self.num_clients))[: self.m]] = True
+    return out
+
 
 @dataclasses.dataclass(frozen=True)
 class RoundParts:
@@ -1025,6 +1038,14 @@ class Round:
     # Strongly typed leaves: a weakly typed input (jnp.full(.., 0.1)) would come back
     # strong from the first round and force a second compile.
     return jax.tree.map(_own_copy, state)
+
+  def participants(self, state: RoundState, rounds: int) -> np.ndarray:
+    """``(rounds, num_clients)`` booleans: who takes part in the next ``rounds`` rounds
+    from ``state`` (:meth:`Participation.masks`); call it before the state is donated."""
+    rng = state.rng
+    if not rng.is_fully_addressable:  # several processes: this process's replica of the key
+      rng = rng.addressable_data(0)
+    return self.parts.sampling.masks(rng, rounds)
 
   def init(self, params, seed: int = 0) -> RoundState:
     """The initial state: params and outer state replicated over the clients (split over

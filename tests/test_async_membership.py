@@ -213,3 +213,19 @@ def test_membership_config_errors_are_one_line(make, match):
   with pytest.raises(ValueError, match=match) as e:
     make()
   assert "\n" not in str(e.value)
+
+
+def test_new_fields_at_their_defaults_keep_config_fingerprints():
+  from experiments import checkpoint, cli
+
+  for variant in ("configs/async_synthetic.py:runlocal", "configs/async_synthetic.py:fedbuff"):
+    d = cli.load_config(variant, []).to_dict()
+    assert d["clock"]["failure_rate"] == 0.0 and d["asynchronous"]["merge"] == "uniform"
+    before = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    for f in ("failure_rate", "rejoin_rate"):
+      before["clock"].pop(f)
+    for f in ("min_quorum", "grace_k", "grace_window", "merge", "worker_samples"):
+      before["asynchronous"].pop(f, None)
+    assert checkpoint.config_fingerprint(d) == checkpoint.config_fingerprint(before)
+    d["clock"]["failure_rate"] = 0.1
+    assert checkpoint.config_fingerprint(d) != checkpoint.config_fingerprint(before)

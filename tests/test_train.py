@@ -105,7 +105,8 @@ def test_eval_at_start_logs_the_initial_model_once(tmp_path):
   s = loop.train(cfg, str(tmp_path / "run"), quiet=True)
   rows = read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
   assert [r["round"] for r in rows] == list(range(0, 13))
-  assert set(rows[0]) == {"round"} | {k for k in rows[6] if k.startswith("eval/")}
+  assert set(rows[0]) == {"round", "sim_time"} | {k for k in rows[6] if k.startswith("eval/")}
+  assert rows[0]["sim_time"] == 0.0  # the initial model, at the start of the simulated clock
   data, model = tasks_lib.build_task(cfg)
   p0 = model.init(jax.random.key(cfg.seed))
   want = loop.evaluate(jax.jit(model.evaluate), p0, data.test, cfg.eval_batch_size)
@@ -113,6 +114,7 @@ def test_eval_at_start_logs_the_initial_model_once(tmp_path):
   assert rows[0]["eval/loss"] > rows[12]["eval/loss"]
   plain_rows = read_jsonl(str(tmp_path / "plain" / "metrics.jsonl"))
   assert [r["train/loss"] for r in rows[1:]] == [r["train/loss"] for r in plain_rows]
+  assert [r["sim_time"] for r in rows[1:]] == [r["sim_time"] for r in plain_rows]
   assert s["final"] == plain["final"]
   assert ckpt_lib.config_fingerprint(cfg.to_dict()) == ckpt_lib.config_fingerprint(
     small_config().to_dict()

@@ -14,7 +14,8 @@
   ``summary.py`` (the summary dict and its one-screen box), ``outputs.py`` (which process
   writes, ``code.json``).
 * ``build.py``: what a config resolves to for both engines (the method's hyperparameters,
-  compressors, noise, devices, steps per dispatch).
+  compressors, noise, devices, steps per dispatch, the simulated clock and network, the
+  streaming overlap).
 
 This file imports nothing, so ``experiments.validate`` can use ``build.py`` without a cycle.
 """

@@ -23,6 +23,7 @@ metrics, checkpoints, evaluation and the summary. Besides the loop's outputs an 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from experiments.engines.outputs import is_primary
 from experiments.rundir import atomic_write
 from experiments.errors import ConfigError
 from tailopt import asynchronous as A
+from tailopt import timing
 from tailopt.data.batching import make_data_fn, stack_clients
 from tailopt.data.types import FederatedData
 
@@ -46,11 +48,16 @@ _NOT_METRICS = ("taus", "time", "workers", "pulled", "version")
 # ---------------------------------------------------------------------------- build
 
 
-def clock_config(config) -> A.ClockConfig:
-  d = config.clock.to_dict()
-  if d.get("step_times") is not None:
-    d["step_times"] = tuple(float(x) for x in d["step_times"])
-  return A.ClockConfig(num_workers=config.clients, **d)
+def clock_config(config, param_bytes=None) -> A.ClockConfig:
+  """The async clock of ``config.clock``; with ``config.network`` its latency also holds a
+  job's pull and push of ``param_bytes`` each (:func:`tailopt.timing.job_comm_seconds`)."""
+  clock = build_lib.clock_config(config)
+  net = build_lib.network_config(config)
+  per_byte = net.seconds_per_byte("up", 1)[0] + net.seconds_per_byte("down", 1)[0]
+  if per_byte and param_bytes is None:
+    raise ValueError("the network's transfer time needs the model's size (param_bytes).")
+  comm = timing.job_comm_seconds(net, param_bytes or 0.0, param_bytes or 0.0)
+  return dataclasses.replace(clock, comm_latency=clock.comm_latency + comm) if comm else clock
 
 
 def async_config(config, worker_samples=None) -> A.AsyncConfig:
@@ -111,7 +118,9 @@ def sim_devices(config) -> int:
 
 def build_simulator(config, data: FederatedData, model):
   """The :class:`Simulator` of a validated config (and the stacked data it uses)."""
-  clock = clock_config(config)
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  param_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+  clock = clock_config(config, param_bytes)
   acfg = async_config(config, data.client_sizes())
   method = build_lib.make_method(config)
   outer = None
@@ -234,7 +243,8 @@ def _rows(metrics: dict) -> list[dict]:
   rows = []
   for i in range(n):
     t = taus[i][valid[i]]
-    r = {"round": int(metrics["version"][i]), "time": float(metrics["time"][i])}
+    now = float(metrics["time"][i])  # simulated seconds: `time` (as before) and `sim_time`
+    r = {"round": int(metrics["version"][i]), "time": now, "sim_time": now}
     r.update({f"train/{k}": float(metrics[k][i]) for k in keys})
     r["tau/max"] = float(t.max()) if t.size else 0.0
     r["tau/mean"] = float(t.mean()) if t.size else 0.0

@@ -7,6 +7,7 @@ does, and calls these to check what they give).
     method = make_method(config)         # tailopt.get_method(config.method, **hp)
     up, down = compressors(config, method)
     noise = make_noise(config)           # tailopt.inject_noise(...) or None
+    clock = sync_clock(config)           # tailopt.timing.SyncClock: sim_time of every round
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import jax
 import numpy as np
 
 import tailopt
+from tailopt import timing
+from tailopt.asynchronous.clock import ClockConfig
 
 
 def method_hparams(config) -> dict:
@@ -58,6 +61,8 @@ def compressors(config, method):
     stochastic=cc.stochastic,
     error_feedback_on=cc.error_feedback,
     bound=bound,
+    topk=cc.get("topk", 0),
+    ef_decay=cc.get("ef_decay", 1.0),
   )
   down = (
     None if cc.down == "none" else tailopt.compression.make(cc.down, bits=cc.bits, block=cc.block)
@@ -114,3 +119,52 @@ def resolve_chunk(config) -> int:
     return int(config.chunk)
   cad = [v for v in (config.eval_every, config.checkpoint_every) if v]
   return int(np.gcd.reduce(cad)) if cad else 50
+
+
+def clock_config(config) -> ClockConfig:
+  """The workers' compute model of ``config.clock`` (N = ``config.clients``), with the
+  measured seconds of ``config.clock.replay`` (a CSV) as its job times when given."""
+  d = config.clock.to_dict()
+  path = d.pop("replay", "")
+  if d.get("step_times") is not None:
+    d["step_times"] = tuple(float(x) for x in d["step_times"])
+  clock = ClockConfig(num_workers=config.clients, **d)
+  return timing.replayed(clock, timing.load_replay(path)) if path else clock
+
+
+def network_config(config) -> timing.NetworkConfig:
+  """The links of ``config.network`` (free when the config has none)."""
+  net = config.get("network")
+  if net is None:
+    return timing.NetworkConfig()
+  d = net.to_dict()
+  for k in ("uplink_gbps", "downlink_gbps"):
+    if isinstance(d.get(k), (list, tuple)):
+      d[k] = tuple(float(x) for x in d[k])
+  return timing.NetworkConfig(**d)
+
+
+def overlap(config):
+  """The :class:`tailopt.overlap.Overlap` of a streaming run (``config.overlap`` away from
+  its plain-streaming default, with ``config.fragments``), or None."""
+  from tailopt.overlap import Overlap
+
+  o = config.get("overlap")
+  if o is None or not config.get("fragments"):
+    return None
+  if (o.delay, float(o.alpha), bool(o.eager)) == (0, 1.0, False):
+    return None
+  return Overlap(delay=int(o.delay), alpha=float(o.alpha), eager=bool(o.eager))
+
+
+def sync_clock(config) -> timing.SyncClock:
+  """The simulated clock of a synchronous run: ``config.rounds`` rounds of the clock's
+  workers (one per slot) and ``config.network``; overlapped streaming credits its delay."""
+  ov = overlap(config)
+  return timing.SyncClock(
+    clock_config(config),
+    network_config(config),
+    config.local_steps,
+    max(int(config.rounds), 1),
+    delay=None if ov is None else ov.delay,
+  )

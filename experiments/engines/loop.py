@@ -292,7 +292,7 @@ def _chunks(run: Run, state, start: int, eval_fn, bar):
   config, engine = run.config, run.engine
   t = start
   if t == 0 and config.eval_at_start and config.eval_every:  # the initial model, as round 0
-    row = {"round": 0, **_evaluate(run, eval_fn, state)}
+    row = {"round": 0, "sim_time": 0.0, **_evaluate(run, eval_fn, state)}
     if build.is_async(config):
       row["time"] = 0.0  # on the simulated clock
     run.writer.write(0, {k: v for k, v in row.items() if k != "round"})

@@ -17,8 +17,9 @@ from typing import Any, Callable, Protocol, Union, runtime_checkable
 # The state an engine's chunks thread through (a pytree: a tailopt.RoundState, a Simulator's
 # state, ...). The loop never looks inside it; it asks the engine for the params.
 State = Any
-# A metric row: {"round": t, "train/<name>": float, ...}; an async row also has "time"
-# (simulated seconds); "hist/<tag>" entries (arrays) are TensorBoard histograms.
+# A metric row: {"round": t, "sim_time": simulated seconds (tailopt.timing), "train/<name>":
+# float, ...}; an async row also has "time" (= sim_time); "hist/<tag>" entries (arrays) are
+# TensorBoard histograms.
 Row = dict
 
 

@@ -3,10 +3,16 @@
 A chunk of R rounds runs as one jitted ``lax.scan`` (:meth:`tailopt.Round.multi`, the
 numbers of R single calls). Batches are a pure function of (seed, round), so the saved
 state is the round state alone (plus, when clients are sampled from a larger population,
-the host-side store of their inner states).
+the host-side store of their inner states). Every round's row has ``sim_time``: the
+simulated clock (:class:`tailopt.timing.SyncClock`: the slowest participant's compute, its
+upload of the round's ``bytes_up``, the server step and the broadcast of ``bytes_down``),
+kept in the checkpoint's record so a resumed run continues it.
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +21,7 @@ import numpy as np
 import tailopt
 from experiments.engines import build
 from experiments.errors import ConfigError
+from tailopt import overlap as overlap_lib
 from tailopt.data.batching import ClientBatches
 
 
@@ -27,7 +34,11 @@ def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
   # Sampled clients do not own a slot across rounds: their inner states live in the
   # engine's host-side store (SyncEngine), swapped into the slots every round.
   up, down = build.compressors(config, method)
-  return tailopt.build_round(
+  ov = build.overlap(config)
+  make = tailopt.build_round
+  if ov is not None:  # overlapped streaming
+    make = functools.partial(overlap_lib.build_round, overlap=ov)
+  return make(
     model.loss,
     method,
     local_steps=config.local_steps,
@@ -85,11 +96,15 @@ class SyncEngine:
         )
       self.store = True  # built by init() from a fresh inner.init
     self.total = int(config.rounds)
+    self.clock = build.sync_clock(config)
+    self.sim_time = 0.0  # simulated seconds at the end of the rounds done
     self.label = config.method
     self.title = f"tailopt run: {config.method} on {config.task}"
 
   def init(self, params):
     check_fragments(self.config, params)
+    self.sim_time = 0.0
+    self.clock.load_state(None)
     if self.store is not None:
       fresh = jax.device_get(jax.jit(self.rnd.method.inner.init)(params))
       self.store = tailopt.ClientStateStore(fresh)
@@ -103,12 +118,16 @@ class SyncEngine:
     return lambda record: (state, store.template(int(record["stored_clients"])))
 
   def save(self, state, t: int):
+    extra = {"data_position": t, "sim_time": self.sim_time, "clock": self.clock.state()}
     if self.store is None:
-      return state, {"data_position": t}
-    return (state, self.store.to_tree()), {"data_position": t, "stored_clients": len(self.store)}
+      return state, extra
+    return (state, self.store.to_tree()), {**extra, "stored_clients": len(self.store)}
 
   def load(self, tree, record, params):
-    del record, params
+    del params
+    # A checkpoint from before the simulated clock: its time is unknown (NaN), not 0.
+    self.sim_time = float(record.get("sim_time", math.nan))
+    self.clock.load_state(record.get("clock"))
     if self.store is None:
       return tree
     state, stored = tree
@@ -165,9 +184,22 @@ class SyncEngine:
     return state, [{k: v[i] for k, v in metrics.items()} for i in range(n)]
 
   def run(self, state, t: int, n: int):
+    active = self.rnd.participants(state, n)  # before the chunk donates the state
     state, per_round = self._one_round(state, t) if n == 1 else self._fused_rounds(state, t, n)
+    times = self.clock.times(
+      t,
+      self.sim_time,
+      [float(m["bytes_up"]) for m in per_round],
+      [float(m["bytes_down"]) for m in per_round],
+      active,
+    )
+    self.sim_time = float(times[-1])
     rows = [
-      {"round": t + 1 + i, **{f"train/{k}": float(v) for k, v in m.items()}}
+      {
+        "round": t + 1 + i,
+        "sim_time": float(times[i]),
+        **{f"train/{k}": float(v) for k, v in m.items()},
+      }
       for i, m in enumerate(per_round)
     ]
     return state, rows
@@ -192,6 +224,7 @@ class SyncEngine:
       rounds_done=t,
       best_round=out["best_at"],
       rounds_per_s=out["per_s"],
+      sim_time=self.sim_time,
     )
 
   def summary_rows(self, s: dict) -> list:
@@ -199,4 +232,5 @@ class SyncEngine:
     return [
       ("clients x local steps", f"{s['clients']} x {s['local_steps']}"),
       ("mesh", s["mesh"] + procs),
+      ("simulated time", f"{s.get('sim_time', math.nan):.1f} s"),
     ]

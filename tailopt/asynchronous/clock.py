@@ -91,6 +91,9 @@ class ClockConfig:
       failures.
     failures: explicit down periods ``((worker, down_at, up_at), ...)`` instead of the
       random ones (scripted scenarios, tests).
+    job_times: replayed measurements instead of ``H s_i xi``: one tuple of seconds per
+      worker, its jobs in order, cycled past the last (``tailopt.timing.load_replay`` reads
+      them from a CSV); ``c`` is still added. None (default): the model above.
   """
 
   num_workers: int = 8
@@ -107,10 +110,14 @@ class ClockConfig:
   failure_rate: float = 0.0
   rejoin_rate: float = 0.0
   failures: Optional[tuple] = None
+  job_times: Optional[tuple] = None
 
   def __post_init__(self):
     if self.step_times is not None and not isinstance(self.step_times, tuple):
       object.__setattr__(self, "step_times", tuple(float(x) for x in self.step_times))
+    if self.job_times is not None:
+      jt = tuple(tuple(float(x) for x in w) for w in self.job_times)
+      object.__setattr__(self, "job_times", jt)
     if self.failures is not None:
       object.__setattr__(
         self, "failures", tuple((int(w), float(a), float(b)) for w, a, b in self.failures)
@@ -171,6 +178,14 @@ class ClockConfig:
       raise ValueError("ClockConfig.speed_sigma and noise_sigma must be >= 0.")
     if self.comm_latency < 0:
       raise ValueError(f"ClockConfig.comm_latency={self.comm_latency} must be >= 0.")
+    if self.job_times is not None and (
+      len(self.job_times) != self.num_workers
+      or not all(len(w) and min(w) >= 0 for w in self.job_times)
+    ):
+      raise ValueError(
+        f"ClockConfig.job_times needs one non-empty list of seconds >= 0 per worker "
+        f"({self.num_workers}); got {len(self.job_times)}."
+      )
 
   def step_time_per_worker(self) -> np.ndarray:
     """s_i, seconds per local step of each worker (float64, shape (N,))."""
@@ -193,6 +208,10 @@ class ClockConfig:
       d["step_times"] = list(d["step_times"])
     if d["failures"] is not None:
       d["failures"] = [list(x) for x in d["failures"]]
+    if d["job_times"] is None:
+      del d["job_times"]  # absent, as before replays existed (schedule fingerprints)
+    else:
+      d["job_times"] = [list(w) for w in d["job_times"]]
     return d
 
   @property
@@ -369,7 +388,11 @@ class _JobLog:
   def start(self, w: int, t: float, v: int) -> int:
     """Worker ``w`` (up at ``t``) pulls version ``v`` at time ``t``; returns the new job's
     id. If the worker goes down before the job arrives, the job's ``lost_at`` is set."""
-    dur = self.h_w[w] * self.s[w] * _xi(self.clock, self.rngs[w]) + self.clock.comm_latency
+    if self.clock.job_times is not None:  # replayed seconds, cycled
+      times = self.clock.job_times[w]
+      dur = times[self.counts[w] % len(times)] + self.clock.comm_latency
+    else:
+      dur = self.h_w[w] * self.s[w] * _xi(self.clock, self.rngs[w]) + self.clock.comm_latency
     j = Job(
       worker=w, index=self.counts[w], pulled=v, start=t, arrival=t + dur, steps=int(self.h_w[w])
     )
