@@ -10,7 +10,10 @@ r"""One TailOPT round as one jitted function built on ``jax.shard_map``.
 ``w_i`` is 1 (uniform mean, the default), the client's example count (``weighted=True``),
 and 0 for clients not sampled this round (``participation=m``: m of the M clients take
 part; the others keep their inner state). The outer rule runs replicated on every device
-after the reduction, as in data-parallel training.
+after the reduction, as in data-parallel training, or, for an elementwise rule with
+per-coordinate state (``shard_outer``, on by default for the named adaptive and momentum
+rules), split over the devices: a reduce-scatter, the rule on each device's 1/n of the
+coordinates, an all-gather of the new params.
 
 Example::
 
@@ -38,7 +41,8 @@ The pieces, in the order a round runs them (each a top-level name here):
 * :class:`Schedule`: the leaves a round synchronizes through :meth:`RoundParts.sync`
   (aggregate, server phase, broadcast): all of them (:class:`FullSchedule`) or fragment
   ``round % F`` (:class:`FragmentSchedule`, streaming; :mod:`tailopt.overlap` overlaps
-  its synchronization with the next round's steps).
+  its synchronization with the next round's steps), or all of them with the outer rule's
+  state and step split over the client devices (:class:`ShardedServerSchedule`).
 * :func:`_device_round` (the ``shard_map`` body) and :func:`_round_step` (the jitted
   round) tie them together; a :class:`Round` holds the settings, its :class:`RoundParts`
   and the compiled programs.
@@ -494,7 +498,8 @@ class Broadcast:
 @dataclasses.dataclass(frozen=True)
 class ServerPhase:
   r"""The server's step on the aggregated pseudo-gradient, replicated on every device after
-  the reduction (as in data-parallel training):
+  the reduction (as in data-parallel training), or on each device's shard of the
+  coordinates (:class:`ShardedServerSchedule`):
 
   .. math::
 
@@ -750,7 +755,7 @@ def _check_replicated(outer_state, specs, axis_name: str):
   across coordinates (e.g. clip statistics of its input) and is not elementwise."""
   spec_leaves = jax.tree.leaves(specs, is_leaf=lambda s: isinstance(s, P))
   for (path, x), spec in zip(jax.tree_util.tree_leaves_with_path(outer_state), spec_leaves):
-    if spec == P() and axis_name in getattr(jax.typeof(x), "vma", ()):
+    if spec == P() and axis_name in local_lib._varying_axes(x):
       raise ValueError(
         f"outer state leaf {jax.tree_util.keystr(path)} depends on the coordinates of the "
         "device's shard (a statistic over the update?): the outer rule is not elementwise; "
