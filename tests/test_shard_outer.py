@@ -203,18 +203,23 @@ def test_auto_keeps_the_replicated_step_where_it_does_not_apply():
   assert not build(get("adam2"), shard_outer=False).shard_outer
 
 
-def test_a_forced_user_rule_matches_optax_adam():
-  """``shard_outer=True`` with plain ``optax.adam`` (the user's declaration)."""
-  mine = tailopt.Method(inner=optax.sgd(0.05), outer=optax.adam(0.01))
+def test_a_forced_user_rule_matches_the_replicated_step():
+  """``shard_outer=True`` with your own rule (your declaration that it is elementwise):
+  optax's Adam followed by a constant shift, whose update on the padding is not 0 (the
+  padding must count neither in ``update_norm`` nor in the params)."""
+  shift = optax.stateless(lambda u, p: jax.tree.map(lambda x: x + 0.01, u))
+  mine = tailopt.Method(inner=optax.sgd(0.05), outer=optax.chain(optax.adam(0.01), shift))
   out = []
   for so in (False, True):
     rnd = tailopt.build_round(mlp_loss, mine, local_steps=2, num_clients=8, shard_outer=so)
     st = rnd.init(params0())
     for t in range(2):
-      st, _ = rnd(st, batch_for(8, 2, t))
-    out.append(st.params)
-  for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
+      st, m = rnd(st, batch_for(8, 2, t))
+    out.append((st.params, jax.device_get(m)))
+  for a, b in zip(jax.tree.leaves(out[0][0]), jax.tree.leaves(out[1][0])):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-9)
+  for k in ("delta_norm", "update_norm"):
+    np.testing.assert_allclose(out[1][1][k], out[0][1][k], rtol=1e-5)
 
 
 def _stacked_state():
@@ -289,3 +294,43 @@ def test_layout_scatter_and_gather_round_trip():
   assert int(ok) == 1
   for k in tree:
     np.testing.assert_array_equal(np.asarray(back[k]), np.asarray(tree[k]))
+
+
+class _Kill(Exception):
+  pass
+
+
+@pytest.mark.slow
+def test_a_killed_sharded_run_resumes_bit_for_bit(tmp_path):
+  """tests/test_smoke.py's killed-and-resumed run, on 8 devices (its config runs on one,
+  where there is nothing to split): adam2's outer state is split and the resumed run
+  matches the uninterrupted one bit for bit."""
+  from configs import synthetic as synthetic_config
+  from experiments.engines import loop
+  from experiments.metrics_log import read_jsonl
+
+  c = synthetic_config.get_config("runlocal")
+  c.synthetic.examples_per_client, c.synthetic.test_examples, c.synthetic.dim = 64, 128, 8
+  c.progress, c.devices = False, 8
+  c.rounds, c.eval_every, c.checkpoint_every, c.method = 8, 2, 4, "adam2"
+  c.hparams.inner_lr = 0.01
+  loop.train(c, str(tmp_path / "full"), quiet=True)
+
+  def kill(r, _):
+    if r == 6:  # after the checkpoint at round 4; rounds 5-6 are lost
+      raise _Kill
+
+  with pytest.raises(_Kill):
+    loop.train(c, str(tmp_path / "cut"), on_chunk_end=kill, quiet=True)
+  assert loop.train(c, str(tmp_path / "cut"), quiet=True)["resumed_from"] == 4
+  engine, a, _ = loop.final_state(c, str(tmp_path / "full"))
+  _, b, _ = loop.final_state(c, str(tmp_path / "cut"))
+  assert engine.rnd.shard_outer
+  split = per_coordinate_leaves(engine.rnd, b)
+  assert split and all(x.sharding.spec == P("clients") for x in split)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x, y = jax.random.key_data(x), jax.random.key_data(y)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+  rows = [read_jsonl(str(tmp_path / d / "metrics.jsonl")) for d in ("full", "cut")]
+  assert rows[0] == rows[1]
