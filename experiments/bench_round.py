@@ -20,6 +20,8 @@ the median (and min-max range) over the repeats of the per-repeat ratio of two t
 taken in the same repeat, not a ratio of medians. The load average is recorded before the
 timings (and after them). Optimizer-state bytes are measured from the state pytrees (per
 node and on the server).
+The stateful outer rules (``--replicated``) are also timed with ``shard_outer=False`` (the
+outer rule replicated on every device after an all-reduce), beside the default sharded step.
 Compressed variants of the first method (``--compressors``) are timed in the same
 interleaved loop, with the bytes a node sends per round. Prints tables and, as the last
 line, one JSON object.
@@ -58,6 +60,12 @@ def _parse():
     "--unchecked",
     default="fedavg,bi2clip",
     help="methods also timed with check_finite=False (no per-step non-finite check)",
+  )
+  p.add_argument(
+    "--replicated",
+    default="adam2,diloco",
+    help="methods also timed with shard_outer=False (the outer rule replicated on every "
+    "device after an all-reduce, instead of split over them)",
   )
   p.add_argument(
     "--mesh-model",
@@ -448,6 +456,9 @@ def main(args):
   unchecked = [f"{m} unchecked" for m in filter(None, args.unchecked.split(","))]
   for name in unchecked:
     variants[name] = (name.split()[0], {"check_finite": False})
+  replicated = [f"{m} replicated" for m in filter(None, args.replicated.split(","))]
+  for name in replicated:
+    variants[name] = (name.split()[0], {"shard_outer": False})
   for name, (method_name, extra) in variants.items():
     extra = dict(extra)
     rnd = tailopt.build_round(
@@ -546,7 +557,7 @@ def main(args):
   out["baselines"] = {}
   for label, (name, extra) in baselines.items():
     out["baselines"][name] = {"median_round_s": med[name], **row(label, name, extra)}
-  for name in methods + unchecked:
+  for name in methods + unchecked + replicated:
     state, rnd = states[name][0], states[name][1]
     node_b = tree_bytes(state.inner_state) // C
     server_b = tree_bytes(state.outer_state)
@@ -567,7 +578,7 @@ def main(args):
   print(f"{'method':<22}" + "".join(f"{h:>12}" for _, h, _ in columns))
   for label, (name, _) in baselines.items():
     range_row(label, out["baselines"][name])
-  for name in methods + unchecked:
+  for name in methods + unchecked + replicated:
     range_row(name, out["methods"][name])
   if mesh_row is not None:
     st2 = states[mesh_row][0]
@@ -601,7 +612,7 @@ def main(args):
   print(f"\n{'variant':<22}{'round ms':>10}{f'/{base}':>10}{'bytes up':>12}{'/fp32':>8}")
   up0 = float(states[base][3]["bytes_up"])
   for name in variants:
-    if name in methods or name == mesh_row or name in unchecked:
+    if name in methods or name == mesh_row or name in unchecked + replicated:
       continue
     up = float(states[name][3]["bytes_up"])
     ratio, ratio_range = paired(name, base)

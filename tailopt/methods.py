@@ -42,6 +42,9 @@ from tailopt import schedules as sched_lib
 
 INNER_RULES = ("sgd", "l2clip", "biclip", "adam", "adamw")
 OUTER_RULES = ("avg", "avgm", "adagrad", "rmsprop", "adam", "yogi", "biclip", "nesterov")
+# Outer rules that act coordinate by coordinate (Method.outer_elementwise). Not biclip: its
+# monitored clip statistics subsample the coordinates of the whole update.
+ELEMENTWISE_OUTER = ("avg", "avgm", "adagrad", "rmsprop", "adam", "yogi", "nesterov")
 
 ALIASES = {
   "fedavg": "avg-sgd",
@@ -118,6 +121,13 @@ class Method:
     outer_clip: optional stateless clipping transform that the asynchronous server may
       apply to each Delta before delay compensation (``clip_then_compensate``).
     inner_rule, outer_rule: the registry's rule names, or ``None`` for your own.
+    outer_elementwise: the outer rule acts coordinate by coordinate: its update and
+      state at a coordinate depend only on that coordinate's Delta, parameter and state,
+      and on scalars such as a step count (SGD, momentum, Nesterov, the FedOpt
+      Adagrad/RMSProp/Adam/Yogi; not an L2 or global-norm clip, nor a rule whose clip
+      statistics read across coordinates). The round may then split the outer state and
+      step over the client devices (``tailopt.build_round(shard_outer='auto')``). Set for
+      the named methods whose outer rule is one of :data:`ELEMENTWISE_OUTER`.
   """
 
   inner: optax.GradientTransformation
@@ -127,6 +137,7 @@ class Method:
   outer_clip: Optional[optax.GradientTransformation] = None
   inner_rule: Optional[str] = None
   outer_rule: Optional[str] = None
+  outer_elementwise: bool = False
 
   def __post_init__(self):
     for field in ("inner", "outer") + (("outer_clip",) if self.outer_clip is not None else ()):
@@ -355,4 +366,5 @@ def get_method(name: str, *, clip_stats: bool = True, **hyperparams) -> Method:
     outer_clip=outer_clip,
     inner_rule=inner,
     outer_rule=outer,
+    outer_elementwise=outer in ELEMENTWISE_OUTER,
   )

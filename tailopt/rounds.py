@@ -10,7 +10,10 @@ r"""One TailOPT round as one jitted function built on ``jax.shard_map``.
 ``w_i`` is 1 (uniform mean, the default), the client's example count (``weighted=True``),
 and 0 for clients not sampled this round (``participation=m``: m of the M clients take
 part; the others keep their inner state). The outer rule runs replicated on every device
-after the reduction, as in data-parallel training.
+after the reduction, as in data-parallel training, or, for an elementwise rule with
+per-coordinate state (``shard_outer``, on by default for the named adaptive and momentum
+rules), split over the devices: a reduce-scatter, the rule on each device's 1/n of the
+coordinates, an all-gather of the new params.
 
 Example::
 
@@ -38,7 +41,8 @@ The pieces, in the order a round runs them (each a top-level name here):
 * :class:`Schedule`: the leaves a round synchronizes through :meth:`RoundParts.sync`
   (aggregate, server phase, broadcast): all of them (:class:`FullSchedule`) or fragment
   ``round % F`` (:class:`FragmentSchedule`, streaming; :mod:`tailopt.overlap` overlaps
-  its synchronization with the next round's steps).
+  its synchronization with the next round's steps), or all of them with the outer rule's
+  state and step split over the client devices (:class:`ShardedServerSchedule`).
 * :func:`_device_round` (the ``shard_map`` body) and :func:`_round_step` (the jitted
   round) tie them together; a :class:`Round` holds the settings, its :class:`RoundParts`
   and the compiled programs.
@@ -60,6 +64,7 @@ from tailopt import clipping
 from tailopt import compression
 from tailopt import local as local_lib
 from tailopt import noise as noise_lib
+from tailopt import shard_layout
 from tailopt.methods import Method
 
 
@@ -400,25 +405,39 @@ class MeanAggregator:
     return None
 
   def aggregate(self, deltas, state, weights: ClientWeights, like, key):
-    w, total_w = weights.w, weights.total
+    summed = _psum_packed(_weighted_sums(deltas, weights.w), self.axis_name)
+    return _divide(summed, weights.total, like), state, _delta_bytes(deltas, like)
 
-    def wsum(x):
-      acc = jnp.promote_types(x.dtype, jnp.float32)  # float32, or wider (float64)
-      return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
 
-    summed = _psum_packed(jax.tree.map(wsum, deltas), self.axis_name)
-    # A product with the scalar reciprocal (not a division: XLA keeps a division in a
-    # pass of its own) fuses into the outer rule's and the norms' reads of the mean.
-    mean = jax.tree.map(
-      lambda t, p: (t * (1.0 / total_w.astype(t.dtype))).astype(p.dtype), summed, like
-    )
-    # What crosses: each Delta in its accumulation dtype (float32, or wider).
-    sent = jax.tree.map(
-      lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
-      deltas,
-      like,
-    )
-    return mean, state, compression.payload_bytes(sent)
+def _weighted_sums(deltas, w):
+  r"""This device's :math:`\sum_{i \in \text{dev}} w_i \Delta_i` per leaf (leading axis k
+  contracted), in float32 or wider (float64)."""
+
+  def wsum(x):
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    return jnp.tensordot(w.astype(acc), x.astype(acc), axes=1)
+
+  return jax.tree.map(wsum, deltas)
+
+
+def _divide(summed, total_w, like):
+  """The weighted mean from the summed tree, in the dtypes of ``like``. A product with the
+  scalar reciprocal (not a division: XLA keeps a division in a pass of its own) fuses into
+  the outer rule's and the norms' reads of the mean."""
+  return jax.tree.map(
+    lambda t, p: (t * (1.0 / total_w.astype(t.dtype))).astype(p.dtype), summed, like
+  )
+
+
+def _delta_bytes(deltas, like):
+  """What one node sends of the plain mean: each Delta (shaped like ``like``) in its
+  accumulation dtype (float32, or wider)."""
+  sent = jax.tree.map(
+    lambda x, p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.promote_types(x.dtype, jnp.float32)),
+    deltas,
+    like,
+  )
+  return compression.payload_bytes(sent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,7 +498,8 @@ class Broadcast:
 @dataclasses.dataclass(frozen=True)
 class ServerPhase:
   r"""The server's step on the aggregated pseudo-gradient, replicated on every device after
-  the reduction (as in data-parallel training):
+  the reduction (as in data-parallel training), or on each device's shard of the
+  coordinates (:class:`ShardedServerSchedule`):
 
   .. math::
 
@@ -530,6 +550,10 @@ class Schedule(Protocol):
   def init(self, params, num_clients: int, aggregator: Aggregator, server: ServerPhase):
     """``(outer_state, comm_state, local_params)`` of a new run."""
 
+  def outer_specs(self, params, server: ServerPhase, axis_name: str):
+    """The ``PartitionSpec`` of every outer-state leaf over the client axis, or None: the
+    outer state is replicated over it (split over a model axis, if any)."""
+
   def __call__(
     self, parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
   ) -> ScheduleOutput:
@@ -546,6 +570,9 @@ class FullSchedule:
   def init(self, params, num_clients: int, aggregator: Aggregator, server: ServerPhase):
     """``(outer state, the aggregator's per-client state, None)``: no per-client models."""
     return server.init(params), aggregator.init(params, num_clients), None
+
+  def outer_specs(self, params, server: ServerPhase, axis_name: str):
+    return None  # replicated
 
   def __call__(
     self, parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
@@ -594,6 +621,9 @@ class FragmentSchedule:
     if not isinstance(aggregator, MeanAggregator):
       comm_state = tuple(aggregator.init(tree, num_clients) for tree in trees)
     return outer_state, comm_state, _stack(params, num_clients)
+
+  def outer_specs(self, params, server: ServerPhase, axis_name: str):
+    return None  # replicated
 
   def __call__(
     self, parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
@@ -655,6 +685,82 @@ class FragmentSchedule:
         for x, g, i in zip(leaves, g_leaves, ids)
       ],
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardedServerSchedule:
+  r"""Every round synchronizes every leaf, as :class:`FullSchedule`, with the outer rule's
+  state and step split over the n devices of the client axis (``shard_outer``; valid for an
+  elementwise outer rule, one whose update and state at a coordinate depend only on that
+  coordinate and on scalars such as a step count). Device j holds shard j of every leaf
+  (:mod:`tailopt.shard_layout`) and computes
+
+  .. math::
+
+      \Delta_t^{(j)} = \Big[\textstyle\sum_i w_i \Delta_i\Big]^{(j)} / \sum_i w_i
+      \quad(\text{reduce-scatter}),\qquad
+      u_t^{(j)}, s_{t+1}^{(j)} = \mathrm{OuterUpdate}(\Delta_t^{(j)}, s_t^{(j)}, x_t^{(j)}),
+
+  :math:`x_{t+1}^{(j)} = x_t^{(j)} + u_t^{(j)}`, and an all-gather of the shards gives every
+  device :math:`x_{t+1}`: the same arithmetic as the replicated step, each coordinate
+  computed once instead of n times, and the outer state's per-coordinate leaves stored
+  split ``P(axis)`` (its scalars replicated). The plain mean only (no compressor, no
+  ``down_compressor``, no fragments, no model axis). The bytes metrics are those of the
+  replicated round (a node sends its Delta and receives the update)."""
+
+  num_devices: int
+
+  def init(self, params, num_clients: int, aggregator: Aggregator, server: ServerPhase):
+    """``(the outer state on the flat padded layout, None, None)``."""
+    return server.init(shard_layout.flat(params, self.num_devices)), None, None
+
+  def outer_specs(self, params, server: ServerPhase, axis_name: str):
+    return shard_layout.state_specs(server.init, params, self.num_devices, axis_name)
+
+  def __call__(
+    self, parts, clients, params, outer_state, comm_state, local_params, weights, round_idx, keys
+  ) -> ScheduleOutput:
+    ax, n = parts.axis_name, self.num_devices
+    summed = shard_layout.scatter_sum(_weighted_sums(clients.delta, weights.w), ax, n)
+    like = shard_layout.local_shard(params, ax, n)
+    delta = _divide(summed, weights.total, like)
+    updates, outer_state = parts.server(delta, outer_state, like, round_idx)
+    _check_replicated(outer_state, self.outer_specs(params, parts.server, ax), ax)
+    new_params = shard_layout.gather(optax.apply_updates(like, updates), params, ax, n)
+    mask = shard_layout.valid(updates, params, ax, n)
+    sq = lambda t: sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in t)  # noqa: E731
+    up = _delta_bytes(clients.delta, params)
+    down = compression.payload_bytes(
+      jax.tree.map(lambda u, p: jax.ShapeDtypeStruct(jnp.shape(p), u.dtype), updates, params)
+    )
+    return ScheduleOutput(
+      params=new_params,
+      outer_state=outer_state,
+      comm_state=None,
+      local_params=None,
+      metrics=clipping.measurements(outer_state, "outer_"),
+      norm_shares=[
+        sq(jax.tree.leaves(delta)),  # the padding of Delta is 0
+        sq(jax.tree.leaves(jax.tree.map(lambda u, m: jnp.where(m, u, 0), updates, mask))),
+      ],
+      bytes_up=up,
+      bytes_down=down,
+      bytes_cumulative=(round_idx + 1).astype(jnp.float32) * float(up + down),
+    )
+
+
+def _check_replicated(outer_state, specs, axis_name: str):
+  """Raises ``ValueError`` (one line) if an outer-state leaf meant to be replicated (a
+  scalar) came out of the sharded step depending on the device's shard: the rule reads
+  across coordinates (e.g. clip statistics of its input) and is not elementwise."""
+  spec_leaves = jax.tree.leaves(specs, is_leaf=lambda s: isinstance(s, P))
+  for (path, x), spec in zip(jax.tree_util.tree_leaves_with_path(outer_state), spec_leaves):
+    if spec == P() and axis_name in local_lib._varying_axes(x):
+      raise ValueError(
+        f"outer state leaf {jax.tree_util.keystr(path)} depends on the coordinates of the "
+        "device's shard (a statistic over the update?): the outer rule is not elementwise; "
+        "build the round with shard_outer=False."
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -824,21 +930,24 @@ def _compile_round(parts: RoundParts, donate: bool):
   weights)`` (R rounds in one ``lax.scan``), donating the state when ``donate``."""
   ax, mesh = parts.axis_name, parts.mesh
   rep, cl = P(), P(ax)
-  # Manual over the client axis only: a model axis stays automatic (GSPMD shards the
-  # inner steps, the reduction and the outer rule along the parameters' placement).
-  device_round = jax.shard_map(
-    functools.partial(_device_round, parts),
-    mesh=mesh,
-    in_specs=(rep, rep, cl, cl, cl, cl, rep, cl, cl, rep),
-    out_specs=(rep, rep, cl, cl, cl, cl, rep),
-    check_vma=True,
-    axis_names={ax},
-  )
   pin = None
   if _model_axis(mesh, ax) is not None:
     pin = functools.partial(_state_shardings, mesh, ax)
 
   def step(state: RoundState, batch, weights):
+    # The outer state's specs follow the params' shapes (split over the client axis with
+    # shard_outer, else replicated). Manual over the client axis only: a model axis stays
+    # automatic (GSPMD shards the inner steps, the reduction and the outer rule along the
+    # parameters' placement).
+    outer = parts.schedule.outer_specs(state.params, parts.server, ax) or rep
+    device_round = jax.shard_map(
+      functools.partial(_device_round, parts),
+      mesh=mesh,
+      in_specs=(rep, outer, cl, cl, cl, cl, rep, cl, cl, rep),
+      out_specs=(rep, outer, cl, cl, cl, cl, rep),
+      check_vma=True,
+      axis_names={ax},
+    )
     return _round_step(device_round, parts.sampling, pin, state, batch, weights)
 
   def steps(state: RoundState, batches, weights):
@@ -886,12 +995,19 @@ def _placement(mesh, axis_name: str, tree, per_client: bool):
   return jax.tree.map(one, tree)
 
 
-def _state_shardings(mesh, axis_name: str, state: RoundState) -> RoundState:
-  """Where each part of a round state lives (see :func:`_placement`)."""
+def _state_shardings(mesh, axis_name: str, state: RoundState, outer_specs=None) -> RoundState:
+  """Where each part of a round state lives (see :func:`_placement`); ``outer_specs``: the
+  outer state's ``PartitionSpec``\ s when it is split over the client axis (``shard_outer``)."""
   rep = NamedSharding(mesh, P())
+  if outer_specs is None:
+    outer = _placement(mesh, axis_name, state.outer_state, False)
+  else:
+    outer = jax.tree.map(
+      lambda s: NamedSharding(mesh, s), outer_specs, is_leaf=lambda s: isinstance(s, P)
+    )
   return RoundState(
     params=_placement(mesh, axis_name, state.params, False),
-    outer_state=_placement(mesh, axis_name, state.outer_state, False),
+    outer_state=outer,
     inner_state=_placement(mesh, axis_name, state.inner_state, True),
     noise_state=_placement(mesh, axis_name, state.noise_state, True),
     round=rep,
@@ -970,6 +1086,7 @@ class Round:
   fragments: Optional[int] = None
   client_loop: str = "auto"
   check_finite: bool = True
+  shard_outer: bool = False
   parts: RoundParts = dataclasses.field(repr=False, compare=False)
   compiled_step: Any = dataclasses.field(repr=False, compare=False)
   compiled_steps: Any = dataclasses.field(repr=False, compare=False)
@@ -1011,8 +1128,11 @@ class Round:
     return _place(tree, self.placement(tree, True))
 
   def state_shardings(self, state: RoundState) -> RoundState:
-    """Where each part of a round state lives (see :meth:`placement`)."""
-    return _state_shardings(self.mesh, self.axis_name, state)
+    """Where each part of a round state lives (see :meth:`placement`; with ``shard_outer``
+    the outer state's per-coordinate leaves are split over the client axis)."""
+    parts = self.parts
+    specs = parts.schedule.outer_specs(state.params, parts.server, self.axis_name)
+    return _state_shardings(self.mesh, self.axis_name, state, specs)
 
   def _build_state(self, params, seed) -> RoundState:
     c, parts = self.num_clients, self.parts
@@ -1243,6 +1363,7 @@ def build_round(
   fragments: Optional[int] = None,
   client_loop: str = "auto",
   check_finite: bool = True,
+  shard_outer="auto",
 ) -> Round:
   r"""Builds the jitted round.
 
@@ -1286,6 +1407,21 @@ def build_round(
       ``nonfinite_frac``; default). It reads every gradient once more per step, about a
       tenth of a small model's round on CPU (``experiments.bench_round``); ``False``
       drops the check and the metric.
+    shard_outer: split the outer rule's state and step over the client devices
+      (:class:`ShardedServerSchedule`: a reduce-scatter of the Deltas, the rule on each
+      device's 1/n of the coordinates, an all-gather of the new params) instead of running
+      it replicated on every device after an all-reduce. Only valid for an elementwise outer
+      rule (its update and state at a coordinate depend on that coordinate alone and on
+      scalars such as a step count; not an L2 or global-norm clip, nor a rule whose clip
+      statistics read across coordinates). ``'auto'`` (default): when the method declares
+      its outer rule elementwise (:attr:`Method.outer_elementwise`: the named adaptive and
+      momentum rules) and its state holds per-coordinate arrays, on a mesh of several
+      client devices without a model axis, compressor, down_compressor or fragments.
+      ``True`` forces it (with your own rule, that is your declaration that it is
+      elementwise; a state leaf that is neither per-coordinate nor a scalar is refused);
+      ``False`` keeps the replicated step. The numbers equal the replicated step's; the
+      outer state's per-coordinate leaves are then stored flattened and padded to a
+      multiple of the client devices (:mod:`tailopt.shard_layout`), split over them.
 
   Metrics ``bytes_up`` and ``bytes_down`` are the bytes one participating node sends and
   receives this round, from the arrays that cross the client axis (the payload, or the
@@ -1302,6 +1438,9 @@ def build_round(
     fragments,
     down_compressor,
     client_loop,
+  )
+  shard_outer = _resolve_shard_outer(
+    shard_outer, method, mesh, axis_name, compressor, down_compressor, fragments
   )
   settings = dict(
     loss_fn=loss_fn,
@@ -1320,6 +1459,7 @@ def build_round(
     fragments=fragments,
     client_loop=client_loop,
     check_finite=bool(check_finite),
+    shard_outer=shard_outer,
   )
   parts = _round_parts(**settings)
   step, steps = _compile_round(parts, donate)
@@ -1343,6 +1483,7 @@ def _round_parts(
   fragments: Optional[int],
   client_loop: str,
   check_finite: bool,
+  shard_outer: bool,
   **_,
 ) -> RoundParts:
   """The pieces of a round with the :func:`build_round` settings."""
@@ -1365,11 +1506,50 @@ def _round_parts(
     aggregator=aggregator,
     server=ServerPhase(method.outer),
     broadcast=Broadcast(down_compressor),
-    schedule=FullSchedule() if fragments is None else FragmentSchedule(int(fragments)),
+    schedule=_schedule(fragments, shard_outer, mesh.shape[axis_name]),
     sampling=Participation(num_clients, participation, mesh.shape[axis_name]),
     mesh=mesh,
     axis_name=axis_name,
   )
+
+
+def _schedule(fragments: Optional[int], shard_outer: bool, num_devices: int) -> Schedule:
+  if fragments is not None:
+    return FragmentSchedule(int(fragments))
+  return ShardedServerSchedule(num_devices) if shard_outer else FullSchedule()
+
+
+def _resolve_shard_outer(
+  shard_outer, method, mesh, axis_name, compressor, down_compressor, fragments
+) -> bool:
+  """:func:`build_round`'s ``shard_outer`` as a bool (``'auto'`` resolved); raises
+  ``ValueError`` for ``True`` with a setting the sharded step does not support."""
+  if not (isinstance(shard_outer, (bool, np.bool_)) or shard_outer == "auto"):
+    raise ValueError(f"shard_outer={shard_outer!r}; use 'auto' (the default), True or False.")
+  blockers = [
+    what
+    for what, present in (
+      ("compressor= (the compressed payloads are gathered whole)", compressor is not None),
+      ("down_compressor= (the update is compressed whole)", down_compressor is not None),
+      ("fragments= (one outer state per fragment)", fragments is not None),
+      ("a model axis (the outer state is split over it)", _model_axis(mesh, axis_name)),
+    )
+    if present
+  ]
+  n = mesh.shape[axis_name]
+  if shard_outer == "auto":
+    return bool(
+      method.outer_elementwise
+      and not blockers
+      and n > 1
+      and shard_layout.has_sharded_state(method.outer.init, n)
+    )
+  if shard_outer and blockers:
+    raise ValueError(
+      f"shard_outer=True does not support {blockers[0]}; build the round with "
+      "shard_outer=False (or 'auto')."
+    )
+  return bool(shard_outer)
 
 
 def _resolve_method(method, inner, outer) -> Method:
