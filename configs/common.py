@@ -73,9 +73,11 @@ def base_config() -> config_dict.ConfigDict:
   # Devices per client group: a model axis of that size shards each replica's parameters
   # and optimizer states FSDP-style (1 = every device holds a whole replica).
   c.mesh = config_dict.ConfigDict({"model": 1})
-  c.client_loop = (
-    "auto"  # a device's clients: auto (by model size) | vmap | sequential (less memory)
-  )
+  # A device's clients: auto (by model size) | vmap | sequential (less memory).
+  c.client_loop = "auto"
+  # The outer step on 1/n of the coordinates per client device (elementwise outer rules):
+  # auto | on | off (replicated, as runs checkpointed before it was added).
+  c.shard_outer = "auto"
   c.chunk = 0  # rounds per jitted dispatch (one lax.scan); 0 = auto (<= 25)
   c.stop_on_nan = True  # end a diverged run early (recorded as diverged)
   c.progress = True

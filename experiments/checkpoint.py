@@ -74,6 +74,7 @@ def _rewrap_keys(template, tree):
 NEUTRAL = {
   "mesh": {"model": 1},
   "client_loop": ("vmap", "auto", "sequential"),
+  "shard_outer": "auto",
   "overlap": {"delay": 0, "alpha": 1.0, "eager": False},
 }
 
@@ -219,7 +220,13 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
       )
     except Exception as e:  # noqa: BLE001
-      raise fail(e, "state") from e
+      err = fail(e, "state")
+      if "shape" in str(e).lower():  # e.g. a replicated outer state, now split per device
+        err = CheckpointError(
+          f"{err} If the run was checkpointed before tailopt split the outer state over the "
+          "devices, resume it with --config.shard_outer=off."
+        )
+      raise err from e
     return _rewrap_keys(template_state, out["state"]), record
 
   def record_path(self, step: int) -> str:

@@ -310,6 +310,8 @@ def problems(config, tasks=None) -> list[str]:
     add(
       f"config.client_loop={config.get('client_loop')!r} is unknown; use 'auto', 'vmap' or 'sequential'."
     )
+  if config.get("shard_outer", "auto") not in ("auto", "on", "off"):
+    add(f"config.shard_outer={config.get('shard_outer')!r} is unknown; use 'auto', 'on' or 'off'.")
   if n and not asynchronous and iv["participation"] and iv["participation"] > n:
     add(
       f"config.participation={iv['participation']} > config.clients={n}; sample at most "

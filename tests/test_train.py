@@ -179,6 +179,7 @@ def test_diverging_run_is_recorded(tmp_path):
     ("mesh.model", 16, r"config.mesh.model=16 but only 8 devices exist"),
     ("mesh.model", 0, r"config.mesh.model=0 must be an integer >= 1"),
     ("client_loop", "pmap", r"config.client_loop='pmap' is unknown"),
+    ("shard_outer", "yes", r"config.shard_outer=.yes. is unknown; use .auto., .on. or .off."),
     ("chunk", -1, r"config.chunk=-1 must be >= 0"),
   ],
 )

@@ -51,7 +51,14 @@ def make_round(config, model, method, batches: ClientBatches) -> tailopt.Round:
     down_compressor=down,
     fragments=config.get("fragments") or None,
     client_loop=config.get("client_loop", "auto"),
+    shard_outer=shard_outer(config),
   )
+
+
+def shard_outer(config):
+  """``config.shard_outer`` ('auto', 'on' or 'off') as :func:`tailopt.build_round` takes
+  it: 'auto', True or False."""
+  return {"on": True, "off": False}.get(config.get("shard_outer", "auto"), "auto")
 
 
 def check_fragments(config, params) -> None:
