@@ -85,6 +85,13 @@ def _parse():
     default=25,
     help="rounds per fused dispatch in the main-job measurement (0: skip it)",
   )
+  p.add_argument(
+    "--many-clients",
+    type=int,
+    default=64,
+    help="also time fedavg with this many clients (several per device) for the "
+    "per-example ratio against --clients (0: skip)",
+  )
   p.add_argument("--section", default="all", choices=["all", "init-memory"], help=argparse.SUPPRESS)
   return p.parse_args()
 
@@ -364,6 +371,35 @@ def time_it(fn, repeats):
   return float(np.median(times))
 
 
+def _batch(rng, clients, z, B, d_in, n_out) -> dict:
+  return {
+    "x": rng.normal(size=(clients, z, B, d_in)).astype(np.float32),
+    "y": rng.integers(0, n_out, size=(clients, z, B)).astype(np.int32),
+  }
+
+
+def targets(paired, many, C: int, methods) -> list:
+  """Issue 20's targets for the round, each a paired ratio (median, [min, max]) with its
+  bound: what tailopt adds beyond averaging, what BiClip adds to FedAvg, several clients per
+  device against one (per example), and a stateful outer rule against FedAvg."""
+  rows = []
+
+  def add(label, a, b, bound, scale=1.0):
+    if a is None or b is None:
+      return
+    med, (lo, hi) = paired(a, b)
+    rows.append(dict(target=label, ratio=med * scale, range=[lo * scale, hi * scale], bound=bound))
+
+  if "fedavg" in methods:
+    add("fedavg / (bare work + averaging)", "fedavg", "bare + average", 1.03)
+    add("bi2clip / fedavg", "bi2clip" if "bi2clip" in methods else None, "fedavg", 1.03)
+    add("adam2 / fedavg", "adam2" if "adam2" in methods else None, "fedavg", 1.10)
+    if many is not None:
+      n = int(many.split()[1])
+      add(f"per example, {n} clients / {C}", many, "fedavg", 1.05, C / n)
+  return rows
+
+
 def main(args):
   if args.section == "init-memory":
     print(json.dumps(init_memory(args)))
@@ -375,10 +411,7 @@ def main(args):
   n_params = sum(x.size for x in jax.tree.leaves(params))
   rng = np.random.default_rng(0)
   C, z, B = args.clients, args.local_steps, args.batch
-  batch = {
-    "x": rng.normal(size=(C, z, B, d_in)).astype(np.float32),
-    "y": rng.integers(0, n_out, size=(C, z, B)).astype(np.int32),
-  }
+  batch = _batch(rng, C, z, B, d_in, n_out)
   print(
     f"# devices={n_dev} ({jax.devices()[0].platform}) clients={C} z={z} batch={B} "
     f"MLP params={n_params:,} ({tree_bytes(params) / 2**20:.1f} MiB) "
@@ -459,17 +492,23 @@ def main(args):
   replicated = [f"{m} replicated" for m in filter(None, args.replicated.split(","))]
   for name in replicated:
     variants[name] = (name.split()[0], {"shard_outer": False})
+  many = None
+  if args.many_clients and "fedavg" in methods and args.many_clients != C:
+    many = f"fedavg {args.many_clients} clients"
+    variants[many] = ("fedavg", {"num_clients": args.many_clients})
   for name, (method_name, extra) in variants.items():
     extra = dict(extra)
+    n_clients = extra.pop("num_clients", C)
+    vbatch = batch if n_clients == C else _batch(rng, n_clients, z, B, d_in, n_out)
     rnd = tailopt.build_round(
       mlp_loss,
       tailopt.get_method(method_name),
       local_steps=z,
-      num_clients=C,
+      num_clients=n_clients,
       mesh=extra.pop("mesh", mesh),
       **extra,
     )
-    states[name] = [rnd.init(params), rnd, rnd.shard_batch(batch)]
+    states[name] = [rnd.init(params), rnd, rnd.shard_batch(vbatch)]
     st, m = rnd(states[name][0], states[name][2])  # compile + warm up
     states[name][0] = jax.block_until_ready(st)
     states[name].append(jax.device_get(m))
@@ -612,7 +651,7 @@ def main(args):
   print(f"\n{'variant':<22}{'round ms':>10}{f'/{base}':>10}{'bytes up':>12}{'/fp32':>8}")
   up0 = float(states[base][3]["bytes_up"])
   for name in variants:
-    if name in methods or name == mesh_row or name in unchecked + replicated:
+    if name in methods or name in (mesh_row, many) or name in unchecked + replicated:
       continue
     up = float(states[name][3]["bytes_up"])
     ratio, ratio_range = paired(name, base)
@@ -628,6 +667,12 @@ def main(args):
       f"{name:<22}{med[name] * 1e3:>10.1f}{r['ratio_to_uncompressed']:>10.3f}"
       f"{int(up):>12,}{r['bytes_ratio']:>8.3f}"
     )
+  out["targets"] = targets(paired, many, C, methods)
+  print(f"\n{'target (paired, median and min-max)':<40}{'ratio':>8}{'range':>13}{'bound':>7}")
+  for t in out["targets"]:
+    met = "met" if t["ratio"] <= t["bound"] else "MISSED"
+    lo, hi = t["range"]
+    print(f"{t['target']:<40}{t['ratio']:>8.3f}{f'{lo:.2f}-{hi:.2f}':>13}{t['bound']:>7.2f}  {met}")
   if args.fused:
     f = fused_rounds(args.fused, max(3, args.repeats // 3))
     out["fused"] = f
