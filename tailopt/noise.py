@@ -58,6 +58,13 @@ def _check_params(distribution: str, alpha, df):
       raise ValueError(f"pareto noise needs alpha > 0, got alpha={alpha}.")
 
 
+# The float32 numbers next to -pi/2 and pi/2, inside (-pi/2, pi/2).
+_OPEN_HALF_PI = (
+  float(np.nextafter(np.float32(-math.pi / 2), np.float32(0))),
+  float(np.nextafter(np.float32(math.pi / 2), np.float32(0))),
+)
+
+
 def sample_noise(
   key: jax.Array,
   distribution: str,
@@ -86,6 +93,9 @@ def sample_noise(
   elif distribution == "stable":
     k1, k2 = jax.random.split(key)
     v = jax.random.uniform(k1, shape, jnp.float32, -math.pi / 2, math.pi / 2)
+    # The open interval: float32(-pi/2) is just below -pi/2, where cos is negative and the
+    # powers below NaN (one draw in 2^23). Only draws at the ends move, to the next float.
+    v = jnp.clip(v, *_OPEN_HALF_PI)
     w = jax.random.exponential(k2, shape, jnp.float32)
     a = _concrete(alpha)
     if a == 1.0:
