@@ -40,6 +40,10 @@ def base_config() -> config_dict.ConfigDict:
       "down": "none",
     }
   )
+  # Replace the method's inner/outer transform by make(learning_rate) at its inner_lr /
+  # outer_lr: a name of experiments.optax_rules.RULES (lion, sign_sgd, clip_sgd, ...) or a
+  # user's 'path/to/file.py:make'; '' = the method's own rule.
+  c.optax_rules = config_dict.ConfigDict({"inner": "", "outer": ""})
   c.fragments = 0  # streaming synchronization: F fragments (0 = off)
   c.clients = 8  # clients per round (slots on the device mesh)
   c.data_clients = 0  # clients in the dataset; 0 = clients (no client sampling)

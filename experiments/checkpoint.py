@@ -70,7 +70,7 @@ def _rewrap_keys(template, tree):
 
 # Layout fields that leave a run's numbers unchanged at these values (so adding them kept
 # the fingerprints of earlier runs); other values are fingerprinted.
-NEUTRAL = {"mesh": {"model": 1}, "client_loop": "vmap"}
+NEUTRAL = {"mesh": {"model": 1}, "client_loop": "vmap", "optax_rules": {"inner": "", "outer": ""}}
 
 
 def config_fingerprint(config_dict: dict, ignore=UNFINGERPRINTED) -> str:
