@@ -54,8 +54,9 @@ def _grid(suite: Suite) -> list:
   return [{"hparams.inner_lr": lr} for lr in suite.lrs]
 
 
-def run_entry(base, suite: Suite, study: str, label: str, entry: Entry, plan, log) -> dict:
-  """Tunes one entry and runs its kept point on the report seeds: ``sweep.json``'s record."""
+def run_entry(base, suite, study, label, entry: Entry, plan, log, kept=None) -> dict:
+  """Tunes one entry (on the suite's grid, or only at ``kept``: a point tuned under another
+  noise law) and runs its kept point on the report seeds: ``sweep.json``'s record."""
 
   def run(point, seed):
     rel = os.path.join(label, sweep_lib.cell_name(point), f"seed{seed}")
@@ -63,7 +64,7 @@ def run_entry(base, suite: Suite, study: str, label: str, entry: Entry, plan, lo
     sweep_lib._log(log, label, sweep_lib.cell_name(point), seed, s, "tune")
     return rel, s
 
-  tuned = sweep_lib.tune_grid(_grid(suite), run, plan)
+  tuned = sweep_lib.tune_grid([kept] if kept else _grid(suite), run, plan)
   runs = []
   for seed in plan["report_seeds"]:
     rel = os.path.join(label, tuned["best"], f"seed{seed}")
@@ -90,9 +91,10 @@ def run_entry(base, suite: Suite, study: str, label: str, entry: Entry, plan, lo
   }
 
 
-def run_study(suite, task_label, task, noise, entries: dict, root, log=print) -> str:
+def run_study(suite, task_label, task, noise, entries: dict, root, log=print, kept=None) -> str:
   """Runs (resumes) every entry on one (task, noise); writes ``sweep.json``, the study's
-  report, ``tail_index.json`` and ``costs.json``; returns the study folder."""
+  report, ``tail_index.json`` and ``costs.json``; returns the study folder. ``kept``:
+  ``{label: point}`` tuned under ``suite.tune_noise`` (then no grid is tuned here)."""
   from experiments import provenance, report
 
   study = os.path.join(root, task_label, noise_label(noise))
@@ -102,8 +104,11 @@ def run_study(suite, task_label, task, noise, entries: dict, root, log=print) ->
   results = {"rules": 2, "config": base.to_dict(), **plan, "methods": {}}
   results["code"] = provenance.code_version()
   results["tailbench"] = {"suite": suite.name, "task": task_label, "noise": noise}
+  if kept:
+    results["tailbench"]["tuned_on"] = noise_label(suite.tune_noise)
   for label, entry in entries.items():
-    results["methods"][label] = run_entry(base, suite, study, label, entry, plan, log)
+    point = kept[label] if kept else None
+    results["methods"][label] = run_entry(base, suite, study, label, entry, plan, log, point)
   atomic_write(os.path.join(study, "sweep.json"), json.dumps(results, indent=2, default=str))
   report.write_report(study)
   fedavg = results["methods"].get("fedavg", {}).get("best_point", {})
@@ -170,3 +175,21 @@ def costs(base, entries: dict, records: dict, path: str) -> dict:
 
 def finite_or_none(v):
   return float(v) if v is not None and math.isfinite(v) else None
+
+
+def run_task(suite, task_label, task, entries: dict, root, log=print) -> list:
+  """Every noise law of one task; with ``suite.tune_noise``, that law first (tuned), then
+  the others at its kept points. Returns the study folders in the task's noise order."""
+  studies = {}
+  kept = None
+  if suite.tune_noise is not None:
+    first = run_study(suite, task_label, task, suite.tune_noise, entries, root, log)
+    studies[noise_label(suite.tune_noise)] = first
+    record = json.load(open(os.path.join(first, "sweep.json")))["methods"]
+    kept = {label: record[label]["best_point"] for label in entries}
+  for noise in task.noises:
+    if noise_label(noise) not in studies:
+      studies[noise_label(noise)] = run_study(
+        suite, task_label, task, noise, entries, root, log, kept
+      )
+  return [studies[noise_label(n)] for n in task.noises]

@@ -106,9 +106,10 @@ def bench(args, log=print) -> dict:
   t0 = time.perf_counter()
   layout = {}
   for task_label, task in suite.tasks.items():
-    for noise in task.noises:
-      layout.setdefault(task_label, []).append(noise_label(noise))
-      study = bench_lib.run_study(suite, task_label, task, noise, rows, workdir, log)
+    layout[task_label] = [noise_label(n) for n in task.noises]
+    for noise, study in zip(
+      task.noises, bench_lib.run_task(suite, task_label, task, rows, workdir, log)
+    ):
       t = json.load(open(os.path.join(study, "tail_index.json")))
       log(
         f"tail index {task_label} {noise_label(noise)}: gradients "
@@ -122,6 +123,7 @@ def bench(args, log=print) -> dict:
     lrs=list(suite.lrs),
     tune_seeds=list(suite.tune_seeds),
     report_seeds=list(suite.report_seeds),
+    tuned_on=noise_label(suite.tune_noise) if suite.tune_noise else "each noise law",
     wall_s=time.perf_counter() - t0,
     methods={k: vars(e) | {"fixed": dict(e.fixed)} for k, e in rows.items()},
   )

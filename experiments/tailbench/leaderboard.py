@@ -224,7 +224,8 @@ def markdown(board: dict, header: dict) -> str:
   text = f"# tailbench leaderboard: suite {h['suite']}\n\n"
   text += (
     f"Code {h['code']}. {h['rounds']} rounds, learning rate tuned on {h['lrs']} (edges "
-    f"extended) with tuning seed(s) {h['tune_seeds']}, reported on fresh seeds "
+    f"extended) with tuning seed(s) {h['tune_seeds']} at {h['tuned_on']}, reported at "
+    "every noise law on fresh seeds "
     f"{h['report_seeds']} (n = {len(h['report_seeds'])} per cell). Wall time "
     f"{h['wall_s'] / 60:.1f} min (this invocation; finished runs are read back).\n\n"
   )

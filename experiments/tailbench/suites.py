@@ -12,6 +12,7 @@ squares, without its ``inner_lr``), or at a rule's documented constants
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from configs import synthetic
 
@@ -108,6 +109,10 @@ class Suite:
   tune_seeds: tuple = (0,)
   report_seeds: tuple = (1, 2, 3, 4, 5)
   tail_draws: int = 256  # K draws for the tail-index measurement per (task, noise)
+  # None: every (task, noise) tunes its own learning rate. A noise law (one of each task's):
+  # tune there once per task, then report that kept point at every noise law (robustness
+  # then includes the learning rate's transfer across tails).
+  tune_noise: Optional[dict] = None
 
 
 _SMALL_NOISES = (stable(1.1), stable(1.5), stable(2.0))
@@ -125,6 +130,7 @@ SUITES = {
     lrs=(0.01,),
     max_extensions=0,
     tail_draws=32,
+    tune_noise=stable(2.0),
   ),
   "smoke": Suite(
     "smoke",
@@ -145,6 +151,7 @@ SUITES = {
     eval_every=10,
     lrs=(0.001, 0.01, 0.1),
     max_extensions=2,
+    tune_noise=stable(1.5),
   ),
   "full": Suite(
     "full",
