@@ -110,7 +110,8 @@ def run_study(suite, task_label, task, noise, entries: dict, root, log=print, ke
     point = kept[label] if kept else None
     results["methods"][label] = run_entry(base, suite, study, label, entry, plan, log, point)
   atomic_write(os.path.join(study, "sweep.json"), json.dumps(results, indent=2, default=str))
-  report.write_report(study)
+  if suite.study_reports:
+    report.write_report(study)
   fedavg = results["methods"].get("fedavg", {}).get("best_point", {})
   lr = fedavg.get("hparams.inner_lr", 0.01)
   tail_index(base, suite.tail_draws, lr, os.path.join(study, "tail_index.json"))

@@ -113,6 +113,7 @@ class Suite:
   # tune there once per task, then report that kept point at every noise law (robustness
   # then includes the learning rate's transfer across tails).
   tune_noise: Optional[dict] = None
+  study_reports: bool = True  # each (task, noise) study's report.md (experiments.report)
 
 
 _SMALL_NOISES = (stable(1.1), stable(1.5), stable(2.0))
@@ -124,13 +125,20 @@ SUITES = {
   # For the test suite only: one task, two noise laws, 4 rounds, one learning rate.
   "tiny": Suite(
     "tiny",
-    {"least_squares": _synthetic("least_squares", (stable(1.1), stable(2.0)))},
+    {
+      "least_squares": _synthetic(
+        "least_squares",
+        (stable(1.1), stable(2.0)),
+        (("synthetic.examples_per_client", 64), ("synthetic.test_examples", 256)),
+      )
+    },
     rounds=4,
     eval_every=2,
     lrs=(0.01,),
     max_extensions=0,
     tail_draws=32,
     tune_noise=stable(2.0),
+    study_reports=False,
   ),
   "smoke": Suite(
     "smoke",
