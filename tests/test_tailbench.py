@@ -151,3 +151,19 @@ def test_tiny_suite_rerun_reads_finished_runs_back(tmp_path):
   for key in ("ranking", "cells", "tail_index"):  # (as text: NaN != NaN)
     assert json.dumps(again[key], sort_keys=True) == json.dumps(board[key], sort_keys=True)
   assert os.path.getmtime(run / "least_squares" / "stable2" / "fedavg") == stamp
+
+
+def test_optax_rules_default_keeps_fingerprints_and_a_bad_spec_is_a_config_problem():
+  from configs.synthetic import get_config
+  from experiments import validate
+  from experiments.checkpoint import config_fingerprint
+
+  c = get_config()
+  d = c.to_dict()
+  without = {k: v for k, v in d.items() if k != "optax_rules"}
+  assert config_fingerprint(d) == config_fingerprint(without)  # earlier runs still resume
+  c.optax_rules.inner = "lion"
+  assert config_fingerprint(c.to_dict()) != config_fingerprint(d)
+  c.optax_rules.inner = "nosuch"
+  found = [p for p in validate.problems(c) if "optax_rules.inner" in p]
+  assert len(found) == 1 and "FILE.py:FUNCTION" in found[0], found
