@@ -29,8 +29,8 @@ def test_diverged_fraction():
 
 
 def test_normalised_quality_min_and_max_metrics():
-  # best = 2 (loss): seeds 2 -> 1, 4 -> 0.5, 1 -> min(1, 2) = 1, diverged -> 0: mean 0.625.
-  assert scores.normalised_quality([2.0, 4.0, 1.0, None], 2.0, "min") == pytest.approx(0.625)
+  # best = 2 (loss): seeds 2 -> 1, 4 -> 0.5, 1.6 -> min(1, 1.25) = 1, diverged -> 0: 0.625.
+  assert scores.normalised_quality([2.0, 4.0, 1.6, None], 2.0, "min") == pytest.approx(0.625)
   # best = 0.8 (accuracy): 0.8 -> 1, 0.4 -> 0.5, 0.9 -> 1, inf-diverged -> 0: 0.625.
   assert scores.normalised_quality([0.8, 0.4, 0.9, math.inf], 0.8, "max") == pytest.approx(0.625)
   with pytest.raises(ValueError, match="best"):
