@@ -2,7 +2,7 @@
 
     python -m experiments.tailbench --suite small [--workdir runs/tailbench/small]
     python -m experiments.tailbench --suite smoke --optimizer my_opt.py:make --name mine \\
-        [--outer my_outer.py:make] [--methods fedavg,bi2clip]
+        [--outer my_outer.py:make] [--methods fedavg,bi2clip] [--tasks least_squares]
 
 ``my_opt.py`` defines ``make(learning_rate) -> optax.GradientTransformation``: the inner
 (node) rule under an averaging outer rule (``--outer``: the outer rule, given
@@ -54,6 +54,17 @@ def entries(methods: str, name: str, optimizer: str, outer: str) -> dict:
   return out
 
 
+def select_tasks(suite, tasks: str) -> dict:
+  """The suite's tasks, or those named in ``tasks`` (comma-separated)."""
+  chosen = [t for t in tasks.split(",") if t] if tasks else list(suite.tasks)
+  unknown = [t for t in chosen if t not in suite.tasks]
+  if unknown:
+    raise UserError(
+      f"--tasks: {unknown} not in suite {suite.name}; choose from {', '.join(suite.tasks)}."
+    )
+  return {t: suite.tasks[t] for t in chosen}
+
+
 def check_user_files(workdir: str, rows: dict) -> None:
   """Records the sha256 of every user file in ``workdir/user_rules.json``; a file changed
   since the stored runs were made is a one-line error (its runs would be stale)."""
@@ -99,13 +110,14 @@ def bench(args, log=print) -> dict:
   from experiments.tailbench.suites import SUITES, noise_label
 
   suite = SUITES[args.suite]
+  tasks = select_tasks(suite, args.tasks)
   rows = entries(args.methods, args.name, args.optimizer, args.outer)
   workdir = args.workdir or os.path.join("runs", "tailbench", suite.name)
   check_user_files(workdir, rows)
   compile_cache(workdir)
   t0 = time.perf_counter()
   layout = {}
-  for task_label, task in suite.tasks.items():
+  for task_label, task in tasks.items():
     layout[task_label] = [noise_label(n) for n in task.noises]
     for noise, study in zip(
       task.noises, bench_lib.run_task(suite, task_label, task, rows, workdir, log)
@@ -142,6 +154,7 @@ def main(argv=None) -> int:
   )
   p.add_argument("--suite", default="smoke", choices=sorted(SUITES))
   p.add_argument("--workdir", default="", help="run folder (default runs/tailbench/<suite>)")
+  p.add_argument("--tasks", default="", help="a subset of the suite's tasks (comma-separated)")
   p.add_argument("--methods", default="", help="a subset of the standard set, e.g. fedavg,bi2clip")
   p.add_argument("--optimizer", default="", help="FILE.py:make, make(learning_rate) -> inner rule")
   p.add_argument("--outer", default="", help="FILE.py:make, make(learning_rate) -> outer rule")
