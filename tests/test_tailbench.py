@@ -168,3 +168,29 @@ def test_optax_rules_default_keeps_fingerprints_and_a_bad_spec_is_a_config_probl
   c.optax_rules.inner = "nosuch"
   found = [p for p in validate.problems(c) if "optax_rules.inner" in p]
   assert len(found) == 1 and "FILE.py:FUNCTION" in found[0], found
+
+
+def test_reference_table_sorts_significant_differences_by_direction():
+  from experiments.tailbench import leaderboard
+
+  def m(nq, diff=None, p=None):
+    out = {"nq": nq, "final": {"n": 5, "mean": 1.0, "ci95": 0.1, "diverged": 0}}
+    if diff is not None:
+      out["vs_ref"] = {"diff": diff, "p": p}
+    return out
+
+  studies = {
+    ("ls", "stable1.1"): {
+      "mode": "min",
+      "methods": {
+        "bi2clip": m(0.8),
+        "a": m(1.0, diff=-0.5, p=0.001),  # lower loss, significant: better
+        "b": m(0.5, diff=+0.5, p=0.01),  # higher loss, significant: worse
+        "c": m(0.7, diff=+0.1, p=0.4),  # not significant
+      },
+    }
+  }
+  row = leaderboard.reference_table(studies).strip().splitlines()[-1]
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[3] == "2 of 4"
+  assert cells[4] == "a (p < 0.001)" and cells[5] == "b (p = 0.010)"

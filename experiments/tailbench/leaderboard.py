@@ -208,6 +208,37 @@ def study_table(s: dict) -> str:
   return tables.md_table(header, rows)
 
 
+def reference_table(studies: dict, alpha: float = 0.05) -> str:
+  """Per (task, noise): the reference's final value and rank by NQ, and the methods whose
+  mean final value differs from it with Welch p < ``alpha`` (better / worse), with p."""
+  rows = []
+  for (task, noise), s in studies.items():
+    ref = s["methods"].get(REFERENCE)
+    if ref is None:
+      continue
+    ranked = sorted(s["methods"], key=lambda k: -s["methods"][k]["nq"])
+    better, worse = [], []
+    for label, m in s["methods"].items():
+      v = m.get("vs_ref")
+      if v is None or not v["p"] < alpha:
+        continue
+      good = (v["diff"] < 0) == (s["mode"] == "min")
+      (better if good else worse).append(f"{label} ({stats_lib.fmt_p(v['p'])})")
+    rows.append(
+      [
+        task,
+        noise,
+        _fmt(ref["final"]),
+        f"{ranked.index(REFERENCE) + 1} of {len(ranked)}",
+        ", ".join(better) or "none",
+        ", ".join(worse) or "none",
+      ]
+    )
+  header = ["task", "noise", f"{REFERENCE} final (n)", "rank (NQ)"]
+  header += [f"better than {REFERENCE} (Welch p < {alpha})", f"worse than {REFERENCE}"]
+  return tables.md_table(header, rows)
+
+
 def tail_table(studies: dict) -> str:
   rows = []
   for (task, noise), s in studies.items():
@@ -242,6 +273,8 @@ def markdown(board: dict, header: dict) -> str:
   text += "## Measured tail index (stable estimator, all params)\n\n"
   text += tail_table(board["studies"]) + "\n"
   text += "![quality vs alpha](quality_vs_alpha.png)\n\n"
+  if any(REFERENCE in s["methods"] for s in board["studies"].values()):
+    text += f"## {REFERENCE} against the others\n\n" + reference_table(board["studies"]) + "\n"
   for (task, noise), s in board["studies"].items():
     text += f"## {task}, {noise}\n\n" + study_table(s) + "\n"
     text += f"![curves](curves_{task}.png)\n\n" if noise == list(board["layout"][task])[-1] else ""
