@@ -184,7 +184,7 @@ def test_reference_table_sorts_significant_differences_by_direction():
       "mode": "min",
       "methods": {
         "bi2clip": m(0.8),
-        "a": m(1.0, diff=-0.5, p=0.001),  # lower loss, significant: better
+        "a": m(1.0, diff=-0.5, p=0.0004),  # lower loss, significant: better
         "b": m(0.5, diff=+0.5, p=0.01),  # higher loss, significant: worse
         "c": m(0.7, diff=+0.1, p=0.4),  # not significant
       },
