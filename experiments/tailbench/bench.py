@@ -178,9 +178,10 @@ def finite_or_none(v):
   return float(v) if v is not None and math.isfinite(v) else None
 
 
-def run_task(suite, task_label, task, entries: dict, root, log=print) -> list:
-  """Every noise law of one task; with ``suite.tune_noise``, that law first (tuned), then
-  the others at its kept points. Returns the study folders in the task's noise order."""
+def run_task(suite, task_label, task, entries: dict, root, log=print, only=None) -> dict:
+  """Every noise law of one task (or those labelled in ``only``); with ``suite.tune_noise``,
+  that law first (tuned), then the others at its kept points. Returns ``{noise label:
+  study folder}`` in the task's noise order."""
   studies = {}
   kept = None
   if suite.tune_noise is not None:
@@ -189,8 +190,7 @@ def run_task(suite, task_label, task, entries: dict, root, log=print) -> list:
     record = json.load(open(os.path.join(first, "sweep.json")))["methods"]
     kept = {label: record[label]["best_point"] for label in entries}
   for noise in task.noises:
-    if noise_label(noise) not in studies:
-      studies[noise_label(noise)] = run_study(
-        suite, task_label, task, noise, entries, root, log, kept
-      )
-  return [studies[noise_label(n)] for n in task.noises]
+    label = noise_label(noise)
+    if label not in studies and (only is None or label in only):
+      studies[label] = run_study(suite, task_label, task, noise, entries, root, log, kept)
+  return {noise_label(n): studies[noise_label(n)] for n in task.noises if noise_label(n) in studies}

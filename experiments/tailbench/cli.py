@@ -65,6 +65,22 @@ def select_tasks(suite, tasks: str) -> dict:
   return {t: suite.tasks[t] for t in chosen}
 
 
+def select_noises(tasks: dict, noises: str):
+  """The noise labels of ``noises`` (comma-separated; None = all), each one of the tasks'."""
+  from experiments.tailbench.suites import noise_label
+
+  if not noises:
+    return None
+  chosen = {n for n in noises.split(",") if n}
+  known = {noise_label(n) for t in tasks.values() for n in t.noises}
+  if chosen - known:
+    raise UserError(
+      f"--noises: {sorted(chosen - known)} not among the tasks' noise laws; choose from "
+      f"{', '.join(sorted(known))}."
+    )
+  return chosen
+
+
 def check_user_files(workdir: str, rows: dict) -> None:
   """Records the sha256 of every user file in ``workdir/user_rules.json``; a file changed
   since the stored runs were made is a one-line error (its runs would be stale)."""
@@ -111,6 +127,7 @@ def bench(args, log=print) -> dict:
 
   suite = SUITES[args.suite]
   tasks = select_tasks(suite, args.tasks)
+  noises = select_noises(tasks, args.noises)
   rows = entries(args.methods, args.name, args.optimizer, args.outer)
   workdir = args.workdir or os.path.join("runs", "tailbench", suite.name)
   check_user_files(workdir, rows)
@@ -119,12 +136,11 @@ def bench(args, log=print) -> dict:
   layout = {}
   for task_label, task in tasks.items():
     layout[task_label] = [noise_label(n) for n in task.noises]
-    for noise, study in zip(
-      task.noises, bench_lib.run_task(suite, task_label, task, rows, workdir, log)
-    ):
+    done = bench_lib.run_task(suite, task_label, task, rows, workdir, log, noises)
+    for noise, study in done.items():
       t = json.load(open(os.path.join(study, "tail_index.json")))
       log(
-        f"tail index {task_label} {noise_label(noise)}: gradients "
+        f"tail index {task_label} {noise}: gradients "
         f"{t['gradients']:.2f}, pseudo-gradients {t['pseudo_gradients']:.2f} (K={t['draws']})"
       )
   code = provenance.code_version()
@@ -155,6 +171,7 @@ def main(argv=None) -> int:
   p.add_argument("--suite", default="smoke", choices=sorted(SUITES))
   p.add_argument("--workdir", default="", help="run folder (default runs/tailbench/<suite>)")
   p.add_argument("--tasks", default="", help="a subset of the suite's tasks (comma-separated)")
+  p.add_argument("--noises", default="", help="a subset of the noise laws, e.g. stable2")
   p.add_argument("--methods", default="", help="a subset of the standard set, e.g. fedavg,bi2clip")
   p.add_argument("--optimizer", default="", help="FILE.py:make, make(learning_rate) -> inner rule")
   p.add_argument("--outer", default="", help="FILE.py:make, make(learning_rate) -> outer rule")

@@ -98,7 +98,11 @@ def gather(root: str, layout: dict) -> dict:
         num = study_numbers(d)
         _compare(num["methods"], num["mode"])
         studies[(task, noise)] = num
-  return {"studies": studies, "ranking": _ranking(studies)}
+  complete = [t for t, noises in layout.items() if all((t, n) in studies for n in noises)]
+  ranked = {k: v for k, v in studies.items() if k[0] in complete}
+  missing = {t: [n for n in noises if (t, n) not in studies] for t, noises in layout.items()}
+  missing = {t: n for t, n in missing.items() if n}
+  return {"studies": studies, "ranking": _ranking(ranked), "missing": missing}
 
 
 def _ranking(studies: dict) -> list:
@@ -269,7 +273,14 @@ def markdown(board: dict, header: dict) -> str:
     "report runs over fedavg's, geometric mean over (task, noise): noisy on a shared "
     "machine.\n\n"
   )
-  text += "## Ranking\n\n" + ranking_table(board["ranking"]) + "\n"
+  text += "## Ranking\n\n"
+  if board["missing"]:
+    gaps = "; ".join(f"{t}: {', '.join(n)}" for t, n in board["missing"].items())
+    text += (
+      f"**Incomplete**: not run yet ({gaps}); the ranking counts only the tasks with every "
+      "noise law; the finished studies of the others are listed below.\n\n"
+    )
+  text += ranking_table(board["ranking"]) + "\n"
   text += "## Measured tail index (stable estimator, all params)\n\n"
   text += tail_table(board["studies"]) + "\n"
   text += "![quality vs alpha](quality_vs_alpha.png)\n\n"
@@ -307,7 +318,9 @@ def to_json(board: dict, header: dict) -> dict:
     for (t, n), s in board["studies"].items()
     if s["tail_index"]
   ]
-  return dict(header=header, ranking=board["ranking"], cells=cells, tail_index=tails)
+  return dict(
+    header=header, ranking=board["ranking"], cells=cells, tail_index=tails, missing=board["missing"]
+  )
 
 
 def write(root: str, layout: dict, header: dict) -> dict:
