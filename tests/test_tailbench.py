@@ -133,6 +133,9 @@ def test_tiny_suite_ranks_a_user_optimizer(tmp_path, capsys):
   assert "| mine |" in open(run / "leaderboard.md").read()
   for png in ("quality_vs_alpha.png", "curves_least_squares.png"):
     assert os.path.getsize(run / png) > 0
+  os.remove(run / "leaderboard.md")
+  assert tb_cli.main(argv + ["--report-only"]) == 0  # from the stored studies, runs nothing
+  assert "| mine |" in open(run / "leaderboard.md").read()
   # An edited rule file makes the stored runs stale: one-line error, before any run.
   with open(path, "a") as f:
     f.write("# edited\n")

@@ -136,6 +136,8 @@ def bench(args, log=print) -> dict:
   layout = {}
   for task_label, task in tasks.items():
     layout[task_label] = [noise_label(n) for n in task.noises]
+    if args.report_only:
+      continue
     done = bench_lib.run_task(suite, task_label, task, rows, workdir, log, noises)
     for noise, study in done.items():
       t = json.load(open(os.path.join(study, "tail_index.json")))
@@ -152,7 +154,7 @@ def bench(args, log=print) -> dict:
     tune_seeds=list(suite.tune_seeds),
     report_seeds=list(suite.report_seeds),
     tuned_on=noise_label(suite.tune_noise) if suite.tune_noise else "each noise law",
-    wall_s=time.perf_counter() - t0,
+    wall_s=None if args.report_only else time.perf_counter() - t0,
     methods={k: vars(e) | {"fixed": dict(e.fixed)} for k, e in rows.items()},
   )
   board = leaderboard.write(workdir, layout, header)
@@ -176,6 +178,11 @@ def main(argv=None) -> int:
   p.add_argument("--optimizer", default="", help="FILE.py:make, make(learning_rate) -> inner rule")
   p.add_argument("--outer", default="", help="FILE.py:make, make(learning_rate) -> outer rule")
   p.add_argument("--name", default="", help="the leaderboard label of --optimizer/--outer")
+  p.add_argument(
+    "--report-only",
+    action="store_true",
+    help="write the leaderboard from the finished studies in --workdir; run nothing",
+  )
   p.add_argument("--debug", action="store_true", help="print tracebacks of user errors")
   args = p.parse_args(argv)
 

@@ -258,12 +258,22 @@ def markdown(board: dict, header: dict) -> str:
   h = header
   text = f"# tailbench leaderboard: suite {h['suite']}\n\n"
   text += (
-    f"Code {h['code']}. {h['rounds']} rounds, learning rate tuned on {h['lrs']} (edges "
+    f"Leaderboard written by {h['code']}. {h['rounds']} rounds, learning rate tuned on {h['lrs']} (edges "
     f"extended) with tuning seed(s) {h['tune_seeds']} at {h['tuned_on']}, reported at "
     "every noise law on fresh seeds "
-    f"{h['report_seeds']} (n = {len(h['report_seeds'])} per cell). Wall time "
-    f"{h['wall_s'] / 60:.1f} min (this invocation; finished runs are read back).\n\n"
+    f"{h['report_seeds']} (n = {len(h['report_seeds'])} per cell)."
   )
+  commits = {}
+  for (task, noise), st in board["studies"].items():
+    code = st["sweep"].get("code") or {}
+    key = f"{(code.get('commit') or '?')[:10]}{' (dirty)' if code.get('dirty') else ''}"
+    commits.setdefault(key, []).append(f"{task}/{noise}")
+  if commits:
+    text += " Studies run by: " + "; ".join(f"{k} ({', '.join(v)})" for k, v in commits.items())
+    text += "."
+  if h["wall_s"] is not None:
+    text += f" Wall time {h['wall_s'] / 60:.1f} min (this invocation; finished runs are read back)."
+  text += "\n\n"
   text += (
     "**Robustness** = mean over tasks of the worst normalised quality over the noise laws; "
     "**NQ** (normalised quality) = mean over seeds of min(1, best/final) for a loss "
