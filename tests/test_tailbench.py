@@ -85,6 +85,7 @@ def test_user_rule_errors_are_one_line(tmp_path):
     (None, ["--methods", "fedavg,nosuch"], "unknown ['nosuch']"),
     (None, ["--tasks", "mlp"], "not in suite tiny"),
     (None, ["--noises", "stable1.3"], "not among the tasks' noise laws"),
+    (None, ["--report-only"], "no finished tailbench study"),
   ],
 )
 def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, text, args, expect):

@@ -339,6 +339,10 @@ def write(root: str, layout: dict, header: dict) -> dict:
   from experiments.tailbench import plots
 
   board = gather(root, layout)
+  if not board["studies"]:
+    from experiments.errors import UserError
+
+    raise UserError(f"no finished tailbench study in {root}; run the suite there first.")
   board["layout"] = layout
   atomic_write(os.path.join(root, "leaderboard.md"), markdown(board, header))
   atomic_write(
