@@ -45,6 +45,10 @@ def base_config() -> config_dict.ConfigDict:
       "down": "none",
     }
   )
+  # Replace the method's inner/outer transform by make(learning_rate) at its inner_lr /
+  # outer_lr: a name of experiments.optax_rules.RULES (lion, sign_sgd, clip_sgd, ...) or a
+  # user's 'path/to/file.py:make'; '' = the method's own rule.
+  c.optax_rules = config_dict.ConfigDict({"inner": "", "outer": ""})
   c.fragments = 0  # streaming synchronization: F fragments (0 = off)
   # Overlapped streaming (tailopt.overlap; needs fragments): the synced fragment is merged
   # `delay` inner steps into the next round while the clients train on, as alpha * global +

@@ -75,6 +75,7 @@ NEUTRAL = {
   "mesh": {"model": 1},
   "client_loop": ("vmap", "auto", "sequential"),
   "shard_outer": "auto",
+  "optax_rules": {"inner": "", "outer": ""},
   "overlap": {"delay": 0, "alpha": 1.0, "eager": False},
 }
 

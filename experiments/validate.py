@@ -132,6 +132,21 @@ def _sparse_problems(cc, add):
     )
 
 
+def _rule_problems(config, add):
+  """``config.optax_rules``: each set spec must resolve (a known rule or FILE.py:FUNCTION)."""
+  rules = config.get("optax_rules")
+  for level in ("inner", "outer"):
+    spec = rules.get(level) if rules is not None else ""
+    if spec:
+      from experiments import optax_rules
+      from experiments.errors import UserError
+
+      try:
+        optax_rules.resolve(spec, f"config.optax_rules.{level}")
+      except UserError as e:
+        add(str(e))
+
+
 def _number(v) -> bool:
   return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -236,6 +251,7 @@ def problems(config, tasks=None) -> list[str]:
         msg = f"config.method={config.method!r}: {msg}"
       add(msg + hint)
   _compression_problems(config, add)
+  _rule_problems(config, add)
 
   # Noise.
   nz = config.noise

@@ -47,6 +47,7 @@ from tailopt.outer import (
 )
 from tailopt.rounds import Round, RoundState, build_round, client_mesh, model_spec
 from tailopt.schedules import IndexedHyperparamsState, indexed_hyperparams, power_law, round_indexed
+from tailopt.zclip import ZClipState, zclip
 
 __version__ = "0.2.0"
 
@@ -55,6 +56,7 @@ __all__ = [
   "bi_clip",
   "l2_clip",
   "monitor_clip",
+  "zclip",
   "inject_noise",
   "scale_by_fedopt",
   "fedopt_adagrad",
@@ -67,6 +69,7 @@ __all__ = [
   "InjectNoiseState",
   "ScaleByFedOptState",
   "IndexedHyperparamsState",
+  "ZClipState",
   # schedules
   "power_law",
   "round_indexed",

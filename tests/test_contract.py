@@ -41,6 +41,7 @@ FACTORIES = {
   "fedopt_yogi": (tailopt.fedopt_yogi, dict(learning_rate=0.1, b1=0.9, b2=0.99), {}),
   "indexed_hyperparams": (tailopt.indexed_hyperparams(optax.sgd), dict(learning_rate=0.1), {}),
   "delayed_nesterov": (A.delayed_nesterov, dict(learning_rate=0.1, momentum=0.9), dict(period=2)),
+  "zclip": (tailopt.zclip, dict(z_threshold=2.5, ema_decay=0.9), dict(warmup_steps=2)),
 }
 # Arguments that may be schedules (of the count, or of the round for indexed_hyperparams).
 SCHEDULABLE = {
@@ -54,6 +55,7 @@ SCHEDULABLE = {
   "fedopt_yogi": ("learning_rate",),
   "indexed_hyperparams": ("learning_rate",),
   "delayed_nesterov": ("learning_rate",),
+  "zclip": ("z_threshold", "ema_decay"),
 }
 
 PAIRS = [f"{o}-{i}" for o in tailopt.OUTER_RULES for i in tailopt.INNER_RULES]
@@ -279,7 +281,7 @@ def test_preset_rule_contract(name, x64):
 # ----------------------------------------------------------------- convergence, sharding
 def _as_descent(name, tx):
   """The factory as a descent rule: clipping and scaling stages get an SGD step after them."""
-  if name in ("bi_clip", "l2_clip", "monitor_clip", "inject_noise", "scale_by_fedopt"):
+  if name in ("bi_clip", "l2_clip", "monitor_clip", "inject_noise", "scale_by_fedopt", "zclip"):
     return optax.chain(tx, optax.sgd(0.1))
   return tx
 

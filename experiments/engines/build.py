@@ -42,8 +42,15 @@ def ignored_hparams(config) -> list:
 
 
 def make_method(config) -> tailopt.Method:
-  """The config's method at its hyperparameters (:func:`method_hparams`)."""
-  return tailopt.get_method(config.method, **method_hparams(config))
+  """The config's method at its hyperparameters (:func:`method_hparams`), its inner/outer
+  replaced by ``config.optax_rules`` when set (:mod:`experiments.optax_rules`)."""
+  method = tailopt.get_method(config.method, **method_hparams(config))
+  rules = config.get("optax_rules")
+  if rules is not None and (rules.get("inner") or rules.get("outer")):
+    from experiments import optax_rules
+
+    method = optax_rules.apply(method, rules, method.hparams)
+  return method
 
 
 def compressors(config, method):

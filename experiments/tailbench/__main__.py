@@ -1,0 +1,5 @@
+import sys
+
+from experiments.tailbench.cli import main
+
+sys.exit(main())

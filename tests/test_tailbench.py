@@ -1,0 +1,201 @@
+"""tailbench: its scores against hand computations, the user's rule in one command (a tiny
+suite end to end, the row in the leaderboard), and one-line errors for a bad rule file."""
+
+import json
+import math
+import os
+
+import pytest
+
+from experiments import optax_rules
+from experiments.errors import UserError
+from experiments.tailbench import cli as tb_cli
+from experiments.tailbench import scores
+
+
+# ----------------------------------------------------------------- scores by hand
+def test_auc_is_the_trapezoid_mean_level():
+  # (10, 4), (20, 2), (40, 1): areas 10 * 3 + 20 * 1.5 = 60 over 30 rounds -> 2.
+  assert scores.auc([(20, 2.0), (10, 4.0), (40, 1.0)]) == pytest.approx(2.0)
+  assert scores.auc([(5, 3.0)]) == 3.0
+  assert scores.auc([(10, 1.0), (20, math.inf)]) is None
+  assert scores.auc([]) is None
+
+
+def test_diverged_fraction():
+  assert scores.diverged_fraction([1.0, None, math.nan, 2.0, math.inf]) == pytest.approx(0.6)
+  assert scores.diverged_fraction([0.5, 0.25]) == 0.0
+  assert math.isnan(scores.diverged_fraction([]))
+
+
+def test_normalised_quality_min_and_max_metrics():
+  # best = 2 (loss): seeds 2 -> 1, 4 -> 0.5, 1.6 -> min(1, 1.25) = 1, diverged -> 0: 0.625.
+  assert scores.normalised_quality([2.0, 4.0, 1.6, None], 2.0, "min") == pytest.approx(0.625)
+  # best = 0.8 (accuracy): 0.8 -> 1, 0.4 -> 0.5, 0.9 -> 1, inf-diverged -> 0: 0.625.
+  assert scores.normalised_quality([0.8, 0.4, 0.9, math.inf], 0.8, "max") == pytest.approx(0.625)
+  with pytest.raises(ValueError, match="best"):
+    scores.normalised_quality([1.0], 0.0, "min")
+
+
+def test_best_mean_robustness_and_overall():
+  finals = {"a": [1.0, 3.0, None], "b": [4.0, 4.0], "c": [None]}
+  assert scores.best_mean(finals, "min") == 2.0  # a's finite mean
+  assert scores.best_mean(finals, "max") == 4.0
+  assert scores.robustness({"stable1.1": 0.4, "stable1.5": 0.9, "stable2": 1.0}) == 0.4
+  assert scores.overall_robustness({"ls": 0.4, "logistic": 0.8}) == pytest.approx(0.6)
+
+
+# ----------------------------------------------------------------- user rules: errors
+def _write(tmp_path, text, name="my_opt.py"):
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def test_user_rule_errors_are_one_line(tmp_path):
+  missing = str(tmp_path / "nope.py")
+  with pytest.raises(UserError, match="does not exist"):
+    optax_rules.resolve(f"{missing}:make", "--optimizer")
+  with pytest.raises(UserError, match="FILE.py:FUNCTION"):
+    optax_rules.resolve("my_opt.py", "--optimizer")
+  no_fn = _write(tmp_path, "import optax\n")
+  with pytest.raises(UserError, match="has no function 'make'"):
+    optax_rules.resolve(f"{no_fn}:make", "--optimizer")
+  broken = _write(tmp_path, "import no_such_module_xyz\n", "broken.py")
+  with pytest.raises(UserError, match="failed to import"):
+    optax_rules.resolve(f"{broken}:make", "--optimizer")
+  not_tx = _write(tmp_path, "def make(learning_rate):\n  return learning_rate\n", "bad.py")
+  factory = optax_rules.resolve(f"{not_tx}:make", "--optimizer")
+  with pytest.raises(UserError, match="returned float, not an optax.GradientTransformation"):
+    optax_rules.build(factory, 0.1, "--optimizer")
+
+
+@pytest.mark.parametrize(
+  "text,args,expect",
+  [
+    (None, ["--optimizer", "MISSING:make", "--name", "mine"], "does not exist"),
+    ("import optax\n", ["--optimizer", "FILE:make", "--name", "mine"], "no function 'make'"),
+    (
+      "def make(learning_rate):\n  return 3\n",
+      ["--optimizer", "FILE:make", "--name", "m"],
+      "not an optax",
+    ),
+    ("import optax\nmake = optax.sgd\n", ["--optimizer", "FILE:make"], "need --name"),
+    ("import optax\nmake = optax.sgd\n", ["--optimizer", "FILE:make", "--name", "fedavg"], "taken"),
+    (None, ["--methods", "fedavg,nosuch"], "unknown ['nosuch']"),
+    (None, ["--tasks", "mlp"], "not in suite tiny"),
+    (None, ["--noises", "stable1.3"], "not among the tasks' noise laws"),
+    (None, ["--report-only"], "no finished tailbench study"),
+  ],
+)
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, text, args, expect):
+  path = _write(tmp_path, text) if text is not None else str(tmp_path / "missing.py")
+  args = [a.replace("FILE", path).replace("MISSING", str(tmp_path / "missing.py")) for a in args]
+  code = tb_cli.main(["--suite", "tiny", "--workdir", str(tmp_path / "run"), *args])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and expect in err[0], err
+  assert not os.path.exists(tmp_path / "run" / "least_squares")  # nothing ran
+
+
+def test_optax_rules_replace_the_inner_rule_at_inner_lr():
+  import jax.numpy as jnp
+  import tailopt
+
+  rules = {"inner": "sign_sgd", "outer": ""}
+  m = optax_rules.apply(tailopt.get_method("avg-sgd", inner_lr=0.5), rules, {"inner_lr": 0.5})
+  u, _ = m.inner.update({"w": jnp.array([3.0, -0.2])}, m.inner.init({"w": jnp.zeros(2)}))
+  assert u["w"].tolist() == [-0.5, 0.5]  # -lr * sign(g)
+  assert m.inner_rule is None and "sign_sgd" in m.name
+
+
+# ----------------------------------------------------------------- end to end (tiny suite)
+def test_tiny_suite_ranks_a_user_optimizer(tmp_path, capsys):
+  path = _write(
+    tmp_path,
+    "import optax\n\ndef make(learning_rate):\n"
+    "  return optax.chain(optax.clip(1.0), optax.sgd(learning_rate))\n",
+  )
+  run = tmp_path / "run"
+  argv = ["--suite", "tiny", "--workdir", str(run), "--methods", "fedavg"]
+  argv += ["--optimizer", f"{path}:make", "--name", "mine"]
+  assert tb_cli.main(argv) == 0
+  board = json.load(open(run / "leaderboard.json"))
+  assert {r["method"] for r in board["ranking"]} == {"fedavg", "mine"}
+  mine = next(r for r in board["ranking"] if r["method"] == "mine")
+  assert 0 < mine["robustness"] <= 1 and 0 < mine["mean_nq"] <= 1
+  assert mine["seeds"] == 10 and 0 <= mine["diverged"] <= 1  # 2 noise laws x 5 seeds
+  assert mine["bytes_per_round_x_params"] == pytest.approx(2.0)  # fp32 up + down
+  cells = [c for c in board["cells"] if c["method"] == "mine"]
+  assert {c["noise"] for c in cells} == {"stable1.1", "stable2"}
+  for c in cells:
+    assert c["final"]["n"] + c["final"]["diverged"] == 5
+    assert c["kept"] == {"hparams.inner_lr": 0.01}
+  assert {t["noise"] for t in board["tail_index"]} == {"stable1.1", "stable2"}
+  assert "| mine |" in open(run / "leaderboard.md").read()
+  for png in ("quality_vs_alpha.png", "curves_least_squares.png"):
+    assert os.path.getsize(run / png) > 0
+  os.remove(run / "leaderboard.md")
+  assert tb_cli.main(argv + ["--report-only"]) == 0  # from the stored studies, runs nothing
+  assert "| mine |" in open(run / "leaderboard.md").read()
+  # An edited rule file makes the stored runs stale: one-line error, before any run.
+  with open(path, "a") as f:
+    f.write("# edited\n")
+  capsys.readouterr()
+  assert tb_cli.main(argv) == 2
+  assert "changed since its runs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_suite_rerun_reads_finished_runs_back(tmp_path):
+  run = tmp_path / "run"
+  argv = ["--suite", "tiny", "--workdir", str(run), "--methods", "fedavg,zclip+sgd"]
+  assert tb_cli.main(argv) == 0
+  board = json.load(open(run / "leaderboard.json"))
+  stamp = os.path.getmtime(run / "least_squares" / "stable2" / "fedavg")
+  assert tb_cli.main(argv) == 0
+  again = json.load(open(run / "leaderboard.json"))
+  for key in ("ranking", "cells", "tail_index"):  # (as text: NaN != NaN)
+    assert json.dumps(again[key], sort_keys=True) == json.dumps(board[key], sort_keys=True)
+  assert os.path.getmtime(run / "least_squares" / "stable2" / "fedavg") == stamp
+
+
+def test_optax_rules_default_keeps_fingerprints_and_a_bad_spec_is_a_config_problem():
+  from configs.synthetic import get_config
+  from experiments import validate
+  from experiments.checkpoint import config_fingerprint
+
+  c = get_config()
+  d = c.to_dict()
+  without = {k: v for k, v in d.items() if k != "optax_rules"}
+  assert config_fingerprint(d) == config_fingerprint(without)  # earlier runs still resume
+  c.optax_rules.inner = "lion"
+  assert config_fingerprint(c.to_dict()) != config_fingerprint(d)
+  c.optax_rules.inner = "nosuch"
+  found = [p for p in validate.problems(c) if "optax_rules.inner" in p]
+  assert len(found) == 1 and "FILE.py:FUNCTION" in found[0], found
+
+
+def test_reference_table_sorts_significant_differences_by_direction():
+  from experiments.tailbench import leaderboard
+
+  def m(nq, diff=None, p=None):
+    out = {"nq": nq, "final": {"n": 5, "mean": 1.0, "ci95": 0.1, "diverged": 0}}
+    if diff is not None:
+      out["vs_ref"] = {"diff": diff, "p": p}
+    return out
+
+  studies = {
+    ("ls", "stable1.1"): {
+      "mode": "min",
+      "methods": {
+        "bi2clip": m(0.8),
+        "a": m(1.0, diff=-0.5, p=0.0004),  # lower loss, significant: better
+        "b": m(0.5, diff=+0.5, p=0.01),  # higher loss, significant: worse
+        "c": m(0.7, diff=+0.1, p=0.4),  # not significant
+      },
+    }
+  }
+  row = leaderboard.reference_table(studies).strip().splitlines()[-1]
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[3] == "2 of 4"
+  assert cells[4] == "a (p < 0.001)" and cells[5] == "b (p = 0.010)"
