@@ -116,6 +116,7 @@ def _resume_sim(num_steps=12, noise=True):
   )
 
 
+@pytest.mark.slow  # tests/test_smoke.py resumes a killed run in the default suite
 def test_resume_mid_run_equals_uninterrupted(tmp_path):
   params = _linear_init()
   sim = _resume_sim()

@@ -122,6 +122,7 @@ def test_bucketed_waves_compute_no_padding_and_match_padded():
   assert not np.allclose(p_b["w1"], params["w1"])  # it trained
 
 
+@pytest.mark.slow
 def test_sequential_job_loop_matches_vmap():
   params, vm = _sims(("bucketed",), job_loop="vmap")
   _, seq = _sims(("bucketed",), job_loop="sequential")

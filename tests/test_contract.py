@@ -436,6 +436,7 @@ def test_round_under_x64_keeps_float32_and_the_numbers(name):
     np.testing.assert_allclose(metrics[k], v, rtol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow  # the x64 half of the contract is behind `slow`
 def test_simulator_under_x64_keeps_float32_and_the_numbers():
   want = _simulator().run(_simulator().init({"w": jnp.ones(3, jnp.float32)}), 3)
   with jax.enable_x64(True):

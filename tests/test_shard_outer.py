@@ -96,9 +96,10 @@ def assert_same_run(ref, sharded, rtol):
   "name,clients,kw",
   [
     ("adam2", 8, {}),
-    ("diloco", 16, dict(participation=5)),
-    ("fedadam", 16, dict(weighted=True)),
-    ("adam2", 16, dict(participation=11, weighted=True)),
+    # One representative in the default suite; the others behind `slow`.
+    pytest.param("diloco", 16, dict(participation=5), marks=pytest.mark.slow),
+    pytest.param("fedadam", 16, dict(weighted=True), marks=pytest.mark.slow),
+    pytest.param("adam2", 16, dict(participation=11, weighted=True), marks=pytest.mark.slow),
   ],
 )
 def test_sharded_step_equals_the_replicated_step(name, clients, kw):
@@ -112,6 +113,7 @@ def test_sharded_step_equals_the_replicated_step(name, clients, kw):
   assert float(sharded[2][-1]["delta_norm"]) > 0 and float(sharded[2][-1]["update_norm"]) > 0
 
 
+@pytest.mark.slow
 def test_sharded_step_under_x64():
   with jax.enable_x64(True):
     ref = run("adam2", False, 8, rounds=2)
