@@ -7,16 +7,9 @@ import pytest
 import tailopt
 from tailopt import asynchronous as A
 
-B = np.array([1.0, -2.0, 3.0], np.float32)  # worker w minimises 0.5 (x - B[w])^2
-
-
-def _loss(x, batch):
-  return 0.5 * jnp.sum((x - batch) ** 2)
-
-
-def _data(w, j, key):
-  del j, key
-  return jnp.asarray(B)[w][None, None]  # (z=1, 1)
+from _async_helpers import B
+from _async_helpers import toy_data as _data
+from _async_helpers import toy_loss as _loss
 
 
 def _three_worker_clock():
