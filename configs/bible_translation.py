@@ -50,6 +50,14 @@ def get_config(arg: str = ""):
     c.model.kwargs.update(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1, mlp_dim=256)
     c.rounds, c.eval_every, c.checkpoint_every = 100, 25, 0
     c.local_steps, c.batch_size = 4, 16
+    # FedAvg against Bi2Clip (outer lower threshold 1e-3, the registry's default), grids
+    # around the points the pre-rules study kept (FedAvg lr 1; Bi2Clip lr 1, u 0.01); the
+    # sweep extends any edge point.
+    c.sweep.methods = ["fedavg", "bi2clip"]
+    c.sweep.grids = {
+      "fedavg": ["hparams.inner_lr=0.1,0.3,1.0,3.0"],
+      "bi2clip": ["hparams.inner_lr=0.3,1.0,3.0", "hparams.outer_upper=0.003,0.01,0.03"],
+    }
   if "runlocal" in v:
     c.data.vocab_size, c.data.max_len, c.data.bleu_examples = 2000, 32, 256
     c.data.test_limit = 1024

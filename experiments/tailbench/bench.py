@@ -104,6 +104,7 @@ def run_study(suite, task_label, task, noise, entries: dict, root, log=print, ke
   results = {"rules": 2, "config": base.to_dict(), **plan, "methods": {}}
   results["code"] = provenance.code_version()
   results["tailbench"] = {"suite": suite.name, "task": task_label, "noise": noise}
+  results["varying"] = ["optax_rules"]  # the entries' inner/outer rules (their `tuned` too)
   if kept:
     results["tailbench"]["tuned_on"] = noise_label(suite.tune_noise)
   for label, entry in entries.items():

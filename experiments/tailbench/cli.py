@@ -157,10 +157,35 @@ def bench(args, log=print) -> dict:
     wall_s=None if args.report_only else time.perf_counter() - t0,
     methods={k: vars(e) | {"fixed": dict(e.fixed)} for k, e in rows.items()},
   )
-  board = leaderboard.write(workdir, layout, header)
+  out = workdir
+  if args.export:
+    out = export(workdir, args.export, layout)
+    header["exported_from"] = workdir
+  board = leaderboard.write(out, layout, header)
   log(leaderboard.ranking_table(board["ranking"]))
-  log(f"leaderboard: {os.path.join(workdir, 'leaderboard.md')} (and .json, plots)")
+  log(f"leaderboard: {os.path.join(out, 'leaderboard.md')} (and .json, plots)")
   return board
+
+
+def export(workdir: str, out: str, layout: dict) -> str:
+  """Copies every finished (task, noise) study of ``workdir`` to ``out`` with its per-seed
+  runs (:func:`experiments.report.export`: summaries, configs, code versions, evaluated
+  rows), its ``tail_index.json`` and ``costs.json``: a folder ``experiments.report --check``
+  and ``--report-only --workdir OUT`` read as they read the run folder."""
+  import shutil
+
+  from experiments import report
+
+  for task, noises in layout.items():
+    for noise in noises:
+      src, dst = os.path.join(workdir, task, noise), os.path.join(out, task, noise)
+      if not os.path.exists(os.path.join(src, "sweep.json")):
+        continue  # not run here: the leaderboard lists it as missing
+      report.export(src, dst)
+      for name in ("tail_index.json", "costs.json"):
+        if os.path.exists(os.path.join(src, name)):
+          shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+  return out
 
 
 def main(argv=None) -> int:
@@ -178,6 +203,12 @@ def main(argv=None) -> int:
   p.add_argument("--optimizer", default="", help="FILE.py:make, make(learning_rate) -> inner rule")
   p.add_argument("--outer", default="", help="FILE.py:make, make(learning_rate) -> outer rule")
   p.add_argument("--name", default="", help="the leaderboard label of --optimizer/--outer")
+  p.add_argument(
+    "--export",
+    default="",
+    help="also copy the studies with their per-seed runs here and write the leaderboard "
+    "there (a results folder that experiments.report --check reads)",
+  )
   p.add_argument(
     "--report-only",
     action="store_true",
