@@ -49,6 +49,8 @@ def _read(path):
 
 def check(root: str) -> list[str]:
   """Every broken rule of every study under ``root``, one line each."""
+  if not os.path.isdir(root):
+    return [f"{root}: no such folder; give a results folder (e.g. experiments/results/async)"]
   studies = find_studies(root)
   if not studies and os.path.exists(os.path.join(root, "tail_index.json")):
     return check_tail_index(root)
