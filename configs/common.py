@@ -131,6 +131,15 @@ def clock_section() -> config_dict.ConfigDict:
   )
 
 
+def balanced_step_time(num_params: int, local_steps: int, gbps: float = 1.0) -> float:
+  """Seconds of one local step at which a round's compute (``local_steps`` steps of a fast
+  worker) lasts as long as sending and receiving the float32 model (``num_params`` x 4 bytes
+  each way) over ``gbps`` Gb/s links: the wall-clock study's clock (our choice: at 1 Gb/s an
+  uncompressed round is half compute, half transfer, so 0.1 Gb/s is transfer-bound and
+  100 Gb/s compute-bound)."""
+  return 2 * num_params * 4 * 8 / (gbps * 1e9) / local_steps
+
+
 def network_section() -> config_dict.ConfigDict:
   """``config.network`` (``tailopt.timing.NetworkConfig``): Gb/s of every link (0 = free),
   per-client uplink/downlink Gb/s (tuples, None = bandwidth_gbps), one-way latency in ms,

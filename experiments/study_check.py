@@ -21,7 +21,8 @@ to do:
 A study may report its methods in several settings (``settings``, e.g. the straggler
 severities of :mod:`experiments.async_study`; ``runs`` is then ``{setting: [runs]}``), count
 its budgets and lengths in simulated seconds (``unit: 'time'``), give a method its own
-``report_seeds`` and declare config fields its methods differ in (``varying``).
+``report_seeds`` or run lengths (``tune_rounds``, ``report_rounds``: e.g. an asynchronous
+arm's server steps) and declare config fields its methods differ in (``varying``).
 
 All the studies under one folder form one set of tables, so they must also share one code
 version and the same budgets.
@@ -148,6 +149,10 @@ def _check_study(d: str):
           f"{e['field']}; extend the grid or declare the bound in {bounds_in}"
         )
     grid_fields = {f for c in info["grid"].values() for f in c["point"]} | skip
+    # A method may count its own length (the asynchronous arm of experiments.wallclock:
+    # server steps, twice the rounds): its tune_rounds / report_rounds.
+    report_length = info.get("report_rounds", sweep["report_rounds"])
+    tune_length = info.get("tune_rounds", sweep["tune_rounds"])
     for setting, rels in runs_by_setting(info).items():
       where = f" in {setting}" if setting else ""
       if len(rels) < 2:
@@ -158,13 +163,13 @@ def _check_study(d: str):
           f"{len(info['report_seeds'])} report seeds; run the rest"
         )
       for rel in rels:
-        out += _check_run(d, rel, sweep["report_rounds"], sweep["budgets"], versions, unit)
+        out += _check_run(d, rel, report_length, sweep["budgets"], versions, unit)
         cfg = _read(os.path.join(d, rel, "config.json"))
         if cfg is not None:
           configs[f"{method}/{rel}"] = _comparable(cfg, grid_fields)
     for cell in info["grid"].values():
       for rel in cell.get("runs", []):
-        out += _check_run(d, rel, sweep["tune_rounds"], [], versions, unit)
+        out += _check_run(d, rel, tune_length, [], versions, unit)
   out += _check_configs(d, configs) + _check_code(d, versions)
   return out, versions, sweep
 
