@@ -23,9 +23,7 @@ HEAD_PARAMS = 384 * 2 + 2
 
 
 def get_config(arg: str = ""):
-  v = parse_variants(
-    arg, {"domains", "runlocal", "study", "wallclock"}, "configs/movie_reviews.py"
-  )
+  v = parse_variants(arg, {"domains", "runlocal", "study", "wallclock"}, "configs/movie_reviews.py")
   c = base_config()
   c.task = "movie_reviews"
   if "domains" in v:

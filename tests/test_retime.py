@@ -104,7 +104,9 @@ def test_runs_that_cannot_be_retimed_say_why(tmp_path):
   c = _config(1.0).to_dict()
   rows = [{"round": 1, "sim_time": 1.0, "train/bytes_up": 4.0, "train/bytes_down": 4.0}]
   with pytest.raises(UserError, match="asynchronous run"):
-    retime.retime_run(_fake(str(tmp_path / "a"), dict(c, mode="async"), rows), "o", bandwidth_gbps=1)
+    retime.retime_run(
+      _fake(str(tmp_path / "a"), dict(c, mode="async"), rows), "o", bandwidth_gbps=1
+    )
   with pytest.raises(UserError, match="participation=0"):
     retime.retime_run(_fake(str(tmp_path / "p"), dict(c, participation=4), rows), "o")
   exported = [{"round": 3, "sim_time": 1.0, "eval/loss": 1.0}]  # an exported study's rows

@@ -51,7 +51,10 @@ def fake_runner(config, run_dir):
   if arm == "async-bi2clip":
     n = config.server_steps
     bw = config.network.bandwidth_gbps
-    rows = [{"round": v, "time": async_time(v, bw), "sim_time": async_time(v, bw)} for v in range(1, n + 1)]
+    rows = [
+      {"round": v, "time": async_time(v, bw), "sim_time": async_time(v, bw)}
+      for v in range(1, n + 1)
+    ]
   else:
     n = config.rounds
     b = BYTES[arm]

@@ -174,7 +174,9 @@ def header(t: Task) -> dict:
   return dict(
     unit="round",
     task=t.name,
-    configs={m: t.config + (" (asynchronous)" if a.mode == "async" else "") for m, a in t.arms.items()},
+    configs={
+      m: t.config + (" (asynchronous)" if a.mode == "async" else "") for m, a in t.arms.items()
+    },
     arms={m: dict(method=a.method, mode=a.mode, fields=a.fields) for m, a in t.arms.items()},
     tune_seeds=list(t.tune_seeds),
     report_seeds=list(t.report_seeds),

@@ -37,9 +37,7 @@ def winner(per_arm: dict) -> dict:
   evaluation) before the winner's mean time: that arm might have got there first. ``p`` is
   Welch's two-sided p of the winner's times against the runner-up's (the next candidate);
   ``tied`` when p >= 0.05."""
-  full = {
-    m: a for m, a in per_arm.items() if a["n"] and all(t is not None for t in a["times"])
-  }
+  full = {m: a for m, a in per_arm.items() if a["n"] and all(t is not None for t in a["times"])}
   if not full:
     return dict(winner=None, decided=False, runner_up=None, p=math.nan, tied=False, open=[])
   order = sorted(full, key=lambda m: full[m]["summary"].mean)

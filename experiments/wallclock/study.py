@@ -139,9 +139,7 @@ SYNTHETIC = Task(
   # Centred on the synthetic study's tuned points (configs/synthetic.py TUNED): fedavg and
   # diloco at lr 0.001, bi2clip at 0.003 with u~ = 0.01; async Bi²Clip at the asynchronous
   # study's lr 0.01 (experiments/results/async) with u~ = 0.01.
-  arms=arms(
-    (0.0003, 0.001, 0.003), (0.0003, 0.001, 0.003), _LRS, (0.003, 0.01, 0.03), 0.01, 0.01
-  ),
+  arms=arms((0.0003, 0.001, 0.003), (0.0003, 0.001, 0.003), _LRS, (0.003, 0.01, 0.03), 0.01, 0.01),
   # eval/loss (test MSE); the synthetic study's 150-round means at alpha 1.5 span 0.03-0.14.
   targets=(0.1, 0.05),
   tune_rounds=100,
