@@ -161,3 +161,20 @@ def test_tasks_are_valid_and_the_clock_is_balanced_at_the_tuning_bandwidth():
   sync = jobs.run_config("tiny", "fedavg", {"hparams.inner_lr": 0.01}, 2, 0.1, "report")
   assert cfg.server_steps == 2 * sync.rounds and cfg.asynchronous.buffer_size == 4
   assert cfg.clock.to_dict().items() >= sync.clock.to_dict().items()  # the task's clock
+
+
+@pytest.mark.slow
+def test_tiny_study_with_real_runs(tmp_path):
+  # The synchronous arms for real (the asynchronous arm's runs take minutes here): tuned,
+  # reported at 1 Gb/s, retimed to 0.1 Gb/s, checked (but for the worktree's local edits).
+  wd = str(tmp_path / "study")
+  record = jobs.study(wd, "tiny", log=lambda s: None, arms=["fedavg", "bi2clip-int4"])
+  report.write_report(wd)
+  problems = [p for p in study_check.check(wd) if ": code: " not in p]
+  assert problems == []
+  for arm in ("fedavg", "bi2clip-int4"):
+    runs = record["methods"][arm]["runs"]
+    for fast, slow in zip(runs["1Gbps"], runs["0.1Gbps"]):
+      a = json.load(open(os.path.join(wd, fast, "summary.json")))
+      b = json.load(open(os.path.join(wd, slow, "summary.json")))
+      assert b["final"] == a["final"] and b["sim_time"] > a["sim_time"]
