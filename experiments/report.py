@@ -301,6 +301,8 @@ def cost_stats(sweep_dir: str) -> list[dict]:
 
 def _cost_row(groups, method, run):
   summary, rows = _load(run)
+  if summary.get("retimed_from"):  # a copy of a run on another clock (experiments.retime)
+    return
   point = os.path.basename(os.path.dirname(os.path.normpath(run)))
   total = [row[BYTES] for row in rows if BYTES in row]
   final = None if summary["diverged"] else summary["final"].get(summary["report_metric"])

@@ -58,7 +58,10 @@ def fake_runner(config, run_dir):
   else:
     n = config.rounds
     b = BYTES[arm]
-    rows = [{"round": r, "train/bytes_up": b, "train/bytes_down": b} for r in range(1, n + 1)]
+    rows = [
+      {"round": r, "train/bytes_up": b, "train/bytes_down": b, "train/bytes_cumulative": 2 * b * r}
+      for r in range(1, n + 1)
+    ]
     for r, t in zip(rows, retime.sim_times(config, rows)):
       r["sim_time"] = float(t)
   for r in rows:
@@ -104,6 +107,10 @@ def test_tiny_study_end_to_end_against_a_hand_computation(tmp_path):
   report.write_report(wd)
   assert study_check.check(wd) == []
   text = open(os.path.join(wd, "report.md")).read()
+  # The bytes table counts each report run once, not once per bandwidth it was retimed to.
+  cost = {(g["method"], g["point"], g["rounds"]): g for g in report.cost_stats(wd)}
+  assert cost[("fedavg", "inner_lr=0.003", 20)]["final"].n == 5
+  assert cost[("fedavg", "inner_lr=0.003", 20)]["bytes"] == 2 * 204 * 20
   assert "## Time to target" in text and os.path.exists(os.path.join(wd, "quality_vs_time.png"))
 
   sweep = json.load(open(os.path.join(wd, "sweep.json")))
