@@ -137,6 +137,19 @@ def test_tiny_study_end_to_end_against_a_hand_computation(tmp_path):
     assert tabs[st][0.5]["arms"]["bi2clip-int4"]["times"] == pytest.approx(int4_half, rel=1e-12)
   # At 0.1 Gb/s int4's rounds are 2.4x shorter than fedavg's; at 1 Gb/s 1.2x.
   assert "| 0.1Gbps | **bi2clip-int4** (faster than fedavg" in text
+  # The exported study (what is committed: evaluated rows only) keeps the rules and tables.
+  out = str(tmp_path / "exported")
+  report.export(wd, out)
+  assert study_check.check(out) == []
+  exported = {st: report.method_stats(out, st) for st in ("0.1Gbps", "1Gbps")}
+  again = wc_report.time_tables(sweep, exported)
+  assert (
+    again["0.1Gbps"][1.0]["arms"]["fedavg"]["times"]
+    == tabs["0.1Gbps"][1.0]["arms"]["fedavg"]["times"]
+  )
+  assert open(os.path.join(out, "report.md")).read() == text.replace(
+    "# Study study", "# Study exported"
+  )
 
 
 def test_winner_is_undecided_when_a_missing_arm_stopped_earlier():
