@@ -198,3 +198,15 @@ def test_tiny_study_with_real_runs(tmp_path):
       a = json.load(open(os.path.join(wd, fast, "summary.json")))
       b = json.load(open(os.path.join(wd, slow, "summary.json")))
       assert b["final"] == a["final"] and b["sim_time"] > a["sim_time"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+  from experiments.wallclock.__main__ import main
+
+  assert main(["--task", "nope", "--workdir", str(tmp_path)]) == 2
+  assert main(["--task", "tiny", "--workdir", str(tmp_path), "--arms", "foo"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [
+    "error: --task: unknown task 'nope'; choose one of ['movie_reviews', 'synthetic', 'tiny'].",
+    "error: --arms ['foo'] are not arms of task tiny; use fedavg, bi2clip-int4, async-bi2clip.",
+  ]

@@ -29,7 +29,12 @@ def main(argv=None):
   p.add_argument("--task", required=True, help="synthetic, movie_reviews or tiny")
   p.add_argument("--workdir", required=True, help="where the runs are made (resumable)")
   p.add_argument("--out", default="", help="export the study here (runs' evaluated rows)")
-  p.add_argument("--arms", default="", help="comma-separated arms (default: all)")
+  p.add_argument(
+    "--arms",
+    default="",
+    help="comma-separated arms (default: all); sweep.json then lists only these: run "
+    "without --arms at the end (finished runs are read back)",
+  )
   p.add_argument("--debug", action="store_true", help="print tracebacks of user errors")
   args = p.parse_args(argv)
 

@@ -130,7 +130,7 @@ def report_arm(workdir, t, arm, tuned: dict, log=print, runner=None) -> dict:
     run_one(workdir, t, arm, point, seed, t.tune_bandwidth, "report", log, runner)
     for bw in t.bandwidths:
       rel = run_rel(arm, point, seed, bw, t)
-      if bw == t.tune_bandwidth:
+      if bw == t.tune_bandwidth:  # the run just made
         pass
       elif t.arms[arm].mode == "async":
         run_one(workdir, t, arm, point, seed, bw, "report", log, runner)
