@@ -4,7 +4,7 @@
 # without overlap and asynchronous Bi²Clip, on the synthetic task and on movie reviews:
 #   bash experiments/results/wallclock/run_study.sh
 #   TASKS=synthetic bash experiments/results/wallclock/run_study.sh     # one task
-#   PARALLEL=1 bash experiments/results/wallclock/run_study.sh          # both tasks at once
+#   SEQUENTIAL=1 bash experiments/results/wallclock/run_study.sh        # one task at a time
 # Run it from a clean checkout at one commit (the check rejects runs with local edits).
 # Per task (experiments/wallclock/study.py; experiments/wallclock/jobs.py):
 #   tune  : every arm's learning-rate line on seed 0 at 1 Gb/s, 100 rounds (asynchronous
@@ -21,13 +21,19 @@
 # Tables and plots again from the stored runs, and the check alone:
 #   python -m experiments.report experiments/results/wallclock
 #   python -m experiments.report experiments/results/wallclock --check
-# Time (measured on this 2-core machine while it ran two other jobs, load average 8-9; one
-# run's wall time including its build): synthetic 100-round run ~8 s, 200-round ~11 s,
-# asynchronous 400-step ~54 s; movie reviews 200-round ~22 s, asynchronous 400-step ~52 s.
-# A task is ~32 tuning runs + ~4 asynchronous tuning runs + 40 synchronous and 20
-# asynchronous report runs: synthetic ~2,000 s, movie reviews ~2,700 s, so ~80 min in a row
-# on that loaded machine; on an idle 2-core machine about half (user CPU was ~55% of the wall
-# time), ~40 min, or ~25 min with PARALLEL=1. The asynchronous runs are half of it.
+# Time, measured on this 2-core machine while two other jobs ran (load average 6-9), one
+# run's wall time including its build (experiments.wallclock.jobs.run_one):
+#   synthetic     : 100-round run 18 s, 200-round 10.5-11.8 s; asynchronous 200 server steps
+#                   95 s, 400 steps 54 s;
+#   movie reviews : 100-round run 21 s, 200-round 21-23 s; asynchronous 200 steps 97 s, 400
+#                   steps 52 s (the sentences are encoded once and cached in ~/.cache/tailopt).
+# A task is ~32 synchronous tuning runs (24 grid cells + ~8 edge extensions, a guess), ~4
+# asynchronous tuning runs, 40 synchronous and 20 asynchronous report runs (retiming takes
+# no time): synthetic ~32x18 + 4x95 + 40x11 + 20x54 = ~2,500 s, movie reviews ~32x21 + 4x97 +
+# 40x22 + 20x52 = ~3,000 s: ~90 min one after the other on that loaded machine. User CPU was
+# 40-60% of the wall time there, so on an idle 2-core machine ~45 min in a row, or ~25-30 min
+# with the two tasks side by side (the default; SEQUENTIAL=1 runs them in a row). The
+# asynchronous runs are ~45% of it.
 # Rerunning resumes: finished runs are read back.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -39,8 +45,9 @@ one() {
     --out "$OUT/$1" > "${LOG_PREFIX:-/tmp/wallclock_}$1.log" 2>&1
 }
 TASKS=${TASKS:-"synthetic movie_reviews"}
+pids=()
 for t in $TASKS; do
-  if [[ -n "${PARALLEL:-}" ]]; then one "$t" & else one "$t"; fi
+  if [[ -n "${SEQUENTIAL:-}" ]]; then one "$t"; else one "$t" & pids+=($!); fi
 done
-wait
+for p in "${pids[@]}"; do wait "$p"; done  # a failed task fails the script
 python -m experiments.report "$OUT" --check
