@@ -147,7 +147,11 @@ def plot_quality_vs_time(by_setting: dict, path: str, targets=()) -> None:
       tables.plot_band(ax, x, mat, m)
     for t in targets:
       ax.axhline(t, color="grey", ls=":", lw=0.8)
-    metric = next(iter(stats.values()))["metric"]
+    first = next(iter(stats.values()))
+    metric = first["metric"]
+    ys = [y for c in curves for _, y in c if math.isfinite(y)]
+    if first["mode"] == "min" and ys and min(ys) > 0:  # a loss: log scale, as the report's
+      ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set_title(st)
     ax.set_xlabel("simulated time (s)")
