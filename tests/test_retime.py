@@ -53,6 +53,7 @@ def _same_run(retimed, real):
 OVERLAPPED = {"fragments": 2, "overlap.delay": 1, "overlap.alpha": 0.5}
 
 
+@pytest.mark.slow  # two real runs: ~10 s idle, ~20 s on the loaded 2-core machine
 def test_retimed_overlapped_streaming_run_equals_the_run_at_that_bandwidth(tmp_path):
   fast = _run(tmp_path, "fast", 1.0, **OVERLAPPED)
   slow = _run(tmp_path, "slow", 0.1, **OVERLAPPED)
