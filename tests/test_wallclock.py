@@ -210,3 +210,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     "error: --task: unknown task 'nope'; choose one of ['movie_reviews', 'synthetic', 'tiny'].",
     "error: --arms ['foo'] are not arms of task tiny; use fedavg, bi2clip-int4, async-bi2clip.",
   ]
+
+
+def test_every_run_config_of_the_study_validates():
+  from experiments import validate
+
+  for t in study.TASKS.values():
+    for arm, a in t.arms.items():
+      point = study.grid_points(a.grid)[0]
+      for bw in t.bandwidths:
+        c = jobs.run_config(t, arm, point, 1, bw, "report")
+        assert validate.problems(c) == [], (t.name, arm, bw)
+        assert c.network.bandwidth_gbps == bw and c.clock.seed == 1
