@@ -21,19 +21,22 @@
 # Tables and plots again from the stored runs, and the check alone:
 #   python -m experiments.report experiments/results/wallclock
 #   python -m experiments.report experiments/results/wallclock --check
-# Time, measured on this 2-core machine while two other jobs ran (load average 6-9), one
-# run's wall time including its build (experiments.wallclock.jobs.run_one):
-#   synthetic     : 100-round run 18 s, 200-round 10.5-11.8 s; asynchronous 200 server steps
-#                   95 s, 400 steps 54 s;
-#   movie reviews : 100-round run 21 s, 200-round 21-23 s; asynchronous 200 steps 97 s, 400
-#                   steps 52 s (the sentences are encoded once and cached in ~/.cache/tailopt).
-# A task is ~32 synchronous tuning runs (24 grid cells + ~8 edge extensions, a guess), ~4
-# asynchronous tuning runs, 40 synchronous and 20 asynchronous report runs (retiming takes
-# no time): synthetic ~32x18 + 4x95 + 40x11 + 20x54 = ~2,500 s, movie reviews ~32x21 + 4x97 +
-# 40x22 + 20x52 = ~3,000 s: ~90 min one after the other on that loaded machine. User CPU was
-# 40-60% of the wall time there, so on an idle 2-core machine ~45 min in a row, or ~25-30 min
-# with the two tasks side by side (the default; SEQUENTIAL=1 runs them in a row). The
-# asynchronous runs are ~45% of it.
+# Time, measured on this 2-core machine while two other jobs ran (load average 6-10), one
+# run's time including its build (experiments.wallclock.jobs.run_one), 13 runs:
+#   synthetic     : 100-round run 8-18 s, 200-round 10.5-11.8 s; asynchronous 200 server
+#                   steps 95 s, 400 steps 48-54 s;
+#   movie reviews : 100-round run 7-21 s, 200-round 16.7-23 s; asynchronous 200 steps 97 s,
+#                   400 steps 52 s, but 227 s as the first run of its process (19 s of it
+#                   training: the rest is building the task; the study makes its
+#                   asynchronous runs last, after the synchronous ones).
+# Tuning probes (fedavg, diloco, bi2clip on both tasks) kept interior points after 0-1
+# extension per arm. A task is then ~28 synchronous tuning runs (24 cells + ~4 extensions),
+# ~4 asynchronous tuning runs, 40 synchronous and 20 asynchronous report runs (retiming
+# takes no time): synthetic ~28x12 + 4x95 + 40x11 + 20x52 = ~2,200 s, movie reviews
+# ~28x12 + 4x97 + 40x20 + 20x52 + 200 = ~2,800 s: ~85 min one after the other on that loaded
+# machine. User CPU was 40-60% of the wall time there, so on an idle 2-core machine ~45 min
+# in a row, or ~25-30 min with the two tasks side by side (the default; SEQUENTIAL=1 runs
+# them in a row). The asynchronous runs are about half of it.
 # Rerunning resumes: finished runs are read back.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
