@@ -204,7 +204,9 @@ def test_check_fails_on_a_folder_without_a_study_under_the_rules(tmp_path, conte
 
 def test_check_names_a_missing_folder(tmp_path):
   (line,) = _problems(tmp_path / "typo")
-  assert line.endswith("typo: no such folder; give a results folder (e.g. experiments/results/async)")
+  assert line.endswith(
+    "typo: no such folder; give a results folder (e.g. experiments/results/async)"
+  )
 
 
 def test_cost_stats_table_and_plot(tmp_path):
