@@ -7,9 +7,9 @@ A job is ``(method, point, severity, seed)``, ``severity`` a value of the family
 (the straggler slowdown, or the failure rate of a failures family). Its run is an ordinary run
 of the experiment loop (:func:`experiments.sweep.run_cell`) in
 ``<workdir>/<method>/<point>/<setting>_seed<seed>`` (``<point>`` named as the sweep names it,
-``<setting>`` as :meth:`Family.setting` names the value: ``S4``, ``F0.0125``). Tuning runs last ``family.budget`` simulated
-seconds, report runs ``family.length``; tuning and report seeds are disjoint, so their
-folders are too.
+``<setting>`` as :meth:`Family.setting` names the value: ``S4``, ``F0.0125``). Tuning runs
+last ``family.budget`` simulated seconds, report runs ``family.length``; tuning and report
+seeds are disjoint, so their folders are too.
 """
 
 from __future__ import annotations
