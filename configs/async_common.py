@@ -116,7 +116,7 @@ def apply_preset(c: config_dict.ConfigDict, name: str, **kwargs) -> config_dict.
   return c
 
 
-PROTOCOL_VARIANTS = ("scheme_b", "sync", "drop", "rate", "comp")
+PROTOCOL_VARIANTS = ("scheme_b", "sync", "drop", "quorum", "rate", "comp")
 BASELINE_VARIANTS = ("fedasync", "fedbuff", "dcasgd", "async_local_sgd", "fedavg")
 
 
@@ -126,7 +126,9 @@ def apply_variants(
   """The protocol and baseline variants shared by the async configs.
 
   ``scheme_b`` (K = 1), ``sync`` (wait-for-all on the same clock), ``drop`` (fastest K),
-  ``rate`` (polynomial delay-aware rate, a = 0.5), ``comp`` (adaptive delay compensation);
+  ``quorum`` (the quorum server: a step once Q = N/2 updates are in and the grace window,
+  median + 3 MAD of recent arrival delays, has passed, or once K = N are in), ``rate``
+  (polynomial delay-aware rate, a = 0.5), ``comp`` (adaptive delay compensation);
   baselines ``fedasync``, ``fedbuff``, ``dcasgd``, ``async_local_sgd`` (library presets via
   :func:`apply_preset`, learning rate ``baseline_lr``) and ``fedavg`` (synchronous FedAvg on
   the clock).
@@ -139,6 +141,8 @@ def apply_variants(
     a.scheme = "sync"
   if "drop" in v:
     a.scheme = "drop"
+  if "quorum" in v:
+    a.scheme, a.buffer_size, a.min_quorum = "quorum", c.clients, max(1, c.clients // 2)
   if "rate" in v:
     a.rate.family, a.rate.a = "polynomial", 0.5
   if "comp" in v:

@@ -16,7 +16,7 @@ Variants: ``runlocal`` (seconds: 800 images, a tiny CNN), ``study`` (the committ
 study's size: 4,000 / 1,000 images, CNN with 8 and 16 channels, z = 2 local steps of batch
 16; see ``python -m experiments.async_study --family fashion_mnist``), ``vit`` (the small ViT instead of
 the CNN), ``dirichlet`` (label skew), and the protocol/baseline variants of
-``configs/async_synthetic.py``: ``scheme_b``, ``sync``, ``drop``, ``rate``, ``comp``,
+``configs/async_synthetic.py``: ``scheme_b``, ``sync``, ``drop``, ``quorum``, ``rate``, ``comp``,
 ``fedasync``, ``fedbuff``, ``dcasgd``, ``async_local_sgd``, ``fedavg``.
 """
 

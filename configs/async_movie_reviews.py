@@ -17,7 +17,7 @@ Variants: ``runlocal`` (seconds: 200 sentences, the head only), ``study`` (the c
 study's size: 2,000 sentences of at most 24 tokens, the head only, batch 8, z = 2; see
 ``python -m experiments.async_study --family movie_reviews``), ``domains`` (the four VADER domains,
 N = 4, one per worker: a natural non-IID split), and the protocol/baseline variants of
-``configs/async_synthetic.py``: ``scheme_b``, ``sync``, ``drop``, ``rate``, ``comp``,
+``configs/async_synthetic.py``: ``scheme_b``, ``sync``, ``drop``, ``quorum``, ``rate``, ``comp``,
 ``fedasync``, ``fedbuff``, ``dcasgd``, ``async_local_sgd``, ``fedavg``.
 """
 

@@ -16,8 +16,9 @@ Variants (after the colon, comma-separated):
 * task: ``least_squares`` (default), ``mlp``, ``logistic``;
 * size: ``runlocal`` (seconds), ``study`` (the committed study's size);
 * protocol of async Bi²Clip: ``scheme_b`` (K = 1), ``sync`` (wait-for-all on the same clock),
-  ``drop`` (fastest K), ``rate`` (delay-aware polynomial rate, a = 0.5), ``comp``
-  (adaptive delay compensation);
+  ``drop`` (fastest K), ``quorum`` (the quorum server, Q = N/2 of a cap K = N, grace window
+  median + 3 MAD), ``rate`` (delay-aware polynomial rate, a = 0.5), ``comp`` (adaptive delay
+  compensation);
 * baselines (library presets, ``configs.async_common.apply_preset``): ``fedasync``,
   ``fedbuff``, ``dcasgd``, ``async_local_sgd``, ``fedavg`` (synchronous FedAvg on the clock).
 """

@@ -421,7 +421,9 @@ def _setting_section(sweep_dir, sweep, name, setting, stats) -> str:
   head = ""
   if setting:
     fields = (sweep.get("settings") or {}).get(setting) or {}
-    head = f"## {setting}: " + ", ".join(f"{k} = {v}" for k, v in fields.items()) + "\n\n"
+    note = ((sweep.get("study") or {}).get("notes") or {}).get(setting)
+    head = f"## {setting}: " + ", ".join(f"{k} = {v}" for k, v in fields.items())
+    head += (f" ({note})" if note else "") + "\n\n"
   reference = sweep.get("reference") or next(iter(stats), "")
   text = head + markdown_table(stats, sweep)
   comparison = comparison_table(stats, reference, unit_label(sweep))

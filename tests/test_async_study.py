@@ -13,6 +13,8 @@ from experiments import async_study as S
 from experiments import report, study_check, sweep
 from experiments.async_study import __main__ as cli
 from experiments.async_study import study
+from _async_study_helpers import fake_run_cell as _fake_run_cell
+from _async_study_helpers import run_study as _study
 from experiments.validate import validate
 from experiments import tasks
 
@@ -102,51 +104,6 @@ def test_spread_stats():
 
 
 # ------------------------------------------------------------ the CLI on a tiny study (fakes)
-CLEAN = [{"commit": "a" * 40, "dirty": False}]
-
-
-def _fake_run_cell(code=CLEAN):
-  """``experiments.sweep.run_cell`` without training: a run's files from a known quality
-  (best at inner_lr 0.03, async better than sync, a little seed noise)."""
-
-  def run_cell(cfg, workdir, quiet=True):
-    if os.path.exists(os.path.join(workdir, "summary.json")):
-      return json.load(open(os.path.join(workdir, "summary.json")))
-    lr, seed = cfg.hparams.inner_lr, cfg.seed
-    sync = cfg.asynchronous.scheme == "sync"
-    base = 0.1 + (math.log10(lr / 0.03)) ** 2 + (0.2 if sync else 0.0)
-    base += 0.01 * np.random.default_rng(seed).random()
-    every, budget = cfg.eval_every_time, cfg.time_budget
-    times = list(np.arange(every, budget + 1e-9, every))
-    rows = [dict(round=i + 1, time=t, **_metrics(base, t, budget)) for i, t in enumerate(times)]
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "metrics.jsonl"), "w") as fh:
-      fh.writelines(json.dumps(r) + "\n" for r in rows)
-    json.dump(cfg.to_dict(), open(os.path.join(workdir, "config.json"), "w"), default=str)
-    s = dict(
-      report_metric=cfg.report_metric,
-      report_mode=cfg.report_mode,
-      diverged=False,
-      final={k: v for k, v in rows[-1].items() if k.startswith("eval/")},
-      total=len(rows),
-      done=len(rows),
-      horizon={"time_budget": budget},
-      server_steps=len(rows),
-      tau={"mean": 0.0 if sync else 1.5, "max": 0 if sync else 4},
-      wall_s=0.1,
-      code=code,
-    )
-    json.dump(s, open(os.path.join(workdir, "summary.json"), "w"))
-    return s
-
-  return run_cell
-
-
-def _metrics(base, t, budget):
-  loss = base * (1 + budget / t) / 2  # falls to ``base`` at the budget
-  return {"eval/loss": loss, "eval/accuracy": 1 - loss / 2}
-
-
 TINY_ACC = dataclasses.replace(
   study.TINY,
   name="tiny_acc",
@@ -161,17 +118,6 @@ TINY_ACC = dataclasses.replace(
   chance=0.1,
   matched=study._matched("2 × 2", [0.01, 0.03], {"bi2clip-A": [0.1, 1.0]}),
 )
-
-
-def _study(tmp_path, monkeypatch, f=study.TINY, code=CLEAN, argv=()):
-  """Runs the whole CLI (tune, final, report) on a tiny family with faked runs; returns
-  the exported study folder."""
-  monkeypatch.setattr(sweep, "run_cell", _fake_run_cell(code))
-  monkeypatch.setitem(study.FAMILIES, f.name, f)
-  out = tmp_path / "out"
-  args = ["--family", f.name, "--workdir", str(tmp_path / "runs"), "--out", str(out), *argv]
-  assert cli.main(args) == 0
-  return out
 
 
 def test_the_cli_runs_a_tiny_study_under_the_rules_and_it_passes_the_check(
@@ -194,6 +140,9 @@ def test_the_cli_runs_a_tiny_study_under_the_rules_and_it_passes_the_check(
     "Tuned on seed(s) [0] at 20 simulated s in setting S4",
     "## Claims",
     "| 3a | bi2clip-A − sync-bi2clip | S4 | 30 |",
+    "## Quality and goodput against clock.straggler_slowdown",
+    "| bi2clip-A | 0.1",  # the loss at 30 s; goodput 1 without failures (faked)
+    "goodput 1 ± 0 (n = 5)",
     "## Time to target",
     "## Staleness and server steps",
     "## Robustness over the tuning grids",

@@ -1,7 +1,7 @@
-"""The asynchronous straggler study, in parts:
+"""The asynchronous studies (stragglers, failures), in parts:
 
-* :mod:`~experiments.async_study.study`: the study table (families, methods, grids,
-  severities, seeds, budgets, claims);
+* :mod:`~experiments.async_study.study`: the study table (families, methods, grids, the
+  condition swept and its values, seeds, budgets, claims);
 * :mod:`~experiments.async_study.jobs`: the runs (configs, folders, tuning with grid-edge
   extension, report runs) and the study record, ``sweep.json``;
 * :mod:`~experiments.async_study.report`: the async sections of the one report
@@ -17,7 +17,7 @@ _EXPORTS = {
     "setting"
   ),
   "jobs": (
-    "NotRun edge_report final_jobs kept_points run_config run_dir run_one study_record "
+    "NotRun edge_report final_jobs kept_points run_config run_dir run_one run_rel study_record "
     "tune_jobs tune_method write_study"
   ),
   "report": "spread_stats write",

@@ -1,5 +1,5 @@
 """The asynchronous studies under the study rules: asynchronous TailOPT against synchronous
-and asynchronous baselines, with stragglers.
+and asynchronous baselines, with stragglers or with worker failures.
 
     python -m experiments.async_study --family synthetic --workdir runs/async_study \\
         --phase tune --shard 0/2
@@ -7,10 +7,12 @@ and asynchronous baselines, with stragglers.
         --phase final
     python -m experiments.async_study --family movie_reviews --workdir runs/async_mr \\
         --phase report --out experiments/results/async_real/movie_reviews
+    python -m experiments.async_study --family failures_synthetic --workdir runs/async_fs
 
-Phases: ``tune`` (every grid cell at the tuning severity on the tuning seeds, then the
-grid-edge extension of each method whose cells are finished; run it again after the other
-shards), ``final`` (each kept point at every severity on its fresh report seeds), ``report``
+Phases: ``tune`` (every grid cell at the tuning severity (the tuning value of the family's
+condition: straggler slowdown, or failure rate) on the tuning seeds, then the grid-edge
+extension of each method whose cells are finished; run it again after the other shards),
+``final`` (each kept point at every severity on its fresh report seeds), ``report``
 (``sweep.json`` in the workdir; the study exported with every per-seed run to ``--out`` and
 its report written there: ``python -m experiments.report OUT [--check]``), ``edges`` (kept
 points on a grid edge), ``all`` (tune, final, report). The study table is
@@ -45,7 +47,8 @@ def _parser():
   ap.add_argument(
     "--severities",
     default="",
-    help="comma-separated straggler slowdowns: the final phase at only these (default all)",
+    help="comma-separated values of the family's condition (straggler slowdowns, or failure "
+    "rates): the final phase at only these (default all)",
   )
   ap.add_argument(
     "--seed", type=int, default=None, help="tune phase: run the grid on this seed (a check)"

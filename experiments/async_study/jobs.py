@@ -3,11 +3,13 @@ extension by :func:`experiments.sweep.tune_grid`), the report runs, and the stud
 (``sweep.json``, the format of :mod:`experiments.sweep` that ``experiments.report --check``
 reads).
 
-A job is ``(method, point, severity, seed)``. Its run is an ordinary run of the experiment
-loop (:func:`experiments.sweep.run_cell`) in ``<workdir>/<method>/<point>/S<severity>_seed<seed>``
-(``<point>`` named as the sweep names it). Tuning runs last ``family.budget`` simulated
-seconds, report runs ``family.length``; tuning and report seeds are disjoint, so their
-folders are too.
+A job is ``(method, point, severity, seed)``, ``severity`` a value of the family's condition
+(the straggler slowdown, or the failure rate of a failures family). Its run is an ordinary run
+of the experiment loop (:func:`experiments.sweep.run_cell`) in
+``<workdir>/<method>/<point>/<setting>_seed<seed>`` (``<point>`` named as the sweep names it,
+``<setting>`` as :meth:`Family.setting` names the value: ``S4``, ``F0.0125``). Tuning runs
+last ``family.budget`` simulated seconds, report runs ``family.length``; tuning and report
+seeds are disjoint, so their folders are too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import time
 
 from experiments import sweep
-from experiments.async_study.study import Family, family, grid_points, setting
+from experiments.async_study.study import Family, family, grid_points
 
 REPORT_MODULE = "experiments.async_study.report"
 # Config fields the study's report runs may differ in beyond method, seed, length and grid
@@ -33,7 +35,8 @@ class NotRun(Exception):
 
 def run_config(method: str, point: dict, severity: float, seed: int, fam="synthetic", budget=None):
   """The config of one run (an ordinary ``configs/<family config>.py:<base>`` config):
-  ``budget`` simulated seconds (default the family's tuning budget)."""
+  ``budget`` simulated seconds (default the family's tuning budget); a quarter of the workers
+  stragglers, then the family's fixed fields, then its condition set to ``severity``."""
   import importlib
 
   from experiments.engines import asynchronous as async_engine
@@ -45,7 +48,10 @@ def run_config(method: str, point: dict, severity: float, seed: int, fam="synthe
   c = module.get_config(",".join(filter(None, [f.base, variants])))
   c.seed = seed
   c.clock.seed = seed
-  c.clock.straggler_fraction, c.clock.straggler_slowdown = 0.25, float(severity)
+  c.clock.straggler_fraction = 0.25
+  for k, v in f.fixed.items():
+    set_field(c, k, v)
+  set_field(c, f.condition, float(severity))
   c.time_budget, c.eval_every, c.eval_every_time = budget or f.budget, 0, f.eval_every_time
   c.checkpoint_every, c.progress = 0, False
   for k, v in point.items():
@@ -57,13 +63,14 @@ def run_config(method: str, point: dict, severity: float, seed: int, fam="synthe
   return c
 
 
-def run_rel(method, point, severity, seed) -> str:
+def run_rel(method, point, severity, seed, fam="synthetic") -> str:
   """A run's folder relative to the study's workdir."""
-  return os.path.join(method, sweep.cell_name(point), f"{setting(severity)}_seed{seed}")
+  name = family(fam).setting(severity)
+  return os.path.join(method, sweep.cell_name(point), f"{name}_seed{seed}")
 
 
-def run_dir(workdir, method, point, severity, seed) -> str:
-  return os.path.join(workdir, run_rel(method, point, severity, seed))
+def run_dir(workdir, method, point, severity, seed, fam="synthetic") -> str:
+  return os.path.join(workdir, run_rel(method, point, severity, seed, fam))
 
 
 def run_one(workdir, method, point, severity, seed, log=print, fam="synthetic", budget=None):
@@ -71,10 +78,10 @@ def run_one(workdir, method, point, severity, seed, log=print, fam="synthetic", 
   f = family(fam)
   c = run_config(method, point, severity, seed, f, budget)
   t0 = time.time()
-  s = sweep.run_cell(c, run_dir(workdir, method, point, severity, seed))
+  s = sweep.run_cell(c, run_dir(workdir, method, point, severity, seed, f))
   short = f.metric.split("/")[-1].replace("accuracy", "acc")
   log(
-    f"{method:22s} {sweep.cell_name(point):34s} S={severity:<4g} seed={seed} "
+    f"{method:22s} {sweep.cell_name(point):34s} {f.setting(severity):7s} seed={seed} "
     f"T={s['server_steps']:5d} {short}={s['final'].get(f.metric, math.nan):.4g}"
     f"{' DIVERGED' if s['diverged'] else ''} ({time.time() - t0:.1f} s)"
   )
@@ -122,7 +129,7 @@ def tune_method(workdir, method, fam="synthetic", run=True, log=print) -> dict:
   _, grid, _ = f.methods[method]
 
   def one(point, seed):
-    rel = run_rel(method, point, f.tune_severity, seed)
+    rel = run_rel(method, point, f.tune_severity, seed, f)
     if not run:
       return rel, stored(workdir, rel)
     return rel, run_one(workdir, method, point, f.tune_severity, seed, log, f)
@@ -195,7 +202,8 @@ def study_record(workdir, fam="synthetic", log=print) -> dict:
   for m, t in tuned.items():
     seeds = f.seeds_of(m)
     runs = {
-      setting(s): [run_rel(m, t["best_point"], s, seed) for seed in seeds] for s in f.severities
+      f.setting(s): [run_rel(m, t["best_point"], s, seed, f) for seed in seeds]
+      for s in f.severities
     }
     methods[m] = dict(
       grid=t["cells"],
@@ -222,8 +230,8 @@ def _header(f: Family) -> dict:
     report_rounds=f.length,
     budgets=f.budget_points(),
     reference=f.reference,
-    settings={setting(s): {"clock.straggler_slowdown": s} for s in f.severities},
-    tune_setting=setting(f.tune_severity),
+    settings={f.setting(s): {f.condition: s} for s in f.severities},
+    tune_setting=f.setting(f.tune_severity),
     varying=VARYING,
     claims=[
       dict(
@@ -231,7 +239,7 @@ def _header(f: Family) -> dict:
         text=c.text,
         a=c.a,
         b=c.b,
-        settings=[setting(s) for s in c.severities],
+        settings=[f.setting(s) for s in c.severities],
         min_seeds=max(c.min_seeds, sweep.MIN_REPORT_SEEDS),
       )
       for c in f.claims
@@ -245,6 +253,9 @@ def _header(f: Family) -> dict:
       chance=f.chance,
       labels={m: axis for m, (_, _, axis) in f.methods.items()},
       matched=[dict(label=lab, method=m, grid=g) for lab, m, g in f.matched],
+      condition=f.condition,
+      fixed=dict(f.fixed),
+      notes={f.setting(v): note for v, note in f.notes.items()},
     ),
   )
 
@@ -283,7 +294,7 @@ def tune_phase(workdir, f: Family, shard=(0, 1), only=None, seed=None, where=Non
       tune_method(workdir, m, f, run=False)  # every cell finished, extension included
     except NotRun:
       if all(
-        os.path.exists(os.path.join(workdir, run_rel(*j), "summary.json"))
+        os.path.exists(os.path.join(workdir, run_rel(*j, f), "summary.json"))
         for j in tune_jobs(f)
         if j[0] == m
       ):

@@ -6,6 +6,9 @@ severity, the metric at every simulated-time budget with n and 95% CIs, every me
 synchronous Bi²Clip and every claim's comparison by Welch's test, the curves against
 simulated time, every grid point) and then :func:`extra_sections`:
 
+* quality and goodput against the condition (the straggler slowdown, or the failure rate):
+  per method and setting, the metric at the report length and the goodput of a run (useful ÷
+  all local steps), each mean ± 95% CI over the report runs, and ``quality_goodput.png``;
 * time to each target (mean ± 95% CI over the seeds that reach it; k/n reach it);
 * staleness (mean and max tau) and server steps per method and severity;
 * robustness over each tuning grid (one tuning seed per cell, so descriptive only): its
@@ -30,7 +33,10 @@ def extra_sections(sweep_dir: str, sweep: dict, by_setting: dict) -> str:
   """The async sections of ``report.md`` (and their plots in ``sweep_dir``)."""
   info = sweep.get("study") or {}
   mode = _mode(by_setting)
-  text = "\n## Time to target\n\n" + time_to_target(by_setting, info.get("targets", []), mode)
+  condition = info.get("condition", "clock.straggler_slowdown")
+  text = f"\n## Quality and goodput against {condition}\n\n"
+  text += quality_goodput(sweep_dir, sweep, by_setting)
+  text += "\n## Time to target\n\n" + time_to_target(by_setting, info.get("targets", []), mode)
   text += "\n## Staleness and server steps\n\n" + staleness_table(sweep_dir, sweep)
   text += "\n## Robustness over the tuning grids\n\n" + robustness(sweep_dir, sweep, mode)
   return text
@@ -79,6 +85,87 @@ def time_to_target(by_setting: dict, targets, mode: str) -> str:
       + tables.md_table(["method"] + [st or "all" for st in settings], rows)
     )
   return "\n".join(out)
+
+
+def _final(stats: dict):
+  """The summary of a method's metric at its longest budget."""
+  return stats["budgets"][max(stats["budgets"])]["summary"]
+
+
+def goodputs(sweep_dir: str, info: dict, setting: str) -> list:
+  """The goodput of each finished report run of a method in a setting (runs whose summary
+  has none, from before goodput was logged, are left out)."""
+  rels = report_lib.runs_by_setting(info).get(setting, [])
+  out = []
+  for _, s, _ in report_lib.load_runs(sweep_dir, rels):
+    g = (s.get("goodput") or {}).get("goodput")
+    if g is not None:
+      out.append(float(g))
+  return out
+
+
+def _heading(sweep: dict, setting: str) -> str:
+  note = ((sweep.get("study") or {}).get("notes") or {}).get(setting)
+  return f"{setting} ({note})" if note else setting or "all"
+
+
+def quality_goodput(sweep_dir: str, sweep: dict, by_setting: dict) -> str:
+  """Methods × settings: the metric at the report length and the goodput of a report run
+  (useful ÷ all local steps: work lost to failures or abandoned by a closing round is
+  wasted), each mean ± 95% CI over the n report runs; and ``quality_goodput.png``."""
+  settings = list(by_setting)
+  metric = (sweep.get("study") or {}).get("metric", "metric")
+  rows, table = [], {}
+  for m, info in sweep["methods"].items():
+    cells = []
+    for st in settings:
+      s = by_setting[st].get(m)
+      if s is None:
+        cells.append("not run")
+        continue
+      q, g = _final(s), stats_lib.summarize(goodputs(sweep_dir, info, st))
+      table[(m, st)] = (q, g)
+      good = stats_lib.fmt(g, 3) if g.n else "not logged"
+      cells.append(f"{stats_lib.fmt(q, 4)}; goodput {good} (n = {q.n + q.diverged})")
+    rows.append([m] + cells)
+  text = (
+    f"`{metric}` at {report_lib._b(float(sweep['report_rounds']))} "
+    f"{report_lib.unit_label(sweep)}; goodput: useful ÷ all local steps of a report run (work "
+    "lost to a failure or abandoned by a closing round is wasted); each mean ± 95% CI over "
+    "the n report runs\n\n"
+    + tables.md_table(["method"] + [_heading(sweep, st) for st in settings], rows)
+  )
+  if table and len(settings) > 1:
+    png = plot_quality_goodput(sweep_dir, sweep, settings, table, metric)
+    text += f"\n![quality and goodput]({png})\n"
+  return text
+
+
+def plot_quality_goodput(sweep_dir, sweep, settings, table, metric) -> str:
+  """``quality_goodput.png``: the metric and the goodput (mean, 95% CI bars) of each method
+  against the settings of the condition."""
+  plt = tables.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  x = np.arange(len(settings))
+  methods = list(dict.fromkeys(m for m, _ in table))
+  for k, m in enumerate(methods):
+    for ax, i in zip(axes, (0, 1)):
+      pts = [(j, table[(m, st)][i]) for j, st in enumerate(settings) if (m, st) in table]
+      xs = [x[j] + 0.04 * (k - len(methods) / 2) for j, _ in pts]
+      ys = [p.mean for _, p in pts]
+      err = [p.ci95 if math.isfinite(p.ci95) else 0.0 for _, p in pts]
+      ax.errorbar(xs, ys, yerr=err, marker="o", ms=4, capsize=3, label=m)
+  for ax, title in zip(axes, (metric, "goodput (useful ÷ all local steps)")):
+    ax.set_xticks(x, [_heading(sweep, st) for st in settings], fontsize=7, rotation=15)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+  if metric == "eval/loss":
+    axes[0].set_yscale("log")
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(sweep_dir, "quality_goodput.png"), dpi=90)
+  plt.close(fig)
+  return "quality_goodput.png"
 
 
 def staleness_table(sweep_dir: str, sweep: dict) -> str:

@@ -1,9 +1,11 @@
-"""The asynchronous straggler study's table: which claims, methods, grids, severities, seeds
-and budgets, per family. Pure data and small helpers (no jax).
+"""The asynchronous studies' table: which claims, methods, grids, conditions, seeds and
+budgets, per family. Pure data and small helpers (no jax).
 
 A family is one study: a config (``configs/<config>.py:<base>``), its methods (name ->
-(config variants, grid, heatmap column label)), its simulated-time budgets, its straggler
-severities and its claims. Every run is an ordinary run of the experiment loop; the study
+(config variants, grid, heatmap column label)), its simulated-time budgets, the values of its
+condition (a config field swept across the report: the straggler slowdown
+``clock.straggler_slowdown`` by default, ``S1``/``S4``/``S16``; the failure rate
+``clock.failure_rate`` in the failures study, ``F0``/``F0.0125``/...) and its claims. Every run is an ordinary run of the experiment loop; the study
 runs under the study rules of :mod:`experiments.sweep` (:mod:`experiments.async_study.jobs`)
 and writes the same ``sweep.json`` (:mod:`experiments.async_study.report`).
 
@@ -20,6 +22,16 @@ Image and language (``experiments/results/async_real/``): the CNN on Fashion-MNI
 MiniLM with a trained head on the movie-review sentences, scored by eval accuracy; methods
 ``_real_methods`` (synchronous Bi²Clip, the eight async Bi²Clip variants, FedBuff, FedAsync,
 DC-ASGD) on grids that double as the robustness sweep.
+
+Failures (``experiments/results/async_failures/``, families ``failures_synthetic`` and
+``failures_movie_reviews``): the same two tasks with worker failures and rejoins instead of
+stragglers (no straggler, S = 1): each worker is up for Exp(lambda) seconds, then down for
+Exp(mu) seconds (a job running when it fails is lost); the condition is the failure rate
+lambda, at mu fixed per family, so a worker is down lambda / (lambda + mu) of the time: 0, 5%,
+20% and 50%. Methods: synchronous wait-for-all Bi²Clip (a lost job is redone, the round
+waits), the quorum server (Bi²Clip; Q = N/2 updates and the adaptive grace window, or K = N),
+FedBuff (K = 4) and buffered async Bi²Clip (scheme A, K = 4); quality and goodput (useful ÷
+all local steps) against the failure rate.
 
 Protocol (every family): each method's grid runs at the tuning severity on the tuning seeds
 for ``budget`` simulated seconds, and a kept point on a grid edge extends its axis
@@ -123,8 +135,8 @@ class Family:
   methods: dict  # name -> (variants, grid, heatmap column label or None)
   budget: float  # simulated seconds of a tuning run
   eval_every_time: float  # simulated seconds
-  severities: tuple
-  tune_severity: float
+  severities: tuple  # the values of the condition (below; default the straggler slowdown)
+  tune_severity: float  # the value the grids are tuned at
   metric: str  # 'eval/loss' (lower is better) or 'eval/accuracy' (higher)
   targets: tuple  # time-to-target thresholds of ``metric``
   out: str  # default report folder
@@ -143,11 +155,23 @@ class Family:
   # Robustness on equal-shape sub-grids: (label, method, {axis: values}) each; the same
   # spread statistics as the full grids, over the cells of the sub-grid.
   matched: tuple = ()
+  # The condition ``severities`` and ``tune_severity`` are values of: a config field set on
+  # every run, the label of its settings (``S4``; run folders ``S4_seed1``), config fields
+  # set on every run before it (e.g. ``{"clock.rejoin_rate": 0.05}``) and a note per value
+  # shown beside its setting in the report (e.g. ``{0.0125: "20% of time down"}``).
+  condition: str = "clock.straggler_slowdown"
+  label: str = "S"
+  fixed: dict = dataclasses.field(default_factory=dict)
+  notes: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     where = f"experiments/async_study/study.py family {self.name!r}:"
     if self.tune_severity not in self.severities:
       raise ValueError(f"{where} tune_severity {self.tune_severity} is not in {self.severities}")
+    if not self.label.isalpha() or not self.condition:
+      raise ValueError(f"{where} give a condition field and a label of letters (e.g. 'S')")
+    if not set(self.notes) <= set(self.severities):
+      raise ValueError(f"{where} notes name values not in severities {self.severities}")
     if self.report_budget and self.report_budget < self.budget:
       raise ValueError(f"{where} report_budget {self.report_budget} is below budget {self.budget}")
     for c in self.claims:
@@ -155,6 +179,12 @@ class Family:
         raise ValueError(f"{where} claim {c.name} names a method the family does not run")
       if c.min_seeds > len(self.report_seeds):
         raise ValueError(f"{where} claim {c.name} needs {c.min_seeds} seeds; add report_seeds")
+      if not set(c.severities) <= set(self.severities):
+        raise ValueError(f"{where} claim {c.name} is at values not in {self.severities}")
+
+  def setting(self, value) -> str:
+    """The name of a value of the condition (``S4``, ``F0.0125``)."""
+    return setting(value, self.label)
 
   @property
   def length(self) -> float:
@@ -192,9 +222,10 @@ class Family:
     return self.metric != "eval/loss"
 
 
-def setting(severity) -> str:
-  """The name of a severity's setting in the study (``S4``)."""
-  return f"S{float(severity):g}"
+def setting(severity, label: str = "S") -> str:
+  """The name of a value of a family's condition in the study (``S4``: straggler slowdown 4;
+  ``F0.0125`` with label ``F``)."""
+  return f"{label}{float(severity):g}"
 
 
 def _real_methods(
@@ -382,6 +413,156 @@ REAL_BI2CLIP = tuple(m for m in FM_METHODS if m.startswith("bi2clip"))
 # FedAsync's mixing weight alpha (its outer_lr) is at most 1.
 REAL_BOUNDS = {"fedasync": ["hparams.outer_lr=None,1.0"]}
 
+
+# ------------------------------------------------------------------------ failures
+# The failure rate lambda is the condition; the rejoin rate mu is fixed per family, so a
+# worker is down lambda / (lambda + mu) of the time (an alternating renewal process of
+# exponential up and down periods): 0, 5%, 20% and 50% at the rates below. No stragglers
+# (S = 1): the failures are the only slow-down. Each method's grid is a learning-rate line at
+# the second parameter of its kept point in the straggler studies (synthetic: sync Bi²Clip
+# u~ 0.1, async Bi²Clip u~ 0.03, FedBuff server lr 1; movie reviews: sync Bi²Clip u~ 0.01,
+# async Bi²Clip u~ 0.3, FedBuff server lr 2); the quorum server takes async Bi²Clip's.
+FAILURE_METHODS = ("sync-bi2clip", "quorum-bi2clip", "fedbuff", "bi2clip-A")
+
+
+def _down(rates, rejoin_rate) -> dict:
+  """``{lambda: "p% of time down"}``, p = lambda / (lambda + mu)."""
+  return {r: f"{r / (r + rejoin_rate):.0%} of time down" for r in rates}
+
+
+def _failure_claims(rates) -> tuple:
+  """The comparisons of the failures study: the quorum server and buffered async Bi²Clip
+  against wait-for-all at every failure rate above 0, the quorum server against FedBuff and
+  against buffered async Bi²Clip at every rate."""
+  q, a, sync = "quorum-bi2clip", "bi2clip-A", "sync-bi2clip"
+  failing = tuple(r for r in rates if r > 0)
+  return (
+    Claim("F1", "the quorum server beats wait-for-all under failures", q, sync, failing),
+    Claim("F2", "buffered async Bi²Clip beats wait-for-all under failures", a, sync, failing),
+    Claim("F3", "the quorum server beats FedBuff", q, "fedbuff"),
+    Claim("F4", "the quorum server beats buffered async Bi²Clip", q, a),
+  )
+
+
+def _failure_methods(lrs: dict, second: dict) -> dict:
+  """The four methods of the failures study: ``{method: lr line}``, ``{method: (field,
+  value)}`` of the second parameter."""
+  variants = {"sync-bi2clip": "sync", "quorum-bi2clip": "quorum", "fedbuff": "fedbuff"}
+  return {
+    m: (variants.get(m, ""), {_LR: list(lrs[m]), second[m][0]: [second[m][1]]}, None)
+    for m in FAILURE_METHODS
+  }
+
+
+SYN_REJOIN = 0.05  # mean down time 20 s = 4 jobs of a worker (z = 5 steps of 1 s)
+SYN_FAILURE_RATES = (0.0, 0.0025, 0.0125, 0.05)
+MR_REJOIN = 0.2  # mean down time 5 s = 2.5 jobs of a worker (z = 2 steps of 1 s)
+MR_FAILURE_RATES = (0.0, 0.01, 0.05, 0.2)
+
+
+def _failures_family(name, config, rates, rejoin, **kw) -> Family:
+  return Family(
+    name=name,
+    config=config,
+    base="study",
+    severities=rates,
+    tune_severity=rates[2],  # 20% of time down
+    claims=_failure_claims(rates),
+    report_seeds=(1, 2, 3, 4, 5),
+    reference="sync-bi2clip",
+    baselines=("sync-bi2clip", "fedbuff"),
+    bi2clip=("quorum-bi2clip", "bi2clip-A"),
+    condition="clock.failure_rate",
+    label="F",
+    fixed={"clock.straggler_slowdown": 1.0, "clock.rejoin_rate": rejoin},
+    notes=_down(rates, rejoin),
+    **kw,
+  )
+
+
+FAILURES_SYNTHETIC = _failures_family(
+  "failures_synthetic",
+  "async_synthetic",
+  SYN_FAILURE_RATES,
+  SYN_REJOIN,
+  methods=_failure_methods(
+    {
+      "sync-bi2clip": [0.003, 0.01, 0.03],
+      "quorum-bi2clip": [0.001, 0.003, 0.01],
+      "fedbuff": [0.0003, 0.001, 0.003],
+      "bi2clip-A": [0.001, 0.003, 0.01],
+    },
+    {
+      "sync-bi2clip": (_U, 0.1),
+      "quorum-bi2clip": (_U, 0.03),
+      "fedbuff": (_SLR, 1.0),
+      "bi2clip-A": (_U, 0.03),
+    },
+  ),
+  budget=BUDGET,
+  eval_every_time=EVAL_EVERY_TIME,
+  metric="eval/loss",
+  targets=TARGETS,
+  out="experiments/results/async_failures/synthetic",
+  title="Least squares, stable(1.5) gradient noise, worker failures",
+)
+FAILURES_MOVIE_REVIEWS = _failures_family(
+  "failures_movie_reviews",
+  "async_movie_reviews",
+  MR_FAILURE_RATES,
+  MR_REJOIN,
+  methods=_failure_methods(
+    {
+      "sync-bi2clip": [0.03, 0.1, 0.3],
+      "quorum-bi2clip": [0.1, 0.3, 1.0],
+      "fedbuff": [0.1, 0.3, 1.0],
+      "bi2clip-A": [0.1, 0.3, 1.0],
+    },
+    {
+      "sync-bi2clip": (_U, 0.01),
+      "quorum-bi2clip": (_U, 0.3),
+      "fedbuff": (_SLR, 2.0),
+      "bi2clip-A": (_U, 0.3),
+    },
+  ),
+  budget=60.0,
+  report_budget=120.0,
+  eval_every_time=5.0,
+  metric="eval/accuracy",
+  targets=(0.7, 0.75, 0.78),
+  chance=0.5,
+  out="experiments/results/async_failures/movie_reviews",
+  title="Movie reviews, MiniLM (trained head), worker failures",
+)
+# The failures study's smoke (seconds; the runlocal least squares, two methods, a short
+# clock): the pipeline with the failure-rate condition, tune to --check, not a result.
+TINY_FAILURES = Family(
+  name="tiny_failures",
+  config="async_synthetic",
+  base="runlocal",
+  methods={
+    "sync-bi2clip": ("sync", {_LR: [0.01, 0.03]}, None),
+    "quorum-bi2clip": ("quorum", {_LR: [0.01, 0.03]}, None),
+  },
+  budget=20.0,
+  report_budget=30.0,
+  eval_every_time=5.0,
+  severities=(0.0, 0.05),
+  tune_severity=0.05,
+  metric="eval/loss",
+  targets=(1.0, 0.5),
+  out="runs/async_tiny_failures_report",
+  claims=(
+    Claim("F1", "the quorum server beats wait-for-all (smoke)", "quorum-bi2clip", "sync-bi2clip"),
+  ),
+  max_extensions=1,
+  title="Smoke study of failures (runlocal least squares)",
+  condition="clock.failure_rate",
+  label="F",
+  fixed={"clock.straggler_slowdown": 1.0, "clock.rejoin_rate": 0.2},
+  notes=_down((0.0, 0.05), 0.2),
+)
+
 SYNTHETIC = Family(
   name="synthetic",
   config="async_synthetic",
@@ -428,6 +609,9 @@ TINY = Family(
 
 FAMILIES = {
   "tiny": TINY,
+  "tiny_failures": TINY_FAILURES,
+  "failures_synthetic": FAILURES_SYNTHETIC,
+  "failures_movie_reviews": FAILURES_MOVIE_REVIEWS,
   "synthetic": SYNTHETIC,
   "fashion_mnist": Family(
     name="fashion_mnist",
