@@ -25,7 +25,7 @@ its budgets and lengths in simulated seconds (``unit: 'time'``), give a method i
 arm's server steps) and declare config fields its methods differ in (``varying``).
 
 All the studies under one folder form one set of tables, so they must also share one code
-version and the same budgets.
+version, and the studies of one task the same budgets.
 """
 
 from __future__ import annotations
@@ -65,19 +65,36 @@ def check(root: str) -> list[str]:
     problems += found
     versions[d] = code
     if sweep is not None:
-      budgets[d] = (sweep.get("tune_rounds"), sweep.get("report_rounds"), tuple(sweep["budgets"]))
+      budgets.setdefault(task_of(sweep), {})[d] = (
+        sweep.get("tune_rounds"),
+        sweep.get("report_rounds"),
+        tuple(sweep["budgets"]),
+      )
   if len({frozenset(v) for v in versions.values() if v}) > 1:
     problems.append(
       f"{root}: code: its studies come from different code versions "
       f"({', '.join(sorted({_short(c) for v in versions.values() for c in v}))}); "
       "re-run them at one commit"
     )
-  if len(set(budgets.values())) > 1:
-    problems.append(
-      f"{root}: budget: its studies use different run lengths or budgets "
-      f"({sorted(set(budgets.values()))}); give them one budget"
-    )
+  for task, of_task in sorted(budgets.items()):
+    if len(set(of_task.values())) > 1:
+      problems.append(
+        f"{root}: budget: its studies of {task} use different run lengths or budgets "
+        f"({sorted(set(of_task.values()), key=str)}); give them one budget"
+      )
   return problems
+
+
+def task_of(sweep: dict) -> str:
+  """The task a study runs: its config's ``task`` (:mod:`experiments.sweep`), else the config
+  files of its methods (``configs``: :mod:`experiments.async_study`). Studies of different
+  tasks may run for different lengths (a simulated second of one task is not one of
+  another); the studies of one task in a folder share one budget."""
+  config = sweep.get("config")
+  if isinstance(config, dict) and config.get("task"):
+    return str(config["task"])
+  specs = sweep.get("configs") or {}
+  return ",".join(sorted({str(v).split(":")[0] for v in specs.values()})) or "one task"
 
 
 def check_tail_index(root: str) -> list[str]:

@@ -164,6 +164,25 @@ def test_check_fails_on_a_mixed_budget(tmp_path):
   assert "logged no eval/loss at rounds [5]" in line
 
 
+def _set_study(root, **fields):
+  path = os.path.join(root, "sweep.json")
+  sweep = json.load(open(path))
+  sweep.update(fields)
+  json.dump(sweep, open(path, "w"))
+
+
+def test_check_fails_on_studies_of_one_task_with_different_budgets(tmp_path):
+  for name in ("a", "b"):
+    make_study(tmp_path / name)
+    _set_study(tmp_path / name, config={"task": "least_squares"})
+  _set_study(tmp_path / "b", budgets=[10])  # the same runs, read at fewer budgets
+  (line,) = _problems(tmp_path)
+  assert "its studies of least_squares use different run lengths or budgets" in line
+  # Another task may run for another length: each task's studies share one budget.
+  _set_study(tmp_path / "b", config={"task": "movie_reviews"})
+  assert _problems(tmp_path) == []
+
+
 def test_check_fails_on_mixed_or_dirty_code_and_mixed_configs(tmp_path):
   make_study(tmp_path)
   other = [{"commit": "b" * 40, "dirty": False}]
