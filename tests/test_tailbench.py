@@ -109,6 +109,7 @@ def test_optax_rules_replace_the_inner_rule_at_inner_lr():
 
 
 # ----------------------------------------------------------------- end to end (tiny suite)
+@pytest.mark.slow  # 50 s: the default suite keeps the tailbench units; CI runs this and smoke
 def test_tiny_suite_ranks_a_user_optimizer(tmp_path, capsys):
   path = _write(
     tmp_path,
