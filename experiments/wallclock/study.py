@@ -18,7 +18,8 @@ the synchronous runs have rounds: with K = N/2 that is the same number of client
 from __future__ import annotations
 
 import dataclasses
-import itertools
+
+from experiments.async_study.study import grid_points  # noqa: F401 (one implementation)
 
 BANDWIDTHS = (0.1, 1.0, 10.0, 100.0)  # Gb/s of every link, both directions
 TUNE_BANDWIDTH = 1.0  # where the grids are tuned and the synchronous runs are made
@@ -125,11 +126,6 @@ class Task:
 def setting(bandwidth: float) -> str:
   """The name of a bandwidth's setting in the study (``'0.1Gbps'``)."""
   return f"{float(bandwidth):g}Gbps"
-
-
-def grid_points(grid: dict) -> list[dict]:
-  keys = sorted(grid)
-  return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
 
 
 _LRS = (0.001, 0.003, 0.01)
