@@ -292,7 +292,7 @@ def test_layout_scatter_and_gather_round_trip():
     ok = jax.tree.map(lambda s, m: jnp.all(s == n * m), summed, mine)
     return back, jax.lax.pmin(jnp.stack(jax.tree.leaves(ok)).all().astype(jnp.int32), "clients")
 
-  back, ok = jax.shard_map(body, mesh=mesh, in_specs=P(), out_specs=(P(), P()))(tree)
+  back, ok = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=P(), out_specs=(P(), P())))(tree)
   assert int(ok) == 1
   for k in tree:
     np.testing.assert_array_equal(np.asarray(back[k]), np.asarray(tree[k]))
