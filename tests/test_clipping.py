@@ -14,9 +14,8 @@ INF = math.inf
 
 
 def _apply(tx, x):
-  state = tx.init(x)
-  out, _ = tx.update(x, state)
-  return out
+  # One jitted update (as in a training step): one compile, not one per operation.
+  return jax.jit(lambda x: tx.update(x, tx.init(x))[0])(x)
 
 
 def test_bi_clip_hand_vector():
@@ -147,12 +146,18 @@ def test_l2_clip_bfloat16_keeps_dtype():
 
 def test_clip_fractions_from_what_the_stage_did():
   x = {"a": jnp.array([0.0, 0.001, 0.5, 2.0]), "b": jnp.array([-3.0, -0.002, 0.1, 0.2])}
-  y = jax.tree.map(lambda v: tailopt.bi_clip_array(v, 1.0, 0.01), x)
-  above, below = tailopt.clip_fractions(x, y)
+
+  @jax.jit
+  def fractions(x):
+    return tailopt.clip_fractions(x, jax.tree.map(lambda v: tailopt.bi_clip_array(v, 1.0, 0.01), x))
+
+  above, below = fractions(x)
   assert float(above) == pytest.approx(2 / 8) and float(below) == pytest.approx(2 / 8)
   # A strided subsample estimates large leaves: 1 in 4 coordinates is above 1.
   big = jnp.tile(jnp.array([5.0, 0.5, 0.5, 0.5]), 10_000)
-  above, _ = tailopt.clip_fractions(big, tailopt.bi_clip_array(big, 1.0, 0.0), 4096)
+  above, _ = jax.jit(
+    lambda big: tailopt.clip_fractions(big, tailopt.bi_clip_array(big, 1.0, 0.0), 4096)
+  )(big)
   assert float(above) == pytest.approx(0.25, abs=0.01)
 
 
@@ -202,14 +207,15 @@ def test_measurements_include_optax_snapshots_and_number_repeats():
 def test_monitor_clip_elementwise_matches_generic():
   """The elementwise path (clip applied to the sampled inputs only) gives the generic
   path's fractions, sampled (a leaf > 4096 coordinates) and exact."""
+  r = np.random.default_rng(0)  # host draws: a jitted 2-D random draw compiles for seconds
   g = {
-    "a": jax.random.cauchy(jax.random.key(0), (100, 70)),
-    "b": jax.random.normal(jax.random.key(1), (33,)) * 0.01,
+    "a": jnp.asarray(r.standard_cauchy((100, 70)), jnp.float32),
+    "b": jnp.asarray(r.normal(size=33) * 0.01, jnp.float32),
   }
   clip = tailopt.bi_clip(upper=1.0, lower=0.005)
   fast, slow = tailopt.monitor_clip(clip, elementwise=True), tailopt.monitor_clip(clip)
-  uf, sf = fast.update(g, fast.init(g))
-  us, ss = slow.update(g, slow.init(g))
+  uf, sf = jax.jit(lambda g: fast.update(g, fast.init(g)))(g)
+  us, ss = jax.jit(lambda g: slow.update(g, slow.init(g)))(g)
   jax.tree.map(np.testing.assert_array_equal, uf, us)
   for k in ("clip_above", "clip_below"):
     assert float(sf.measurements[k]) == float(ss.measurements[k]) > 0
