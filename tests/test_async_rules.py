@@ -1,6 +1,5 @@
 """Delay-aware rates, compensation, the server step and the baselines against hand values."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -103,15 +102,20 @@ def _server(cfg, method, deltas, taus, diffs=None, n=4):
   diffs = None if diffs is None else jnp.asarray(diffs, jnp.float32)[:, None]
   st = method.outer.init(x)
   comp = A.server.init_comp_state(cfg, x)
-
-  @jax.jit  # one compiled step (as in the simulator), not one compile per operation
-  def step(x, st, comp, deltas, diffs, taus):
-    valid = jnp.ones(len(taus), jnp.int32)
-    return A.server_update(
-      cfg, method.outer, method.outer_clip, n, x, st, comp, deltas, diffs, taus, valid, 0
-    )
-
-  return step(x, st, comp, deltas, diffs, jnp.asarray(taus))
+  return A.server_update(
+    cfg,
+    method.outer,
+    method.outer_clip,
+    n,
+    x,
+    st,
+    comp,
+    deltas,
+    diffs,
+    jnp.asarray(taus),
+    jnp.ones(len(taus), jnp.int32),
+    0,
+  )
 
 
 def test_server_step_scale_and_order():
