@@ -98,3 +98,12 @@ def test_progress_in_a_log_is_plain_lines_not_redraws():
   c = small_config()
   c.progress = True
   assert isinstance(loop.progress_bar(c, 10, 0, "x"), loop.LogProgress)
+
+
+def test_the_end_of_run_finiteness_check():
+  import jax.numpy as jnp
+
+  finite = {"w": jnp.ones((2, 3)), "n": jnp.arange(3), "b": jnp.zeros((), jnp.bfloat16)}
+  assert loop._finite_tree(finite) and loop._finite_tree({})
+  for bad in (jnp.nan, jnp.inf, -jnp.inf):
+    assert not loop._finite_tree({**finite, "w": finite["w"].at[1, 2].set(bad)})

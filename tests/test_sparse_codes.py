@@ -10,9 +10,20 @@ import tailopt
 from tailopt import compression as C
 
 
+def _coder(comp):
+  """``(x, state) -> (decoded, payload, state)``: compressed and decoded in one jitted call,
+  as in a round (one compile, not one per operation)."""
+
+  def both(x, state):
+    payload, state = comp.compress({"x": x}, comp.init({"x": x}) if state is None else state, None)
+    return comp.decompress(payload, {"x": x})["x"], payload, state
+
+  return jax.jit(both)
+
+
 def _roundtrip(comp, x, state=None):
-  payload, state = comp.compress({"x": x}, comp.init({"x": x}) if state is None else state, None)
-  return np.asarray(comp.decompress(payload, {"x": x})["x"]), payload, state
+  y, payload, state = _coder(comp)(x, state)
+  return np.asarray(y), payload, state
 
 
 # ------------------------------------------------------------------ top-k
@@ -100,10 +111,10 @@ def test_sign_with_error_feedback_recovers_the_sum():
   comp = C.error_feedback(C.sign_quantizer(16))
   rng = np.random.default_rng(0)
   deltas = [jnp.asarray(rng.standard_t(2.0, size=64), jnp.float32) for _ in range(40)]
-  state, sent = comp.init({"x": deltas[0]}), jnp.zeros(64)
+  state, sent, coder = comp.init({"x": deltas[0]}), jnp.zeros(64), _coder(comp)
   for d in deltas:
-    payload, state = comp.compress({"x": d}, state, None)
-    sent = sent + comp.decompress(payload, {"x": d})["x"]
+    y, _, state = coder(d, state)
+    sent = sent + y
   np.testing.assert_allclose(sent, sum(deltas) - state.residual["x"], rtol=1e-5, atol=1e-4)
 
 
@@ -135,11 +146,15 @@ def test_topk_round_bytes_and_mean_of_the_decoded_codes():
     _loss, method, local_steps=2, num_clients=1, mesh=tailopt.client_mesh(1)
   )
   want = np.zeros(300)
+
+  @jax.jit
+  def topk_of_delta(params):
+    delta = {k: p0[k] - params[k] for k in p0}  # outer lr 1: x_1 = x_0 - Delta
+    return comp.decompress(comp.compress(delta, None, None)[0], delta)["w"]
+
   for i in range(8):
     si, _ = one(one.init(p0), jax.tree.map(lambda a, i=i: a[i : i + 1], b))
-    delta = {k: p0[k] - si.params[k] for k in p0}  # outer lr 1: x_1 = x_0 - Delta
-    pay, _ = comp.compress(delta, None, None)
-    want += np.asarray(comp.decompress(pay, delta)["w"]) / 8
+    want += np.asarray(topk_of_delta(si.params)) / 8
   np.testing.assert_allclose(np.asarray(s.params["w"]), -want, rtol=1e-5, atol=1e-7)
   # At most 8 clients x 5 chunks x 8 kept coordinates are nonzero (of 300).
   assert 0 < np.count_nonzero(np.asarray(s.params["w"])) <= 8 * 5 * 8

@@ -132,8 +132,16 @@ def progress_bar(config, total, initial, label, unit="round"):
   return tqdm(total=total, initial=initial, desc=label, unit=unit, dynamic_ncols=True, leave=False)
 
 
+@jax.jit
+def _all_finite(leaves):
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]).all()
+
+
 def _finite_tree(tree) -> bool:
-  return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
+  """Whether every leaf is finite: one compiled reduction (eager per-leaf checks would
+  compile two tiny programs per leaf on a multi-device mesh)."""
+  leaves = jax.tree.leaves(tree)
+  return not leaves or bool(_all_finite(leaves))
 
 
 def _fast_frozen_constants():
