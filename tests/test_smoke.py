@@ -41,6 +41,9 @@ def test_sync_run_from_the_command_line(tmp_path):
 def test_async_run(tmp_path):
   c = _tiny(async_synthetic.get_config("runlocal"))
   c.server_steps, c.chunk, c.eval_every, c.checkpoint_every = 8, 4, 4, 0
+  # 4 workers (one a straggler), K = 2: the same buffered path with fewer wave widths to
+  # compile than 8 workers (the simulator compiles one copy of the job code per width).
+  c.clients, c.asynchronous.buffer_size = 4, 2
   s = loop.train(c, str(tmp_path), quiet=True)
   assert s["finished"] and s["server_steps"] == 8 and s["sim_time"] > 0
   assert np.isfinite(s["final"]["train/loss"])
