@@ -23,14 +23,13 @@ def mlp_loss(p, b):
 
 
 def params0():
-  # Host draws: a 2-D jax.random draw compiles for a second or two on the 8 CPU devices.
-  r = np.random.default_rng(3)
+  k1, k2 = jax.random.split(jax.random.key(3))
   return {
     # 12 x 16 = 192 and 16 x 4 = 64 coordinates: w1 and b1 split evenly over 8 devices,
     # b2 (4) and w2's shards padded; b1 (16) has 2 per device.
-    "w1": jnp.asarray(r.normal(size=(D_IN, H)) / 4, jnp.float32),
+    "w1": jax.random.normal(k1, (D_IN, H), jnp.float32) / 4,
     "b1": jnp.zeros(H, jnp.float32),
-    "w2": jnp.asarray(r.normal(size=(H, N_OUT)) / 4, jnp.float32),
+    "w2": jax.random.normal(k2, (H, N_OUT), jnp.float32) / 4,
     "b2": jnp.full(N_OUT, 0.1, jnp.float32),
   }
 
