@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tailopt
+from _compression_helpers import coder
 from tailopt import compression as C
 
 
@@ -13,19 +14,8 @@ def _x(n=1000, seed=0):
   return jnp.asarray(np.random.default_rng(seed).standard_t(1.5, size=n), jnp.float32)
 
 
-def _coder(comp):
-  """``(x, state, key) -> (decoded, payload, state)``: compressed and decoded in one jitted
-  call, as in a round (one compile, not one per operation)."""
-
-  def both(x, state, key):
-    payload, state = comp.compress({"x": x}, state, key)
-    return comp.decompress(payload, {"x": x})["x"], payload, state
-
-  return jax.jit(both)
-
-
 def _roundtrip(comp, x, key=jax.random.key(0)):
-  y, payload, _ = _coder(comp)(x, comp.init({"x": x}), key)
+  y, payload, _ = coder(comp)(x, None, key)
   return y, payload
 
 
@@ -98,18 +88,18 @@ def test_error_feedback_recovers_the_sum():
   comp = C.error_feedback(C.int_quantizer(2, block=16))
   rng = np.random.default_rng(0)
   deltas = [jnp.asarray(rng.normal(size=64), jnp.float32) for _ in range(50)]
-  state, coder = comp.init({"x": deltas[0]}), _coder(comp)
+  state, code = comp.init({"x": deltas[0]}), coder(comp)
   sent = jnp.zeros(64)
   for t, d in enumerate(deltas):
-    y, _, state = coder(d, state, jax.random.key(t))
+    y, _, state = code(d, state, jax.random.key(t))
     sent = sent + y
   total = sum(deltas)
   # Exactly: what was sent = the sum of the Deltas minus the last residual ...
   np.testing.assert_allclose(sent, total - state.residual["x"], rtol=1e-5, atol=1e-5)
   # ... and the residual stays bounded, so the relative error of the sum vanishes.
   assert float(jnp.linalg.norm(sent - total) / jnp.linalg.norm(total)) < 0.2
-  plain_coder = _coder(C.int_quantizer(2, 16))
-  plain = sum(plain_coder(d, None, None)[0] for d in deltas)
+  plain_code = coder(C.int_quantizer(2, 16))
+  plain = sum(plain_code(d, None, None)[0] for d in deltas)
   assert jnp.linalg.norm(sent - total) < jnp.linalg.norm(plain - total)
 
 

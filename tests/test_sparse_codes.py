@@ -7,22 +7,12 @@ import numpy as np
 import pytest
 
 import tailopt
+from _compression_helpers import coder
 from tailopt import compression as C
 
 
-def _coder(comp):
-  """``(x, state) -> (decoded, payload, state)``: compressed and decoded in one jitted call,
-  as in a round (one compile, not one per operation)."""
-
-  def both(x, state):
-    payload, state = comp.compress({"x": x}, comp.init({"x": x}) if state is None else state, None)
-    return comp.decompress(payload, {"x": x})["x"], payload, state
-
-  return jax.jit(both)
-
-
 def _roundtrip(comp, x, state=None):
-  y, payload, state = _coder(comp)(x, state)
+  y, payload, state = coder(comp)(x, state, None)
   return np.asarray(y), payload, state
 
 
@@ -111,9 +101,9 @@ def test_sign_with_error_feedback_recovers_the_sum():
   comp = C.error_feedback(C.sign_quantizer(16))
   rng = np.random.default_rng(0)
   deltas = [jnp.asarray(rng.standard_t(2.0, size=64), jnp.float32) for _ in range(40)]
-  state, sent, coder = comp.init({"x": deltas[0]}), jnp.zeros(64), _coder(comp)
+  state, sent, code = comp.init({"x": deltas[0]}), jnp.zeros(64), coder(comp)
   for d in deltas:
-    y, _, state = coder(d, state)
+    y, _, state = code(d, state, None)
     sent = sent + y
   np.testing.assert_allclose(sent, sum(deltas) - state.residual["x"], rtol=1e-5, atol=1e-4)
 
