@@ -243,3 +243,23 @@ def test_reference_table_sorts_significant_differences_by_direction():
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert cells[3] == "2 of 4"
   assert cells[4] == "a (p < 0.001)" and cells[5] == "b (p = 0.010)"
+
+
+def test_the_mlp_task_gets_its_smaller_noise_scale_and_the_leaderboard_says_so():
+  from experiments.tailbench import bench, leaderboard
+  from experiments.tailbench.suites import SUITES, stable
+
+  for name in ("small", "full"):
+    suite = SUITES[name]
+    for label, task in suite.tasks.items():
+      cfg = bench.base_config(suite, task, stable(1.5))
+      want = 0.03 if label.startswith("mlp") else 1.0
+      assert (cfg.noise.scale, cfg.noise.alpha) == (want, 1.5), (name, label)
+  header = dict(
+    suite="small", code="abc", rounds=40, lrs=[0.1], tune_seeds=[0], report_seeds=[1],
+    tuned_on="stable1.5", wall_s=None, methods={},
+    tasks={"mlp": {"config": "configs/synthetic.py:mlp", "noise.scale": 0.03}},
+  )
+  board = dict(studies={}, missing={}, ranking=[], layout={})
+  text = leaderboard.markdown(board, header)
+  assert "- `mlp`: `configs/synthetic.py:mlp` with noise.scale=0.03" in text

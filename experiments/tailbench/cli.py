@@ -156,6 +156,7 @@ def bench(args, log=print) -> dict:
     tuned_on=noise_label(suite.tune_noise) if suite.tune_noise else "each noise law",
     wall_s=None if args.report_only else time.perf_counter() - t0,
     methods={k: vars(e) | {"fixed": dict(e.fixed)} for k, e in rows.items()},
+    tasks={k: dict(config=t.config, **dict(t.overrides)) for k, t in tasks.items()},
   )
   out = workdir
   if args.export:

@@ -274,6 +274,10 @@ def markdown(board: dict, header: dict) -> str:
   if h["wall_s"] is not None:
     text += f" Wall time {h['wall_s'] / 60:.1f} min (this invocation; finished runs are read back)."
   text += "\n\n"
+  for task, t in (h.get("tasks") or {}).items():
+    fields = ", ".join(f"{k}={v}" for k, v in t.items() if k != "config")
+    text += f"- `{task}`: `{t['config']}` with {fields}\n"
+  text += "\n" if h.get("tasks") else ""
   text += (
     "**Robustness** = mean over tasks of the worst normalised quality over the noise laws; "
     "**NQ** (normalised quality) = mean over seeds of min(1, best/final) for a loss "
