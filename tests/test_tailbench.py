@@ -256,8 +256,15 @@ def test_the_mlp_task_gets_its_smaller_noise_scale_and_the_leaderboard_says_so()
       want = 0.03 if label.startswith("mlp") else 1.0
       assert (cfg.noise.scale, cfg.noise.alpha) == (want, 1.5), (name, label)
   header = dict(
-    suite="small", code="abc", rounds=40, lrs=[0.1], tune_seeds=[0], report_seeds=[1],
-    tuned_on="stable1.5", wall_s=None, methods={},
+    suite="small",
+    code="abc",
+    rounds=40,
+    lrs=[0.1],
+    tune_seeds=[0],
+    report_seeds=[1],
+    tuned_on="stable1.5",
+    wall_s=None,
+    methods={},
     tasks={"mlp": {"config": "configs/synthetic.py:mlp", "noise.scale": 0.03}},
   )
   board = dict(studies={}, missing={}, ranking=[], layout={})
