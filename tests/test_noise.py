@@ -40,6 +40,25 @@ def test_stable_alpha2_is_gaussian_with_variance_2():
   assert float(tailopt.stable_tail_index(g)) > 1.85
 
 
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_a_shaped_draw_has_the_numbers_of_jax_randoms_shaped_draw(partitionable):
+  # sample_noise draws flat and reshapes (it compiles faster): the numbers must be those of
+  # JAX's own draw of the shape, under either threefry mode.
+  shape = (6, 5, 4)
+
+  @jax.jit
+  def draws(k):
+    return (
+      (noise.sample_noise(k, "gaussian", shape), jax.random.normal(k, shape)),
+      (noise.sample_noise(k, "cauchy", shape), jax.random.cauchy(k, shape)),
+    )
+
+  with jax.threefry_partitionable(partitionable):
+    for got, want in draws(jax.random.key(11)):
+      assert got.shape == shape
+      np.testing.assert_array_equal(got, want)
+
+
 def test_inject_noise_transform_state_and_reproducibility():
   tx = tailopt.inject_noise("student_t", 0.5, df=3.0, seed=7)
   g = {"a": jnp.zeros((4, 3)), "b": jnp.zeros(5)}
