@@ -85,6 +85,7 @@ def test_a_family_with_a_bad_condition_is_refused():
     dataclasses.replace(study.TINY_FAILURES, claims=(claim,))
 
 
+@pytest.mark.slow  # a study end to end, not an entry path (CI runs the slow tests)
 def test_the_tiny_failures_study_runs_end_to_end_and_passes_the_check(tmp_path, monkeypatch):
   out = run_study(tmp_path, monkeypatch, study.TINY_FAILURES)
   sw = json.load(open(out / "sweep.json"))

@@ -90,6 +90,7 @@ def _round_time(arm, bandwidth):
   return COMPUTE + 8 * 2 * BYTES[arm] / (bandwidth * 1e9)
 
 
+@pytest.mark.slow  # a study end to end (10 s), not an entry path (CI runs the slow tests)
 def test_tiny_study_end_to_end_against_a_hand_computation(tmp_path):
   wd = str(tmp_path / "study")
   record = jobs.study(wd, "tiny", log=lambda s: None, runner=fake_runner)
