@@ -270,3 +270,20 @@ def test_the_mlp_task_gets_its_smaller_noise_scale_and_the_leaderboard_says_so()
   board = dict(studies={}, missing={}, ranking=[], layout={})
   text = leaderboard.markdown(board, header)
   assert "- `mlp`: `configs/synthetic.py:mlp` with noise.scale=0.03" in text
+
+
+def test_a_learning_rate_kept_at_the_suites_ceiling_is_a_declared_bound():
+  from experiments import sweep
+  from experiments.tailbench import bench
+  from experiments.tailbench.suites import SUITES, stable
+
+  suite = SUITES["small"]
+  cfg = bench.base_config(suite, suite.tasks["logistic"], stable(1.5))
+  bounds = sweep._bounds(cfg.sweep.bounds)
+  assert bounds == {"hparams.inner_lr": [None, suite.lr_bound]}
+  axis = [0.001, 0.01, 0.1]
+  cells = {str(lr): {"point": {"hparams.inner_lr": lr}, "score": -lr} for lr in (0.1, 1.0, 10.0)}
+  best = {"hparams.inner_lr": 10.0}
+  status = sweep._edge_status(cells, best, "hparams.inner_lr", "high", bounds, axis)
+  assert status == "declared bound"
+  assert sweep._edge_status(cells, best, "hparams.inner_lr", "high", {}, axis) == "open"

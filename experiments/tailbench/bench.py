@@ -37,7 +37,7 @@ def base_config(suite: Suite, task: Task, noise: dict):
   cfg.sweep.tune_seeds = list(suite.tune_seeds)
   cfg.sweep.report_seeds = list(suite.report_seeds)
   cfg.sweep.max_extensions = suite.max_extensions
-  cfg.sweep.bounds = []
+  cfg.sweep.bounds = [f"hparams.inner_lr=None,{suite.lr_bound}"]
   return cfg
 
 
