@@ -60,7 +60,11 @@ def shard_bytes(tree):
   "name", ["bi2clip", *(pytest.param(n, marks=pytest.mark.slow) for n in ("adam2", "diloco"))]
 )
 def test_2d_mesh_matches_replicated(name):
-  method = tailopt.get_method(name)
+  # Bi2Clip's inner lower clip makes every local step +-lr*d, so a client's summed update
+  # can cancel to exactly 0 in one reduction order and to +-1e-10 in another, which the
+  # outer BiClip maps to 0 and to +-d (its one discontinuity). The comparison of two
+  # layouts' rounding is only meaningful away from it: no inner lower clip here.
+  method = tailopt.get_method(name, **({"inner_lower": 0.0} if name == "bi2clip" else {}))
   # The reference keeps the outer state whole on each device (shard_outer=False) to
   # compare per-device bytes; the 2-D round keeps it too ('auto' with a model axis).
   _, ref, ref_m = run(method, tailopt.client_mesh(2), shard_outer=False)
