@@ -104,6 +104,9 @@ def base_config() -> config_dict.ConfigDict:
       "bounds": [],
       "max_extensions": 4,
       "reference": "",  # the method the others are compared with (default: bi2clip if run)
+      # Conditions the kept point is also reported in (["name: field=value ...", ...]; the
+      # first is the baseline the others are compared with), e.g. bit widths.
+      "settings": [],
     }
   )
   return c
@@ -225,3 +228,20 @@ def load(spec: str):
       f"config file {path}: {call} failed with {type(e).__name__}: {first}; fix that "
       "function in the file."
     ) from e
+
+
+def comm_settings(bits, fixed_for: str) -> list:
+  """The communication study's settings (``config.sweep.settings``): float32, then each
+  width of ``bits`` in scaled ints (error feedback too below 8 bits), then ``fixed_for``'s
+  fixed-range grid at the same widths."""
+  out = ["f32: compression.bits=32"]
+  for kind, only in (("int", ""), ("fixed", f"[{fixed_for}]")):
+    for b in bits:
+      name = f"{kind}{b}"
+      out.append(f"{name}{only}: compression.kind={kind} compression.bits={b}")
+      if b < 8:
+        out.append(
+          f"{name}+ef{only}: compression.kind={kind} compression.bits={b} "
+          "compression.error_feedback=True"
+        )
+  return out

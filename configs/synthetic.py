@@ -15,7 +15,7 @@ from ml_collections import config_dict
 
 import tailopt
 
-from configs.common import balanced_step_time, base_config
+from configs.common import balanced_step_time, base_config, comm_settings
 
 STUDY_METHODS = [
   "fedavg",
@@ -95,17 +95,21 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     c.sweep.report_rounds = 600
     c.sweep.budgets = [100, 150, 300, 600]
   if "comm" in variants:
-    # The communication study (experiments/results/communication): each method at its
-    # tuned point, every bit width with and without error feedback, 3 seeds.
+    # The communication study (experiments/results/communication): each method's inner lr
+    # tuned uncompressed (float32 payloads, 32 bits) on seed 0 around its synthetic-study
+    # point (its other fields held there), then reported on seeds 1-5 at every bit width,
+    # with and without error feedback (experiments.sweep rule 4), Bi2Clip also with its
+    # fixed-range grid (no scales sent).
     c.rounds, c.eval_every, c.checkpoint_every = 100, 20, 0
     c.devices = 1
-    c.compression.kind, c.compression.block = "int", 64
+    c.compression.kind, c.compression.block, c.compression.bits = "int", 64, 32
     c.sweep.methods = ["fedavg", "diloco", "adam2", "bi2clip"]
-    c.sweep.grids = {
-      "*": ["compression.bits=32,8,4,2", "compression.error_feedback=False,True"],
-      "bi2clip": ["compression.kind=int,fixed"],
-    }
-    c.sweep.bounds = ["compression.bits=2,32"]  # the widths a node can send
+    ladder = [k * 10.0**e for e in range(-6, 1) for k in (1, 3)]  # 1e-6, 3e-6, ..., 3
+    c.sweep.grids = {}
+    for m in c.sweep.methods:
+      i = min(range(len(ladder)), key=lambda j: abs(ladder[j] - TUNED[m]["inner_lr"]))
+      c.sweep.grids[m] = ["hparams.inner_lr=" + ",".join(f"{v:g}" for v in ladder[i - 1 : i + 2])]
+    c.sweep.settings = comm_settings(bits=(8, 4, 2), fixed_for="bi2clip")
   if "wallclock" in variants:
     wallclock(c)
   return c

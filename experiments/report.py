@@ -207,6 +207,34 @@ def comparison_table(stats: dict, reference: str, unit: str = "rounds") -> str:
   )
 
 
+def settings_table(sweep: dict, stats_by_setting: dict) -> str:
+  """Each method in every setting against itself in the baseline setting
+  (``sweep['setting_baseline']``, :mod:`experiments.sweep` rule 4) at the last budget: mean ±
+  95% CI, difference of means, Welch's two-sided p-value and n."""
+  base = sweep.get("setting_baseline")
+  if not base or base not in stats_by_setting:
+    return ""
+  rows, budget = [], None
+  for method, ref in stats_by_setting[base].items():
+    budget = max(ref["budgets"])
+    for setting, stats in stats_by_setting.items():
+      if method not in stats:  # a setting only some methods run (or not finished)
+        continue
+      v = stats[method]["budgets"][budget]
+      diff = (
+        "" if setting == base else welch_cell(v, ref["budgets"][budget], setting, base, ref["mode"])
+      )
+      rows.append([method, setting, stats_lib.fmt(v["summary"]), diff, str(v["summary"].n)])
+  if not rows:
+    return ""
+  return (
+    f"## Every setting against {base}\n\nEach method at its kept point, at {_b(budget)} "
+    f"{unit_label(sweep)}: mean ± 95% CI over the report seeds; the difference of means "
+    f"(setting − {base}) with Welch's two-sided p-value, and which is better at p < 0.05.\n\n"
+    + tables.md_table(["method", "setting", "final", f"− {base} (p)", "n"], rows)
+  )
+
+
 def claims_table(sweep: dict, stats_by_setting: dict) -> str:
   """The comparisons the study's claims rest on (``sweep['claims']``: ``a`` against ``b`` in
   some settings): per setting and budget, the difference of means, Welch's p and n."""
@@ -279,9 +307,18 @@ BYTES = "train/bytes_cumulative"
 
 def cost_stats(sweep_dir: str) -> list[dict]:
   """Per method and grid point: the final report metric over its runs (every seed it ran
-  on) and the bytes one node sent and received over the run (``train/bytes_cumulative``)."""
+  on) and the bytes one node sent and received over the run (``train/bytes_cumulative``).
+  A study with settings (:mod:`experiments.sweep` rule 4): per method and setting, over its
+  report runs."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   groups = {}
+  if sweep.get("settings"):
+    for method, info in sweep["methods"].items():
+      for setting, rels in runs_by_setting(info).items():
+        for rel in rels:
+          if os.path.exists(os.path.join(sweep_dir, rel, "summary.json")):
+            _cost_row(groups, method, os.path.join(sweep_dir, rel), setting)
+    return [dict(g, final=stats_lib.summarize(g.pop("finals"))) for g in groups.values()]
   for method, info in sweep["methods"].items():
     for point_name in info["grid"]:  # every grid point's runs: <method>/<point>/seed<s>
       point_dir = os.path.join(sweep_dir, method, point_name)
@@ -299,11 +336,11 @@ def cost_stats(sweep_dir: str) -> list[dict]:
   return out
 
 
-def _cost_row(groups, method, run):
+def _cost_row(groups, method, run, point=None):
   summary, rows = _load(run)
   if summary.get("retimed_from"):  # a copy of a run on another clock (experiments.retime)
     return
-  point = os.path.basename(os.path.dirname(os.path.normpath(run)))
+  point = point or os.path.basename(os.path.dirname(os.path.normpath(run)))
   total = [row[BYTES] for row in rows if BYTES in row]
   final = None if summary["diverged"] else summary["final"].get(summary["report_metric"])
   g = groups.setdefault(
@@ -376,6 +413,9 @@ def write_report(sweep_dir: str) -> str:
   text = f"# Study {name}\n\n"
   for setting, stats in by_setting.items():
     text += _setting_section(sweep_dir, sweep, name, setting, stats)
+  against = settings_table(sweep, by_setting)
+  if against:
+    text += against + "\n"
   claims = claims_table(sweep, by_setting)
   if claims:
     text += "## Claims\n\n" + claims + "\n"

@@ -20,6 +20,11 @@ The rules (``config.sweep``, see ``configs/common.py``):
 3. **Report.** The kept point runs on ``sweep.report_seeds`` (at least 5, none a tuning
    seed) for ``sweep.report_rounds`` rounds (0: ``config.rounds``); the report reads the
    metric of each seed at every budget of ``sweep.budgets``.
+4. **Settings** (optional). ``sweep.settings`` (``["name: field=value field=value", ...]``,
+   e.g. the bit widths of the communication study) names conditions the kept point is
+   reported in, each on every report seed; tuning stays in the base config. A setting
+   named ``name[m1,m2]`` is run by those methods only. The report gets one section per
+   setting and a table of every setting against the first.
 
 Every cell is an ordinary run of the one loop (``experiments.engines.loop``); a finished cell returns
 its stored summary, so rerunning the command resumes. At the end it writes ``sweep.json``
@@ -337,18 +342,29 @@ def sweep(config, workdir: str, methods=None, extra_grid=(), log=print) -> dict:
   from experiments import provenance
 
   plan = study_plan(config, methods)
+  settings, only = parse_settings(config.sweep.get("settings"))
+  for fields in settings.values():  # every field exists (a one-line error before any run)
+    probe = config.copy_and_resolve_references()
+    for field, value in fields.items():
+      set_field(probe, field, value)
+  for setting, names in only.items():
+    if not set(names) <= set(plan["methods"]):
+      raise ConfigError(
+        f"config.sweep.settings: {setting}[{','.join(names)}] names methods the study does not "
+        f"run ({', '.join(sorted(set(names) - set(plan['methods'])))}); study methods: "
+        f"{', '.join(plan['methods'])}."
+      )
+  if only:
+    plan["setting_methods"] = only
   os.makedirs(workdir, exist_ok=True)
   results = {"rules": 2, "config": config.to_dict(), **plan, "methods": {}}
   results["code"] = provenance.code_version()
+  if settings:
+    results["settings"] = settings
+    results["setting_baseline"] = next(iter(settings))
   for method in plan["methods"]:
     tuned = tune(config, workdir, method, plan, extra_grid, log)
-    runs = []
-    for seed in plan["report_seeds"]:
-      rel = os.path.join(method, tuned["best"], f"seed{seed}")
-      cfg = cell_config(config, method, tuned["best_point"], seed, plan["report_rounds"])
-      s = run_cell(cfg, os.path.join(workdir, rel))
-      _log(log, method, tuned["best"], seed, s, "report")
-      runs.append(rel)
+    runs = report_runs(config, workdir, method, tuned, plan, settings, log)
     open_edges = [e for e in tuned["edges"] if e["status"] == "open"]
     for e in open_edges:
       log(f"{method}: kept point {tuned['best']} is on the open {e['side']} edge of {e['field']}")
@@ -364,6 +380,54 @@ def sweep(config, workdir: str, methods=None, extra_grid=(), log=print) -> dict:
 
   report.write_report(workdir)
   return results
+
+
+def parse_settings(specs, where="config.sweep.settings") -> tuple[dict, dict]:
+  """``["name[m1,m2]: field=value ...", ...]`` -> ``({name: {field: value}}, {name:
+  [methods]})`` in the given order (the second only for settings restricted to some
+  methods); a one-line ConfigError for a bad entry."""
+  out, only = {}, {}
+  for spec in specs or []:
+    name, sep, rest = str(spec).partition(":")
+    name = name.strip()
+    if name.endswith("]") and "[" in name:
+      name, methods = name[:-1].split("[", 1)
+      only[name] = [m.strip() for m in methods.split(",") if m.strip()]
+    if not sep or not name or not all(ch.isalnum() or ch in "+-_." for ch in name):
+      raise ConfigError(
+        f"{where} entry {spec!r} must look like 'name: field=value field=value' with a name "
+        "of letters, digits and + - _ ."
+      )
+    if name in out:
+      raise ConfigError(f"{where} names the setting {name!r} twice; give each its own name.")
+    fields = {}
+    for item in rest.split():
+      field, values = parse_assignment(item)
+      if len(values) != 1:
+        raise ConfigError(f"{where} entry {spec!r}: {item!r} must set one value, not a list.")
+      fields[field] = values[0]
+    out[name] = fields
+  return out, only
+
+
+def report_runs(config, workdir, method, tuned, plan, settings, log=print):
+  """Step 3 for one method: its kept point on every report seed (in every setting);
+  returns the run folders (``{setting: [folders]}`` with settings)."""
+  by_setting = {}
+  for setting, fields in (settings or {"": {}}).items():
+    if method not in plan.get("setting_methods", {}).get(setting, [method]):
+      continue
+    runs = []
+    for seed in plan["report_seeds"]:
+      rel = os.path.join(method, tuned["best"], setting, f"seed{seed}")
+      cfg = cell_config(config, method, tuned["best_point"], seed, plan["report_rounds"])
+      for field, value in fields.items():
+        set_field(cfg, field, value)
+      s = run_cell(cfg, os.path.join(workdir, rel))
+      _log(log, method, f"{tuned['best']} {setting}".strip(), seed, s, "report")
+      runs.append(rel)
+    by_setting[setting] = runs
+  return by_setting if settings else by_setting[""]
 
 
 def _seeds(text):

@@ -190,3 +190,60 @@ def test_score_ranks_diverged_last():
     "report_mode": "max",
   }
   assert sweep.score(s) == -0.9
+
+
+# ------------------------------------------------------- settings: conditions of the report
+def test_settings_report_the_kept_point_in_each_condition_and_compare_it(tmp_path):
+  from experiments import study_check
+
+  c = tiny_config()
+  c.compression.kind, c.compression.bits, c.compression.block = "int", 32, 4
+  c.sweep.settings = [
+    "f32: compression.bits=32",
+    "int2: compression.bits=2",
+    "int2+ef[fedavg]: compression.bits=2 compression.error_feedback=True",
+  ]
+  res = sweep.sweep(c, str(tmp_path), methods=["fedavg", "avg-l2clip"], log=lambda _: None)
+  assert list(res["settings"]) == ["f32", "int2", "int2+ef"]
+  assert res["settings"]["int2+ef"] == {"compression.bits": 2, "compression.error_feedback": True}
+  runs = res["methods"]["fedavg"]["runs"]
+  assert list(runs) == ["f32", "int2", "int2+ef"] and all(len(r) == 5 for r in runs.values())
+  assert list(res["methods"]["avg-l2clip"]["runs"]) == ["f32", "int2"]  # int2+ef: fedavg only
+  cfg = json.load(open(tmp_path / runs["int2+ef"][0] / "config.json"))
+  assert cfg["compression"]["bits"] == 2 and cfg["compression"]["error_feedback"] is True
+  tune_cfg = json.load(
+    open(tmp_path / res["methods"]["fedavg"]["grid"]["inner_lr=0.05"]["runs"][0] / "config.json")
+  )
+  assert tune_cfg["compression"]["bits"] == 32  # tuning stays in the base config
+  # 2-bit payloads are fewer bytes than float32 ones, on the same seeds.
+  f32 = json.load(open(tmp_path / runs["f32"][0] / "summary.json"))
+  two = json.load(open(tmp_path / runs["int2"][0] / "summary.json"))
+  assert two["final"] != f32["final"]
+  text = (tmp_path / "report.md").read_text()
+  assert "## int2: compression.bits = 2" in text and "## Every setting against f32" in text
+  table = text.split("## Every setting against f32")[1].split("##")[0]
+  assert table.count("| fedavg |") == 3 and table.count("| avg-l2clip |") == 2
+  assert "(p = " in table or "(p < " in table
+  costs = {(g["method"], g["point"]): g for g in report.cost_stats(str(tmp_path))}
+  assert costs[("fedavg", "int2")]["bytes"] < costs[("fedavg", "f32")]["bytes"]
+  assert costs[("fedavg", "int2")]["final"].n == 5
+  problems = [p for p in study_check.check(str(tmp_path)) if ": code:" not in p]
+  assert problems == []
+
+
+@pytest.mark.parametrize(
+  "settings, message",
+  [
+    (["f32 compression.bits=32"], "must look like 'name: field=value"),
+    (["a: compression.bits=32", "a: compression.bits=8"], "twice"),
+    (["a: compression.bits=8,4"], "one value"),
+    (["a: compression.bitz=8"], "no field 'compression.bitz'"),
+    (["a[adam2]: compression.bits=8"], "names methods the study does not run (adam2)"),
+  ],
+)
+def test_bad_settings_are_one_line_errors(tmp_path, settings, message):
+  c = tiny_config()
+  c.sweep.settings = settings
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    sweep.sweep(c, str(tmp_path), methods=["fedavg"], log=lambda _: None)
+  assert not list(tmp_path.glob("fedavg"))  # refused before any run
