@@ -308,11 +308,11 @@ BYTES = "train/bytes_cumulative"
 def cost_stats(sweep_dir: str) -> list[dict]:
   """Per method and grid point: the final report metric over its runs (every seed it ran
   on) and the bytes one node sent and received over the run (``train/bytes_cumulative``).
-  A study with settings (:mod:`experiments.sweep` rule 4): per method and setting, over its
-  report runs."""
+  A study with settings compared with a baseline setting (:mod:`experiments.sweep` rule 4):
+  per method and setting, over its report runs."""
   sweep = json.load(open(os.path.join(sweep_dir, "sweep.json")))
   groups = {}
-  if sweep.get("settings"):
+  if sweep.get("setting_baseline"):
     for method, info in sweep["methods"].items():
       for setting, rels in runs_by_setting(info).items():
         for rel in rels:
