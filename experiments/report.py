@@ -424,8 +424,11 @@ def write_report(sweep_dir: str) -> str:
   costs = cost_stats(sweep_dir) if grids else []
   if any(g.get("bytes") for g in costs):
     plot_quality_vs_bytes(costs, os.path.join(sweep_dir, "quality_vs_bytes.png"), name)
+    over = "Every grid point, mean ± 95% CI over its runs."
+    if sweep.get("setting_baseline"):
+      over = "Each method in every setting, mean ± 95% CI over its report runs."
     text += (
-      "\n## Quality against bytes\n\nEvery grid point, mean ± 95% CI over its runs."
+      f"\n## Quality against bytes\n\n{over}"
       "\n\n" + cost_table(costs) + "\n![quality vs bytes](quality_vs_bytes.png)\n"
     )
   if sweep.get("report_module"):
