@@ -297,3 +297,14 @@ def test_tail_index_folder_checks_known_alphas_and_code(tmp_path):
   assert any("with local edits" in p for p in dirty)
   (p,) = _tail_folder(tmp_path / "unknown", GOOD_ALPHAS, code={"commit": None, "dirty": None})
   assert "unknown code" in p
+
+
+def test_check_fails_on_tables_left_without_a_sweep_json(tmp_path):
+  make_study(tmp_path / "new")
+  old = tmp_path / "old"
+  old.mkdir()
+  (old / "tables.md").write_text("| method | final |\n")
+  (line,) = _problems(tmp_path)
+  assert line.startswith(f"{old}: study: tables without a sweep.json")
+  (old / "tables.md").unlink()
+  assert _problems(tmp_path) == []
