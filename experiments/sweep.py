@@ -342,20 +342,7 @@ def sweep(config, workdir: str, methods=None, extra_grid=(), log=print) -> dict:
   from experiments import provenance
 
   plan = study_plan(config, methods)
-  settings, only = parse_settings(config.sweep.get("settings"))
-  for fields in settings.values():  # every field exists (a one-line error before any run)
-    probe = config.copy_and_resolve_references()
-    for field, value in fields.items():
-      set_field(probe, field, value)
-  for setting, names in only.items():
-    if not set(names) <= set(plan["methods"]):
-      raise ConfigError(
-        f"config.sweep.settings: {setting}[{','.join(names)}] names methods the study does not "
-        f"run ({', '.join(sorted(set(names) - set(plan['methods'])))}); study methods: "
-        f"{', '.join(plan['methods'])}."
-      )
-  if only:
-    plan["setting_methods"] = only
+  settings = check_settings(config, plan)
   os.makedirs(workdir, exist_ok=True)
   results = {"rules": 2, "config": config.to_dict(), **plan, "methods": {}}
   results["code"] = provenance.code_version()
@@ -408,6 +395,27 @@ def parse_settings(specs, where="config.sweep.settings") -> tuple[dict, dict]:
       fields[field] = values[0]
     out[name] = fields
   return out, only
+
+
+def check_settings(config, plan: dict) -> dict:
+  """Rule 4's settings of ``config.sweep.settings``, checked before any run (every field
+  exists, a restricted setting names study methods only); restrictions go into ``plan``
+  (``setting_methods``). One-line ConfigErrors."""
+  settings, only = parse_settings(config.sweep.get("settings"))
+  for fields in settings.values():
+    probe = config.copy_and_resolve_references()
+    for field, value in fields.items():
+      set_field(probe, field, value)
+  for setting, names in only.items():
+    unknown = sorted(set(names) - set(plan["methods"]))
+    if unknown:
+      raise ConfigError(
+        f"config.sweep.settings: {setting}[{','.join(names)}] names methods the study does not "
+        f"run ({', '.join(unknown)}); study methods: {', '.join(plan['methods'])}."
+      )
+  if only:
+    plan["setting_methods"] = only
+  return settings
 
 
 def report_runs(config, workdir, method, tuned, plan, settings, log=print):
