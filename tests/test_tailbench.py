@@ -190,17 +190,28 @@ def test_smoke_suite_ranks_a_user_optimizer(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_suite_rerun_reads_finished_runs_back(tmp_path):
+def test_tiny_suite_rerun_reads_finished_runs_back_and_workers_do_not_change_results(tmp_path):
   run = tmp_path / "run"
-  argv = ["--suite", "tiny", "--workdir", str(run), "--methods", "fedavg,zclip+sgd"]
-  assert tb_cli.main(argv) == 0
+  argv = ["--suite", "tiny", "--methods", "fedavg,bi2clip"]  # (their numbers differ)
+  assert tb_cli.main(argv + ["--workdir", str(run), "--workers", "2"]) == 0
   board = json.load(open(run / "leaderboard.json"))
+  assert board["header"]["workers"] == 2
   stamp = os.path.getmtime(run / "least_squares" / "stable2" / "fedavg")
-  assert tb_cli.main(argv) == 0
+  assert tb_cli.main(argv + ["--workdir", str(run)]) == 0
   again = json.load(open(run / "leaderboard.json"))
   for key in ("ranking", "cells", "tail_index"):  # (as text: NaN != NaN)
     assert json.dumps(again[key], sort_keys=True) == json.dumps(board[key], sort_keys=True)
   assert os.path.getmtime(run / "least_squares" / "stable2" / "fedavg") == stamp
+  # One process gives the same numbers as two worker processes (wall times aside).
+  assert tb_cli.main(argv + ["--workdir", str(tmp_path / "one"), "--workers", "1"]) == 0
+  one = json.load(open(tmp_path / "one" / "leaderboard.json"))
+
+  def numbers(b):
+    keys = ("task", "noise", "method", "kept", "edges", "finals", "final", "auc", "diverged")
+    return json.dumps([{k: c[k] for k in keys} for c in b["cells"]], sort_keys=True)
+
+  assert numbers(one) == numbers(board)
+  assert json.dumps(one["tail_index"]) == json.dumps(board["tail_index"])
 
 
 def test_optax_rules_default_keeps_fingerprints_and_a_bad_spec_is_a_config_problem():
@@ -287,3 +298,16 @@ def test_a_learning_rate_kept_at_the_suites_ceiling_is_a_declared_bound():
   status = sweep._edge_status(cells, best, "hparams.inner_lr", "high", bounds, axis)
   assert status == "declared bound"
   assert sweep._edge_status(cells, best, "hparams.inner_lr", "high", {}, axis) == "open"
+
+
+def test_a_task_without_the_suites_tuning_law_tunes_on_its_own_and_workers_resolve():
+  from experiments.tailbench import bench
+  from experiments.tailbench.suites import SUITES, stable
+
+  full = SUITES["full"]
+  assert bench.tune_noise(full, full.tasks["least_squares"]) == stable(1.5)
+  assert bench.tune_noise(full, full.tasks["gutenberg8"]) is None  # natural noise only
+  assert bench.tune_noise(SUITES["smoke"], SUITES["smoke"].tasks["logistic"]) is None
+  assert bench.resolve_workers(3) == 3
+  assert 1 <= bench.resolve_workers(0) <= 8  # one per core on this CPU backend
+  assert bench.worker_pool(1) is None

@@ -91,11 +91,9 @@ def run_entry(base, suite, study, label, entry: Entry, plan, log, kept=None) -> 
   }
 
 
-def run_study(suite, task_label, task, noise, entries: dict, root, log=print, kept=None) -> str:
-  """Runs (resumes) every entry on one (task, noise); writes ``sweep.json``, the study's
-  report, ``tail_index.json`` and ``costs.json``; returns the study folder. ``kept``:
-  ``{label: point}`` tuned under ``suite.tune_noise`` (then no grid is tuned here)."""
-  from experiments import provenance, report
+def _study_plan(suite, task_label, task, noise, entries: dict, root, kept=None) -> dict:
+  """One (task, noise) study's folder, base config and rules (nothing run yet)."""
+  from experiments import provenance
 
   study = os.path.join(root, task_label, noise_label(noise))
   os.makedirs(study, exist_ok=True)
@@ -106,18 +104,134 @@ def run_study(suite, task_label, task, noise, entries: dict, root, log=print, ke
   results["tailbench"] = {"suite": suite.name, "task": task_label, "noise": noise}
   results["varying"] = ["optax_rules"]  # the entries' inner/outer rules (their `tuned` too)
   if kept:
-    results["tailbench"]["tuned_on"] = noise_label(suite.tune_noise)
-  for label, entry in entries.items():
-    point = kept[label] if kept else None
-    results["methods"][label] = run_entry(base, suite, study, label, entry, plan, log, point)
+    results["tailbench"]["tuned_on"] = noise_label(tune_noise(suite, task))
+  return {"study": study, "base": base, "plan": plan, "results": results}
+
+
+def _finish_study(suite, prep: dict, entries: dict) -> str:
+  """Writes a study's ``sweep.json`` (its entries' records in ``prep``), report,
+  ``tail_index.json`` and ``costs.json``; returns the study folder."""
+  from experiments import report
+
+  study, results = prep["study"], prep["results"]
   atomic_write(os.path.join(study, "sweep.json"), json.dumps(results, indent=2, default=str))
   if suite.study_reports:
     report.write_report(study)
-  fedavg = results["methods"].get("fedavg", {}).get("best_point", {})
-  lr = fedavg.get("hparams.inner_lr", 0.01)
-  tail_index(base, suite.tail_draws, lr, os.path.join(study, "tail_index.json"))
-  costs(base, entries, results["methods"], os.path.join(study, "costs.json"))
+  tail_index(*_tail_args(suite, prep))
+  costs(prep["base"], entries, results["methods"], os.path.join(study, "costs.json"))
   return study
+
+
+def _tail_args(suite, prep: dict) -> tuple:
+  """:func:`tail_index`'s arguments for a study whose records are in ``prep``: the
+  pseudo-gradients at fedavg's kept learning rate (0.01 without a fedavg row)."""
+  fedavg = prep["results"]["methods"].get("fedavg", {}).get("best_point", {})
+  lr = fedavg.get("hparams.inner_lr", 0.01)
+  return prep["base"], suite.tail_draws, lr, os.path.join(prep["study"], "tail_index.json")
+
+
+def _print(line: str) -> None:
+  print(line, flush=True)  # a worker's stdout is a pipe or file: one line at a time
+
+
+def _entry_job(args: tuple) -> dict:
+  """:func:`run_entry` in a worker process (its progress lines on the shared stdout)."""
+  return run_entry(*args[:6], _print, args[6])
+
+
+def run_studies(
+  suite, task_label, task, noises, entries: dict, root, log=print, kept=None, pool=None
+) -> list:
+  """Runs (resumes) every entry on each of ``noises`` of one task and writes each study
+  (:func:`_finish_study`); returns the study folders in ``noises``' order. ``kept``:
+  ``{label: point}`` tuned under ``suite.tune_noise`` (then no grid is tuned here).
+  ``pool`` (a ``concurrent.futures`` executor, e.g. :func:`worker_pool`): the entries of
+  all the studies run concurrently on its workers; each run is the same pure function of
+  its config wherever it runs, so the records do not depend on the pool."""
+  preps = [_study_plan(suite, task_label, task, n, entries, root, kept) for n in noises]
+  jobs = [
+    (p["base"], suite, p["study"], label, entry, p["plan"], kept[label] if kept else None)
+    for p in preps
+    for label, entry in entries.items()
+  ]
+  if pool is None:
+    records = [run_entry(*job[:6], log, job[6]) for job in jobs]
+  else:
+    records = [f.result() for f in [pool.submit(_entry_job, job) for job in jobs]]
+  it = iter(records)
+  for p in preps:
+    for label in entries:
+      p["results"]["methods"][label] = next(it)
+  if pool is not None:  # the tail indices (the longest part of finishing) side by side
+    for f in [pool.submit(tail_index, *_tail_args(suite, p)) for p in preps]:
+      f.result()
+  return [_finish_study(suite, p, entries) for p in preps]
+
+
+def run_study(
+  suite, task_label, task, noise, entries: dict, root, log=print, kept=None, pool=None
+) -> str:
+  """One (task, noise) study (:func:`run_studies`); returns its folder."""
+  return run_studies(suite, task_label, task, [noise], entries, root, log, kept, pool)[0]
+
+
+# jax settings a worker takes from the parent process (they change the compiled programs).
+_FORWARDED = (
+  "jax_enable_x64",
+  "jax_disable_most_optimizations",
+  "jax_default_matmul_precision",
+  "jax_default_prng_impl",
+  "jax_threefry_partitionable",
+  "jax_compilation_cache_dir",
+  "jax_persistent_cache_min_compile_time_secs",
+  "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
+def _init_worker(settings: dict) -> None:
+  import jax
+  from absl import logging
+
+  logging.set_verbosity(logging.WARNING)
+  for name, value in settings.items():
+    jax.config.update(name, value)
+
+
+def resolve_workers(workers: int) -> int:
+  """``workers`` (0 = auto: one per CPU core, at most 8, on a CPU backend; 1 on an
+  accelerator, whose memory one process holds)."""
+  if workers > 0:
+    return workers
+  import jax
+
+  if jax.default_backend() != "cpu":
+    return 1
+  return max(
+    1,
+    min(
+      8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ),
+  )
+
+
+def worker_pool(workers: int):
+  """A pool of ``workers`` spawned processes with this process's jax settings, or None
+  for one worker (everything runs here)."""
+  if workers <= 1:
+    return None
+  import concurrent.futures
+  import multiprocessing
+
+  import jax
+
+  values = getattr(jax.config, "values", {})
+  settings = {k: values[k] for k in _FORWARDED if k in values}
+  return concurrent.futures.ProcessPoolExecutor(
+    workers,
+    mp_context=multiprocessing.get_context("spawn"),
+    initializer=_init_worker,
+    initargs=(settings,),
+  )
 
 
 def tail_index(config, draws: int, lr: float, path: str) -> dict:
@@ -179,19 +293,35 @@ def finite_or_none(v):
   return float(v) if v is not None and math.isfinite(v) else None
 
 
-def run_task(suite, task_label, task, entries: dict, root, log=print, only=None) -> dict:
-  """Every noise law of one task (or those labelled in ``only``); with ``suite.tune_noise``,
-  that law first (tuned), then the others at its kept points. Returns ``{noise label:
-  study folder}`` in the task's noise order."""
+def tune_noise(suite, task):
+  """The noise law a task tunes on (:attr:`Suite.tune_noise` when the task has it; None:
+  each of its noise laws tunes its own learning rate, e.g. a real task's natural noise)."""
+  if suite.tune_noise is None:
+    return None
+  labels = {noise_label(n) for n in task.noises}
+  return suite.tune_noise if noise_label(suite.tune_noise) in labels else None
+
+
+def run_task(suite, task_label, task, entries: dict, root, log=print, only=None, pool=None):
+  """Every noise law of one task (or those labelled in ``only``); with a tuning noise law
+  (:func:`tune_noise`), that law first (tuned), then the others at its kept points, all
+  together. Returns
+  ``{noise label: study folder}`` in the task's noise order."""
   studies = {}
   kept = None
-  if suite.tune_noise is not None:
-    first = run_study(suite, task_label, task, suite.tune_noise, entries, root, log)
-    studies[noise_label(suite.tune_noise)] = first
+  tune = tune_noise(suite, task)
+  if tune is not None:
+    first = run_study(suite, task_label, task, tune, entries, root, log, None, pool)
+    studies[noise_label(tune)] = first
     record = json.load(open(os.path.join(first, "sweep.json")))["methods"]
     kept = {label: record[label]["best_point"] for label in entries}
-  for noise in task.noises:
-    label = noise_label(noise)
-    if label not in studies and (only is None or label in only):
-      studies[label] = run_study(suite, task_label, task, noise, entries, root, log, kept)
+  rest = [
+    n
+    for n in task.noises
+    if noise_label(n) not in studies and (only is None or noise_label(n) in only)
+  ]
+  for noise, study in zip(
+    rest, run_studies(suite, task_label, task, rest, entries, root, log, kept, pool)
+  ):
+    studies[noise_label(noise)] = study
   return {noise_label(n): studies[noise_label(n)] for n in task.noises if noise_label(n) in studies}

@@ -118,6 +118,26 @@ def compile_cache(workdir: str) -> None:
       pass
 
 
+def run_tasks(suite, tasks, noises, rows, workdir, report_only, pool, log) -> dict:
+  """Runs (resumes) every task's studies; returns ``{task: [noise labels]}``."""
+  from experiments.tailbench import bench as bench_lib
+  from experiments.tailbench.suites import noise_label
+
+  layout = {}
+  for task_label, task in tasks.items():
+    layout[task_label] = [noise_label(n) for n in task.noises]
+    if report_only:
+      continue
+    done = bench_lib.run_task(suite, task_label, task, rows, workdir, log, noises, pool)
+    for noise, study in done.items():
+      t = json.load(open(os.path.join(study, "tail_index.json")))
+      log(
+        f"tail index {task_label} {noise}: gradients "
+        f"{t['gradients']:.2f}, pseudo-gradients {t['pseudo_gradients']:.2f} (K={t['draws']})"
+      )
+  return layout
+
+
 def bench(args, log=print) -> dict:
   """Runs (resumes) the suite and writes the leaderboard; returns it."""
   from experiments import provenance
@@ -133,18 +153,13 @@ def bench(args, log=print) -> dict:
   check_user_files(workdir, rows)
   compile_cache(workdir)
   t0 = time.perf_counter()
-  layout = {}
-  for task_label, task in tasks.items():
-    layout[task_label] = [noise_label(n) for n in task.noises]
-    if args.report_only:
-      continue
-    done = bench_lib.run_task(suite, task_label, task, rows, workdir, log, noises)
-    for noise, study in done.items():
-      t = json.load(open(os.path.join(study, "tail_index.json")))
-      log(
-        f"tail index {task_label} {noise}: gradients "
-        f"{t['gradients']:.2f}, pseudo-gradients {t['pseudo_gradients']:.2f} (K={t['draws']})"
-      )
+  workers = 1 if args.report_only else bench_lib.resolve_workers(args.workers)
+  pool = bench_lib.worker_pool(workers)
+  try:
+    layout = run_tasks(suite, tasks, noises, rows, workdir, args.report_only, pool, log)
+  finally:
+    if pool is not None:
+      pool.shutdown(cancel_futures=True)
   code = provenance.code_version()
   header = dict(
     suite=suite.name,
@@ -153,8 +168,13 @@ def bench(args, log=print) -> dict:
     lrs=list(suite.lrs),
     tune_seeds=list(suite.tune_seeds),
     report_seeds=list(suite.report_seeds),
-    tuned_on=noise_label(suite.tune_noise) if suite.tune_noise else "each noise law",
+    tuned_on=(
+      f"{noise_label(suite.tune_noise)} (a task without it: each of its noise laws)"
+      if suite.tune_noise
+      else "each noise law"
+    ),
     wall_s=None if args.report_only else time.perf_counter() - t0,
+    workers=workers,
     methods={k: vars(e) | {"fixed": dict(e.fixed)} for k, e in rows.items()},
     tasks={k: dict(config=t.config, **dict(t.overrides)) for k, t in tasks.items()},
   )
@@ -204,6 +224,13 @@ def main(argv=None) -> int:
   p.add_argument("--optimizer", default="", help="FILE.py:make, make(learning_rate) -> inner rule")
   p.add_argument("--outer", default="", help="FILE.py:make, make(learning_rate) -> outer rule")
   p.add_argument("--name", default="", help="the leaderboard label of --optimizer/--outer")
+  p.add_argument(
+    "--workers",
+    type=int,
+    default=0,
+    help="processes running the entries side by side (0 = one per CPU core, at most 8, on "
+    "a CPU backend; 1 on an accelerator); the results do not depend on it",
+  )
   p.add_argument(
     "--export",
     default="",

@@ -272,7 +272,11 @@ def markdown(board: dict, header: dict) -> str:
     text += " Studies run by: " + "; ".join(f"{k} ({', '.join(v)})" for k, v in commits.items())
     text += "."
   if h["wall_s"] is not None:
-    text += f" Wall time {h['wall_s'] / 60:.1f} min (this invocation; finished runs are read back)."
+    workers = h.get("workers", 1)
+    text += (
+      f" Wall time {h['wall_s'] / 60:.1f} min with {workers} worker process"
+      f"{'es' if workers > 1 else ''} (this invocation; finished runs are read back)."
+    )
   text += "\n\n"
   for task, t in (h.get("tasks") or {}).items():
     fields = ", ".join(f"{k}={v}" for k, v in t.items() if k != "config")
@@ -297,7 +301,10 @@ def markdown(board: dict, header: dict) -> str:
   text += ranking_table(board["ranking"]) + "\n"
   text += "## Measured tail index (stable estimator, all params)\n\n"
   text += tail_table(board["studies"]) + "\n"
-  text += "![quality vs alpha](quality_vs_alpha.png)\n\n"
+  if any(
+    s["sweep"]["config"]["noise"]["distribution"] == "stable" for s in board["studies"].values()
+  ):
+    text += "![quality vs alpha](quality_vs_alpha.png)\n\n"
   if any(REFERENCE in s["methods"] for s in board["studies"].values()):
     text += f"## {REFERENCE} against the others\n\n" + reference_table(board["studies"]) + "\n"
   for (task, noise), s in board["studies"].items():
@@ -353,7 +360,9 @@ def write(root: str, layout: dict, header: dict) -> dict:
     os.path.join(root, "leaderboard.json"),
     json.dumps(to_json(board, header), indent=2, default=_json_default),
   )
-  plots.quality_vs_alpha(board, os.path.join(root, "quality_vs_alpha.png"))
+  alpha_plot = os.path.join(root, "quality_vs_alpha.png")
+  if not plots.quality_vs_alpha(board, alpha_plot) and os.path.exists(alpha_plot):
+    os.remove(alpha_plot)  # (from an earlier selection of tasks)
   for task in layout:
     plots.curves(board, task, os.path.join(root, f"curves_{task}.png"))
   return board

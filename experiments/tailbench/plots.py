@@ -21,20 +21,29 @@ def _labels(board) -> list:
   return out
 
 
-def quality_vs_alpha(board: dict, path: str) -> None:
+def _stable(s) -> bool:
+  return s["sweep"]["config"]["noise"]["distribution"] == "stable"
+
+
+def quality_vs_alpha(board: dict, path: str) -> bool:
   """Final metric (mean ± 95% CI over report seeds) against alpha, per method and task
-  (the stable noise laws only)."""
+  (the stable noise laws only; tasks without one get no panel). Returns whether a plot was
+  written (False: no task has a stable noise law)."""
   plt = tables.pyplot()
-  tasks = list(board["layout"])
+  tasks = [
+    t for t in board["layout"] if any(k[0] == t and _stable(s) for k, s in board["studies"].items())
+  ]
+  if not tasks:
+    return False
   colors = _colors(_labels(board))
   fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.2), squeeze=False)
   for ax, task in zip(axes[0], tasks):
     per = {}
     metric = ""
     for (t, _), s in board["studies"].items():
-      alpha = s["sweep"]["config"]["noise"]["alpha"]
-      if t != task or s["sweep"]["config"]["noise"]["distribution"] != "stable":
+      if t != task or not _stable(s):
         continue
+      alpha = s["sweep"]["config"]["noise"]["alpha"]
       metric = s["metric"]
       for label, m in s["methods"].items():
         per.setdefault(label, []).append((alpha, m["final"]["mean"], m["final"]["ci95"]))
@@ -53,6 +62,7 @@ def quality_vs_alpha(board: dict, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+  return True
 
 
 def curves(board: dict, task: str, path: str) -> None:
