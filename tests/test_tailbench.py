@@ -311,3 +311,16 @@ def test_a_task_without_the_suites_tuning_law_tunes_on_its_own_and_workers_resol
   assert bench.resolve_workers(3) == 3
   assert 1 <= bench.resolve_workers(0) <= 8  # one per core on this CPU backend
   assert bench.worker_pool(1) is None
+
+
+def test_no_alpha_plot_without_a_stable_noise_law(tmp_path):
+  from experiments.tailbench import plots
+
+  study = {"sweep": {"config": {"noise": {"distribution": "none"}}}, "methods": {}}
+  board = {"layout": {"gutenberg8": ["natural"]}, "studies": {("gutenberg8", "natural"): study}}
+  path = tmp_path / "quality_vs_alpha.png"
+  assert plots.quality_vs_alpha(board, str(path)) is False and not path.exists()
+  study["sweep"]["config"]["noise"] = {"distribution": "stable", "alpha": 1.5}
+  study["metric"] = "eval/loss"
+  study["methods"] = {"fedavg": {"final": {"mean": 0.5, "ci95": 0.1}}}
+  assert plots.quality_vs_alpha(board, str(path)) is True and path.stat().st_size > 0
