@@ -307,9 +307,10 @@ def markdown(board: dict, header: dict) -> str:
     text += "![quality vs alpha](quality_vs_alpha.png)\n\n"
   if any(REFERENCE in s["methods"] for s in board["studies"].values()):
     text += f"## {REFERENCE} against the others\n\n" + reference_table(board["studies"]) + "\n"
+  last = {task: noise for (task, noise) in board["studies"]}  # each task's last study
   for (task, noise), s in board["studies"].items():
     text += f"## {task}, {noise}\n\n" + study_table(s) + "\n"
-    text += f"![curves](curves_{task}.png)\n\n" if noise == list(board["layout"][task])[-1] else ""
+    text += f"![curves](curves_{task}.png)\n\n" if noise == last[task] else ""
   return text
 
 
@@ -363,7 +364,7 @@ def write(root: str, layout: dict, header: dict) -> dict:
   alpha_plot = os.path.join(root, "quality_vs_alpha.png")
   if not plots.quality_vs_alpha(board, alpha_plot) and os.path.exists(alpha_plot):
     os.remove(alpha_plot)  # (from an earlier selection of tasks)
-  for task in layout:
+  for task in {t for (t, _) in board["studies"]}:  # (a task with no finished study: none)
     plots.curves(board, task, os.path.join(root, f"curves_{task}.png"))
   return board
 
