@@ -59,7 +59,32 @@ def check(root: str) -> list[str]:
     script = os.path.join(root, "run_study.sh")
     how = f"bash {script}" if os.path.exists(script) else "python -m experiments.sweep"
     return [f"{root}: study: no sweep.json here; re-run it with {how}"]
-  problems, versions, budgets = _unruled(root, studies), {}, {}
+  problems = _unruled(root, studies)
+  # A folder with its own leaderboard (a tailbench suite) is one table: its studies share a
+  # budget and a commit with each other, not with a sibling suite's.
+  units = sorted({u for d in studies if (u := _unit_of(root, d))})
+  for u in units:
+    problems += _one_table(u, [d for d in studies if _unit_of(root, d) == u])
+  return problems + _one_table(root, [d for d in studies if not _unit_of(root, d)])
+
+
+def _unit_of(root: str, study: str):
+  """The folder between ``root`` (excluded) and ``study`` (included) that holds a
+  ``leaderboard.json``, or None."""
+  rel = os.path.relpath(study, root)
+  if rel == ".":
+    return None
+  parts = rel.split(os.sep)
+  for i in range(1, len(parts) + 1):
+    d = os.path.join(root, *parts[:i])
+    if os.path.exists(os.path.join(d, "leaderboard.json")):
+      return d
+  return None
+
+
+def _one_table(root: str, studies: list) -> list[str]:
+  """The rules of each study, and one code version and one budget per task across them."""
+  problems, versions, budgets = [], {}, {}
   for d in studies:
     found, code, sweep = _check_study(d)
     problems += found

@@ -183,6 +183,24 @@ def test_check_fails_on_studies_of_one_task_with_different_budgets(tmp_path):
   assert _problems(tmp_path) == []
 
 
+def test_each_leaderboard_folder_is_its_own_table(tmp_path):
+  """Two tailbench suites (folders with a leaderboard.json) may run one task for different
+  lengths; inside one suite the studies of a task still share one budget."""
+  for suite, name in (("small", "a"), ("full", "b"), ("full", "c")):
+    make_study(tmp_path / suite / name)
+    _set_study(tmp_path / suite / name, config={"task": "least_squares"})
+  _set_study(tmp_path / "full" / "b", budgets=[10])
+  _set_study(tmp_path / "full" / "c", budgets=[10])
+  (line,) = _problems(tmp_path)  # no leaderboards yet: one folder, two budgets
+  assert "its studies of least_squares use different run lengths or budgets" in line
+  for suite in ("small", "full"):
+    (tmp_path / suite / "leaderboard.json").write_text("{}")
+  assert _problems(tmp_path) == []
+  _set_study(tmp_path / "full" / "c", budgets=[5, 10])  # a mix inside one suite
+  (line,) = _problems(tmp_path)
+  assert line.startswith(f"{tmp_path / 'full'}: budget: its studies of least_squares")
+
+
 def test_check_fails_on_mixed_or_dirty_code_and_mixed_configs(tmp_path):
   make_study(tmp_path)
   other = [{"commit": "b" * 40, "dirty": False}]
