@@ -324,3 +324,44 @@ def test_no_alpha_plot_without_a_stable_noise_law(tmp_path):
   study["metric"] = "eval/loss"
   study["methods"] = {"fedavg": {"final": {"mean": 0.5, "ci95": 0.1}}}
   assert plots.quality_vs_alpha(board, str(path)) is True and path.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_workers_end_when_the_parent_is_killed(tmp_path):
+  """A killed ``python -m experiments.tailbench`` leaves no worker computing behind it."""
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  pids = tmp_path / "pids"
+  code = (
+    "import os, time\n"
+    "from experiments.tailbench import bench\n"
+    "pool = bench.worker_pool(2)\n"
+    "futs = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
+    "time.sleep(1)\n"
+    f"open({str(pids)!r}, 'w').write(' '.join(str(p) for p in pool._processes))\n"
+    "time.sleep(600)\n"
+  )
+  parent = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd())
+  for _ in range(120):
+    if pids.exists() and pids.read_text():
+      break
+    time.sleep(0.5)
+  workers = [int(p) for p in pids.read_text().split()]
+  assert len(workers) == 2
+  parent.send_signal(signal.SIGKILL)
+  parent.wait()
+
+  def alive(pid):
+    try:
+      os.kill(pid, 0)
+    except ProcessLookupError:
+      return False
+    return open(f"/proc/{pid}/stat").read().split()[2] != "Z"  # (a zombie has ended)
+
+  deadline = time.time() + 20
+  while any(alive(p) for p in workers) and time.time() < deadline:
+    time.sleep(0.2)
+  assert not any(alive(p) for p in workers)

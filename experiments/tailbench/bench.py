@@ -188,9 +188,25 @@ _FORWARDED = (
 )
 
 
-def _init_worker(settings: dict) -> None:
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+  """Ends this worker when its parent process is gone (killed: no pool left to shut it down),
+  instead of finishing an entry nobody will read and idling forever. A killed run resumes."""
+  import threading
+  import time
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(every)
+    os._exit(1)
+
+  threading.Thread(target=watch, daemon=True).start()
+
+
+def _init_worker(settings: dict, parent: int) -> None:
   import jax
   from absl import logging
+
+  _exit_with_parent(parent)
 
   logging.set_verbosity(logging.WARNING)
   for name, value in settings.items():
@@ -230,7 +246,7 @@ def worker_pool(workers: int):
     workers,
     mp_context=multiprocessing.get_context("spawn"),
     initializer=_init_worker,
-    initargs=(settings,),
+    initargs=(settings, os.getpid()),
   )
 
 
