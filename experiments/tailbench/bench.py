@@ -162,7 +162,7 @@ def run_studies(
   for p in preps:
     for label in entries:
       p["results"]["methods"][label] = next(it)
-  if pool is not None:  # the tail indices (the longest part of finishing) side by side
+  if pool is not None:  # the tail indices side by side (_finish_study reads them back)
     for f in [pool.submit(tail_index, *_tail_args(suite, p)) for p in preps]:
       f.result()
   return [_finish_study(suite, p, entries) for p in preps]
@@ -222,12 +222,8 @@ def resolve_workers(workers: int) -> int:
 
   if jax.default_backend() != "cpu":
     return 1
-  return max(
-    1,
-    min(
-      8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    ),
-  )
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return max(1, min(8, cores or 1))
 
 
 def worker_pool(workers: int):
@@ -321,8 +317,7 @@ def tune_noise(suite, task):
 def run_task(suite, task_label, task, entries: dict, root, log=print, only=None, pool=None):
   """Every noise law of one task (or those labelled in ``only``); with a tuning noise law
   (:func:`tune_noise`), that law first (tuned), then the others at its kept points, all
-  together. Returns
-  ``{noise label: study folder}`` in the task's noise order."""
+  together. Returns ``{noise label: study folder}`` in the task's noise order."""
   studies = {}
   kept = None
   tune = tune_noise(suite, task)

@@ -301,9 +301,9 @@ def markdown(board: dict, header: dict) -> str:
   text += ranking_table(board["ranking"]) + "\n"
   text += "## Measured tail index (stable estimator, all params)\n\n"
   text += tail_table(board["studies"]) + "\n"
-  if any(
-    s["sweep"]["config"]["noise"]["distribution"] == "stable" for s in board["studies"].values()
-  ):
+  from experiments.tailbench import plots
+
+  if any(plots.is_stable(s) for s in board["studies"].values()):
     text += "![quality vs alpha](quality_vs_alpha.png)\n\n"
   if any(REFERENCE in s["methods"] for s in board["studies"].values()):
     text += f"## {REFERENCE} against the others\n\n" + reference_table(board["studies"]) + "\n"

@@ -21,8 +21,9 @@ def _labels(board) -> list:
   return out
 
 
-def _stable(s) -> bool:
-  return s["sweep"]["config"]["noise"]["distribution"] == "stable"
+def is_stable(study) -> bool:
+  """Whether a study's injected noise is alpha-stable (it has a place on the alpha axis)."""
+  return study["sweep"]["config"]["noise"]["distribution"] == "stable"
 
 
 def quality_vs_alpha(board: dict, path: str) -> bool:
@@ -31,7 +32,9 @@ def quality_vs_alpha(board: dict, path: str) -> bool:
   written (False: no task has a stable noise law)."""
   plt = tables.pyplot()
   tasks = [
-    t for t in board["layout"] if any(k[0] == t and _stable(s) for k, s in board["studies"].items())
+    t
+    for t in board["layout"]
+    if any(k[0] == t and is_stable(s) for k, s in board["studies"].items())
   ]
   if not tasks:
     return False
@@ -41,7 +44,7 @@ def quality_vs_alpha(board: dict, path: str) -> bool:
     per = {}
     metric = ""
     for (t, _), s in board["studies"].items():
-      if t != task or not _stable(s):
+      if t != task or not is_stable(s):
         continue
       alpha = s["sweep"]["config"]["noise"]["alpha"]
       metric = s["metric"]
