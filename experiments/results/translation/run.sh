@@ -8,7 +8,7 @@
 #   python -m experiments.report experiments/results/translation --check  # the rules
 # Time (estimated from the pre-rules runs, 1.5-6 minutes a run on 2 CPU cores): 13 grid
 # cells + extensions and 10 report runs, about 1.5-2.5 hours. Rerunning resumes.
-# README.md is the write-up of the pre-rules comparison; rewrite it from report.md.
+# README.md is the write-up, from report.md.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/translation_study}
@@ -17,3 +17,6 @@ python -m experiments.sweep --config configs/bible_translation.py:study --workdi
 rm -rf experiments/results/translation/runs experiments/results/translation/results.md
 python -m experiments.report "$RUNS" --export experiments/results/translation
 python -m experiments.report experiments/results/translation --check
+# Greedy translations by seed 1 of each kept point, for reading by eye.
+python experiments/results/translation/samples.py "$RUNS"/*/*/seed1 \
+  > experiments/results/translation/samples.md

@@ -1,6 +1,7 @@
-"""Greedy translations of a few test verses by each finished run (for reading by eye).
+"""Greedy translations of a few test verses by each finished run under the given folders
+(for reading by eye), e.g. seed 1 of each kept point of the study:
 
-python experiments/results/translation/samples.py /tmp/translation_runs > samples.md
+python experiments/results/translation/samples.py runs/translation_study/*/*/seed1 > samples.md
 """
 
 import json
@@ -18,9 +19,9 @@ from experiments import tasks  # noqa: E402
 from experiments.engines.loop import final_params  # noqa: E402
 from experiments.data import bible_translation as bt  # noqa: E402
 
-root = pathlib.Path(sys.argv[1])
 picks = [0, 300, 600, 900]  # fixed positions in the 1,024-verse test subset
-for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
+runs = sorted({s.parent for a in sys.argv[1:] for s in pathlib.Path(a).rglob("summary.json")})
+for run in runs:
   config = config_dict.ConfigDict(json.loads((run / "config.json").read_text()))
   params, _ = final_params(config, str(run))
   data, model = tasks.build_task(config)
@@ -34,7 +35,7 @@ for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
     steps=m["max_len"],
   )
   hyps = bt.detokenize(m["tokenizer"], np.asarray(out), m["eos_id"])
-  print(f"## {run.name}\n")
+  print(f"## {'/'.join(run.parts[-3:])}\n")
   for i, h in zip(picks, hyps):
     p = m["test_pairs"][i]
     print(f"- **{p.ref}** EN: {p.en}\n  - reference: {p.es}\n  - model: {h}\n")
