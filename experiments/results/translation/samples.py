@@ -20,12 +20,31 @@ from experiments.engines.loop import final_params  # noqa: E402
 from experiments.data import bible_translation as bt  # noqa: E402
 
 picks = [0, 300, 600, 900]  # fixed positions in the 1,024-verse test subset
+
+
+def print_scale(config, data) -> None:
+  """BLEU on the eval's own verses of two fixed outputs, for scale: the English source
+  copied, and the reference cut at the model's output length (the cap of this setting)."""
+  m = data.meta
+  n = min(int(config.data.bleu_examples), len(m["test_pairs"]))
+  idx = np.unique(np.linspace(0, len(m["test_pairs"]) - 1, n).round().astype(int))
+  refs = [m["test_pairs"][i].es for i in idx]
+  copied = bt.bleu([m["test_pairs"][i].en for i in idx], refs)
+  cut = bt.bleu(bt.detokenize(m["tokenizer"], data.test["tgt_out"][idx], m["eos_id"]), refs)
+  print(
+    f"For scale, on the eval's {len(idx)} verses: copying the English source scores BLEU "
+    f"{copied:.2f}; the reference cut at {m['max_len']} tokens scores {cut:.1f}.\n"
+  )
+
+
 runs = sorted({s.parent for a in sys.argv[1:] for s in pathlib.Path(a).rglob("summary.json")})
-for run in runs:
+for k, run in enumerate(runs):
   config = config_dict.ConfigDict(json.loads((run / "config.json").read_text()))
   params, _ = final_params(config, str(run))
   data, model = tasks.build_task(config)
   m = data.meta
+  if k == 0:
+    print_scale(config, data)
   out = model.meta["generate"](
     params,
     data.test["src"][picks],
