@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 
 from experiments.errors import ConfigError
@@ -9,7 +11,9 @@ from tailopt.data.batching import eval_batches
 
 
 def evaluate(eval_fn, params, examples: dict, batch_size: int) -> dict:
-  """Count-weighted means of ``eval_fn`` over a held-out set."""
+  """Count-weighted means of ``eval_fn`` over a held-out set. ``perplexity`` has one
+  definition, ``exp`` of the held-out mean token cross-entropy (``loss``), not a mean of the
+  batches' perplexities (which Jensen's inequality puts above it)."""
   sums, total = {}, 0.0
   for batch in eval_batches(examples, batch_size):
     m = jax.device_get(eval_fn(params, batch))
@@ -17,7 +21,10 @@ def evaluate(eval_fn, params, examples: dict, batch_size: int) -> dict:
     total += c
     for k, v in m.items():
       sums[k] = sums.get(k, 0.0) + float(v) * c
-  return {k: v / max(total, 1.0) for k, v in sums.items()}
+  out = {k: v / max(total, 1.0) for k, v in sums.items()}
+  if "perplexity" in out and "loss" in out:
+    out["perplexity"] = math.exp(out["loss"])
+  return out
 
 
 def evaluate_all(config, model, eval_fn, params, data) -> dict:
