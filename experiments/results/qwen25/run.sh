@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces experiments/results/qwen25/: Qwen2.5-0.5B fine-tuned on the Gutenberg-8 works, one
-# work per node (configs/qwen25.py:study). The committed results were made before the study
-# rules (grid on seed 0, then the best point on seeds 1 and 2); this script now runs the study
-# under them (grid on seed 0, extended to an interior optimum; the kept point on seeds 1-5),
-# with the runs exported beside the tables. 3-13 minutes a run on 2 CPU
-# cores, plus about 7 minutes once to encode the windows through the frozen blocks.
-# The methods: FedAvg, Bi2Clip and DiLoCo (the adaptive baseline the issue asks for).
+# work per node (configs/qwen25.py:study), under the study rules: each method's grid on tuning
+# seed 0 (extended to an interior optimum), the kept point on report seeds 1-5, the runs
+# exported beside the tables. 10-13 minutes a run on 2 CPU cores, plus about 7-20 minutes once
+# to encode the windows through the frozen blocks. The committed study (75860d5) ran FedAvg
+# and Bi2Clip (--methods fedavg,bi2clip); DiLoCo, in the config's sweep, is still to run.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/qwen25_study}
