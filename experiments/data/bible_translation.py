@@ -468,6 +468,13 @@ def bleu(hypotheses, references) -> float:
   return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
 
 
+def bleu_indices(data: FederatedData, num_examples: int) -> np.ndarray:
+  """The BLEU eval's fixed subset: ``num_examples`` test verses evenly spaced through the
+  canonical order (so every group of books is represented)."""
+  n = min(int(num_examples), len(data.meta["test_pairs"]))
+  return np.unique(np.linspace(0, len(data.meta["test_pairs"]) - 1, n).round().astype(int))
+
+
 def make_bleu_eval(
   generate,
   data: FederatedData,
@@ -479,17 +486,15 @@ def make_bleu_eval(
 ):
   """``params -> {'bleu': ...}``: sacrebleu corpus BLEU of decoded test verses.
 
-  ``generate`` is a seq2seq model's ``meta['generate']``. The subset is fixed: the
-  ``num_examples`` test verses evenly spaced through the canonical order (so every group
-  of books is represented); hypotheses are the decoded Spanish (greedy when
+  ``generate`` is a seq2seq model's ``meta['generate']``. The subset is fixed
+  (:func:`bleu_indices`); hypotheses are the decoded Spanish (greedy when
   ``beam_size=1``) up to EOS, references the cleaned, untruncated Reina-Valera verses.
   """
   import jax  # pylint: disable=g-import-not-at-top
 
   tok, meta = data.meta["tokenizer"], data.meta
   test_pairs = meta["test_pairs"]
-  n = min(num_examples, len(test_pairs))
-  idx = np.unique(np.linspace(0, len(test_pairs) - 1, n).round().astype(int))
+  idx = bleu_indices(data, num_examples)
   src, src_mask = data.test["src"][idx], data.test["src_mask"][idx]
   refs = [test_pairs[i].es for i in idx]
   bs = min(batch_size, len(idx))

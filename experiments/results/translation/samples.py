@@ -26,8 +26,7 @@ def print_scale(config, data) -> None:
   """BLEU on the eval's own verses of two fixed outputs, for scale: the English source
   copied, and the reference cut at the model's output length (the cap of this setting)."""
   m = data.meta
-  n = min(int(config.data.bleu_examples), len(m["test_pairs"]))
-  idx = np.unique(np.linspace(0, len(m["test_pairs"]) - 1, n).round().astype(int))
+  idx = bt.bleu_indices(data, config.data.bleu_examples)
   refs = [m["test_pairs"][i].es for i in idx]
   copied = bt.bleu([m["test_pairs"][i].en for i in idx], refs)
   cut = bt.bleu(bt.detokenize(m["tokenizer"], data.test["tgt_out"][idx], m["eos_id"]), refs)
