@@ -12,9 +12,10 @@ of two random vectors:
 * **gradients**: ``K`` minibatch gradients ``g_k`` at ``x0`` (each on its own minibatch);
 * **pseudo-gradients**: ``K`` vectors ``Delta_k = x0 - x_z``, each from ``z =
   config.local_steps`` steps of plain SGD (FedAvg's inner rule) from ``x0`` on its own
-  minibatch sequence, at the lr of the config's tuned fedavg point
-  (``config.tuned['fedavg']['inner_lr']``) if it has one, else ``config.hparams.inner_lr``,
-  else 0.01.
+  minibatch sequence, at the kept FedAvg point of the family's study (``STUDY``: the inner lr
+  and z that study's FedAvg ran with, read from its ``sweep.json``), else the lr of the
+  config's tuned fedavg point (``config.tuned['fedavg']['inner_lr']``) if it has one, else
+  ``config.hparams.inner_lr``, else 0.01.
 
 The config's injected noise, if any, is added to every gradient (also inside the local
 steps). The draws are not centred: :func:`tailopt.noise_tail_index` differences disjoint
@@ -57,6 +58,7 @@ import numpy as np  # noqa: E402
 
 import tailopt  # noqa: E402
 from experiments import tasks  # noqa: E402
+from experiments.rundir import atomic_write  # noqa: E402
 from experiments import provenance  # noqa: E402
 
 MAX_COORDS = 50_000  # coordinates per group (fixed random positions) kept for the estimate
@@ -90,6 +92,18 @@ FAMILIES = {
     {"trainable": "all", "max_len": 32},
     "MiniLM-BERT (pretrained), movie reviews",
   ),
+  "bible_translation": (
+    "bible_translation",
+    "study",
+    {},
+    "encoder-decoder, Bible English to Spanish",
+  ),
+  "qwen25_text": (
+    "qwen25",
+    "study",
+    {},
+    "Qwen2.5-0.5B (pretrained), last of 24 blocks",
+  ),
   "smollm2_text": (
     "smollm2",
     "",
@@ -97,6 +111,36 @@ FAMILIES = {
     "SmolLM2-135M (pretrained), last 4 blocks",
   ),
 }
+
+
+# family -> the study whose kept FedAvg point (inner lr; local steps z from its config) sets
+# the pseudo-gradients: they are then the vectors that study's FedAvg averaged.
+STUDY = {
+  "fashion_mnist_vit": "experiments/results/real/fashion_mnist",
+  "gutenberg8_char_lm": "experiments/results/real/gutenberg8",
+  "movie_reviews_minilm": "experiments/results/real/movie_reviews",
+  "bible_translation": "experiments/results/translation",
+  "qwen25_text": "experiments/results/qwen25",
+}
+
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def study_fedavg_point(folder: str) -> tuple[float, int, str]:
+  """``(inner lr, z, source)`` of a study's kept FedAvg point, read from its sweep.json."""
+  path = os.path.join(folder, "sweep.json")  # relative to the repository root
+  try:
+    with open(os.path.join(_REPO, path)) as f:
+      sweep = json.load(f)
+    lr = float(sweep["methods"]["fedavg"]["best_point"]["hparams.inner_lr"])
+    z = int(sweep["config"]["local_steps"])
+  except (OSError, KeyError, TypeError, ValueError) as e:
+    raise SystemExit(
+      f"{path}: no kept FedAvg point ({type(e).__name__}: {e}); run that study's sweep "
+      "with fedavg first, or measure the family without it"
+    ) from None
+  return lr, z, f"{path}: kept fedavg point"
 
 
 def _config(family):
@@ -116,6 +160,10 @@ def _config(family):
     )
   if module == "fashion_mnist":
     c.data.limit, c.data.test_limit = 5000, 100
+  if family in STUDY:
+    lr, c.local_steps, source = study_fedavg_point(STUDY[family])
+    c.tuned["fedavg"] = dict(inner_lr=lr)
+    c.tail_index_lr_source = source
   return c
 
 
@@ -123,7 +171,8 @@ def pseudo_lr(config) -> tuple[float, str]:
   """The local lr of the pseudo-gradients, and where it came from."""
   tuned = config.get("tuned") or {}
   if "fedavg" in tuned and tuned["fedavg"].get("inner_lr") is not None:
-    return float(tuned["fedavg"]["inner_lr"]), "config.tuned['fedavg']['inner_lr']"
+    source = config.get("tail_index_lr_source") or "config.tuned['fedavg']['inner_lr']"
+    return float(tuned["fedavg"]["inner_lr"]), source
   if config.hparams.get("inner_lr") is not None:
     return float(config.hparams.inner_lr), "config.hparams.inner_lr"
   return 0.01, "default (no fedavg point in the config)"
@@ -374,7 +423,7 @@ KNOWN_ALPHA = {
 TOLERANCE = 0.1
 
 
-PRETRAINED = ("movie_reviews_minilm", "smollm2_text")
+PRETRAINED = ("movie_reviews_minilm", "qwen25_text", "smollm2_text")
 
 
 def measure(family: str, num_batches: int, batch_size: int, max_coords: int = MAX_COORDS) -> dict:
@@ -517,14 +566,12 @@ def main(argv=None):
 
   def save():
     ordered = {f: results[f] for f in FAMILIES if f in results}  # fixed order
-    with open(out_json, "w") as f:
-      json.dump(ordered, f, indent=2)
+    atomic_write(out_json, json.dumps(ordered, indent=2))
     return ordered
 
   if args.reference:
     ref = reference(args.batches)
-    with open(os.path.join(args.out, "reference.json"), "w") as f:
-      json.dump(ref, f, indent=2)
+    atomic_write(os.path.join(args.out, "reference.json"), json.dumps(ref, indent=2))
     for name, e in ref["readings"].items():
       print(f"reference {name:<34} alpha={headline(e):.3f} hill={e['hill_alpha']:.3f}")
   for fam in fams:

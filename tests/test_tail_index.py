@@ -64,3 +64,26 @@ def test_pooled_estimator_fails_the_scale_check():
   x = rng.normal(size=(32, 3000)) * scales
   pooled = rng.permutation((x - x.mean(0)).ravel())
   assert float(noise.stable_tail_index(pooled)) < 1.5  # reads 0.97
+
+
+def test_pseudo_gradients_use_the_study_kept_fedavg_point(tmp_path):
+  """A family with a study takes its pseudo-gradients' lr and z from that study's kept
+  FedAvg point; a study without one is a one-line error naming its sweep.json."""
+  ti = tail_index
+
+  sweep = {
+    "config": {"local_steps": 3},
+    "methods": {"fedavg": {"best_point": {"hparams.inner_lr": 0.25}}},
+  }
+  (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+  lr, z, source = ti.study_fedavg_point(str(tmp_path))
+  assert (lr, z) == (0.25, 3) and source.startswith(str(tmp_path / "sweep.json"))
+  # the committed movie-reviews study kept FedAvg at lr 0.1 with z = 2 (its config: 0.01, 8)
+  c = ti._config("movie_reviews_minilm")
+  where = "experiments/results/real/movie_reviews/sweep.json: kept fedavg point"
+  assert ti.pseudo_lr(c) == (0.1, where) and c.local_steps == 2
+  del sweep["methods"]["fedavg"]
+  (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+  with pytest.raises(SystemExit, match="no kept FedAvg point") as e:
+    ti.study_fedavg_point(str(tmp_path))
+  assert "\n" not in str(e.value)
